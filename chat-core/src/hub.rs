@@ -1,0 +1,1329 @@
+//! The server-side state machine: a [`Hub`] of connections and the [`Room`]s they share.
+//!
+//! The hub does no I/O and reads no clock. The server shell feeds it [`Input`]s with the current
+//! time, calls [`Hub::handle_timeout`] when [`Hub::poll_timeout`] says so, and drains
+//! [`Hub::poll_output`]: bytes to transmit (each outgoing message encoded once, the same bytes for
+//! every recipient), connections to close, and records to store. The same inputs always give the
+//! same outputs, which is what the transcript tests rely on.
+//!
+//! Durability: with [`HubConfig::durable`] set, a message that gets an id is first handed out as
+//! [`Output::Store`] and held back; it is delivered (and so acknowledged to its sender) only when
+//! the shell reports [`Input::Committed`] for its id. Messages are released strictly in id order.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+
+use bytes::{Bytes, BytesMut};
+use indexmap::IndexSet;
+
+use crate::codec::{Encode, FrameError, JsonLines};
+use crate::names::{self, NameError};
+use crate::protocol::{
+    ChatMessage, ClientMsg, ErrorCode, Limits, MsgId, PROTOCOL_VERSION, RoomInfo, ServerMsg,
+    UnixMillis,
+};
+
+/// Identifies one connection. Assigned by the shell; never reused while the hub runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ConnId(pub u64);
+
+impl std::fmt::Display for ConnId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "c{}", self.0)
+    }
+}
+
+/// Reasons the hub gives when someone leaves the server, as sent in `quit` and `bye`.
+pub mod reason {
+    /// The client sent `quit` without a message.
+    pub const QUIT: &str = "quit";
+    /// The client stopped answering pings.
+    pub const PING_TIMEOUT: &str = "ping timeout";
+    /// The connection closed or failed without a `quit`.
+    pub const CONNECTION_LOST: &str = "connection lost";
+    /// The client kept sending over the flood limit.
+    pub const FLOODING: &str = "flooding";
+    /// The client did not read its messages fast enough.
+    pub const SEND_QUEUE_EXCEEDED: &str = "send queue exceeded";
+    /// The server is shutting down.
+    pub const SERVER_SHUTDOWN: &str = "server shutdown";
+    /// The client never completed `hello`.
+    pub const REGISTRATION_TIMEOUT: &str = "registration timeout";
+    /// The client asked for a protocol version the server does not speak.
+    pub const UNSUPPORTED_VERSION: &str = "unsupported protocol version";
+}
+
+/// Tunables of the hub. Every limit is here so that the server can expose it as a flag.
+#[derive(Debug, Clone)]
+pub struct HubConfig {
+    /// Name announced in `welcome`.
+    pub server_name: String,
+    /// Message of the day, sent in `welcome`.
+    pub motd: Option<String>,
+    /// The room every client joins on `hello`.
+    pub default_room: String,
+    /// Line limit the shell's decoder enforces; announced in `welcome`.
+    pub max_line: usize,
+    /// Longest message text, in bytes.
+    pub max_text: usize,
+    /// Most lines in one message text.
+    pub max_text_lines: usize,
+    /// Longest topic, in bytes.
+    pub max_topic: usize,
+    /// Most rooms one connection may be in.
+    pub max_rooms_per_conn: usize,
+    /// Messages kept per room, for joins, paging and catch-up.
+    pub history: usize,
+    /// Messages sent to a member when it joins without `since`.
+    pub join_history: usize,
+    /// Most messages in one `history` answer.
+    pub history_page_max: usize,
+    /// A connection silent this long is pinged, in milliseconds.
+    pub ping_interval: u64,
+    /// A pinged connection silent this much longer is dropped, in milliseconds.
+    pub ping_timeout: u64,
+    /// A connection must complete `hello` within this, in milliseconds.
+    pub register_timeout: u64,
+    /// Messages a client may send at once before throttling starts.
+    pub flood_burst: u32,
+    /// Sustained messages per second allowed; 0 turns flood control off.
+    pub flood_rate: u32,
+    /// Delayed messages held for one client before it is disconnected for flooding.
+    pub flood_queue: usize,
+    /// Hold messages until the store confirms them ([`Input::Committed`]).
+    pub durable: bool,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        Self {
+            server_name: "chat".into(),
+            motd: None,
+            default_room: "#lobby".into(),
+            max_line: crate::codec::DEFAULT_MAX_LINE,
+            max_text: 4096,
+            max_text_lines: 20,
+            max_topic: 390,
+            max_rooms_per_conn: 50,
+            history: 1000,
+            join_history: 50,
+            history_page_max: 200,
+            ping_interval: 60_000,
+            ping_timeout: 30_000,
+            register_timeout: 30_000,
+            flood_burst: 10,
+            flood_rate: 5,
+            flood_queue: 50,
+            durable: false,
+        }
+    }
+}
+
+/// What the shell tells the hub.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    /// A connection was accepted.
+    Connect {
+        /// Its id.
+        conn: ConnId,
+    },
+    /// A line arrived on a connection, decoded or not.
+    Frame {
+        /// From whom.
+        conn: ConnId,
+        /// The message, or why the line could not be read.
+        frame: Result<ClientMsg, FrameError>,
+    },
+    /// A connection ended without the hub asking for it (EOF, reset, write failure, full queue).
+    Disconnect {
+        /// Which one.
+        conn: ConnId,
+        /// Why, as the other members will read it (see [`reason`]).
+        reason: String,
+    },
+    /// The store has durably committed every record up to and including this id.
+    Committed {
+        /// The highest committed id.
+        through: MsgId,
+    },
+    /// The server is shutting down: tell everyone and close every connection.
+    Shutdown,
+}
+
+/// What the hub asks of the shell.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Queue these bytes on each of these connections.
+    Transmit {
+        /// The recipients.
+        to: Vec<ConnId>,
+        /// One or more encoded messages, shared by every recipient.
+        bytes: Bytes,
+    },
+    /// Flush what is queued for this connection, then close it. The hub has already forgotten it.
+    Close {
+        /// Which one.
+        conn: ConnId,
+        /// Why (for logs).
+        reason: String,
+    },
+    /// Persist this record, then report [`Input::Committed`].
+    Store(Record),
+}
+
+/// Something the store keeps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Record {
+    /// A room message.
+    Message(ChatMessage),
+    /// A direct message.
+    Direct {
+        /// Server id.
+        id: MsgId,
+        /// Server timestamp.
+        ts: UnixMillis,
+        /// Sender.
+        from: String,
+        /// Recipient.
+        to: String,
+        /// Text.
+        text: String,
+        /// True for an action.
+        action: bool,
+    },
+    /// A topic change. Carries the id it was sequenced under.
+    Topic {
+        /// Sequencing id (also consumed from the message id space).
+        id: MsgId,
+        /// Room name.
+        room: String,
+        /// New topic.
+        topic: String,
+        /// Who set it.
+        by: String,
+        /// When.
+        ts: UnixMillis,
+    },
+}
+
+impl Record {
+    /// The id the record was sequenced under.
+    pub fn id(&self) -> MsgId {
+        match self {
+            Record::Message(m) => m.id,
+            Record::Direct { id, .. } | Record::Topic { id, .. } => *id,
+        }
+    }
+}
+
+/// A room as loaded back from the store on restart.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RestoredRoom {
+    /// Room name.
+    pub name: String,
+    /// Its topic, empty if none.
+    pub topic: String,
+    /// Who set the topic, and when.
+    pub topic_set: Option<(String, UnixMillis)>,
+    /// Its most recent messages, oldest first.
+    pub history: Vec<ChatMessage>,
+    /// True when the store holds older messages than `history`.
+    pub more: bool,
+}
+
+/// A chat room: members, topic and recent history.
+#[derive(Debug)]
+pub struct Room {
+    /// Display name.
+    name: String,
+    topic: String,
+    topic_set: Option<(String, UnixMillis)>,
+    /// In join order; the fan-out iterates this.
+    members: IndexSet<ConnId>,
+    /// Oldest first, at most `HubConfig::history` long.
+    history: VecDeque<ChatMessage>,
+    /// Highest id of a message that is no longer kept, so catch-up can tell a client that some
+    /// of what it missed is gone.
+    evicted_through: MsgId,
+}
+
+impl Room {
+    fn new(name: String) -> Self {
+        Self {
+            name,
+            topic: String::new(),
+            topic_set: None,
+            members: IndexSet::new(),
+            history: VecDeque::new(),
+            evicted_through: 0,
+        }
+    }
+
+    /// Display name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Number of members.
+    pub fn member_count(&self) -> usize {
+        self.members.len()
+    }
+
+    /// Rooms nobody is in and with nothing worth keeping are dropped.
+    fn is_disposable(&self) -> bool {
+        self.members.is_empty() && self.history.is_empty() && self.topic.is_empty()
+    }
+}
+
+/// Registration and liveness state of one connection.
+#[derive(Debug)]
+struct Conn {
+    /// Display name once registered.
+    name: Option<String>,
+    /// Keys of the rooms it is in, in join order.
+    rooms: IndexSet<String>,
+    /// Time of the last frame received, for liveness.
+    last_seen: UnixMillis,
+    /// When the outstanding ping was sent, if one is.
+    pinged_at: Option<UnixMillis>,
+    /// The one entry this connection has in `Hub::timers`.
+    check_at: UnixMillis,
+    /// Token bucket, in thousandths of a message.
+    tokens: u64,
+    /// When `tokens` was last refilled.
+    tokens_at: UnixMillis,
+    /// Frames held back by flood control, oldest first.
+    delayed: VecDeque<Result<ClientMsg, FrameError>>,
+    /// When the first delayed frame may run; the entry in `Hub::releases`.
+    release_at: Option<UnixMillis>,
+}
+
+/// A message waiting for the store's commit before it is delivered.
+#[derive(Debug)]
+enum Pending {
+    Room(ChatMessage),
+    Direct {
+        msg: ServerMsg,
+        from: ConnId,
+        to: ConnId,
+    },
+    Topic {
+        room_key: String,
+        topic: String,
+        by: String,
+        ts: UnixMillis,
+    },
+}
+
+/// The server-side state machine. See the module documentation.
+pub struct Hub<E: Encode = JsonLines> {
+    config: HubConfig,
+    encoder: E,
+    conns: HashMap<ConnId, Conn>,
+    /// Name key to connection, for uniqueness and direct messages.
+    names: HashMap<String, ConnId>,
+    /// Room key to room.
+    rooms: HashMap<String, Room>,
+    /// Liveness and registration deadlines, one per connection.
+    timers: BTreeSet<(UnixMillis, ConnId)>,
+    /// Flood-control release times of connections with delayed frames.
+    releases: BTreeSet<(UnixMillis, ConnId)>,
+    /// Id-bearing events held until committed, in id order.
+    pending: VecDeque<(MsgId, Pending)>,
+    next_id: MsgId,
+    /// Timestamps never go backwards, even if the wall clock does.
+    last_ts: UnixMillis,
+    outputs: VecDeque<Output>,
+    /// Reused encoding buffer; each message is split off it as `Bytes`.
+    scratch: BytesMut,
+    shutting_down: bool,
+}
+
+impl Hub<JsonLines> {
+    /// A hub speaking the native JSON Lines protocol.
+    pub fn new(config: HubConfig) -> Self {
+        Self::with_encoder(config, JsonLines)
+    }
+}
+
+impl<E: Encode> Hub<E> {
+    /// A hub whose outgoing messages are encoded by `encoder`.
+    pub fn with_encoder(config: HubConfig, encoder: E) -> Self {
+        let mut hub = Self {
+            config,
+            encoder,
+            conns: HashMap::new(),
+            names: HashMap::new(),
+            rooms: HashMap::new(),
+            timers: BTreeSet::new(),
+            releases: BTreeSet::new(),
+            pending: VecDeque::new(),
+            next_id: 1,
+            last_ts: 0,
+            outputs: VecDeque::new(),
+            scratch: BytesMut::new(),
+            shutting_down: false,
+        };
+        let lobby = hub.config.default_room.clone();
+        hub.rooms.insert(names::key(&lobby), Room::new(lobby));
+        hub
+    }
+
+    /// Loads rooms, topics and history back from the store. `next_id` is one more than the
+    /// highest id the store has seen, so ids keep increasing across restarts.
+    pub fn restore(&mut self, rooms: Vec<RestoredRoom>, next_id: MsgId) {
+        for restored in rooms {
+            let Ok(name) = names::normalize_room(&restored.name) else {
+                continue;
+            };
+            let room = self
+                .rooms
+                .entry(names::key(&name))
+                .or_insert_with(|| Room::new(name));
+            room.topic = restored.topic;
+            room.topic_set = restored.topic_set;
+            let skip = restored.history.len().saturating_sub(self.config.history);
+            if skip > 0 || restored.more {
+                let first_kept = restored.history.get(skip).map_or(next_id, |m| m.id);
+                room.evicted_through = first_kept.saturating_sub(1);
+            }
+            room.history = restored.history.into_iter().skip(skip).collect();
+        }
+        self.next_id = self.next_id.max(next_id);
+    }
+
+    // ----- getters -----
+
+    /// The configuration in force.
+    pub fn config(&self) -> &HubConfig {
+        &self.config
+    }
+
+    /// Number of open connections, registered or not.
+    pub fn connection_count(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// Number of registered users.
+    pub fn user_count(&self) -> usize {
+        self.names.len()
+    }
+
+    /// Looks up a room by name (any case).
+    pub fn room(&self, name: &str) -> Option<&Room> {
+        self.rooms.get(&names::key(name))
+    }
+
+    /// The id the next message will get.
+    pub fn next_id(&self) -> MsgId {
+        self.next_id
+    }
+
+    /// Limits announced to clients.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_line: self.config.max_line as u32,
+            max_text: self.config.max_text as u32,
+            max_text_lines: self.config.max_text_lines as u32,
+            max_name: names::MAX_NAME_CHARS as u32,
+        }
+    }
+
+    // ----- outputs -----
+
+    /// The next thing for the shell to do, if any.
+    #[must_use]
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// When [`Hub::handle_timeout`] should next be called.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<UnixMillis> {
+        let timer = self.timers.first().map(|(t, _)| *t);
+        let release = self.releases.first().map(|(t, _)| *t);
+        match (timer, release) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    // ----- inputs -----
+
+    /// Feeds one input.
+    pub fn handle(&mut self, now: UnixMillis, input: Input) {
+        match input {
+            Input::Connect { conn } => self.handle_connect(now, conn),
+            Input::Frame { conn, frame } => self.handle_frame(now, conn, frame),
+            Input::Disconnect { conn, reason } => self.drop_conn(now, conn, &reason, false),
+            Input::Committed { through } => self.handle_committed(through),
+            Input::Shutdown => self.handle_shutdown(),
+        }
+    }
+
+    /// Runs every deadline that is due at `now`: pings, timeouts, delayed frames.
+    pub fn handle_timeout(&mut self, now: UnixMillis) {
+        while let Some(&(at, conn)) = self.timers.first() {
+            if at > now {
+                break;
+            }
+            self.timers.pop_first();
+            self.check_liveness(now, conn);
+        }
+        while let Some(&(at, conn)) = self.releases.first() {
+            if at > now {
+                break;
+            }
+            self.releases.pop_first();
+            if let Some(c) = self.conns.get_mut(&conn) {
+                c.release_at = None;
+            }
+            self.run_delayed(now, conn);
+        }
+    }
+
+    fn handle_connect(&mut self, now: UnixMillis, conn: ConnId) {
+        if self.shutting_down || self.conns.contains_key(&conn) {
+            return;
+        }
+        let check_at = now + self.config.register_timeout;
+        self.conns.insert(
+            conn,
+            Conn {
+                name: None,
+                rooms: IndexSet::new(),
+                last_seen: now,
+                pinged_at: None,
+                check_at,
+                tokens: u64::from(self.config.flood_burst) * 1000,
+                tokens_at: now,
+                delayed: VecDeque::new(),
+                release_at: None,
+            },
+        );
+        self.timers.insert((check_at, conn));
+    }
+
+    fn handle_frame(
+        &mut self,
+        now: UnixMillis,
+        conn: ConnId,
+        frame: Result<ClientMsg, FrameError>,
+    ) {
+        let config_rate = self.config.flood_rate;
+        let burst = u64::from(self.config.flood_burst) * 1000;
+        let flood_queue = self.config.flood_queue;
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        c.last_seen = now;
+        c.pinged_at = None;
+        // A pong only proves liveness; it never waits behind throttled frames.
+        if matches!(frame, Ok(ClientMsg::Pong { .. })) {
+            return;
+        }
+        if config_rate == 0 {
+            self.process(now, conn, frame);
+            return;
+        }
+        refill(c, now, config_rate, burst);
+        if c.delayed.is_empty() && c.tokens >= 1000 {
+            c.tokens -= 1000;
+            self.process(now, conn, frame);
+            return;
+        }
+        if c.delayed.len() >= flood_queue {
+            self.kick(now, conn, reason::FLOODING);
+            return;
+        }
+        let first_delay = c.delayed.is_empty();
+        c.delayed.push_back(frame);
+        if c.release_at.is_none() {
+            let at = now + (1000 - c.tokens).div_ceil(u64::from(config_rate));
+            c.release_at = Some(at);
+            self.releases.insert((at, conn));
+        }
+        if first_delay {
+            self.reply(
+                conn,
+                &error(
+                    ErrorCode::Flooding,
+                    "you are sending too fast; your messages are delayed",
+                ),
+            );
+        }
+    }
+
+    fn run_delayed(&mut self, now: UnixMillis, conn: ConnId) {
+        let rate = self.config.flood_rate.max(1);
+        let burst = u64::from(self.config.flood_burst) * 1000;
+        loop {
+            let Some(c) = self.conns.get_mut(&conn) else {
+                return;
+            };
+            refill(c, now, rate, burst);
+            if c.delayed.is_empty() {
+                return;
+            }
+            if c.tokens < 1000 {
+                let at = now + (1000 - c.tokens).div_ceil(u64::from(rate));
+                c.release_at = Some(at);
+                self.releases.insert((at, conn));
+                return;
+            }
+            c.tokens -= 1000;
+            let frame = c.delayed.pop_front().expect("checked non-empty");
+            self.process(now, conn, frame);
+        }
+    }
+
+    fn check_liveness(&mut self, now: UnixMillis, conn: ConnId) {
+        let (ping_interval, ping_timeout) = (self.config.ping_interval, self.config.ping_timeout);
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let verdict = if c.name.is_none() {
+            Err(reason::REGISTRATION_TIMEOUT)
+        } else {
+            match c.pinged_at {
+                Some(pinged) if c.last_seen < pinged => {
+                    if now >= pinged + ping_timeout {
+                        Err(reason::PING_TIMEOUT)
+                    } else {
+                        Ok((pinged + ping_timeout, false))
+                    }
+                }
+                _ => {
+                    let idle_at = c.last_seen + ping_interval;
+                    if now >= idle_at {
+                        c.pinged_at = Some(now);
+                        Ok((now + ping_timeout, true))
+                    } else {
+                        Ok((idle_at, false))
+                    }
+                }
+            }
+        };
+        match verdict {
+            Ok((next, ping)) => {
+                c.check_at = next;
+                self.timers.insert((next, conn));
+                if ping {
+                    let token = now.to_string();
+                    self.reply(conn, &ServerMsg::Ping { token });
+                }
+            }
+            Err(why) => self.kick(now, conn, why),
+        }
+    }
+
+    fn handle_committed(&mut self, through: MsgId) {
+        while let Some((id, _)) = self.pending.front() {
+            if *id > through {
+                break;
+            }
+            let (_, pending) = self.pending.pop_front().expect("checked non-empty");
+            self.release(pending);
+        }
+    }
+
+    fn handle_shutdown(&mut self) {
+        if self.shutting_down {
+            return;
+        }
+        self.shutting_down = true;
+        let mut all: Vec<ConnId> = self.conns.keys().copied().collect();
+        all.sort_unstable();
+        self.send(
+            all.clone(),
+            &ServerMsg::Bye {
+                reason: reason::SERVER_SHUTDOWN.into(),
+            },
+        );
+        for conn in all {
+            self.forget(conn);
+            self.outputs.push_back(Output::Close {
+                conn,
+                reason: reason::SERVER_SHUTDOWN.into(),
+            });
+        }
+    }
+
+    /// Says goodbye with a reason, then drops the connection.
+    fn kick(&mut self, now: UnixMillis, conn: ConnId, why: &str) {
+        self.reply(
+            conn,
+            &ServerMsg::Bye {
+                reason: why.to_string(),
+            },
+        );
+        self.drop_conn(now, conn, why, true);
+    }
+
+    /// Removes a connection, announcing its quit to everyone who shared a room with it.
+    /// `close` asks the shell to close the socket (the hub decided); otherwise the shell
+    /// already knows the connection is gone.
+    fn drop_conn(&mut self, now: UnixMillis, conn: ConnId, why: &str, close: bool) {
+        let Some(name) = self.conns.get(&conn).map(|c| c.name.clone()) else {
+            return;
+        };
+        if let Some(name) = name {
+            let mut peers = self.peers(conn);
+            peers.retain(|&p| p != conn);
+            if !peers.is_empty() {
+                let ts = self.stamp(now);
+                self.send(
+                    peers,
+                    &ServerMsg::Quit {
+                        name,
+                        reason: why.to_string(),
+                        ts,
+                    },
+                );
+            }
+        }
+        self.forget(conn);
+        if close {
+            self.outputs.push_back(Output::Close {
+                conn,
+                reason: why.to_string(),
+            });
+        }
+    }
+
+    /// Removes every trace of a connection, without announcing anything.
+    fn forget(&mut self, conn: ConnId) {
+        let Some(c) = self.conns.remove(&conn) else {
+            return;
+        };
+        self.timers.remove(&(c.check_at, conn));
+        if let Some(at) = c.release_at {
+            self.releases.remove(&(at, conn));
+        }
+        if let Some(name) = &c.name {
+            self.names.remove(&names::key(name));
+        }
+        for key in &c.rooms {
+            self.leave_room(key, conn);
+        }
+    }
+
+    fn leave_room(&mut self, key: &str, conn: ConnId) {
+        if let Some(room) = self.rooms.get_mut(key) {
+            room.members.shift_remove(&conn);
+            if room.is_disposable() && key != names::key(&self.config.default_room) {
+                self.rooms.remove(key);
+            }
+        }
+    }
+
+    /// Every connection sharing at least one room with `conn`, and `conn` itself, sorted.
+    fn peers(&self, conn: ConnId) -> Vec<ConnId> {
+        let mut peers = vec![conn];
+        if let Some(c) = self.conns.get(&conn) {
+            for key in &c.rooms {
+                if let Some(room) = self.rooms.get(key) {
+                    peers.extend(room.members.iter().copied());
+                }
+            }
+        }
+        peers.sort_unstable();
+        peers.dedup();
+        peers
+    }
+
+    // ----- commands -----
+
+    fn process(&mut self, now: UnixMillis, conn: ConnId, frame: Result<ClientMsg, FrameError>) {
+        let msg = match frame {
+            Ok(msg) => msg,
+            Err(err) => {
+                self.reply(conn, &error(err.code(), &err.to_string()));
+                return;
+            }
+        };
+        let registered = self.conns.get(&conn).is_some_and(|c| c.name.is_some());
+        match msg {
+            ClientMsg::Hello { version, name } => self.cmd_hello(now, conn, version, &name),
+            ClientMsg::Ping { token } => self.reply(conn, &ServerMsg::Pong { token }),
+            ClientMsg::Pong { .. } => {}
+            ClientMsg::Quit { reason } => {
+                let why = match reason {
+                    Some(r) if !r.trim().is_empty() => r,
+                    _ => reason::QUIT.to_string(),
+                };
+                self.kick(now, conn, &why);
+            }
+            _ if !registered => self.reply(
+                conn,
+                &error(ErrorCode::NotRegistered, "say hello with a name first"),
+            ),
+            ClientMsg::Nick { name } => self.cmd_nick(now, conn, &name),
+            ClientMsg::Join { room, since } => self.cmd_join(now, conn, &room, since),
+            ClientMsg::Part { room, reason } => self.cmd_part(now, conn, &room, reason),
+            ClientMsg::Say { room, text } => self.cmd_say(now, conn, &room, text, false),
+            ClientMsg::Me { room, text } => self.cmd_say(now, conn, &room, text, true),
+            ClientMsg::Msg { to, text, action } => self.cmd_direct(now, conn, &to, text, action),
+            ClientMsg::Topic { room, topic } => self.cmd_topic(now, conn, &room, topic),
+            ClientMsg::Who { room } => self.cmd_who(conn, &room),
+            ClientMsg::Rooms => self.cmd_rooms(conn),
+            ClientMsg::History {
+                room,
+                before,
+                limit,
+            } => self.cmd_history(conn, &room, before, limit),
+        }
+    }
+
+    fn cmd_hello(&mut self, now: UnixMillis, conn: ConnId, version: u32, raw: &str) {
+        if self.conns.get(&conn).is_some_and(|c| c.name.is_some()) {
+            self.reply(
+                conn,
+                &error(ErrorCode::AlreadyRegistered, "you have already said hello"),
+            );
+            return;
+        }
+        if version != PROTOCOL_VERSION {
+            self.reply(
+                conn,
+                &error(
+                    ErrorCode::UnsupportedVersion,
+                    &format!("this server speaks protocol version {PROTOCOL_VERSION}"),
+                ),
+            );
+            self.kick(now, conn, reason::UNSUPPORTED_VERSION);
+            return;
+        }
+        let Some(name) = self.claim_name(conn, raw) else {
+            return;
+        };
+        let c = self.conns.get_mut(&conn).expect("caller checked");
+        c.name = Some(name.clone());
+        self.timers.remove(&(c.check_at, conn));
+        c.check_at = c.last_seen + self.config.ping_interval;
+        self.timers.insert((c.check_at, conn));
+        self.reply(
+            conn,
+            &ServerMsg::Welcome {
+                version: PROTOCOL_VERSION,
+                name,
+                server: self.config.server_name.clone(),
+                motd: self.config.motd.clone(),
+                limits: self.limits(),
+            },
+        );
+        let lobby = self.config.default_room.clone();
+        self.cmd_join(now, conn, &lobby, None);
+    }
+
+    /// Validates a requested name and reserves it for `conn`, replying with an error if it is
+    /// invalid or taken. Releases the connection's previous name, if any.
+    fn claim_name(&mut self, conn: ConnId, raw: &str) -> Option<String> {
+        let name = match names::normalize_name(raw) {
+            Ok(name) => name,
+            Err(err) => {
+                self.reply(conn, &error(ErrorCode::InvalidName, &name_error(&err)));
+                return None;
+            }
+        };
+        let key = names::key(&name);
+        match self.names.get(&key) {
+            Some(owner) if *owner != conn => {
+                self.reply(
+                    conn,
+                    &error(
+                        ErrorCode::NameTaken,
+                        &format!("the name {name} is taken; pick another"),
+                    ),
+                );
+                return None;
+            }
+            _ => {}
+        }
+        if let Some(old) = self.conns.get(&conn).and_then(|c| c.name.as_ref()) {
+            self.names.remove(&names::key(old));
+        }
+        self.names.insert(key, conn);
+        Some(name)
+    }
+
+    fn cmd_nick(&mut self, now: UnixMillis, conn: ConnId, raw: &str) {
+        let old = self.name_of(conn);
+        let Some(new) = self.claim_name(conn, raw) else {
+            return;
+        };
+        if new == old {
+            return;
+        }
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.name = Some(new.clone());
+        }
+        let peers = self.peers(conn);
+        let ts = self.stamp(now);
+        self.send(peers, &ServerMsg::Nick { old, new, ts });
+    }
+
+    fn cmd_join(&mut self, now: UnixMillis, conn: ConnId, raw: &str, since: Option<MsgId>) {
+        let Some((key, name)) = self.valid_room(conn, raw) else {
+            return;
+        };
+        let already = self
+            .conns
+            .get(&conn)
+            .is_some_and(|c| c.rooms.contains(&key));
+        if !already {
+            if self
+                .conns
+                .get(&conn)
+                .is_some_and(|c| c.rooms.len() >= self.config.max_rooms_per_conn)
+            {
+                self.reply(
+                    conn,
+                    &error(
+                        ErrorCode::TooManyRooms,
+                        &format!(
+                            "you are in {} rooms already; part one first",
+                            self.config.max_rooms_per_conn
+                        ),
+                    ),
+                );
+                return;
+            }
+            let room = self
+                .rooms
+                .entry(key.clone())
+                .or_insert_with(|| Room::new(name));
+            room.members.insert(conn);
+            if let Some(c) = self.conns.get_mut(&conn) {
+                c.rooms.insert(key.clone());
+            }
+            let members: Vec<ConnId> = self.rooms[&key].members.iter().copied().collect();
+            let ts = self.stamp(now);
+            let msg = ServerMsg::Join {
+                room: self.rooms[&key].name.clone(),
+                name: self.name_of(conn),
+                ts,
+            };
+            self.send(members, &msg);
+        }
+        let room = &self.rooms[&key];
+        let topic = ServerMsg::Topic {
+            room: room.name.clone(),
+            topic: room.topic.clone(),
+            by: room.topic_set.as_ref().map(|(by, _)| by.clone()),
+            ts: room.topic_set.as_ref().map(|(_, ts)| *ts),
+        };
+        self.reply(conn, &topic);
+        self.cmd_who(conn, &key);
+        let room = &self.rooms[&key];
+        let (messages, more) = match since {
+            Some(since) => {
+                let start = room.history.partition_point(|m| m.id <= since);
+                // Missed messages older than what is kept cannot be replayed; say so.
+                let lost = room.evicted_through > since;
+                (room.history.range(start..).cloned().collect(), lost)
+            }
+            None => {
+                let n = self.config.join_history.min(room.history.len());
+                let start = room.history.len() - n;
+                (room.history.range(start..).cloned().collect(), start > 0)
+            }
+        };
+        let history = ServerMsg::History {
+            room: room.name.clone(),
+            messages,
+            more,
+        };
+        self.reply(conn, &history);
+    }
+
+    fn cmd_part(&mut self, now: UnixMillis, conn: ConnId, raw: &str, why: Option<String>) {
+        let Some((key, _)) = self.member_room(conn, raw) else {
+            return;
+        };
+        let members: Vec<ConnId> = self.rooms[&key].members.iter().copied().collect();
+        let ts = self.stamp(now);
+        let msg = ServerMsg::Part {
+            room: self.rooms[&key].name.clone(),
+            name: self.name_of(conn),
+            reason: why.filter(|r| !r.trim().is_empty()),
+            ts,
+        };
+        self.send(members, &msg);
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.rooms.shift_remove(&key);
+        }
+        self.leave_room(&key, conn);
+    }
+
+    fn cmd_say(&mut self, now: UnixMillis, conn: ConnId, raw: &str, text: String, action: bool) {
+        let Some((key, _)) = self.member_room(conn, raw) else {
+            return;
+        };
+        if !self.valid_text(conn, &text) {
+            return;
+        }
+        let id = self.take_id();
+        let ts = self.stamp(now);
+        let msg = ChatMessage {
+            id,
+            ts,
+            room: self.rooms[&key].name.clone(),
+            from: self.name_of(conn),
+            text,
+            action,
+        };
+        if self.config.durable {
+            self.outputs
+                .push_back(Output::Store(Record::Message(msg.clone())));
+        }
+        self.sequence(id, Pending::Room(msg));
+    }
+
+    fn cmd_direct(&mut self, now: UnixMillis, conn: ConnId, raw: &str, text: String, action: bool) {
+        let target = names::normalize_name(raw)
+            .ok()
+            .and_then(|n| self.names.get(&names::key(&n)).copied());
+        let Some(target) = target else {
+            self.reply(
+                conn,
+                &error(
+                    ErrorCode::NoSuchUser,
+                    &format!("nobody called {raw} is here"),
+                ),
+            );
+            return;
+        };
+        if !self.valid_text(conn, &text) {
+            return;
+        }
+        let id = self.take_id();
+        let ts = self.stamp(now);
+        let from = self.name_of(conn);
+        let to = self.name_of(target);
+        if self.config.durable {
+            self.outputs.push_back(Output::Store(Record::Direct {
+                id,
+                ts,
+                from: from.clone(),
+                to: to.clone(),
+                text: text.clone(),
+                action,
+            }));
+        }
+        let msg = ServerMsg::Direct {
+            id,
+            ts,
+            from,
+            to,
+            text,
+            action,
+        };
+        self.sequence(
+            id,
+            Pending::Direct {
+                msg,
+                from: conn,
+                to: target,
+            },
+        );
+    }
+
+    fn cmd_topic(&mut self, now: UnixMillis, conn: ConnId, raw: &str, topic: Option<String>) {
+        let Some(topic) = topic else {
+            let Some((key, _)) = self.existing_room(conn, raw) else {
+                return;
+            };
+            let room = &self.rooms[&key];
+            let msg = ServerMsg::Topic {
+                room: room.name.clone(),
+                topic: room.topic.clone(),
+                by: room.topic_set.as_ref().map(|(by, _)| by.clone()),
+                ts: room.topic_set.as_ref().map(|(_, ts)| *ts),
+            };
+            self.reply(conn, &msg);
+            return;
+        };
+        let Some((key, _)) = self.member_room(conn, raw) else {
+            return;
+        };
+        if topic.len() > self.config.max_topic || topic.contains(['\n', '\r']) {
+            self.reply(
+                conn,
+                &error(
+                    ErrorCode::TopicTooLong,
+                    &format!(
+                        "a topic is one line of at most {} bytes",
+                        self.config.max_topic
+                    ),
+                ),
+            );
+            return;
+        }
+        let id = self.take_id();
+        let ts = self.stamp(now);
+        let by = self.name_of(conn);
+        if self.config.durable {
+            self.outputs.push_back(Output::Store(Record::Topic {
+                id,
+                room: self.rooms[&key].name.clone(),
+                topic: topic.clone(),
+                by: by.clone(),
+                ts,
+            }));
+        }
+        self.sequence(
+            id,
+            Pending::Topic {
+                room_key: key,
+                topic,
+                by,
+                ts,
+            },
+        );
+    }
+
+    fn cmd_who(&mut self, conn: ConnId, raw: &str) {
+        let Some((key, _)) = self.existing_room(conn, raw) else {
+            return;
+        };
+        let room = &self.rooms[&key];
+        let mut names: Vec<String> = room
+            .members
+            .iter()
+            .filter_map(|m| self.conns.get(m).and_then(|c| c.name.clone()))
+            .collect();
+        names.sort_by_cached_key(|n| names::key(n));
+        let msg = ServerMsg::Members {
+            room: room.name.clone(),
+            names,
+        };
+        self.reply(conn, &msg);
+    }
+
+    fn cmd_rooms(&mut self, conn: ConnId) {
+        let mut rooms: Vec<RoomInfo> = self
+            .rooms
+            .values()
+            .map(|r| RoomInfo {
+                name: r.name.clone(),
+                members: r.members.len() as u32,
+                topic: r.topic.clone(),
+            })
+            .collect();
+        rooms.sort_by_cached_key(|r| names::key(&r.name));
+        self.reply(conn, &ServerMsg::RoomList { rooms });
+    }
+
+    fn cmd_history(&mut self, conn: ConnId, raw: &str, before: Option<MsgId>, limit: u32) {
+        let Some((key, _)) = self.existing_room(conn, raw) else {
+            return;
+        };
+        let room = &self.rooms[&key];
+        let end = match before {
+            Some(before) => room.history.partition_point(|m| m.id < before),
+            None => room.history.len(),
+        };
+        let n = (limit as usize).min(self.config.history_page_max).min(end);
+        let start = end - n;
+        let msg = ServerMsg::History {
+            room: room.name.clone(),
+            messages: room.history.range(start..end).cloned().collect(),
+            more: start > 0,
+        };
+        self.reply(conn, &msg);
+    }
+
+    // ----- sequencing and delivery -----
+
+    fn take_id(&mut self) -> MsgId {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    fn stamp(&mut self, now: UnixMillis) -> UnixMillis {
+        self.last_ts = self.last_ts.max(now);
+        self.last_ts
+    }
+
+    /// Delivers an id-bearing event now, or once the store has committed it.
+    fn sequence(&mut self, id: MsgId, pending: Pending) {
+        if self.config.durable || !self.pending.is_empty() {
+            self.pending.push_back((id, pending));
+        } else {
+            self.release(pending);
+        }
+    }
+
+    fn release(&mut self, pending: Pending) {
+        match pending {
+            Pending::Room(msg) => {
+                let key = names::key(&msg.room);
+                let Some(room) = self.rooms.get_mut(&key) else {
+                    return;
+                };
+                let members: Vec<ConnId> = room.members.iter().copied().collect();
+                if room.history.len() >= self.config.history.max(1)
+                    && let Some(old) = room.history.pop_front()
+                {
+                    room.evicted_through = old.id;
+                }
+                if self.config.history > 0 {
+                    room.history.push_back(msg.clone());
+                }
+                self.send(members, &ServerMsg::Message(msg));
+            }
+            Pending::Direct { msg, from, to } => {
+                let mut to: Vec<ConnId> = [from, to]
+                    .into_iter()
+                    .filter(|c| self.conns.contains_key(c))
+                    .collect();
+                to.dedup();
+                self.send(to, &msg);
+            }
+            Pending::Topic {
+                room_key,
+                topic,
+                by,
+                ts,
+            } => {
+                let Some(room) = self.rooms.get_mut(&room_key) else {
+                    return;
+                };
+                room.topic = topic.clone();
+                room.topic_set = Some((by.clone(), ts));
+                let members: Vec<ConnId> = room.members.iter().copied().collect();
+                let msg = ServerMsg::Topic {
+                    room: room.name.clone(),
+                    topic,
+                    by: Some(by),
+                    ts: Some(ts),
+                };
+                self.send(members, &msg);
+            }
+        }
+    }
+
+    /// Encodes `msg` once and queues the bytes for every connection in `to`.
+    fn send(&mut self, to: Vec<ConnId>, msg: &ServerMsg) {
+        if to.is_empty() {
+            return;
+        }
+        self.encoder.encode(msg, &mut self.scratch);
+        let bytes = self.scratch.split().freeze();
+        self.outputs.push_back(Output::Transmit { to, bytes });
+    }
+
+    fn reply(&mut self, conn: ConnId, msg: &ServerMsg) {
+        self.send(vec![conn], msg);
+    }
+
+    // ----- validation helpers -----
+
+    fn name_of(&self, conn: ConnId) -> String {
+        self.conns
+            .get(&conn)
+            .and_then(|c| c.name.clone())
+            .unwrap_or_default()
+    }
+
+    fn valid_room(&mut self, conn: ConnId, raw: &str) -> Option<(String, String)> {
+        match names::normalize_room(raw) {
+            Ok(name) => Some((names::key(&name), name)),
+            Err(err) => {
+                self.reply(
+                    conn,
+                    &error(
+                        ErrorCode::InvalidRoom,
+                        &format!("bad room name {raw:?}: {err}"),
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    fn existing_room(&mut self, conn: ConnId, raw: &str) -> Option<(String, String)> {
+        let (key, name) = self.valid_room(conn, raw)?;
+        if self.rooms.contains_key(&key) {
+            Some((key, name))
+        } else {
+            self.reply(
+                conn,
+                &error(ErrorCode::NoSuchRoom, &format!("there is no room {name}")),
+            );
+            None
+        }
+    }
+
+    fn member_room(&mut self, conn: ConnId, raw: &str) -> Option<(String, String)> {
+        let (key, name) = self.valid_room(conn, raw)?;
+        if self
+            .conns
+            .get(&conn)
+            .is_some_and(|c| c.rooms.contains(&key))
+        {
+            Some((key, name))
+        } else {
+            self.reply(
+                conn,
+                &error(ErrorCode::NotInRoom, &format!("you are not in {name}")),
+            );
+            None
+        }
+    }
+
+    fn valid_text(&mut self, conn: ConnId, text: &str) -> bool {
+        let problem = if text.trim().is_empty() {
+            Some((ErrorCode::EmptyText, "the message is empty".to_string()))
+        } else if text.len() > self.config.max_text {
+            Some((
+                ErrorCode::TextTooLong,
+                format!(
+                    "the message is {} bytes; the limit is {}",
+                    text.len(),
+                    self.config.max_text
+                ),
+            ))
+        } else if text.lines().count() > self.config.max_text_lines {
+            Some((
+                ErrorCode::TooManyLines,
+                format!(
+                    "the message has {} lines; the limit is {}",
+                    text.lines().count(),
+                    self.config.max_text_lines
+                ),
+            ))
+        } else {
+            None
+        };
+        match problem {
+            Some((code, message)) => {
+                self.reply(conn, &error(code, &message));
+                false
+            }
+            None => true,
+        }
+    }
+}
+
+/// Adds the tokens earned since the last refill, capped at the burst.
+fn refill(c: &mut Conn, now: UnixMillis, rate: u32, burst: u64) {
+    let elapsed = now.saturating_sub(c.tokens_at);
+    c.tokens = (c.tokens + elapsed * u64::from(rate)).min(burst);
+    c.tokens_at = now;
+}
+
+fn error(code: ErrorCode, message: &str) -> ServerMsg {
+    ServerMsg::Error {
+        code,
+        message: message.to_string(),
+    }
+}
+
+fn name_error(err: &NameError) -> String {
+    format!(
+        "{err}; a name is 1 to {} characters without spaces",
+        names::MAX_NAME_CHARS
+    )
+}

@@ -1,0 +1,385 @@
+//! Protocol v1: the typed messages a client and a server exchange.
+//!
+//! These types are the single source of truth for the wire format; `docs/protocol.md` documents
+//! each of them with an example, and a test parses every example in that document. The JSON Lines
+//! framing lives in [`crate::codec`]; nothing here knows about bytes or sockets.
+
+use serde::{Deserialize, Serialize};
+
+/// The protocol version this crate speaks, sent in `hello` and `welcome`.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// A server-assigned message id. Ids are unique across the whole server and strictly increase
+/// in the order the server accepted the messages, including across restarts.
+pub type MsgId = u64;
+
+/// Milliseconds since the Unix epoch, as stamped by the server.
+pub type UnixMillis = u64;
+
+/// A message sent by a client to the server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientMsg {
+    /// Opens the session: the protocol version the client speaks and the name it asks for.
+    Hello {
+        /// Must be [`PROTOCOL_VERSION`].
+        version: u32,
+        /// The requested name; the server normalises and validates it.
+        name: String,
+    },
+    /// Asks for another name.
+    Nick {
+        /// The new name.
+        name: String,
+    },
+    /// Joins a room, creating it if it does not exist.
+    Join {
+        /// Room name, such as `#rust`.
+        room: String,
+        /// The last message id the client saw: the server replays every later message of the room
+        /// it still keeps. Without it the server sends the room's recent history.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        since: Option<MsgId>,
+    },
+    /// Leaves a room.
+    Part {
+        /// Room name.
+        room: String,
+        /// Shown to the other members.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    /// Says something in a room.
+    Say {
+        /// Room name.
+        room: String,
+        /// The text; may span several lines.
+        text: String,
+    },
+    /// An action in a room (`/me waves`).
+    Me {
+        /// Room name.
+        room: String,
+        /// The action text, without the sender's name.
+        text: String,
+    },
+    /// A direct message to one user.
+    Msg {
+        /// The recipient's name.
+        to: String,
+        /// The text.
+        text: String,
+        /// True for an action (`/me` in a direct conversation).
+        #[serde(default, skip_serializing_if = "is_false")]
+        action: bool,
+    },
+    /// Gets a room's topic, or sets it when `topic` is present.
+    Topic {
+        /// Room name.
+        room: String,
+        /// The new topic; an empty string clears it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        topic: Option<String>,
+    },
+    /// Asks for the member list of a room.
+    Who {
+        /// Room name.
+        room: String,
+    },
+    /// Asks for the list of rooms with their member counts.
+    Rooms,
+    /// Pages back through a room's history.
+    History {
+        /// Room name.
+        room: String,
+        /// Only messages with a smaller id; without it, the newest messages.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        before: Option<MsgId>,
+        /// At most this many messages (the server caps it).
+        #[serde(default = "default_history_limit")]
+        limit: u32,
+    },
+    /// Liveness check; the server answers with `pong` carrying the same token.
+    Ping {
+        /// Echoed back unchanged.
+        token: String,
+    },
+    /// The answer to a server `ping`.
+    Pong {
+        /// The token of the ping being answered.
+        token: String,
+    },
+    /// Leaves the server; the reason is shown to everyone who shares a room with the client.
+    Quit {
+        /// The quit message.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+}
+
+fn default_history_limit() -> u32 {
+    50
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// A message sent by the server to a client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMsg {
+    /// Registration succeeded.
+    Welcome {
+        /// The protocol version the server speaks.
+        version: u32,
+        /// The client's name as the server normalised it.
+        name: String,
+        /// The server's name.
+        server: String,
+        /// Message of the day, if the server has one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        motd: Option<String>,
+        /// Limits the client should respect.
+        limits: Limits,
+    },
+    /// Someone (possibly the receiver) joined a room.
+    Join {
+        /// Room name.
+        room: String,
+        /// Who joined.
+        name: String,
+        /// When.
+        ts: UnixMillis,
+    },
+    /// Someone left a room.
+    Part {
+        /// Room name.
+        room: String,
+        /// Who left.
+        name: String,
+        /// Their parting words.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+        /// When.
+        ts: UnixMillis,
+    },
+    /// Someone left the server; sent once to everyone who shared a room with them.
+    Quit {
+        /// Who quit.
+        name: String,
+        /// Why: their quit message, or what the server saw (`ping timeout`, `connection lost`, ...).
+        reason: String,
+        /// When.
+        ts: UnixMillis,
+    },
+    /// Someone changed name; sent to everyone who shares a room with them, and to them.
+    Nick {
+        /// The old name.
+        old: String,
+        /// The new name.
+        new: String,
+        /// When.
+        ts: UnixMillis,
+    },
+    /// A message in a room.
+    Message(ChatMessage),
+    /// A direct message, delivered to the recipient and echoed to the sender.
+    Direct {
+        /// Server message id.
+        id: MsgId,
+        /// Server timestamp.
+        ts: UnixMillis,
+        /// Sender.
+        from: String,
+        /// Recipient.
+        to: String,
+        /// Text.
+        text: String,
+        /// True for an action.
+        #[serde(default, skip_serializing_if = "is_false")]
+        action: bool,
+    },
+    /// A room's topic: the reply to a topic query, sent on join, and broadcast when it changes.
+    Topic {
+        /// Room name.
+        room: String,
+        /// The topic; empty when none is set.
+        topic: String,
+        /// Who set it, if known.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
+        /// When it was set, if known.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ts: Option<UnixMillis>,
+    },
+    /// The members of a room, sent on join and in answer to `who`.
+    Members {
+        /// Room name.
+        room: String,
+        /// Member names, sorted case-insensitively.
+        names: Vec<String>,
+    },
+    /// The list of rooms, in answer to `rooms`.
+    RoomList {
+        /// One entry per room.
+        rooms: Vec<RoomInfo>,
+    },
+    /// A batch of stored room messages, oldest first: on join, on catch-up, or when paging back.
+    History {
+        /// Room name.
+        room: String,
+        /// The messages, in id order.
+        messages: Vec<ChatMessage>,
+        /// True when older messages exist before the first one sent (or, on catch-up, when some
+        /// missed messages are no longer kept).
+        more: bool,
+    },
+    /// Liveness check; answer with `pong` and the same token.
+    Ping {
+        /// Echo it back.
+        token: String,
+    },
+    /// The answer to a client `ping`.
+    Pong {
+        /// The token of the ping.
+        token: String,
+    },
+    /// A request failed, or the client sent something the server could not accept.
+    Error {
+        /// Stable, machine-readable code.
+        code: ErrorCode,
+        /// Human-readable explanation.
+        message: String,
+    },
+    /// The server is closing this connection, for the reason given.
+    Bye {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// A stored room message (say or action), as delivered live and in history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    /// Server message id.
+    pub id: MsgId,
+    /// Server timestamp.
+    pub ts: UnixMillis,
+    /// Room name.
+    pub room: String,
+    /// Sender, stamped by the server.
+    pub from: String,
+    /// Text.
+    pub text: String,
+    /// True for an action (`/me`).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub action: bool,
+}
+
+/// One room in a `room_list`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomInfo {
+    /// Room name.
+    pub name: String,
+    /// How many members it has now.
+    pub members: u32,
+    /// Its topic; empty when none.
+    pub topic: String,
+}
+
+/// Limits announced in `welcome`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    /// Longest accepted line, in bytes, including the newline.
+    pub max_line: u32,
+    /// Longest accepted message text, in bytes.
+    pub max_text: u32,
+    /// Most lines in one message text.
+    pub max_text_lines: u32,
+    /// Longest name, in characters.
+    pub max_name: u32,
+}
+
+/// Stable error codes carried by [`ServerMsg::Error`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The line exceeded the maximum length; it was discarded.
+    LineTooLong,
+    /// The line was not valid UTF-8; it was discarded.
+    InvalidUtf8,
+    /// The line was not a JSON object of a known shape.
+    Malformed,
+    /// The `type` field named no known message.
+    UnknownType,
+    /// `hello` named a protocol version this server does not speak.
+    UnsupportedVersion,
+    /// A message other than `hello`, `ping` or `quit` arrived before registration.
+    NotRegistered,
+    /// `hello` arrived twice.
+    AlreadyRegistered,
+    /// The name is not acceptable (empty, too long, whitespace or control characters).
+    InvalidName,
+    /// Someone else uses that name.
+    NameTaken,
+    /// The room name is not acceptable.
+    InvalidRoom,
+    /// No room of that name.
+    NoSuchRoom,
+    /// The client is not a member of that room.
+    NotInRoom,
+    /// No user of that name is connected.
+    NoSuchUser,
+    /// The text is empty.
+    EmptyText,
+    /// The text exceeds the byte limit.
+    TextTooLong,
+    /// The text has too many lines.
+    TooManyLines,
+    /// The client is already in the maximum number of rooms.
+    TooManyRooms,
+    /// The topic exceeds the length limit.
+    TopicTooLong,
+    /// The server holds its maximum number of connections.
+    ServerFull,
+    /// The client's address holds its maximum number of connections.
+    TooManyConnections,
+    /// The client sends faster than the flood limit allows; its messages are being delayed.
+    Flooding,
+}
+
+impl ErrorCode {
+    /// The code as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::LineTooLong => "line_too_long",
+            ErrorCode::InvalidUtf8 => "invalid_utf8",
+            ErrorCode::Malformed => "malformed",
+            ErrorCode::UnknownType => "unknown_type",
+            ErrorCode::UnsupportedVersion => "unsupported_version",
+            ErrorCode::NotRegistered => "not_registered",
+            ErrorCode::AlreadyRegistered => "already_registered",
+            ErrorCode::InvalidName => "invalid_name",
+            ErrorCode::NameTaken => "name_taken",
+            ErrorCode::InvalidRoom => "invalid_room",
+            ErrorCode::NoSuchRoom => "no_such_room",
+            ErrorCode::NotInRoom => "not_in_room",
+            ErrorCode::NoSuchUser => "no_such_user",
+            ErrorCode::EmptyText => "empty_text",
+            ErrorCode::TextTooLong => "text_too_long",
+            ErrorCode::TooManyLines => "too_many_lines",
+            ErrorCode::TooManyRooms => "too_many_rooms",
+            ErrorCode::TopicTooLong => "topic_too_long",
+            ErrorCode::ServerFull => "server_full",
+            ErrorCode::TooManyConnections => "too_many_connections",
+            ErrorCode::Flooding => "flooding",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

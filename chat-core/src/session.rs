@@ -1,0 +1,1183 @@
+//! The client-side state machine shared by every front-end.
+//!
+//! A [`Session`] turns what the user types into protocol messages, applies what the server sends
+//! to a view model (rooms, scrollback, members, unread counts, connection state), and decides when
+//! to reconnect and what to ask for to catch up. Like the hub it does no I/O and reads no clock:
+//! the driver passes `now` in, performs the [`Output`]s, and calls [`Session::handle_timeout`] at
+//! [`Session::poll_timeout`]. Front-ends only render its state and forward input.
+
+use std::collections::VecDeque;
+
+use indexmap::IndexMap;
+
+use crate::command::{self, COMMANDS, Command};
+use crate::names;
+use crate::protocol::{
+    ChatMessage, ClientMsg, ErrorCode, MsgId, PROTOCOL_VERSION, ServerMsg, UnixMillis,
+};
+
+/// Tunables of a session.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    /// Lines kept per room.
+    pub scrollback: usize,
+    /// First reconnect delay, in milliseconds; doubles on each failure.
+    pub backoff_min: u64,
+    /// Longest reconnect delay, in milliseconds.
+    pub backoff_max: u64,
+    /// Ping the server after this much silence, in milliseconds; 0 turns it off.
+    pub ping_interval: u64,
+    /// Give the connection up when a ping stays unanswered this long, in milliseconds.
+    pub ping_timeout: u64,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self {
+            scrollback: 2000,
+            backoff_min: 500,
+            backoff_max: 30_000,
+            ping_interval: 45_000,
+            ping_timeout: 30_000,
+        }
+    }
+}
+
+/// Where the session stands with the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnState {
+    /// Waiting for the driver to open a connection.
+    Connecting,
+    /// Connected; `hello` sent, waiting for `welcome`.
+    Registering,
+    /// The server refused the name; waiting for the user to pick another
+    /// ([`Session::set_name`] or `/nick`).
+    NameRejected {
+        /// The server's explanation.
+        reason: String,
+    },
+    /// Registered and chatting.
+    Online,
+    /// The connection dropped; the next attempt is due at `at`.
+    Reconnecting {
+        /// How many attempts have failed in a row.
+        attempt: u32,
+        /// When the next attempt starts.
+        at: UnixMillis,
+        /// Why the last connection ended.
+        reason: String,
+    },
+    /// Finished: the user quit, or the server refused the protocol version. No reconnect.
+    Closed {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Whether a conversation is a room or a direct conversation with one person.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConversationKind {
+    /// A server room such as `#lobby`.
+    Room,
+    /// Direct messages with one user.
+    Direct,
+}
+
+/// What one scrollback line says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LineKind {
+    /// Someone said something.
+    Message {
+        /// Sender.
+        from: String,
+        /// Text.
+        text: String,
+    },
+    /// `/me` action.
+    Action {
+        /// Who.
+        from: String,
+        /// What.
+        text: String,
+    },
+    /// Someone joined.
+    Join {
+        /// Who.
+        name: String,
+    },
+    /// Someone left the room.
+    Part {
+        /// Who.
+        name: String,
+        /// Why.
+        reason: Option<String>,
+    },
+    /// Someone left the server.
+    Quit {
+        /// Who.
+        name: String,
+        /// Why.
+        reason: String,
+    },
+    /// Someone changed name.
+    Nick {
+        /// Old name.
+        old: String,
+        /// New name.
+        new: String,
+    },
+    /// The topic changed or was shown.
+    Topic {
+        /// Who set it.
+        by: Option<String>,
+        /// The topic.
+        topic: String,
+    },
+    /// Information from the client or server (help, lists, connection news).
+    Notice(String),
+    /// Something went wrong.
+    Error(String),
+}
+
+/// One scrollback line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Line {
+    /// Server message id, for messages.
+    pub id: Option<MsgId>,
+    /// When: the server's timestamp, or the local time for local notices.
+    pub ts: UnixMillis,
+    /// Whether this line mentions the user by name.
+    pub mention: bool,
+    /// What it says.
+    pub kind: LineKind,
+}
+
+/// A room or direct conversation as the user sees it.
+#[derive(Debug, Clone)]
+pub struct Conversation {
+    /// Display name: `#room`, or the other person's name.
+    pub name: String,
+    /// Room or direct.
+    pub kind: ConversationKind,
+    /// The topic; empty when none.
+    pub topic: String,
+    /// Members, sorted case-insensitively (for a direct conversation, the other person).
+    pub members: Vec<String>,
+    /// Oldest first, at most `SessionConfig::scrollback` long.
+    pub lines: VecDeque<Line>,
+    /// Messages that arrived while another conversation was active.
+    pub unread: usize,
+    /// Of those, how many mention the user.
+    pub mentions: usize,
+    /// True when the server has older messages than the first one shown.
+    pub more_history: bool,
+}
+
+impl Conversation {
+    fn new(name: String, kind: ConversationKind) -> Self {
+        Self {
+            name,
+            kind,
+            topic: String::new(),
+            members: Vec::new(),
+            lines: VecDeque::new(),
+            unread: 0,
+            mentions: 0,
+            more_history: false,
+        }
+    }
+
+    /// The smallest message id shown, for paging back.
+    pub fn oldest_id(&self) -> Option<MsgId> {
+        self.lines.iter().find_map(|l| l.id)
+    }
+}
+
+/// What the session asks the driver to do or tells the front-end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Open a connection to the server; then call [`Session::handle_connected`] or
+    /// [`Session::handle_connect_failed`].
+    Connect,
+    /// Send this message on the open connection.
+    Send(ClientMsg),
+    /// Drop the current connection (it looks dead); then call [`Session::handle_disconnected`].
+    Disconnect,
+    /// Something happened that a front-end may want to show.
+    Event(Event),
+}
+
+/// News for the front-end. The full state is always available from the session's getters; these
+/// events let a line-oriented front-end print as things happen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A line was added to a conversation.
+    Line {
+        /// The conversation's display name; `None` for the status area.
+        conversation: Option<String>,
+        /// The line.
+        line: Line,
+    },
+    /// The connection state changed.
+    State(ConnState),
+    /// The active conversation changed.
+    Switched(Option<String>),
+    /// The server acknowledged one of the user's messages (its echo arrived).
+    Acked(MsgId),
+}
+
+/// The client-side state machine. See the module documentation.
+#[derive(Debug)]
+pub struct Session {
+    config: SessionConfig,
+    state: ConnState,
+    /// The name to ask for at the next `hello`.
+    wanted_name: String,
+    /// Extra underscores added after a reconnect found the name still held.
+    name_retries: u32,
+    /// The name the server confirmed.
+    name: Option<String>,
+    /// Conversations by key, in the order they were opened.
+    conversations: IndexMap<String, Conversation>,
+    active: Option<String>,
+    /// Lines for no conversation: connection news before any room is joined.
+    status: VecDeque<Line>,
+    /// The highest message id received, for catch-up.
+    last_id: Option<MsgId>,
+    /// True once the first `welcome` arrived; later ones are reconnects.
+    was_online: bool,
+    /// Messages sent and not yet acknowledged or refused.
+    unacked: usize,
+    reconnect_attempt: u32,
+    /// Last time anything arrived from the server, for the client-side ping.
+    last_rx: UnixMillis,
+    /// When our ping went out, if it is unanswered.
+    pinged_at: Option<UnixMillis>,
+    outputs: VecDeque<Output>,
+}
+
+impl Session {
+    /// A session that will register as `name`. Call [`Session::start`] to connect.
+    pub fn new(config: SessionConfig, name: impl Into<String>) -> Self {
+        Self {
+            config,
+            state: ConnState::Connecting,
+            wanted_name: name.into(),
+            name_retries: 0,
+            name: None,
+            conversations: IndexMap::new(),
+            active: None,
+            status: VecDeque::new(),
+            last_id: None,
+            was_online: false,
+            unacked: 0,
+            reconnect_attempt: 0,
+            last_rx: 0,
+            pinged_at: None,
+            outputs: VecDeque::new(),
+        }
+    }
+
+    // ----- getters -----
+
+    /// Connection state.
+    pub fn state(&self) -> &ConnState {
+        &self.state
+    }
+
+    /// The name the server confirmed, once registered.
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    /// The name the session asks for.
+    pub fn wanted_name(&self) -> &str {
+        &self.wanted_name
+    }
+
+    /// Every conversation, in the order opened.
+    pub fn conversations(&self) -> impl Iterator<Item = &Conversation> {
+        self.conversations.values()
+    }
+
+    /// A conversation by display name (any case).
+    pub fn conversation(&self, name: &str) -> Option<&Conversation> {
+        self.conversations.get(&names::key(name))
+    }
+
+    /// The active conversation.
+    pub fn active(&self) -> Option<&Conversation> {
+        self.active.as_ref().and_then(|k| self.conversations.get(k))
+    }
+
+    /// Position of the active conversation in [`Session::conversations`].
+    pub fn active_index(&self) -> Option<usize> {
+        self.active
+            .as_ref()
+            .and_then(|k| self.conversations.get_index_of(k))
+    }
+
+    /// Lines that belong to no conversation.
+    pub fn status_lines(&self) -> &VecDeque<Line> {
+        &self.status
+    }
+
+    /// The highest message id seen.
+    pub fn last_id(&self) -> Option<MsgId> {
+        self.last_id
+    }
+
+    /// How many sent messages still await the server's acknowledgement.
+    pub fn unacked(&self) -> usize {
+        self.unacked
+    }
+
+    /// True when the user's messages can go out now.
+    pub fn is_online(&self) -> bool {
+        self.state == ConnState::Online
+    }
+
+    /// Names to complete against: members of the active conversation, and commands.
+    pub fn completions(&self, prefix: &str) -> Vec<String> {
+        if prefix.starts_with('/') {
+            return command::complete_command(prefix)
+                .into_iter()
+                .map(String::from)
+                .collect();
+        }
+        let lower = prefix.to_lowercase();
+        let mut out: Vec<String> = self
+            .active()
+            .map(|c| c.members.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|n| n.to_lowercase().starts_with(&lower) && Some(n.as_str()) != self.name())
+            .collect();
+        if prefix.starts_with('#') {
+            out.extend(
+                self.conversations
+                    .values()
+                    .filter(|c| c.kind == ConversationKind::Room)
+                    .map(|c| c.name.clone())
+                    .filter(|n| n.to_lowercase().starts_with(&lower)),
+            );
+        }
+        out
+    }
+
+    // ----- outputs -----
+
+    /// The next thing for the driver or front-end.
+    #[must_use]
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// When [`Session::handle_timeout`] should next be called.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<UnixMillis> {
+        match &self.state {
+            ConnState::Reconnecting { at, .. } => Some(*at),
+            ConnState::Online | ConnState::Registering if self.config.ping_interval > 0 => {
+                Some(match self.pinged_at {
+                    Some(at) => at + self.config.ping_timeout,
+                    None => self.last_rx + self.config.ping_interval,
+                })
+            }
+            _ => None,
+        }
+    }
+
+    // ----- inputs -----
+
+    /// Asks the driver for the first connection.
+    pub fn start(&mut self, _now: UnixMillis) {
+        self.set_state(ConnState::Connecting);
+        self.outputs.push_back(Output::Connect);
+    }
+
+    /// The driver opened a connection: say hello.
+    pub fn handle_connected(&mut self, now: UnixMillis) {
+        if matches!(self.state, ConnState::Closed { .. }) {
+            return;
+        }
+        self.last_rx = now;
+        self.pinged_at = None;
+        self.set_state(ConnState::Registering);
+        self.send_hello();
+    }
+
+    /// The driver could not connect.
+    pub fn handle_connect_failed(&mut self, now: UnixMillis, reason: &str) {
+        self.schedule_reconnect(now, reason);
+    }
+
+    /// The connection ended.
+    pub fn handle_disconnected(&mut self, now: UnixMillis, reason: &str) {
+        if matches!(self.state, ConnState::Closed { .. }) {
+            return;
+        }
+        self.notice_everywhere(now, &format!("disconnected: {reason}"));
+        self.schedule_reconnect(now, reason);
+    }
+
+    /// Deadlines: reconnect attempts and the client-side ping.
+    pub fn handle_timeout(&mut self, now: UnixMillis) {
+        match self.state.clone() {
+            ConnState::Reconnecting { at, .. } if now >= at => {
+                self.set_state(ConnState::Connecting);
+                self.outputs.push_back(Output::Connect);
+            }
+            ConnState::Online | ConnState::Registering if self.config.ping_interval > 0 => {
+                match self.pinged_at {
+                    Some(at) if now >= at + self.config.ping_timeout => {
+                        self.outputs.push_back(Output::Disconnect);
+                    }
+                    None if now >= self.last_rx + self.config.ping_interval => {
+                        self.pinged_at = Some(now);
+                        self.send(ClientMsg::Ping {
+                            token: now.to_string(),
+                        });
+                    }
+                    _ => {}
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Picks another name after the server refused one.
+    pub fn set_name(&mut self, _now: UnixMillis, name: &str) {
+        self.wanted_name = name.trim().to_string();
+        self.name_retries = 0;
+        if matches!(self.state, ConnState::NameRejected { .. }) {
+            self.set_state(ConnState::Registering);
+            self.send_hello();
+        }
+    }
+
+    /// Handles one line the user typed.
+    pub fn handle_input(&mut self, now: UnixMillis, line: &str) {
+        match command::parse(line) {
+            Ok(cmd) => self.run(now, cmd),
+            Err(command::CommandError::Empty) => {}
+            Err(err) => self.local(now, LineKind::Error(err.to_string())),
+        }
+    }
+
+    /// Makes the conversation at `index` (in [`Session::conversations`] order) active.
+    pub fn switch_to_index(&mut self, index: usize) {
+        if let Some((key, _)) = self.conversations.get_index(index) {
+            let key = key.clone();
+            self.activate(key);
+        }
+    }
+
+    /// Moves the active conversation by `delta` places, wrapping around.
+    pub fn switch_relative(&mut self, delta: isize) {
+        let n = self.conversations.len() as isize;
+        if n == 0 {
+            return;
+        }
+        let current = self.active_index().map_or(0, |i| i as isize);
+        self.switch_to_index((current + delta).rem_euclid(n) as usize);
+    }
+
+    /// Applies one message from the server.
+    pub fn handle_server(&mut self, now: UnixMillis, msg: ServerMsg) {
+        self.last_rx = now;
+        self.pinged_at = None;
+        match msg {
+            ServerMsg::Welcome {
+                name, motd, server, ..
+            } => self.on_welcome(now, name, server, motd),
+            ServerMsg::Join { room, name, ts } => {
+                let me = self.is_me(&name);
+                let key = names::key(&room);
+                if me {
+                    self.open(&room, ConversationKind::Room);
+                    if self.active.is_none() || self.conversations.len() == 1 {
+                        self.activate(key.clone());
+                    }
+                }
+                if let Some(c) = self.conversations.get_mut(&key) {
+                    insert_member(&mut c.members, &name);
+                    self.push(Some(key), system(ts, LineKind::Join { name }));
+                }
+            }
+            ServerMsg::Part {
+                room,
+                name,
+                reason,
+                ts,
+            } => {
+                let key = names::key(&room);
+                if self.is_me(&name) {
+                    self.close_conversation(&key);
+                    return;
+                }
+                if let Some(c) = self.conversations.get_mut(&key) {
+                    c.members.retain(|m| names::key(m) != names::key(&name));
+                    self.push(Some(key), system(ts, LineKind::Part { name, reason }));
+                }
+            }
+            ServerMsg::Quit { name, reason, ts } => {
+                let who = names::key(&name);
+                let keys: Vec<String> = self
+                    .conversations
+                    .iter()
+                    .filter(|(_, c)| c.members.iter().any(|m| names::key(m) == who))
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                for key in keys {
+                    if let Some(c) = self.conversations.get_mut(&key)
+                        && c.kind == ConversationKind::Room
+                    {
+                        c.members.retain(|m| names::key(m) != who);
+                    }
+                    let line = system(
+                        ts,
+                        LineKind::Quit {
+                            name: name.clone(),
+                            reason: reason.clone(),
+                        },
+                    );
+                    self.push(Some(key), line);
+                }
+            }
+            ServerMsg::Nick { old, new, ts } => self.on_nick(old, new, ts),
+            ServerMsg::Message(msg) => self.on_message(msg, true),
+            ServerMsg::Direct {
+                id,
+                ts,
+                from,
+                to,
+                text,
+                action,
+            } => {
+                let mine = self.is_me(&from);
+                let other = if mine { to } else { from.clone() };
+                let key = self.open(&other, ConversationKind::Direct);
+                if let Some(c) = self.conversations.get_mut(&key) {
+                    c.members = vec![other];
+                }
+                if mine {
+                    self.ack(id);
+                }
+                self.see_id(id);
+                let kind = if action {
+                    LineKind::Action { from, text }
+                } else {
+                    LineKind::Message { from, text }
+                };
+                self.insert_message(&key, line_at(Some(id), ts, kind), true);
+            }
+            ServerMsg::Topic {
+                room,
+                topic,
+                by,
+                ts,
+            } => {
+                let key = names::key(&room);
+                let Some(c) = self.conversations.get_mut(&key) else {
+                    self.local(now, LineKind::Notice(format!("topic of {room}: {topic}")));
+                    return;
+                };
+                let changed = c.topic != topic;
+                c.topic = topic.clone();
+                // Show a line when the topic changes, or when someone asked; not on every join
+                // of an empty-topic room.
+                if changed || !topic.is_empty() {
+                    self.push(
+                        Some(key),
+                        system(ts.unwrap_or(now), LineKind::Topic { by, topic }),
+                    );
+                }
+            }
+            ServerMsg::Members { room, names } => {
+                let key = names::key(&room);
+                if let Some(c) = self.conversations.get_mut(&key) {
+                    c.members = names.clone();
+                    c.members.sort_by_cached_key(|n| names::key(n));
+                }
+                let text = format!("{} members in {room}: {}", names.len(), names.join(", "));
+                self.push(Some(key), system(now, LineKind::Notice(text)));
+            }
+            ServerMsg::RoomList { rooms } => {
+                let mut text = format!("{} rooms:", rooms.len());
+                for r in rooms {
+                    text.push_str(&format!(
+                        "\n  {} ({} members) {}",
+                        r.name, r.members, r.topic
+                    ));
+                }
+                self.local(now, LineKind::Notice(text.trim_end().to_string()));
+            }
+            ServerMsg::History {
+                room,
+                messages,
+                more,
+            } => {
+                let key = names::key(&room);
+                if let Some(c) = self.conversations.get_mut(&key) {
+                    if c.lines.iter().all(|l| l.id.is_none()) || messages.is_empty() {
+                        c.more_history = more;
+                    } else if let (Some(first), Some(oldest)) = (messages.first(), c.oldest_id())
+                        && first.id <= oldest
+                    {
+                        c.more_history = more;
+                    }
+                }
+                for msg in messages {
+                    self.on_message(msg, false);
+                }
+            }
+            ServerMsg::Ping { token } => self.send(ClientMsg::Pong { token }),
+            ServerMsg::Pong { .. } => {}
+            ServerMsg::Error { code, message } => self.on_error(now, code, message),
+            ServerMsg::Bye { reason } => {
+                if matches!(self.state, ConnState::Closed { .. }) {
+                    return;
+                }
+                self.notice_everywhere(now, &format!("server closed the connection: {reason}"));
+            }
+        }
+    }
+
+    // ----- internals -----
+
+    fn run(&mut self, now: UnixMillis, cmd: Command) {
+        match cmd {
+            Command::Help => {
+                let mut text = String::from("commands:");
+                for (_, usage, what) in COMMANDS {
+                    text.push_str(&format!("\n  {usage:<24} {what}"));
+                }
+                text.push_str(
+                    "\n  text without a slash goes to the active room; //text sends /text",
+                );
+                self.local(now, LineKind::Notice(text));
+            }
+            Command::Switch(target) => {
+                let index = match target.parse::<usize>() {
+                    Ok(n) if n >= 1 => Some(n - 1),
+                    _ => self.conversations.get_index_of(&names::key(&target)),
+                };
+                match index.filter(|i| *i < self.conversations.len()) {
+                    Some(i) => self.switch_to_index(i),
+                    None => self.local(now, LineKind::Error(format!("no conversation {target}"))),
+                }
+            }
+            Command::Query(name) => {
+                let key = self.open(&name, ConversationKind::Direct);
+                if let Some(c) = self.conversations.get_mut(&key) {
+                    c.members = vec![name];
+                }
+                self.activate(key);
+            }
+            Command::Quit(reason) => {
+                self.send(ClientMsg::Quit {
+                    reason: reason.clone(),
+                });
+                self.set_state(ConnState::Closed {
+                    reason: reason.unwrap_or_else(|| "quit".into()),
+                });
+            }
+            Command::Close => match self.active().map(|c| (c.kind, c.name.clone())) {
+                Some((ConversationKind::Direct, _)) => {
+                    let key = self.active.clone().unwrap_or_default();
+                    self.close_conversation(&key);
+                }
+                Some((ConversationKind::Room, room)) => {
+                    self.submit(now, ClientMsg::Part { room, reason: None })
+                }
+                None => self.local(now, LineKind::Error("nothing to close".into())),
+            },
+            Command::Nick(name) => {
+                if matches!(self.state, ConnState::NameRejected { .. }) {
+                    self.set_name(now, &name);
+                } else {
+                    self.wanted_name = name.clone();
+                    self.submit(now, ClientMsg::Nick { name });
+                }
+            }
+            Command::Join(room) => self.submit(now, ClientMsg::Join { room, since: None }),
+            Command::Rooms => self.submit(now, ClientMsg::Rooms),
+            Command::Msg { to, text } => {
+                self.counted(
+                    now,
+                    ClientMsg::Msg {
+                        to,
+                        text,
+                        action: false,
+                    },
+                );
+            }
+            Command::Say(text) | Command::Me(text) if self.active.is_none() => {
+                let _ = text;
+                self.local(
+                    now,
+                    LineKind::Error("join a room first: /join #room".into()),
+                );
+            }
+            Command::Say(text) => {
+                let (kind, name) = self.active_target();
+                let msg = match kind {
+                    ConversationKind::Room => ClientMsg::Say { room: name, text },
+                    ConversationKind::Direct => ClientMsg::Msg {
+                        to: name,
+                        text,
+                        action: false,
+                    },
+                };
+                self.counted(now, msg);
+            }
+            Command::Me(text) => {
+                let (kind, name) = self.active_target();
+                let msg = match kind {
+                    ConversationKind::Room => ClientMsg::Me { room: name, text },
+                    ConversationKind::Direct => ClientMsg::Msg {
+                        to: name,
+                        text,
+                        action: true,
+                    },
+                };
+                self.counted(now, msg);
+            }
+            Command::Part { room, reason } => {
+                let room = room.or_else(|| {
+                    self.active()
+                        .filter(|c| c.kind == ConversationKind::Room)
+                        .map(|c| c.name.clone())
+                });
+                match room {
+                    Some(room) => self.submit(now, ClientMsg::Part { room, reason }),
+                    None => self.local(now, LineKind::Error("usage: /part #room".into())),
+                }
+            }
+            Command::Who(room) => match room.or_else(|| self.active_room()) {
+                Some(room) => self.submit(now, ClientMsg::Who { room }),
+                None => self.local(now, LineKind::Error("usage: /who #room".into())),
+            },
+            Command::Topic(topic) => match self.active_room() {
+                Some(room) => self.submit(now, ClientMsg::Topic { room, topic }),
+                None => self.local(now, LineKind::Error("switch to a room first".into())),
+            },
+            Command::History(limit) => match self.active_room() {
+                Some(room) => {
+                    let before = self.active().and_then(Conversation::oldest_id);
+                    self.submit(
+                        now,
+                        ClientMsg::History {
+                            room,
+                            before,
+                            limit,
+                        },
+                    );
+                }
+                None => self.local(now, LineKind::Error("switch to a room first".into())),
+            },
+        }
+    }
+
+    fn active_target(&self) -> (ConversationKind, String) {
+        let c = self
+            .active()
+            .expect("caller checked there is an active conversation");
+        (c.kind, c.name.clone())
+    }
+
+    fn active_room(&self) -> Option<String> {
+        self.active()
+            .filter(|c| c.kind == ConversationKind::Room)
+            .map(|c| c.name.clone())
+    }
+
+    /// Sends a message that the server will acknowledge with its echo (or refuse).
+    fn counted(&mut self, now: UnixMillis, msg: ClientMsg) {
+        if self.require_online(now, msg) {
+            self.unacked += 1;
+        }
+    }
+
+    fn submit(&mut self, now: UnixMillis, msg: ClientMsg) {
+        self.require_online(now, msg);
+    }
+
+    fn require_online(&mut self, now: UnixMillis, msg: ClientMsg) -> bool {
+        if self.is_online() {
+            self.send(msg);
+            true
+        } else {
+            self.local(
+                now,
+                LineKind::Error("not connected; your message was not sent".into()),
+            );
+            false
+        }
+    }
+
+    fn send(&mut self, msg: ClientMsg) {
+        self.outputs.push_back(Output::Send(msg));
+    }
+
+    fn send_hello(&mut self) {
+        let mut name = self.wanted_name.clone();
+        for _ in 0..self.name_retries {
+            name.push('_');
+        }
+        self.send(ClientMsg::Hello {
+            version: PROTOCOL_VERSION,
+            name,
+        });
+    }
+
+    fn set_state(&mut self, state: ConnState) {
+        if self.state != state {
+            self.state = state.clone();
+            self.outputs.push_back(Output::Event(Event::State(state)));
+        }
+    }
+
+    fn schedule_reconnect(&mut self, now: UnixMillis, reason: &str) {
+        if matches!(self.state, ConnState::Closed { .. }) {
+            return;
+        }
+        // Messages in flight may or may not have arrived; catch-up will show them if they did.
+        self.unacked = 0;
+        let attempt = self.reconnect_attempt;
+        self.reconnect_attempt += 1;
+        let delay = self
+            .config
+            .backoff_min
+            .saturating_mul(1 << attempt.min(16))
+            .min(self.config.backoff_max);
+        self.set_state(ConnState::Reconnecting {
+            attempt: attempt + 1,
+            at: now + delay,
+            reason: reason.to_string(),
+        });
+    }
+
+    fn on_welcome(&mut self, now: UnixMillis, name: String, server: String, motd: Option<String>) {
+        let reconnect = self.was_online;
+        self.was_online = true;
+        self.reconnect_attempt = 0;
+        self.name_retries = 0;
+        self.name = Some(name.clone());
+        self.set_state(ConnState::Online);
+        let mut text = format!("connected to {server} as {name}");
+        if let Some(motd) = motd.filter(|m| !m.is_empty()) {
+            text.push_str(&format!("\n{motd}"));
+        }
+        self.local(now, LineKind::Notice(text));
+        if reconnect {
+            // Rejoin every room, asking for what was missed since the last id seen. The server
+            // put us back in its default room already; `since` fills any gap there too.
+            let rooms: Vec<String> = self
+                .conversations
+                .values()
+                .filter(|c| c.kind == ConversationKind::Room)
+                .map(|c| c.name.clone())
+                .collect();
+            for room in rooms {
+                self.send(ClientMsg::Join {
+                    room,
+                    since: self.last_id,
+                });
+            }
+        }
+    }
+
+    fn on_nick(&mut self, old: String, new: String, ts: UnixMillis) {
+        if self.is_me(&old) {
+            self.name = Some(new.clone());
+            self.wanted_name = new.clone();
+        }
+        let old_key = names::key(&old);
+        // A direct conversation follows the person.
+        if let Some(index) = self.conversations.get_index_of(&old_key)
+            && self.conversations[index].kind == ConversationKind::Direct
+        {
+            let new_key = names::key(&new);
+            if let Some((_, mut c)) = self.conversations.shift_remove_index(index) {
+                c.name = new.clone();
+                c.members = vec![new.clone()];
+                let (last, _) = self.conversations.insert_full(new_key.clone(), c);
+                self.conversations.move_index(last, index.min(last));
+                if self.active.as_deref() == Some(old_key.as_str()) {
+                    self.active = Some(new_key);
+                }
+            }
+        }
+        let keys: Vec<String> = self
+            .conversations
+            .iter()
+            .filter(|(_, c)| c.members.iter().any(|m| names::key(m) == old_key))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in keys {
+            if let Some(c) = self.conversations.get_mut(&key) {
+                for m in c.members.iter_mut() {
+                    if names::key(m) == old_key {
+                        *m = new.clone();
+                    }
+                }
+                c.members.sort_by_cached_key(|n| names::key(n));
+            }
+            let line = system(
+                ts,
+                LineKind::Nick {
+                    old: old.clone(),
+                    new: new.clone(),
+                },
+            );
+            self.push(Some(key), line);
+        }
+    }
+
+    fn on_message(&mut self, msg: ChatMessage, live: bool) {
+        let key = names::key(&msg.room);
+        if !self.conversations.contains_key(&key) {
+            return;
+        }
+        if live && self.is_me(&msg.from) {
+            self.ack(msg.id);
+        }
+        self.see_id(msg.id);
+        let kind = if msg.action {
+            LineKind::Action {
+                from: msg.from,
+                text: msg.text,
+            }
+        } else {
+            LineKind::Message {
+                from: msg.from,
+                text: msg.text,
+            }
+        };
+        self.insert_message(&key, line_at(Some(msg.id), msg.ts, kind), live);
+    }
+
+    fn on_error(&mut self, now: UnixMillis, code: ErrorCode, message: String) {
+        match code {
+            ErrorCode::NameTaken | ErrorCode::InvalidName
+                if self.state == ConnState::Registering =>
+            {
+                // After a reconnect our old connection may still hold the name for a while:
+                // take a variant rather than stall.
+                if self.was_online && code == ErrorCode::NameTaken && self.name_retries < 3 {
+                    self.name_retries += 1;
+                    self.send_hello();
+                    return;
+                }
+                self.set_state(ConnState::NameRejected {
+                    reason: message.clone(),
+                });
+                self.local(now, LineKind::Error(message));
+            }
+            ErrorCode::UnsupportedVersion => {
+                self.set_state(ConnState::Closed {
+                    reason: message.clone(),
+                });
+                self.local(now, LineKind::Error(message));
+            }
+            _ => {
+                if matches!(
+                    code,
+                    ErrorCode::EmptyText
+                        | ErrorCode::TextTooLong
+                        | ErrorCode::TooManyLines
+                        | ErrorCode::NotInRoom
+                        | ErrorCode::NoSuchUser
+                        | ErrorCode::NoSuchRoom
+                        | ErrorCode::InvalidRoom
+                ) {
+                    self.unacked = self.unacked.saturating_sub(1);
+                }
+                self.local(now, LineKind::Error(message));
+            }
+        }
+    }
+
+    fn ack(&mut self, id: MsgId) {
+        if self.unacked > 0 {
+            self.unacked -= 1;
+        }
+        self.outputs.push_back(Output::Event(Event::Acked(id)));
+    }
+
+    fn see_id(&mut self, id: MsgId) {
+        self.last_id = Some(self.last_id.map_or(id, |last| last.max(id)));
+    }
+
+    fn is_me(&self, name: &str) -> bool {
+        self.name
+            .as_deref()
+            .is_some_and(|me| names::key(me) == names::key(name))
+    }
+
+    /// Opens (or finds) a conversation and returns its key.
+    fn open(&mut self, name: &str, kind: ConversationKind) -> String {
+        let key = names::key(name);
+        self.conversations
+            .entry(key.clone())
+            .or_insert_with(|| Conversation::new(name.to_string(), kind));
+        key
+    }
+
+    fn close_conversation(&mut self, key: &str) {
+        let Some(index) = self.conversations.get_index_of(key) else {
+            return;
+        };
+        self.conversations.shift_remove_index(index);
+        if self.active.as_deref() == Some(key) {
+            self.active = None;
+            let next = index.min(self.conversations.len().saturating_sub(1));
+            self.switch_to_index(next);
+            if self.active.is_none() {
+                self.outputs.push_back(Output::Event(Event::Switched(None)));
+            }
+        }
+    }
+
+    fn activate(&mut self, key: String) {
+        if let Some(c) = self.conversations.get_mut(&key) {
+            c.unread = 0;
+            c.mentions = 0;
+            let name = c.name.clone();
+            if self.active.as_deref() != Some(key.as_str()) {
+                self.active = Some(key);
+                self.outputs
+                    .push_back(Output::Event(Event::Switched(Some(name))));
+            }
+        }
+    }
+
+    /// Inserts a message line in id order, dropping duplicates (catch-up may overlap).
+    fn insert_message(&mut self, key: &str, mut line: Line, live: bool) {
+        let me = self.name.clone();
+        let active = self.active.as_deref() == Some(key);
+        let Some(c) = self.conversations.get_mut(key) else {
+            return;
+        };
+        let id = line.id.expect("message lines carry ids");
+        let newest = c.lines.iter().rev().find_map(|l| l.id);
+        let position = if newest.is_none_or(|n| id > n) {
+            c.lines.len()
+        } else if c.lines.iter().any(|l| l.id == Some(id)) {
+            return;
+        } else {
+            c.lines
+                .iter()
+                .position(|l| l.id.is_some_and(|other| other > id))
+                .unwrap_or(c.lines.len())
+        };
+        let (from, text) = match &line.kind {
+            LineKind::Message { from, text } | LineKind::Action { from, text } => (from, text),
+            _ => unreachable!("only messages are inserted by id"),
+        };
+        let mine = me
+            .as_deref()
+            .is_some_and(|m| names::key(m) == names::key(from));
+        line.mention = !mine && me.as_deref().is_some_and(|m| mentions(text, m));
+        let appended = position == c.lines.len();
+        if !active && !mine && appended && live {
+            c.unread += 1;
+            if line.mention || c.kind == ConversationKind::Direct {
+                c.mentions += 1;
+            }
+        }
+        let name = c.name.clone();
+        c.lines.insert(position, line.clone());
+        let limit = self.config.scrollback.max(1);
+        while c.lines.len() > limit {
+            c.lines.pop_front();
+            c.more_history = true;
+        }
+        self.outputs.push_back(Output::Event(Event::Line {
+            conversation: Some(name),
+            line,
+        }));
+    }
+
+    /// Appends a non-message line to a conversation (or the status area).
+    fn push(&mut self, key: Option<String>, line: Line) {
+        let limit = self.config.scrollback.max(1);
+        let conversation = match key.as_deref().and_then(|k| self.conversations.get_mut(k)) {
+            Some(c) => {
+                c.lines.push_back(line.clone());
+                while c.lines.len() > limit {
+                    c.lines.pop_front();
+                }
+                Some(c.name.clone())
+            }
+            None => {
+                self.status.push_back(line.clone());
+                while self.status.len() > limit {
+                    self.status.pop_front();
+                }
+                None
+            }
+        };
+        self.outputs
+            .push_back(Output::Event(Event::Line { conversation, line }));
+    }
+
+    /// A local line in the active conversation (or the status area).
+    fn local(&mut self, now: UnixMillis, kind: LineKind) {
+        let key = self.active.clone();
+        self.push(key, system(now, kind));
+    }
+
+    /// Connection news goes to every conversation, so whichever the user looks at shows it.
+    fn notice_everywhere(&mut self, now: UnixMillis, text: &str) {
+        let keys: Vec<String> = self.conversations.keys().cloned().collect();
+        if keys.is_empty() {
+            self.push(None, system(now, LineKind::Notice(text.to_string())));
+        }
+        for key in keys {
+            self.push(Some(key), system(now, LineKind::Notice(text.to_string())));
+        }
+    }
+}
+
+fn system(ts: UnixMillis, kind: LineKind) -> Line {
+    line_at(None, ts, kind)
+}
+
+fn line_at(id: Option<MsgId>, ts: UnixMillis, kind: LineKind) -> Line {
+    Line {
+        id,
+        ts,
+        mention: false,
+        kind,
+    }
+}
+
+fn insert_member(members: &mut Vec<String>, name: &str) {
+    let key = names::key(name);
+    if !members.iter().any(|m| names::key(m) == key) {
+        members.push(name.to_string());
+        members.sort_by_cached_key(|n| names::key(n));
+    }
+}
+
+/// True when `text` names `me` as a whole word, in any case.
+fn mentions(text: &str, me: &str) -> bool {
+    let me = me.to_lowercase();
+    text.to_lowercase()
+        .split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '-'))
+        .any(|word| word == me)
+}
+
+/// A stable palette index for a nick, so every front-end colours a person the same way.
+pub fn nick_colour(name: &str, palette_len: usize) -> usize {
+    // FNV-1a over the case-insensitive key: stable across runs and platforms.
+    let mut hash: u32 = 0x811c_9dc5;
+    for b in names::key(name).bytes() {
+        hash ^= u32::from(b);
+        hash = hash.wrapping_mul(0x0100_0193);
+    }
+    (hash as usize) % palette_len.max(1)
+}

@@ -1,0 +1,147 @@
+//! Property tests of the codec: every message survives an encode/decode round trip, and no
+//! sequence of bytes makes the decoder panic or hand out a line over the limit.
+
+use bytes::BytesMut;
+use chat_core::codec::{LineDecoder, decode_client, decode_server, encode};
+use chat_core::protocol::{ChatMessage, ClientMsg, ErrorCode, ServerMsg};
+use proptest::prelude::*;
+
+fn text() -> impl Strategy<Value = String> {
+    // Any Unicode, newlines and quotes included: the JSON encoding must escape them.
+    proptest::string::string_regex("(?s).{0,40}").unwrap()
+}
+
+fn client_msg() -> impl Strategy<Value = ClientMsg> {
+    prop_oneof![
+        (any::<u32>(), text()).prop_map(|(version, name)| ClientMsg::Hello { version, name }),
+        text().prop_map(|name| ClientMsg::Nick { name }),
+        (text(), proptest::option::of(any::<u64>()))
+            .prop_map(|(room, since)| ClientMsg::Join { room, since }),
+        (text(), proptest::option::of(text()))
+            .prop_map(|(room, reason)| ClientMsg::Part { room, reason }),
+        (text(), text()).prop_map(|(room, text)| ClientMsg::Say { room, text }),
+        (text(), text()).prop_map(|(room, text)| ClientMsg::Me { room, text }),
+        (text(), text(), any::<bool>()).prop_map(|(to, text, action)| ClientMsg::Msg {
+            to,
+            text,
+            action
+        }),
+        (text(), proptest::option::of(text()))
+            .prop_map(|(room, topic)| ClientMsg::Topic { room, topic }),
+        text().prop_map(|room| ClientMsg::Who { room }),
+        Just(ClientMsg::Rooms),
+        (text(), proptest::option::of(any::<u64>()), any::<u32>()).prop_map(
+            |(room, before, limit)| ClientMsg::History {
+                room,
+                before,
+                limit
+            }
+        ),
+        text().prop_map(|token| ClientMsg::Ping { token }),
+        proptest::option::of(text()).prop_map(|reason| ClientMsg::Quit { reason }),
+    ]
+}
+
+fn chat() -> impl Strategy<Value = ChatMessage> {
+    (
+        any::<u64>(),
+        any::<u64>(),
+        text(),
+        text(),
+        text(),
+        any::<bool>(),
+    )
+        .prop_map(|(id, ts, room, from, text, action)| ChatMessage {
+            id,
+            ts,
+            room,
+            from,
+            text,
+            action,
+        })
+}
+
+fn server_msg() -> impl Strategy<Value = ServerMsg> {
+    prop_oneof![
+        chat().prop_map(ServerMsg::Message),
+        (
+            text(),
+            proptest::collection::vec(chat(), 0..4),
+            any::<bool>()
+        )
+            .prop_map(|(room, messages, more)| ServerMsg::History {
+                room,
+                messages,
+                more
+            }),
+        (text(), text(), any::<u64>()).prop_map(|(room, name, ts)| ServerMsg::Join {
+            room,
+            name,
+            ts
+        }),
+        (text(), text(), any::<u64>()).prop_map(|(name, reason, ts)| ServerMsg::Quit {
+            name,
+            reason,
+            ts
+        }),
+        text().prop_map(|message| ServerMsg::Error {
+            code: ErrorCode::Malformed,
+            message
+        }),
+        text().prop_map(|reason| ServerMsg::Bye { reason }),
+    ]
+}
+
+proptest! {
+    #[test]
+    fn client_messages_round_trip(msgs in proptest::collection::vec(client_msg(), 1..8)) {
+        let mut buf = BytesMut::new();
+        for msg in &msgs {
+            encode(msg, &mut buf);
+        }
+        let mut decoder = LineDecoder::new(1 << 20);
+        let mut decoded = Vec::new();
+        while let Some(line) = decoder.next_line(&mut buf) {
+            decoded.push(decode_client(&line.unwrap()).unwrap());
+        }
+        prop_assert_eq!(decoded, msgs);
+        prop_assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn server_messages_round_trip(msg in server_msg()) {
+        let mut buf = BytesMut::new();
+        encode(&msg, &mut buf);
+        prop_assert_eq!(buf.iter().filter(|&&b| b == b'\n').count(), 1);
+        let mut decoder = LineDecoder::new(1 << 20);
+        let line = decoder.next_line(&mut buf).unwrap().unwrap();
+        prop_assert_eq!(decode_server(&line).unwrap(), msg);
+    }
+
+    #[test]
+    fn decoder_never_panics_and_respects_the_limit(
+        chunks in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..64), 0..32),
+        max in 2usize..48,
+    ) {
+        let mut decoder = LineDecoder::new(max);
+        let mut buf = BytesMut::new();
+        for chunk in chunks {
+            buf.extend_from_slice(&chunk);
+            while let Some(line) = decoder.next_line(&mut buf) {
+                if let Ok(line) = line {
+                    prop_assert!(line.len() < max);
+                    prop_assert!(!line.contains(&b'\n'));
+                    let _ = decode_client(&line);
+                    let _ = decode_server(&line);
+                }
+            }
+            prop_assert!(buf.len() < max);
+        }
+    }
+
+    #[test]
+    fn json_shaped_garbage_never_panics(s in "\\{\"type\":\"[a-z_]{0,10}\"(,\"[a-z]{1,6}\":(\"[^\"]{0,5}\"|[0-9]{1,3}|null|true|\\[\\]))*\\}") {
+        let _ = decode_client(s.as_bytes());
+        let _ = decode_server(s.as_bytes());
+    }
+}

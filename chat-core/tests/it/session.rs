@@ -1,0 +1,504 @@
+//! Client session tests: every command becomes the right protocol message (or a local error),
+//! server messages build the view model (scrollback, members, unread counts), and a reconnect
+//! catches up with no gap and no duplicate.
+
+use chat_core::codec::decode_server;
+use chat_core::protocol::{ClientMsg, ServerMsg};
+use chat_core::session::{
+    ConnState, ConversationKind, Event, LineKind, Output, Session, SessionConfig,
+};
+
+const T: u64 = 1_700_000_000_000;
+
+fn server(json: &str) -> ServerMsg {
+    decode_server(json.as_bytes()).unwrap_or_else(|e| panic!("{json}: {e}"))
+}
+
+fn sent(s: &mut Session) -> Vec<ClientMsg> {
+    let mut out = Vec::new();
+    while let Some(o) = s.poll_output() {
+        if let Output::Send(m) = o {
+            out.push(m);
+        }
+    }
+    out
+}
+
+fn feed(s: &mut Session, lines: &[&str]) {
+    for l in lines {
+        s.handle_server(T, server(l));
+    }
+}
+
+fn msg(id: u64, room: &str, from: &str, text: &str) -> String {
+    format!(
+        r##"{{"type":"message","id":{id},"ts":{},"room":"{room}","from":"{from}","text":"{text}"}}"##,
+        T + id
+    )
+}
+
+/// A session registered as alice and in #lobby with bob.
+fn online() -> Session {
+    let mut s = Session::new(SessionConfig::default(), "alice");
+    assert_eq!(s.state(), &ConnState::Connecting);
+    s.start(T);
+    assert_eq!(s.poll_output(), Some(Output::Connect));
+    s.handle_connected(T);
+    assert_eq!(
+        sent(&mut s),
+        vec![ClientMsg::Hello {
+            version: 1,
+            name: "alice".into()
+        }]
+    );
+    feed(
+        &mut s,
+        &[
+            r##"{"type":"welcome","version":1,"name":"alice","server":"t","limits":{"max_line":100,"max_text":10,"max_text_lines":2,"max_name":32}}"##,
+            r##"{"type":"join","room":"#lobby","name":"alice","ts":1}"##,
+            r##"{"type":"topic","room":"#lobby","topic":"hi"}"##,
+            r##"{"type":"members","room":"#lobby","names":["bob","alice"]}"##,
+            r##"{"type":"history","room":"#lobby","messages":[],"more":false}"##,
+        ],
+    );
+    sent(&mut s);
+    assert!(s.is_online());
+    s
+}
+
+fn texts(s: &Session, room: &str) -> Vec<String> {
+    s.conversation(room)
+        .unwrap()
+        .lines
+        .iter()
+        .filter_map(|l| match &l.kind {
+            LineKind::Message { from, text } => Some(format!("<{from}> {text}")),
+            LineKind::Action { from, text } => Some(format!("* {from} {text}")),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn registers_and_builds_the_lobby() {
+    let s = online();
+    assert_eq!(s.name(), Some("alice"));
+    let lobby = s.active().unwrap();
+    assert_eq!(lobby.name, "#lobby");
+    assert_eq!(lobby.topic, "hi");
+    assert_eq!(lobby.members, vec!["alice", "bob"]);
+}
+
+#[test]
+fn every_command_sends_the_right_message() {
+    let mut s = online();
+    let cases: Vec<(&str, ClientMsg)> = vec![
+        (
+            "hello",
+            ClientMsg::Say {
+                room: "#lobby".into(),
+                text: "hello".into(),
+            },
+        ),
+        (
+            "/me waves",
+            ClientMsg::Me {
+                room: "#lobby".into(),
+                text: "waves".into(),
+            },
+        ),
+        (
+            "/join #rust",
+            ClientMsg::Join {
+                room: "#rust".into(),
+                since: None,
+            },
+        ),
+        (
+            "/part",
+            ClientMsg::Part {
+                room: "#lobby".into(),
+                reason: None,
+            },
+        ),
+        (
+            "/msg bob hi",
+            ClientMsg::Msg {
+                to: "bob".into(),
+                text: "hi".into(),
+                action: false,
+            },
+        ),
+        ("/nick zed", ClientMsg::Nick { name: "zed".into() }),
+        (
+            "/who",
+            ClientMsg::Who {
+                room: "#lobby".into(),
+            },
+        ),
+        ("/rooms", ClientMsg::Rooms),
+        (
+            "/topic",
+            ClientMsg::Topic {
+                room: "#lobby".into(),
+                topic: None,
+            },
+        ),
+        (
+            "/topic new",
+            ClientMsg::Topic {
+                room: "#lobby".into(),
+                topic: Some("new".into()),
+            },
+        ),
+        (
+            "/history 5",
+            ClientMsg::History {
+                room: "#lobby".into(),
+                before: None,
+                limit: 5,
+            },
+        ),
+    ];
+    for (line, expected) in cases {
+        s.handle_input(T, line);
+        assert_eq!(sent(&mut s), vec![expected], "for {line}");
+    }
+    s.handle_input(T, "/quit bye");
+    assert_eq!(
+        sent(&mut s),
+        vec![ClientMsg::Quit {
+            reason: Some("bye".into())
+        }]
+    );
+    assert!(matches!(s.state(), ConnState::Closed { .. }));
+}
+
+#[test]
+fn help_and_bad_commands_stay_local() {
+    let mut s = online();
+    for line in ["/help", "/dance", "/msg bob", "/switch #nowhere"] {
+        s.handle_input(T, line);
+        assert!(sent(&mut s).is_empty(), "{line} sent something");
+    }
+    let lines: Vec<String> = s
+        .active()
+        .unwrap()
+        .lines
+        .iter()
+        .map(|l| format!("{:?}", l.kind))
+        .collect();
+    let all = lines.join("\n");
+    assert!(all.contains("/join #room"), "help lists commands: {all}");
+    assert!(all.contains("unknown command /dance"));
+    assert!(all.contains("usage: /msg name text"));
+    assert!(all.contains("no conversation #nowhere"));
+}
+
+#[test]
+fn direct_messages_get_their_own_conversation() {
+    let mut s = online();
+    feed(
+        &mut s,
+        &[r##"{"type":"direct","id":7,"ts":1,"from":"bob","to":"alice","text":"psst alice"}"##],
+    );
+    let bob = s.conversation("bob").unwrap();
+    assert_eq!(bob.kind, ConversationKind::Direct);
+    assert_eq!((bob.unread, bob.mentions), (1, 1));
+    s.handle_input(T, "/switch bob");
+    assert_eq!(s.active().unwrap().name, "bob");
+    assert_eq!(s.active().unwrap().unread, 0);
+    s.handle_input(T, "reply");
+    s.handle_input(T, "/me nods");
+    assert_eq!(
+        sent(&mut s),
+        vec![
+            ClientMsg::Msg {
+                to: "bob".into(),
+                text: "reply".into(),
+                action: false
+            },
+            ClientMsg::Msg {
+                to: "bob".into(),
+                text: "nods".into(),
+                action: true
+            },
+        ]
+    );
+    // bob renames: the conversation follows him.
+    feed(
+        &mut s,
+        &[r##"{"type":"nick","old":"bob","new":"robert","ts":2}"##],
+    );
+    assert!(s.conversation("bob").is_none());
+    assert_eq!(s.active().unwrap().name, "robert");
+    s.handle_input(T, "/close");
+    assert_eq!(s.active().unwrap().name, "#lobby");
+}
+
+#[test]
+fn unread_counts_and_mentions() {
+    let mut s = online();
+    feed(
+        &mut s,
+        &[
+            r##"{"type":"join","room":"#rust","name":"alice","ts":1}"##,
+            r##"{"type":"history","room":"#rust","messages":[],"more":false}"##,
+        ],
+    );
+    // Joining a second room keeps #lobby active.
+    assert_eq!(s.active().unwrap().name, "#lobby");
+    feed(
+        &mut s,
+        &[
+            &msg(1, "#rust", "bob", "hi"),
+            &msg(2, "#rust", "bob", "hey Alice!"),
+            &msg(3, "#rust", "alice", "mine"),
+        ],
+    );
+    let rust = s.conversation("#rust").unwrap();
+    assert_eq!((rust.unread, rust.mentions), (2, 1));
+    feed(&mut s, &[&msg(4, "#lobby", "bob", "in the active room")]);
+    assert_eq!(s.conversation("#lobby").unwrap().unread, 0);
+    s.switch_relative(1);
+    assert_eq!(s.active().unwrap().name, "#rust");
+    assert_eq!(s.active().unwrap().unread, 0);
+    s.handle_input(T, "/switch 1");
+    assert_eq!(s.active().unwrap().name, "#lobby");
+}
+
+#[test]
+fn scrollback_is_bounded_and_history_pages_in_order() {
+    let config = SessionConfig {
+        scrollback: 3,
+        ..SessionConfig::default()
+    };
+    let mut s = Session::new(config, "alice");
+    s.start(T);
+    s.handle_connected(T);
+    feed(
+        &mut s,
+        &[
+            r##"{"type":"welcome","version":1,"name":"alice","server":"t","limits":{"max_line":100,"max_text":10,"max_text_lines":2,"max_name":32}}"##,
+            r##"{"type":"join","room":"#lobby","name":"alice","ts":1}"##,
+        ],
+    );
+    for id in 10..15 {
+        feed(&mut s, &[&msg(id, "#lobby", "bob", &format!("m{id}"))]);
+    }
+    assert_eq!(
+        texts(&s, "#lobby"),
+        vec!["<bob> m12", "<bob> m13", "<bob> m14"]
+    );
+    assert!(s.active().unwrap().more_history);
+    sent(&mut s);
+    s.handle_input(T, "/history 2");
+    assert_eq!(
+        sent(&mut s),
+        vec![ClientMsg::History {
+            room: "#lobby".into(),
+            before: Some(12),
+            limit: 2
+        }]
+    );
+    let mut s = online();
+    feed(
+        &mut s,
+        &[
+            &msg(5, "#lobby", "bob", "five"),
+            &msg(6, "#lobby", "bob", "six"),
+        ],
+    );
+    feed(
+        &mut s,
+        &[&format!(
+            r##"{{"type":"history","room":"#lobby","messages":[{},{}],"more":false}}"##,
+            msg(3, "#lobby", "bob", "three").replace(r##""type":"message","##, ""),
+            msg(5, "#lobby", "bob", "five").replace(r##""type":"message","##, ""),
+        )],
+    );
+    assert_eq!(
+        texts(&s, "#lobby"),
+        vec!["<bob> three", "<bob> five", "<bob> six"]
+    );
+    assert!(!s.active().unwrap().more_history);
+}
+
+#[test]
+fn reconnect_backs_off_then_catches_up_without_gap_or_duplicate() {
+    let mut s = online();
+    feed(
+        &mut s,
+        &[
+            r##"{"type":"join","room":"#rust","name":"alice","ts":1}"##,
+            &msg(1, "#lobby", "bob", "one"),
+            &msg(2, "#rust", "bob", "two"),
+        ],
+    );
+    s.handle_input(T, "pending");
+    assert_eq!(s.unacked(), 1);
+    sent(&mut s);
+    s.handle_disconnected(T + 10, "connection reset");
+    assert_eq!(s.unacked(), 0);
+    match s.state() {
+        ConnState::Reconnecting { attempt: 1, at, .. } => assert_eq!(*at, T + 10 + 500),
+        other => panic!("{other:?}"),
+    }
+    // Typing while offline is refused locally rather than lost silently.
+    s.handle_input(T + 20, "lost?");
+    assert!(sent(&mut s).is_empty());
+    assert!(matches!(
+        s.active().unwrap().lines.back().unwrap().kind,
+        LineKind::Error(ref e) if e.contains("not connected")
+    ));
+    // The first attempt fails: the delay doubles.
+    s.handle_timeout(T + 510);
+    assert_eq!(
+        s.poll_output(),
+        Some(Output::Event(Event::State(ConnState::Connecting)))
+    );
+    assert_eq!(s.poll_output(), Some(Output::Connect));
+    s.handle_connect_failed(T + 600, "refused");
+    assert!(
+        matches!(s.state(), ConnState::Reconnecting { attempt: 2, at, .. } if *at == T + 600 + 1000)
+    );
+    s.handle_timeout(T + 1600);
+    s.handle_connected(T + 1700);
+    // The old connection still holds the name on the server: the session takes a variant.
+    sent(&mut s);
+    feed(
+        &mut s,
+        &[r##"{"type":"error","code":"name_taken","message":"taken"}"##],
+    );
+    assert_eq!(
+        sent(&mut s),
+        vec![ClientMsg::Hello {
+            version: 1,
+            name: "alice_".into()
+        }]
+    );
+    feed(
+        &mut s,
+        &[
+            r##"{"type":"welcome","version":1,"name":"alice_","server":"t","limits":{"max_line":100,"max_text":10,"max_text_lines":2,"max_name":32}}"##,
+        ],
+    );
+    assert_eq!(
+        sent(&mut s),
+        vec![
+            ClientMsg::Join {
+                room: "#lobby".into(),
+                since: Some(2)
+            },
+            ClientMsg::Join {
+                room: "#rust".into(),
+                since: Some(2)
+            },
+        ]
+    );
+    // The server replays what was missed; overlapping ids are dropped.
+    feed(
+        &mut s,
+        &[&format!(
+            r##"{{"type":"history","room":"#lobby","messages":[{},{}],"more":false}}"##,
+            msg(1, "#lobby", "bob", "one").replace(r##""type":"message","##, ""),
+            msg(3, "#lobby", "bob", "three").replace(r##""type":"message","##, ""),
+        )],
+    );
+    assert_eq!(texts(&s, "#lobby"), vec!["<bob> one", "<bob> three"]);
+    assert_eq!(s.last_id(), Some(3));
+}
+
+#[test]
+fn a_refused_name_can_be_changed_without_restarting() {
+    let mut s = Session::new(SessionConfig::default(), "bob");
+    s.start(T);
+    s.handle_connected(T);
+    sent(&mut s);
+    feed(
+        &mut s,
+        &[r##"{"type":"error","code":"name_taken","message":"the name bob is taken"}"##],
+    );
+    assert!(matches!(s.state(), ConnState::NameRejected { reason } if reason.contains("taken")));
+    s.set_name(T, "bobby");
+    assert_eq!(
+        sent(&mut s),
+        vec![ClientMsg::Hello {
+            version: 1,
+            name: "bobby".into()
+        }]
+    );
+    feed(
+        &mut s,
+        &[r##"{"type":"error","code":"invalid_name","message":"bad"}"##],
+    );
+    s.handle_input(T, "/nick robert");
+    assert_eq!(
+        sent(&mut s),
+        vec![ClientMsg::Hello {
+            version: 1,
+            name: "robert".into()
+        }]
+    );
+}
+
+#[test]
+fn quits_parts_and_acks() {
+    let mut s = online();
+    s.handle_input(T, "hi");
+    assert_eq!(s.unacked(), 1);
+    feed(&mut s, &[&msg(9, "#lobby", "alice", "hi")]);
+    assert_eq!(s.unacked(), 0);
+    s.handle_input(T, "   ");
+    s.handle_input(T, "again");
+    feed(
+        &mut s,
+        &[r##"{"type":"error","code":"text_too_long","message":"too long"}"##],
+    );
+    assert_eq!(s.unacked(), 0);
+    feed(
+        &mut s,
+        &[r##"{"type":"quit","name":"bob","reason":"ping timeout","ts":5}"##],
+    );
+    assert_eq!(s.active().unwrap().members, vec!["alice"]);
+    assert!(matches!(
+        &s.active().unwrap().lines.back().unwrap().kind,
+        LineKind::Quit { name, reason } if name == "bob" && reason == "ping timeout"
+    ));
+    feed(
+        &mut s,
+        &[r##"{"type":"part","room":"#lobby","name":"alice","ts":6}"##],
+    );
+    assert!(s.conversation("#lobby").is_none());
+    assert!(s.active().is_none());
+    sent(&mut s);
+    s.handle_input(T, "into the void");
+    assert!(sent(&mut s).is_empty());
+}
+
+#[test]
+fn pings_a_silent_server_and_gives_up_on_a_dead_one() {
+    let mut s = online();
+    assert_eq!(s.poll_timeout(), Some(T + 45_000));
+    s.handle_timeout(T + 45_000);
+    assert_eq!(
+        sent(&mut s),
+        vec![ClientMsg::Ping {
+            token: (T + 45_000).to_string()
+        }]
+    );
+    s.handle_timeout(T + 75_000);
+    assert_eq!(s.poll_output(), Some(Output::Disconnect));
+    // And a server ping is answered.
+    let mut s = online();
+    feed(&mut s, &[r##"{"type":"ping","token":"x"}"##]);
+    assert_eq!(sent(&mut s), vec![ClientMsg::Pong { token: "x".into() }]);
+}
+
+#[test]
+fn completes_nicks_and_commands() {
+    let s = online();
+    assert_eq!(s.completions("b"), vec!["bob"]);
+    assert_eq!(s.completions("/jo"), vec!["/join"]);
+    assert_eq!(s.completions("#lo"), vec!["#lobby"]);
+}

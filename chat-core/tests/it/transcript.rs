@@ -1,0 +1,292 @@
+//! Data-driven hub tests: each `tests/transcripts/*.chat` file is a story (who connects, what
+//! they send, how time passes) and its snapshot is every output the hub produced, in order.
+//!
+//! Script lines:
+//! - `config key=value ...` sets [`HubConfig`] fields before the first connection;
+//! - `connect NAME` opens a connection called NAME;
+//! - `NAME> text` sends one raw line (through the real line decoder and message parser);
+//!   `{c*N}` repeats character c N times and `{0xHH}` inserts a raw byte;
+//! - `NAME: text` says `text` in #lobby, shorthand for a `say` frame;
+//! - `disconnect NAME [reason]` reports the connection gone;
+//! - `advance 90s` / `advance 250ms` moves time, running every deadline on the way;
+//! - `commit ID` reports the store has committed through ID; `shutdown`; `# comment`.
+//!
+//! Run with `INSTA_UPDATE=always` (or `cargo insta review`) to accept new snapshots.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use bytes::BytesMut;
+use chat_core::codec::{LineDecoder, decode_client};
+use chat_core::hub::{ConnId, Hub, HubConfig, Input, Output, Record};
+
+const T0: u64 = 1_700_000_000_000;
+
+struct Harness {
+    hub: Option<Hub>,
+    config: HubConfig,
+    now: u64,
+    conns: BTreeMap<String, ConnId>,
+    decoders: BTreeMap<String, (LineDecoder, BytesMut)>,
+    out: String,
+}
+
+impl Harness {
+    fn new() -> Self {
+        Self {
+            hub: None,
+            config: HubConfig {
+                server_name: "test".into(),
+                // Time stands still between script lines; flood.chat turns this back on.
+                flood_rate: 0,
+                ..HubConfig::default()
+            },
+            now: T0,
+            conns: BTreeMap::new(),
+            decoders: BTreeMap::new(),
+            out: String::new(),
+        }
+    }
+
+    fn hub(&mut self) -> &mut Hub {
+        if self.hub.is_none() {
+            self.hub = Some(Hub::new(self.config.clone()));
+        }
+        self.hub.as_mut().unwrap()
+    }
+
+    fn name_of(&self, conn: ConnId) -> String {
+        self.conns
+            .iter()
+            .find(|(_, c)| **c == conn)
+            .map_or_else(|| conn.to_string(), |(n, _)| n.clone())
+    }
+
+    fn drain(&mut self) {
+        while let Some(output) = self.hub().poll_output() {
+            let t = format!("[+{}]", fmt_elapsed(self.now - T0));
+            let line = match output {
+                Output::Transmit { to, bytes } => {
+                    let names: Vec<String> = to.iter().map(|c| self.name_of(*c)).collect();
+                    let text = String::from_utf8(bytes.to_vec()).unwrap();
+                    format!("{t} -> {}: {}", names.join(","), text.trim_end())
+                }
+                Output::Close { conn, reason } => {
+                    format!("{t} close {} ({reason})", self.name_of(conn))
+                }
+                Output::Store(record) => format!("{t} store {}", fmt_record(&record)),
+            };
+            writeln!(self.out, "{line}").unwrap();
+        }
+    }
+
+    fn run_line(&mut self, line: &str) {
+        self.run(line, true);
+    }
+
+    fn run(&mut self, line: &str, echo: bool) {
+        let line = line.trim_end();
+        if line.is_empty() {
+            return;
+        }
+        if echo {
+            writeln!(self.out, "{line}").unwrap();
+        }
+        if line.starts_with('#') {
+            return;
+        }
+        if let Some((who, raw)) = line.split_once("> ") {
+            let conn = self.conns[who];
+            let bytes = expand(raw);
+            let (decoder, buf) = self.decoders.get_mut(who).unwrap();
+            buf.extend_from_slice(&bytes);
+            buf.extend_from_slice(b"\n");
+            let mut frames = Vec::new();
+            while let Some(line) = decoder.next_line(buf) {
+                frames.push(line.and_then(|l| decode_client(&l)));
+            }
+            let now = self.now;
+            for frame in frames {
+                self.hub().handle(now, Input::Frame { conn, frame });
+            }
+        } else if let Some((who, text)) = line.split_once(": ") {
+            let conn = self.conns[who];
+            let now = self.now;
+            let frame = Ok(chat_core::ClientMsg::Say {
+                room: "#lobby".into(),
+                text: text.into(),
+            });
+            self.hub().handle(now, Input::Frame { conn, frame });
+        } else {
+            let mut words = line.split_whitespace();
+            let verb = words.next().unwrap();
+            let rest: Vec<&str> = words.collect();
+            let now = self.now;
+            match verb {
+                "config" => {
+                    assert!(self.hub.is_none(), "config must come first");
+                    for kv in rest {
+                        let (k, v) = kv.split_once('=').unwrap();
+                        set_config(&mut self.config, k, v);
+                    }
+                }
+                "connect" => {
+                    let conn = ConnId(self.conns.len() as u64 + 1);
+                    self.conns.insert(rest[0].to_string(), conn);
+                    let max = self.config.max_line;
+                    self.decoders.insert(
+                        rest[0].to_string(),
+                        (LineDecoder::new(max), BytesMut::new()),
+                    );
+                    self.hub().handle(now, Input::Connect { conn });
+                }
+                "hello" => {
+                    // Shorthand: connect and register under the same name.
+                    self.run(&format!("connect {}", rest[0]), false);
+                    self.run(
+                        &format!(
+                            r#"{}> {{"type":"hello","version":1,"name":"{}"}}"#,
+                            rest[0], rest[0]
+                        ),
+                        false,
+                    );
+                    return;
+                }
+                "disconnect" => {
+                    let conn = self.conns[rest[0]];
+                    let reason = if rest.len() > 1 {
+                        rest[1..].join(" ")
+                    } else {
+                        "connection lost".into()
+                    };
+                    self.hub().handle(now, Input::Disconnect { conn, reason });
+                }
+                "commit" => {
+                    let through = rest[0].parse().unwrap();
+                    self.hub().handle(now, Input::Committed { through });
+                }
+                "shutdown" => self.hub().handle(now, Input::Shutdown),
+                "advance" => {
+                    let target = self.now + parse_duration(rest[0]);
+                    self.drain();
+                    while let Some(at) = self.hub().poll_timeout() {
+                        if at > target {
+                            break;
+                        }
+                        self.now = self.now.max(at);
+                        let now = self.now;
+                        self.hub().handle_timeout(now);
+                        self.drain();
+                    }
+                    self.now = target;
+                }
+                other => panic!("unknown script verb {other}"),
+            }
+        }
+        self.drain();
+    }
+}
+
+fn set_config(c: &mut HubConfig, key: &str, value: &str) {
+    let n = || value.parse::<u64>().unwrap();
+    match key {
+        "history" => c.history = n() as usize,
+        "join_history" => c.join_history = n() as usize,
+        "flood_burst" => c.flood_burst = n() as u32,
+        "flood_rate" => c.flood_rate = n() as u32,
+        "flood_queue" => c.flood_queue = n() as usize,
+        "max_line" => c.max_line = n() as usize,
+        "max_text" => c.max_text = n() as usize,
+        "max_text_lines" => c.max_text_lines = n() as usize,
+        "max_rooms_per_conn" => c.max_rooms_per_conn = n() as usize,
+        "ping_interval" => c.ping_interval = parse_duration(value),
+        "ping_timeout" => c.ping_timeout = parse_duration(value),
+        "register_timeout" => c.register_timeout = parse_duration(value),
+        "durable" => c.durable = value == "true",
+        "motd" => c.motd = Some(value.replace('_', " ")),
+        other => panic!("unknown config key {other}"),
+    }
+}
+
+fn parse_duration(s: &str) -> u64 {
+    if let Some(ms) = s.strip_suffix("ms") {
+        ms.parse().unwrap()
+    } else if let Some(secs) = s.strip_suffix('s') {
+        secs.parse::<u64>().unwrap() * 1000
+    } else {
+        panic!("bad duration {s}")
+    }
+}
+
+fn fmt_elapsed(ms: u64) -> String {
+    if ms % 1000 == 0 {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{}.{:03}s", ms / 1000, ms % 1000)
+    }
+}
+
+fn fmt_record(r: &Record) -> String {
+    match r {
+        Record::Message(m) => format!("message #{} {} <{}> {}", m.id, m.room, m.from, m.text),
+        Record::Direct {
+            id, from, to, text, ..
+        } => {
+            format!("direct #{id} {from} -> {to}: {text}")
+        }
+        Record::Topic {
+            id,
+            room,
+            topic,
+            by,
+            ..
+        } => {
+            format!("topic #{id} {room} by {by}: {topic}")
+        }
+    }
+}
+
+/// Expands `{c*N}` into N copies of the character c and `{0xHH}` into a raw byte; any other
+/// brace is literal.
+fn expand(raw: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut rest = raw;
+    while let Some(start) = rest.find('{') {
+        out.extend_from_slice(&rest.as_bytes()[..start]);
+        let after = &rest[start + 1..];
+        let inner = after.find('}').map(|end| &after[..end]);
+        let replacement = inner.and_then(|inner| {
+            if let Some(hex) = inner.strip_prefix("0x") {
+                u8::from_str_radix(hex, 16).ok().map(|b| vec![b])
+            } else {
+                let (c, n) = inner.split_once('*')?;
+                let n: usize = n.parse().ok()?;
+                (c.chars().count() == 1).then(|| c.repeat(n).into_bytes())
+            }
+        });
+        match (replacement, inner) {
+            (Some(bytes), Some(inner)) => {
+                out.extend_from_slice(&bytes);
+                rest = &after[inner.len() + 1..];
+            }
+            _ => {
+                out.push(b'{');
+                rest = after;
+            }
+        }
+    }
+    out.extend_from_slice(rest.as_bytes());
+    out
+}
+
+#[test]
+fn transcripts() {
+    insta::glob!("../transcripts", "*.chat", |path| {
+        let script = std::fs::read_to_string(path).unwrap();
+        let mut harness = Harness::new();
+        for line in script.lines() {
+            harness.run_line(line);
+        }
+        insta::assert_snapshot!(harness.out);
+    });
+}
