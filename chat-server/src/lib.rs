@@ -1,0 +1,529 @@
+//! The chat server: tokio sockets, timers and storage around chat-core's [`Hub`].
+//!
+//! Tasks and who owns what:
+//! - the **accept loop** enforces the connection limits and spawns one task per connection;
+//! - each **connection task** runs a reader (bytes to frames, sent to the hub) and a writer
+//!   (drains the connection's bounded queue, many messages per write syscall);
+//! - the **hub task** owns the [`Hub`] state machine: it feeds it events with the current time,
+//!   wakes it at its deadlines, and performs its outputs. A room message arrives as one `Bytes`
+//!   and is queued, reference-counted, on every member's queue; a full queue disconnects that
+//!   member only ("send queue exceeded");
+//! - the **store thread** ([`store`]) commits records in batches and reports back, after which
+//!   the hub delivers (acknowledges) them.
+
+pub mod store;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use bytes::{Bytes, BytesMut};
+use chat_core::codec::{self, FrameError, LineDecoder};
+use chat_core::hub::{ConnId, Hub, HubConfig, Input, Output, reason};
+use chat_core::protocol::{ClientMsg, ErrorCode, MsgId, ServerMsg, UnixMillis};
+use clap::Parser;
+use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, mpsc};
+
+/// Server configuration: every flag is also an environment variable.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "chat-server", version, about = "A self-hostable chat server")]
+pub struct Config {
+    /// Address to listen on.
+    #[arg(long, env = "CHAT_LISTEN", default_value = "127.0.0.1:53000")]
+    pub listen: String,
+    /// Directory holding the SQLite database (chat.sqlite3).
+    #[arg(long, env = "CHAT_DATA_DIR", default_value = "./chat-data")]
+    pub data_dir: PathBuf,
+    /// Keep nothing on disk: history lives in memory and is lost on exit.
+    #[arg(long, env = "CHAT_IN_MEMORY")]
+    pub in_memory: bool,
+    /// Server name announced to clients.
+    #[arg(long, env = "CHAT_SERVER_NAME", default_value = "chat")]
+    pub server_name: String,
+    /// Message of the day, sent to every client on connect.
+    #[arg(long, env = "CHAT_MOTD")]
+    pub motd: Option<String>,
+    /// Messages kept per room for history and catch-up.
+    #[arg(long, env = "CHAT_HISTORY", default_value_t = 1000)]
+    pub history: usize,
+    /// Most simultaneous connections.
+    #[arg(long, env = "CHAT_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+    /// Most simultaneous connections from one IP address.
+    #[arg(long, env = "CHAT_MAX_PER_IP", default_value_t = 50)]
+    pub max_per_ip: usize,
+    /// Longest accepted line, in bytes.
+    #[arg(long, env = "CHAT_MAX_LINE", default_value_t = codec::DEFAULT_MAX_LINE)]
+    pub max_line: usize,
+    /// Messages queued for one client before it is disconnected as too slow.
+    #[arg(long, env = "CHAT_SEND_QUEUE", default_value_t = 1024)]
+    pub send_queue: usize,
+    /// Messages a client may send in a burst before throttling.
+    #[arg(long, env = "CHAT_FLOOD_BURST", default_value_t = 10)]
+    pub flood_burst: u32,
+    /// Sustained messages per second per client; 0 turns flood control off.
+    #[arg(long, env = "CHAT_FLOOD_RATE", default_value_t = 5)]
+    pub flood_rate: u32,
+    /// Seconds of silence before a client is pinged.
+    #[arg(long, env = "CHAT_PING_INTERVAL", default_value_t = 60.0)]
+    pub ping_interval: f64,
+    /// Seconds a pinged client has to answer.
+    #[arg(long, env = "CHAT_PING_TIMEOUT", default_value_t = 30.0)]
+    pub ping_timeout: f64,
+    /// Seconds a new connection has to say hello.
+    #[arg(long, env = "CHAT_REGISTER_TIMEOUT", default_value_t = 30.0)]
+    pub register_timeout: f64,
+}
+
+impl Config {
+    /// The configuration the hub state machine takes.
+    pub fn hub_config(&self) -> HubConfig {
+        let ms = |secs: f64| (secs.max(0.0) * 1000.0) as u64;
+        HubConfig {
+            server_name: self.server_name.clone(),
+            motd: self.motd.clone(),
+            max_line: self.max_line,
+            history: self.history,
+            ping_interval: ms(self.ping_interval),
+            ping_timeout: ms(self.ping_timeout),
+            register_timeout: ms(self.register_timeout),
+            flood_burst: self.flood_burst,
+            flood_rate: self.flood_rate,
+            durable: !self.in_memory,
+            ..HubConfig::default()
+        }
+    }
+}
+
+/// What the tasks tell the hub task.
+enum Event {
+    Accepted {
+        conn: ConnId,
+        handle: ConnHandle,
+    },
+    Frame {
+        conn: ConnId,
+        frame: Result<ClientMsg, FrameError>,
+    },
+    Closed {
+        conn: ConnId,
+        reason: String,
+    },
+}
+
+/// The hub task's grip on one connection.
+struct ConnHandle {
+    /// The bounded send queue; full means the client is too slow.
+    queue: mpsc::Sender<Bytes>,
+    /// Stops the writer at once, dropping what is queued (for a client that stopped reading).
+    kill: Arc<Notify>,
+}
+
+/// Connection counts, total and per address, shared by the accept loop and connection tasks.
+#[derive(Default)]
+struct Tracker {
+    total: usize,
+    per_ip: HashMap<IpAddr, usize>,
+}
+
+/// Decrements the tracker when a connection task ends, however it ends.
+struct TrackerGuard {
+    tracker: Arc<Mutex<Tracker>>,
+    ip: IpAddr,
+}
+
+impl Drop for TrackerGuard {
+    fn drop(&mut self) {
+        let mut t = self.tracker.lock().unwrap_or_else(|e| e.into_inner());
+        t.total -= 1;
+        if let Some(n) = t.per_ip.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                t.per_ip.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// A client that accepts no bytes for this long is gone.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long shutdown waits for writers to flush their goodbyes.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
+/// The current time as the hub takes it.
+fn now_millis() -> UnixMillis {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Binds the listening socket named in the configuration.
+pub async fn bind(config: &Config) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(&config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))
+}
+
+/// Runs the server on `listener` until `shutdown` completes, then tells every client, flushes
+/// the store and returns.
+pub async fn serve(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let (events_tx, events_rx) = mpsc::channel::<Event>(4096);
+    let (commits_tx, commits_rx) = mpsc::unbounded_channel::<MsgId>();
+    let mut hub = Hub::new(config.hub_config());
+    let store = if config.in_memory {
+        tracing::info!("storage: in memory (nothing is kept after exit)");
+        None
+    } else {
+        let (store, restored) = store::Store::open(&config.data_dir, config.history, move |id| {
+            // Unbounded: the store thread must never block on the hub, even at shutdown.
+            let _ = commits_tx.send(id);
+        })?;
+        tracing::info!(
+            path = %store.path().display(),
+            rooms = restored.rooms.len(),
+            messages = restored.messages,
+            "storage: SQLite"
+        );
+        hub.restore(restored.rooms, restored.next_id);
+        Some(store)
+    };
+    let local = listener.local_addr()?;
+    tracing::info!(%local, "listening");
+
+    let tracker = Arc::new(Mutex::new(Tracker::default()));
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
+    let hub_task = tokio::spawn(run_hub(hub, events_rx, commits_rx, store, stop_rx));
+    tokio::select! {
+        () = accept_loop(listener, config, events_tx, tracker.clone()) => {}
+        () = shutdown => tracing::info!("shutting down"),
+    }
+    let _ = stop_tx.send(());
+    hub_task.await.context("hub task failed")?;
+    // Give writers a moment to deliver `bye` and close their sockets.
+    let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+    while open_connections(&tracker) > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn open_connections(tracker: &Mutex<Tracker>) -> usize {
+    tracker.lock().map_or(0, |t| t.total)
+}
+
+/// Owns the hub: feeds it events and deadlines, performs its outputs.
+async fn run_hub(
+    mut hub: Hub,
+    mut events: mpsc::Receiver<Event>,
+    mut commits: mpsc::UnboundedReceiver<MsgId>,
+    mut store: Option<store::Store>,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
+) {
+    let mut conns: HashMap<ConnId, ConnHandle> = HashMap::new();
+    let mut batch = Vec::with_capacity(256);
+    loop {
+        let sleep = async {
+            match hub.poll_timeout() {
+                Some(at) => {
+                    let wait = at.saturating_sub(now_millis());
+                    tokio::time::sleep(Duration::from_millis(wait)).await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            n = events.recv_many(&mut batch, 256) => {
+                if n == 0 {
+                    break;
+                }
+                let now = now_millis();
+                for event in batch.drain(..) {
+                    let input = match event {
+                        Event::Accepted { conn, handle } => {
+                            conns.insert(conn, handle);
+                            Input::Connect { conn }
+                        }
+                        Event::Frame { conn, frame } => Input::Frame { conn, frame },
+                        Event::Closed { conn, reason } => {
+                            conns.remove(&conn);
+                            Input::Disconnect { conn, reason }
+                        }
+                    };
+                    hub.handle(now, input);
+                    perform(&mut hub, &mut conns, store.as_ref(), now);
+                }
+            }
+            Some(through) = commits.recv() => {
+                let now = now_millis();
+                hub.handle(now, Input::Committed { through });
+                perform(&mut hub, &mut conns, store.as_ref(), now);
+            }
+            () = sleep => {
+                let now = now_millis();
+                hub.handle_timeout(now);
+                perform(&mut hub, &mut conns, store.as_ref(), now);
+            }
+            _ = &mut stop => break,
+        }
+    }
+    let now = now_millis();
+    hub.handle(now, Input::Shutdown);
+    perform(&mut hub, &mut conns, store.as_ref(), now);
+    if let Some(store) = store.as_mut() {
+        store.close();
+        tracing::info!("store flushed");
+    }
+}
+
+/// Performs everything the hub asked for.
+fn perform(
+    hub: &mut Hub,
+    conns: &mut HashMap<ConnId, ConnHandle>,
+    store: Option<&store::Store>,
+    now: UnixMillis,
+) {
+    let mut too_slow = Vec::new();
+    loop {
+        while let Some(output) = hub.poll_output() {
+            match output {
+                Output::Transmit { to, bytes } => {
+                    for conn in to {
+                        let Some(handle) = conns.get(&conn) else {
+                            continue;
+                        };
+                        if let Err(mpsc::error::TrySendError::Full(_)) =
+                            handle.queue.try_send(bytes.clone())
+                        {
+                            too_slow.push(conn);
+                        }
+                    }
+                }
+                Output::Close { conn, reason } => {
+                    tracing::debug!(%conn, %reason, "closing");
+                    // Dropping the queue's sender lets the writer flush what is queued, then close.
+                    conns.remove(&conn);
+                }
+                Output::Store(record) => match store {
+                    Some(store) => store.append(record),
+                    None => tracing::error!("a durable hub without a store"),
+                },
+            }
+        }
+        if too_slow.is_empty() {
+            return;
+        }
+        for conn in too_slow.drain(..) {
+            if let Some(handle) = conns.remove(&conn) {
+                tracing::info!(%conn, "dropping a client that does not read: send queue exceeded");
+                handle.kill.notify_one();
+                hub.handle(
+                    now,
+                    Input::Disconnect {
+                        conn,
+                        reason: reason::SEND_QUEUE_EXCEEDED.into(),
+                    },
+                );
+            }
+        }
+    }
+}
+
+/// Accepts connections, enforcing the total and per-address limits.
+async fn accept_loop(
+    listener: TcpListener,
+    config: Config,
+    events: mpsc::Sender<Event>,
+    tracker: Arc<Mutex<Tracker>>,
+) {
+    let mut next_id = 0u64;
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(err) => {
+                // Out of file descriptors, usually: wait for some to free up.
+                tracing::warn!(%err, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let ip = peer.ip();
+        let refusal = {
+            let mut t = tracker.lock().unwrap_or_else(|e| e.into_inner());
+            let from_ip = t.per_ip.get(&ip).copied().unwrap_or(0);
+            if t.total >= config.max_connections {
+                Some((
+                    ErrorCode::ServerFull,
+                    "the server is full; try again later".to_string(),
+                ))
+            } else if from_ip >= config.max_per_ip {
+                Some((
+                    ErrorCode::TooManyConnections,
+                    format!(
+                        "too many connections from {ip} (limit {})",
+                        config.max_per_ip
+                    ),
+                ))
+            } else {
+                t.total += 1;
+                *t.per_ip.entry(ip).or_insert(0) += 1;
+                None
+            }
+        };
+        if let Some((code, message)) = refusal {
+            tracing::info!(%peer, %code, "refused connection");
+            tokio::spawn(refuse(stream, code, message));
+            continue;
+        }
+        next_id += 1;
+        let conn = ConnId(next_id);
+        let guard = TrackerGuard {
+            tracker: tracker.clone(),
+            ip,
+        };
+        tracing::debug!(%conn, %peer, "accepted");
+        tokio::spawn(connection(
+            stream,
+            conn,
+            events.clone(),
+            config.max_line,
+            config.send_queue,
+            guard,
+        ));
+    }
+}
+
+/// Tells a refused client why, then closes.
+async fn refuse(mut stream: TcpStream, code: ErrorCode, message: String) {
+    let mut buf = BytesMut::new();
+    codec::encode(&ServerMsg::Error { code, message }, &mut buf);
+    codec::encode(
+        &ServerMsg::Bye {
+            reason: code.to_string(),
+        },
+        &mut buf,
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        let _ = stream.write_all(&buf).await;
+        let _ = stream.shutdown().await;
+    })
+    .await;
+}
+
+/// Runs one connection: a reader and a writer, until either ends.
+async fn connection(
+    stream: TcpStream,
+    conn: ConnId,
+    events: mpsc::Sender<Event>,
+    max_line: usize,
+    send_queue: usize,
+    _guard: TrackerGuard,
+) {
+    let _ = stream.set_nodelay(true);
+    let (queue, rx) = mpsc::channel(send_queue.max(1));
+    let kill = Arc::new(Notify::new());
+    let handle = ConnHandle {
+        queue,
+        kill: kill.clone(),
+    };
+    if events.send(Event::Accepted { conn, handle }).await.is_err() {
+        return;
+    }
+    let (rd, wr) = stream.into_split();
+    let reason = tokio::select! {
+        why = read_frames(rd, conn, &events, max_line) => why,
+        why = write_queued(wr, rx, &kill) => why,
+    };
+    tracing::debug!(%conn, %reason, "connection ended");
+    let _ = events.send(Event::Closed { conn, reason }).await;
+}
+
+/// Reads lines, decodes them and hands them to the hub. Returns why the connection ended.
+async fn read_frames(
+    rd: OwnedReadHalf,
+    conn: ConnId,
+    events: &mpsc::Sender<Event>,
+    max_line: usize,
+) -> String {
+    let mut decoder = LineDecoder::new(max_line);
+    let mut buf = BytesMut::new();
+    loop {
+        while let Some(line) = decoder.next_line(&mut buf) {
+            let frame = line.and_then(|l| codec::decode_client(&l));
+            if events.send(Event::Frame { conn, frame }).await.is_err() {
+                return reason::SERVER_SHUTDOWN.into();
+            }
+        }
+        if buf.is_empty() {
+            // An idle connection holds no read buffer.
+            buf = BytesMut::new();
+        }
+        if let Err(err) = rd.readable().await {
+            return format!("{}: {err}", reason::CONNECTION_LOST);
+        }
+        buf.reserve(4096);
+        match rd.try_read_buf(&mut buf) {
+            Ok(0) => return "connection closed".into(),
+            Ok(_) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(_) => return reason::CONNECTION_LOST.into(),
+        }
+    }
+}
+
+/// Writes everything queued, as many messages per syscall as are waiting. Returns why it stopped.
+async fn write_queued(
+    mut wr: OwnedWriteHalf,
+    mut rx: mpsc::Receiver<Bytes>,
+    kill: &Notify,
+) -> String {
+    let mut batch: Vec<Bytes> = Vec::with_capacity(64);
+    let mut out = BytesMut::new();
+    loop {
+        let n = tokio::select! {
+            biased;
+            () = kill.notified() => return reason::SEND_QUEUE_EXCEEDED.into(),
+            n = rx.recv_many(&mut batch, 1024) => n,
+        };
+        if n == 0 {
+            // The hub closed this connection: everything queued has been written.
+            let _ = tokio::time::timeout(Duration::from_secs(1), wr.shutdown()).await;
+            return "closed by server".into();
+        }
+        let bytes: &[u8] = if batch.len() == 1 {
+            &batch[0]
+        } else {
+            out.clear();
+            for b in &batch {
+                out.extend_from_slice(b);
+            }
+            &out
+        };
+        let write = tokio::time::timeout(WRITE_TIMEOUT, wr.write_all(bytes));
+        let result = tokio::select! {
+            biased;
+            () = kill.notified() => return reason::SEND_QUEUE_EXCEEDED.into(),
+            result = write => result,
+        };
+        match result {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return reason::CONNECTION_LOST.into(),
+            Err(_) => return "write timed out".into(),
+        }
+        batch.clear();
+        if out.capacity() > 64 * 1024 {
+            out = BytesMut::new();
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! Durable history: a restart keeps rooms, topics and messages, ids keep increasing, and every
+//! acknowledged message survives `kill -9` of the real binary.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::harness::{Client, TestServer};
+
+#[tokio::test]
+async fn restart_keeps_history_topics_and_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let server = TestServer::start(&["--data-dir", data]).await;
+    let mut alice = server.client("alice").await;
+    alice.send(json!({"type":"join","room":"#keep"})).await;
+    alice
+        .send(json!({"type":"topic","room":"#keep","topic":"remember me"}))
+        .await;
+    alice.say("#keep", "first").await;
+    let last = alice.expect("message").await["id"].as_u64().unwrap();
+    server.stop().await;
+
+    let server = TestServer::start(&["--data-dir", data]).await;
+    let mut bob = server.client("bob").await;
+    bob.send(json!({"type":"join","room":"#keep"})).await;
+    assert_eq!(bob.expect("topic").await["topic"], "remember me");
+    let history = bob.expect("history").await;
+    assert_eq!(history["messages"][0]["text"], "first");
+    bob.say("#keep", "second").await;
+    let id = bob.expect("message").await["id"].as_u64().unwrap();
+    assert!(
+        id > last,
+        "ids keep increasing across restarts ({id} > {last})"
+    );
+    server.stop().await;
+}
+
+fn spawn_server(data: &str, port: u16) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_chat-server"))
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+            data,
+            "--flood-rate",
+            "0",
+        ])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+async fn connect_retrying(port: u16) -> Client {
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return Client::connect(([127, 0, 0, 1], port).into()).await;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("server did not come up on port {port}");
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test]
+async fn kill_9_keeps_every_acknowledged_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let port = free_port();
+    let mut child = spawn_server(data, port);
+    let mut alice = connect_retrying(port).await;
+    alice.hello("alice").await;
+    // Send a stream of messages and kill the server while they are in flight.
+    let mut batch = Vec::new();
+    for i in 0..2000 {
+        batch.extend_from_slice(
+            format!(
+                "{}\n",
+                json!({"type":"say","room":"#lobby","text":format!("k{i}")})
+            )
+            .as_bytes(),
+        );
+    }
+    alice.raw(&batch).await;
+    let mut acked = Vec::new();
+    while acked.len() < 500 {
+        let m = alice.expect("message").await;
+        acked.push(m["text"].as_str().unwrap().to_string());
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    // Whatever else was acknowledged before the socket died counts too.
+    while let Some(v) = alice.next().await {
+        if v["type"] == "message" {
+            acked.push(v["text"].as_str().unwrap().to_string());
+        }
+    }
+
+    let mut child = spawn_server(data, port);
+    let mut bob = connect_retrying(port).await;
+    bob.hello("bob").await;
+    let mut stored = Vec::new();
+    let mut before: Option<u64> = None;
+    loop {
+        bob.send(json!({"type":"history","room":"#lobby","before":before,"limit":200}))
+            .await;
+        let page = bob.expect("history").await;
+        let messages = page["messages"].as_array().unwrap();
+        for m in messages.iter().rev() {
+            stored.push(m["text"].as_str().unwrap().to_string());
+        }
+        before = messages.first().and_then(|m| m["id"].as_u64());
+        if page["more"] != true || messages.is_empty() {
+            break;
+        }
+    }
+    stored.reverse();
+    // History keeps 1000 per room: every acknowledged message within that window is there.
+    let window: Vec<&String> = acked.iter().rev().take(1000).collect();
+    for text in window {
+        assert!(stored.contains(text), "acknowledged {text} was lost");
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[tokio::test]
+async fn sigterm_exits_zero_after_telling_clients() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut child = spawn_server(dir.path().to_str().unwrap(), port);
+    let mut alice = connect_retrying(port).await;
+    alice.hello("alice").await;
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(
+        alice.expect_closed().await.as_deref(),
+        Some("server shutdown")
+    );
+    let mut code = None;
+    for _ in 0..200 {
+        if let Some(status) = child.try_wait().unwrap() {
+            code = status.code();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    assert_eq!(code, Some(0));
+}
