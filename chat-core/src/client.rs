@@ -258,6 +258,15 @@ impl ClientHandle {
         self.act(move |s, now| s.handle_input(now, &line));
     }
 
+    /// Waits until the driver has handled every action submitted before this call.
+    pub async fn flush(&self) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.act(move |_, _| {
+            let _ = tx.send(());
+        });
+        let _ = rx.await;
+    }
+
     /// Retries registration with another name after a refusal.
     pub fn set_name(&self, name: impl Into<String>) {
         let name = name.into();

@@ -29,6 +29,8 @@ pub struct SessionConfig {
     pub ping_interval: u64,
     /// Give the connection up when a ping stays unanswered this long, in milliseconds.
     pub ping_timeout: u64,
+    /// Also hand every server message to the front-end as [`Event::Server`] (for `--json`).
+    pub forward_server_messages: bool,
 }
 
 impl Default for SessionConfig {
@@ -39,6 +41,7 @@ impl Default for SessionConfig {
             backoff_max: 30_000,
             ping_interval: 45_000,
             ping_timeout: 30_000,
+            forward_server_messages: false,
         }
     }
 }
@@ -224,6 +227,8 @@ pub enum Event {
     Switched(Option<String>),
     /// The server acknowledged one of the user's messages (its echo arrived).
     Acked(MsgId),
+    /// A server message, as received (only with `SessionConfig::forward_server_messages`).
+    Server(ServerMsg),
 }
 
 /// The client-side state machine. See the module documentation.
@@ -253,6 +258,8 @@ pub struct Session {
     last_rx: UnixMillis,
     /// When our ping went out, if it is unanswered.
     pinged_at: Option<UnixMillis>,
+    /// A room the user asked to join: it becomes active when the server confirms.
+    joining: Option<String>,
     outputs: VecDeque<Output>,
 }
 
@@ -274,6 +281,7 @@ impl Session {
             reconnect_attempt: 0,
             last_rx: 0,
             pinged_at: None,
+            joining: None,
             outputs: VecDeque::new(),
         }
     }
@@ -487,6 +495,10 @@ impl Session {
     pub fn handle_server(&mut self, now: UnixMillis, msg: ServerMsg) {
         self.last_rx = now;
         self.pinged_at = None;
+        if self.config.forward_server_messages {
+            self.outputs
+                .push_back(Output::Event(Event::Server(msg.clone())));
+        }
         match msg {
             ServerMsg::Welcome {
                 name, motd, server, ..
@@ -496,7 +508,9 @@ impl Session {
                 let key = names::key(&room);
                 if me {
                     self.open(&room, ConversationKind::Room);
-                    if self.active.is_none() || self.conversations.len() == 1 {
+                    let asked = self.joining.as_deref() == Some(key.as_str());
+                    if asked || self.active.is_none() || self.conversations.len() == 1 {
+                        self.joining = None;
                         self.activate(key.clone());
                     }
                 }
@@ -600,7 +614,7 @@ impl Session {
                     c.members = names.clone();
                     c.members.sort_by_cached_key(|n| names::key(n));
                 }
-                let text = format!("{} members in {room}: {}", names.len(), names.join(", "));
+                let text = format!("members of {room} ({}): {}", names.len(), names.join(", "));
                 self.push(Some(key), system(now, LineKind::Notice(text)));
             }
             ServerMsg::RoomList { rooms } => {
@@ -701,7 +715,15 @@ impl Session {
                     self.submit(now, ClientMsg::Nick { name });
                 }
             }
-            Command::Join(room) => self.submit(now, ClientMsg::Join { room, since: None }),
+            Command::Join(room) => {
+                let key = names::key(&room);
+                if self.conversations.contains_key(&key) {
+                    self.activate(key);
+                    return;
+                }
+                self.joining = Some(key);
+                self.submit(now, ClientMsg::Join { room, since: None });
+            }
             Command::Rooms => self.submit(now, ClientMsg::Rooms),
             Command::Msg { to, text } => {
                 self.counted(

@@ -1,0 +1,321 @@
+//! `chat-cli`: a stdin/stdout client on chat-core's session and driver.
+//!
+//! In a terminal it is interactive: it asks for a name if none is given, prints events as
+//! readable timestamped lines, and quits cleanly on `/quit`, Ctrl-D or Ctrl-C. In a pipe it is a
+//! tool: it sends each input line, waits until the server has acknowledged every message, and
+//! exits 0 (`echo "deploy done" | chat-cli --name ci`). All protocol logic lives in chat-core.
+
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use chat_core::client::{self, ClientHandle, TcpConnector};
+use chat_core::session::{ConnState, Event, Line, LineKind, nick_colour};
+use chat_core::{Session, SessionConfig};
+use clap::Parser;
+use owo_colors::{AnsiColors, OwoColorize};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::sync::watch;
+
+/// Command-line flags; each is also an environment variable.
+#[derive(Debug, Parser)]
+#[command(name = "chat-cli", version, about = "A stdin/stdout chat client")]
+struct Args {
+    /// Server host.
+    #[arg(long, env = "CHAT_HOST", default_value = "127.0.0.1")]
+    host: String,
+    /// Server port.
+    #[arg(long, env = "CHAT_PORT", default_value_t = 53000)]
+    port: u16,
+    /// Your name; asked for when missing and stdin is a terminal.
+    #[arg(long, env = "CHAT_NAME")]
+    name: Option<String>,
+    /// A room to join (and talk in) after connecting.
+    #[arg(long, env = "CHAT_ROOM")]
+    room: Option<String>,
+    /// Print the server's messages as JSON lines instead of text.
+    #[arg(long, env = "CHAT_JSON")]
+    json: bool,
+    /// Never use colours (NO_COLOR is honoured too).
+    #[arg(long)]
+    no_color: bool,
+}
+
+/// How long a piped run waits for acknowledgements before giving up.
+const ACK_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("chat-cli: cannot start: {err}");
+            return ExitCode::from(1);
+        }
+    };
+    let code = match runtime.block_on(run(args)) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("chat-cli: {err:#}");
+            ExitCode::from(1)
+        }
+    };
+    // A blocking read of stdin cannot be cancelled; do not wait for it to return.
+    runtime.shutdown_background();
+    code
+}
+
+async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let interactive = std::io::stdin().is_terminal();
+    let mut stdin = BufReader::new(tokio::io::stdin()).lines();
+    let name = match args.name.clone() {
+        Some(name) => name,
+        None if interactive => {
+            prompt("Your name: ");
+            stdin
+                .next_line()
+                .await?
+                .map(|l| l.trim().to_string())
+                .filter(|l| !l.is_empty())
+                .context("no name given")?
+        }
+        None => bail!("--name (or CHAT_NAME) is required when stdin is not a terminal"),
+    };
+    let printer = Printer {
+        colour: !args.no_color
+            && !args.json
+            && std::io::stdout().is_terminal()
+            && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+        json: args.json,
+    };
+    let config = SessionConfig {
+        forward_server_messages: args.json,
+        ..SessionConfig::default()
+    };
+    let addr = format!("{}:{}", args.host, args.port);
+    let (state_tx, mut state) = watch::channel(ConnState::Connecting);
+    let (handle, mut task) = client::spawn(
+        TcpConnector::new(addr.clone()),
+        Session::new(config, name),
+        move |events| {
+            for event in events {
+                printer.print(event);
+                if let Event::State(s) = event {
+                    state_tx.send_replace(s.clone());
+                }
+            }
+        },
+    );
+
+    // Connect and register, asking for another name as long as the server refuses one.
+    loop {
+        let current = state.borrow_and_update().clone();
+        match current {
+            ConnState::Online => break,
+            ConnState::NameRejected { reason } if interactive => {
+                prompt(&format!("{reason}\nAnother name: "));
+                match stdin.next_line().await? {
+                    Some(name) if !name.trim().is_empty() => handle.set_name(name.trim()),
+                    _ => bail!("no name given"),
+                }
+            }
+            ConnState::NameRejected { reason } => bail!("name rejected: {reason}"),
+            ConnState::Reconnecting { reason, .. } => bail!("{reason}"),
+            ConnState::Closed { reason } => bail!("{reason}"),
+            ConnState::Connecting | ConnState::Registering => {}
+        }
+        if state.changed().await.is_err() {
+            bail!("the client stopped before connecting to {addr}");
+        }
+    }
+    if let Some(room) = &args.room {
+        handle.submit(format!("/join {room}"));
+    }
+
+    loop {
+        tokio::select! {
+            line = stdin.next_line() => match line {
+                Ok(Some(line)) => {
+                    if matches!(*state.borrow(), ConnState::NameRejected { .. }) {
+                        handle.set_name(line.trim());
+                    } else {
+                        handle.submit(line);
+                    }
+                }
+                // End of input: Ctrl-D in a terminal, the end of a pipe.
+                Ok(None) | Err(_) => break,
+            },
+            _ = tokio::signal::ctrl_c() => break,
+            _ = &mut task => return Ok(exit_code(&handle)),
+        }
+    }
+    if !interactive {
+        wait_for_acks(&handle).await?;
+    }
+    handle.submit("/quit");
+    let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn exit_code(handle: &ClientHandle) -> ExitCode {
+    handle.with_session(|s| match s.state() {
+        ConnState::Closed { .. } => ExitCode::SUCCESS,
+        _ => ExitCode::from(1),
+    })
+}
+
+/// Waits until the server has acknowledged every message sent.
+async fn wait_for_acks(handle: &ClientHandle) -> anyhow::Result<()> {
+    handle.flush().await;
+    let deadline = tokio::time::Instant::now() + ACK_TIMEOUT;
+    loop {
+        let (unacked, online) = handle.with_session(|s| (s.unacked(), s.is_online()));
+        if unacked == 0 && online {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("{unacked} messages were not acknowledged by the server");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Prints one line to stdout. A closed stdout (`| head`) is not an error worth a panic: the
+/// client keeps its promise to the server and quits normally.
+fn out(line: &str) {
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "{line}");
+    let _ = stdout.flush();
+}
+
+fn prompt(text: &str) {
+    eprint!("{text}");
+    let _ = std::io::stderr().flush();
+}
+
+/// Turns session events into output lines.
+#[derive(Debug, Clone, Copy)]
+struct Printer {
+    colour: bool,
+    json: bool,
+}
+
+const NICK_COLOURS: [AnsiColors; 6] = [
+    AnsiColors::Cyan,
+    AnsiColors::Green,
+    AnsiColors::Yellow,
+    AnsiColors::Magenta,
+    AnsiColors::Blue,
+    AnsiColors::Red,
+];
+
+impl Printer {
+    fn print(&self, event: &Event) {
+        match event {
+            Event::Server(msg) if self.json => {
+                out(&serde_json::to_string(msg).unwrap_or_default());
+            }
+            Event::Line { conversation, line } if !self.json => {
+                out(&self.format(conversation.as_deref(), line));
+            }
+            // In JSON mode stdout carries only the server's messages; local news goes to stderr.
+            Event::Line { line, .. } if matches!(line.kind, LineKind::Error(_)) => {
+                eprintln!("{}", self.format(None, line));
+            }
+            Event::State(ConnState::Reconnecting {
+                attempt,
+                at,
+                reason,
+            }) => {
+                let secs = at.saturating_sub(client::now_millis()).div_ceil(1000);
+                self.status(&format!(
+                    "-- {reason}; reconnecting in {secs}s (attempt {attempt})"
+                ));
+            }
+            Event::Switched(Some(name)) if !self.json => {
+                self.status(&format!("-- now talking in {name}"));
+            }
+            _ => {}
+        }
+    }
+
+    fn status(&self, text: &str) {
+        if self.json {
+            eprintln!("{text}");
+        } else if self.colour {
+            out(&text.dimmed().to_string());
+        } else {
+            out(text);
+        }
+    }
+
+    fn nick(&self, name: &str) -> String {
+        if self.colour {
+            let colour = NICK_COLOURS[nick_colour(name, NICK_COLOURS.len())];
+            name.color(colour).bold().to_string()
+        } else {
+            name.to_string()
+        }
+    }
+
+    fn format(&self, conversation: Option<&str>, line: &Line) -> String {
+        let time = chrono::DateTime::from_timestamp_millis(line.ts as i64)
+            .map(|t| t.with_timezone(&chrono::Local).format("%H:%M").to_string())
+            .unwrap_or_default();
+        let place = match conversation {
+            Some(c) if c.starts_with('#') => format!("{c} "),
+            Some(c) => format!("[{c}] "),
+            None => String::new(),
+        };
+        let body = match &line.kind {
+            LineKind::Message { from, text } => {
+                let text = text.replace('\n', "\n        ");
+                format!("{place}<{}> {text}", self.nick(from))
+            }
+            LineKind::Action { from, text } => format!("{place}* {} {text}", self.nick(from)),
+            LineKind::Join { name } => {
+                format!("-> {} joined {}", self.nick(name), place.trim_end())
+            }
+            LineKind::Part { name, reason } => format!(
+                "<- {} left {}{}",
+                self.nick(name),
+                place.trim_end(),
+                reason
+                    .as_ref()
+                    .map(|r| format!(" ({r})"))
+                    .unwrap_or_default()
+            ),
+            LineKind::Quit { name, reason } => {
+                format!("<- {} quit ({reason})", self.nick(name))
+            }
+            LineKind::Nick { old, new } => {
+                format!("-- {} is now known as {}", self.nick(old), self.nick(new))
+            }
+            LineKind::Topic { by, topic } => match by {
+                Some(by) => format!("-- {}topic set by {by}: {topic}", place),
+                None => format!("-- {}topic: {topic}", place),
+            },
+            LineKind::Notice(text) => format!("-- {text}"),
+            LineKind::Error(text) => {
+                let text = format!("!! {text}");
+                if self.colour {
+                    text.red().to_string()
+                } else {
+                    text
+                }
+            }
+        };
+        let stamp = if self.colour {
+            format!("[{time}]").dimmed().to_string()
+        } else {
+            format!("[{time}]")
+        };
+        let body = if line.mention && self.colour {
+            body.bold().to_string()
+        } else {
+            body
+        };
+        format!("{stamp} {body}")
+    }
+}
