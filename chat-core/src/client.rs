@@ -274,6 +274,69 @@ impl ClientHandle {
     }
 }
 
+/// A driver that runs nothing by itself, for front-end tests: the test feeds server messages,
+/// runs the actions the UI submitted, and inspects what the session wants to send.
+pub struct LocalDriver {
+    session: Arc<Mutex<Session>>,
+    actions: mpsc::UnboundedReceiver<Action>,
+    /// The time passed to the session; tests move it by hand.
+    pub now: UnixMillis,
+}
+
+impl LocalDriver {
+    /// Runs every action the UI submitted, then drains the session's outputs.
+    pub fn run_pending(&mut self) -> Vec<Output> {
+        let mut session = self.session.lock().unwrap_or_else(|e| e.into_inner());
+        while let Ok(action) = self.actions.try_recv() {
+            action(&mut session, self.now);
+        }
+        std::iter::from_fn(|| session.poll_output()).collect()
+    }
+
+    /// Delivers a server message to the session, then runs pending actions.
+    pub fn server(&mut self, msg: ServerMsg) -> Vec<Output> {
+        self.session
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .handle_server(self.now, msg);
+        self.run_pending()
+    }
+
+    /// Tells the session a connection is open (it will say hello).
+    pub fn connected(&mut self) -> Vec<Output> {
+        self.session
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .handle_connected(self.now);
+        self.run_pending()
+    }
+
+    /// Tells the session the connection dropped.
+    pub fn disconnected(&mut self, reason: &str) -> Vec<Output> {
+        self.session
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .handle_disconnected(self.now, reason);
+        self.run_pending()
+    }
+}
+
+/// A handle whose actions are run by a [`LocalDriver`] instead of a task.
+pub fn local(session: Session, now: UnixMillis) -> (ClientHandle, LocalDriver) {
+    let session = Arc::new(Mutex::new(session));
+    let (actions, rx) = mpsc::unbounded_channel();
+    let handle = ClientHandle {
+        session: session.clone(),
+        actions,
+    };
+    let driver = LocalDriver {
+        session,
+        actions: rx,
+        now,
+    };
+    (handle, driver)
+}
+
 /// Starts the driver task for `session` on the current tokio runtime. `notify` is called, from
 /// the driver task, with each batch of events; keep it quick (wake a UI, print lines).
 /// The returned join handle completes when the session is closed.

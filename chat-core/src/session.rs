@@ -1103,6 +1103,16 @@ impl Session {
             .as_deref()
             .is_some_and(|m| names::key(m) == names::key(from));
         line.mention = !mine && me.as_deref().is_some_and(|m| mentions(text, m));
+        let mut position = position;
+        if !live && position == c.lines.len() {
+            // History that arrives after the join notice belongs before it.
+            while position > 0
+                && c.lines[position - 1].id.is_none()
+                && c.lines[position - 1].ts >= line.ts
+            {
+                position -= 1;
+            }
+        }
         let appended = position == c.lines.len();
         if !active && !mine && appended && live {
             c.unread += 1;

@@ -1,0 +1,512 @@
+//! chat-cursive: the full-screen terminal client's views, on chat-core's session.
+//!
+//! [`build`] lays out the screen (rooms, scrollback, members, status line, input) and installs
+//! the keys; [`refresh`] redraws everything from the session's state and is called whenever the
+//! driver reports news. No protocol logic lives here: input goes to the session, and the views
+//! only render what it holds. The binary (`main.rs`) adds the connect form and the runtime.
+
+use chat_core::client::ClientHandle;
+use chat_core::session::{
+    ConnState, Conversation, ConversationKind, Line, LineKind, Session, nick_colour,
+};
+use cursive::Cursive;
+use cursive::event::{Event, Key};
+use cursive::theme::{BaseColor, Color, ColorStyle, Effect, Style};
+use cursive::traits::{Nameable, Resizable};
+use cursive::utils::markup::StyledString;
+use cursive::view::scroll::Scroller;
+use cursive::view::{ScrollStrategy, SizeConstraint};
+use cursive::views::{
+    Dialog, EditView, HideableView, LinearLayout, NamedView, OnEventView, Panel, ResizedView,
+    ScrollView, TextView,
+};
+
+/// The room list and the member list: a named text in a fixed-width panel that can hide.
+type SidePanel = HideableView<ResizedView<Panel<NamedView<TextView>>>>;
+/// The scrollback panel with its size constraint.
+type CentrePanel = ResizedView<NamedView<Panel<NamedView<ScrollView<NamedView<TextView>>>>>>;
+
+/// Width of the room list panel.
+const ROOMS_WIDTH: usize = 18;
+/// Width of the member list panel.
+const MEMBERS_WIDTH: usize = 16;
+/// Terminal width below which the member list is hidden.
+const MEMBERS_MIN_WIDTH: usize = 70;
+/// Terminal width below which the room list is hidden too (the status line still shows the room).
+const ROOMS_MIN_WIDTH: usize = 50;
+
+/// How timestamps are shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Clock {
+    /// The machine's local time zone.
+    Local,
+    /// UTC, for reproducible screens in tests.
+    Utc,
+}
+
+/// Front-end state that is not the session's: typed-input history and hints.
+pub struct App {
+    /// The running client.
+    pub handle: ClientHandle,
+    /// Time zone for timestamps.
+    pub clock: Clock,
+    /// Lines the user entered, oldest first, for Up/Down.
+    history: Vec<String>,
+    /// Position while walking the history; `None` when editing a fresh line.
+    history_pos: Option<usize>,
+    /// Completion candidates shown in the status line after an ambiguous Tab.
+    hint: Option<String>,
+}
+
+const NICK_COLOURS: [Color; 6] = [
+    Color::Light(BaseColor::Cyan),
+    Color::Light(BaseColor::Green),
+    Color::Light(BaseColor::Yellow),
+    Color::Light(BaseColor::Magenta),
+    Color::Light(BaseColor::Blue),
+    Color::Light(BaseColor::Red),
+];
+
+/// Builds the chat screen and its keys, and stores the [`App`] as the Cursive user data.
+pub fn build(siv: &mut Cursive, handle: ClientHandle, clock: Clock) {
+    siv.set_user_data(App {
+        handle,
+        clock,
+        history: Vec::new(),
+        history_pos: None,
+        hint: None,
+    });
+    let rooms = HideableView::new(
+        Panel::new(TextView::new("").with_name("rooms"))
+            .title("rooms")
+            .fixed_width(ROOMS_WIDTH),
+    )
+    .with_name("rooms_panel");
+    let scrollback = ScrollView::new(TextView::new("").with_name("lines"))
+        .scroll_strategy(ScrollStrategy::StickToBottom)
+        .with_name("scroll");
+    // Sized by `refresh` to what the side panels leave, so they always keep their width.
+    let centre = Panel::new(scrollback)
+        .title("chat")
+        .with_name("centre")
+        .full_width()
+        .with_name("centre_size");
+    let members = HideableView::new(
+        Panel::new(TextView::new("").with_name("members"))
+            .title("members")
+            .fixed_width(MEMBERS_WIDTH),
+    )
+    .with_name("members_panel");
+    let input = EditView::new()
+        .on_submit(submit)
+        .with_name("input")
+        .full_width();
+    let input = OnEventView::new(input)
+        .on_pre_event(Key::Up, |siv| walk_history(siv, -1))
+        .on_pre_event(Key::Down, |siv| walk_history(siv, 1))
+        .on_pre_event(Key::Tab, complete);
+    let layout = LinearLayout::vertical()
+        .child(
+            LinearLayout::horizontal()
+                .child(rooms)
+                .child(centre)
+                .child(members)
+                .full_height(),
+        )
+        .child(TextView::new("").with_name("status"))
+        .child(input);
+    siv.add_fullscreen_layer(layout);
+    siv.focus_name("input").ok();
+
+    siv.add_global_callback(Event::CtrlChar('q'), |siv| {
+        act(siv, |h| h.submit("/quit"));
+    });
+    siv.add_global_callback(Event::CtrlChar('n'), |siv| {
+        act(siv, |h| h.act(|s, _| s.switch_relative(1)));
+    });
+    siv.add_global_callback(Event::CtrlChar('p'), |siv| {
+        act(siv, |h| h.act(|s, _| s.switch_relative(-1)));
+    });
+    for n in 1..=9u8 {
+        let c = char::from(b'0' + n);
+        siv.add_global_callback(Event::AltChar(c), move |siv| {
+            act(siv, move |h| {
+                h.act(move |s, _| s.switch_to_index(usize::from(n - 1)))
+            });
+        });
+    }
+    siv.add_global_callback(Key::PageUp, |siv| scroll(siv, -1));
+    siv.add_global_callback(Key::PageDown, |siv| scroll(siv, 1));
+    siv.add_global_callback(Event::WindowResize, |siv| {
+        // Lay out again once the new size is in effect.
+        let _ = siv.cb_sink().send(Box::new(refresh));
+    });
+    refresh(siv);
+}
+
+fn act(siv: &mut Cursive, f: impl FnOnce(&ClientHandle)) {
+    if let Some(app) = siv.user_data::<App>() {
+        f(&app.handle);
+    }
+}
+
+fn submit(siv: &mut Cursive, text: &str) {
+    let text = text.to_string();
+    siv.call_on_name("input", |v: &mut EditView| v.set_content(""));
+    if let Some(app) = siv.user_data::<App>() {
+        if !text.trim().is_empty() {
+            app.history.push(text.clone());
+        }
+        app.history_pos = None;
+        app.hint = None;
+        app.handle.submit(text);
+    }
+}
+
+fn walk_history(siv: &mut Cursive, step: isize) {
+    let Some(app) = siv.user_data::<App>() else {
+        return;
+    };
+    if app.history.is_empty() {
+        return;
+    }
+    let last = app.history.len() as isize;
+    let pos = app.history_pos.map_or(last, |p| p as isize) + step;
+    let text = if pos >= last {
+        app.history_pos = None;
+        String::new()
+    } else {
+        let pos = pos.max(0) as usize;
+        app.history_pos = Some(pos);
+        app.history[pos].clone()
+    };
+    siv.call_on_name("input", |v: &mut EditView| {
+        v.set_content(text);
+    });
+}
+
+/// Tab: completes the word before the cursor from the session's nicks, rooms and commands.
+fn complete(siv: &mut Cursive) {
+    let Some((content, cursor)) = siv.call_on_name("input", |v: &mut EditView| {
+        (v.get_content().to_string(), v.get_cursor())
+    }) else {
+        return;
+    };
+    let before = &content[..cursor.min(content.len())];
+    let start = before.rfind(' ').map_or(0, |i| i + 1);
+    let word = &before[start..];
+    if word.is_empty() {
+        return;
+    }
+    let Some(app) = siv.user_data::<App>() else {
+        return;
+    };
+    let candidates = app.handle.with_session(|s| s.completions(word));
+    let replacement = match candidates.as_slice() {
+        [] => return,
+        [one] if start == 0 && !one.starts_with('/') && !one.starts_with('#') => format!("{one}: "),
+        [one] => format!("{one} "),
+        many => {
+            app.hint = Some(many.join(" "));
+            common_prefix(many)
+        }
+    };
+    if candidates.len() == 1 {
+        app.hint = None;
+    }
+    let new = format!(
+        "{}{}{}",
+        &content[..start],
+        replacement,
+        &content[cursor.min(content.len())..]
+    );
+    let new_cursor = start + replacement.len();
+    siv.call_on_name("input", |v: &mut EditView| {
+        v.set_content(new);
+        v.set_cursor(new_cursor);
+    });
+    refresh(siv);
+}
+
+fn common_prefix(words: &[String]) -> String {
+    let first = &words[0];
+    let mut end = first.len();
+    for w in &words[1..] {
+        end = end.min(
+            first
+                .char_indices()
+                .zip(w.chars())
+                .take_while(|((_, a), b)| a.eq_ignore_ascii_case(b))
+                .last()
+                .map_or(0, |((i, a), _)| i + a.len_utf8()),
+        );
+    }
+    first[..end].to_string()
+}
+
+fn scroll(siv: &mut Cursive, direction: isize) {
+    let page = siv.screen_size().y.saturating_sub(6).max(1);
+    siv.call_on_name("scroll", |v: &mut ScrollView<NamedView<TextView>>| {
+        if direction < 0 {
+            // Stop following new lines while the user reads further up.
+            let _ = v.set_scroll_strategy(ScrollStrategy::KeepRow);
+            v.get_scroller_mut().scroll_up(page);
+        } else {
+            v.get_scroller_mut().scroll_down(page);
+        }
+        if v.is_at_bottom() {
+            v.set_scroll_strategy(ScrollStrategy::StickToBottom);
+        }
+    });
+}
+
+/// Redraws every view from the session. Quits when the session is closed.
+pub fn refresh(siv: &mut Cursive) {
+    let size = siv.screen_size();
+    let Some(app) = siv.user_data::<App>() else {
+        return;
+    };
+    let clock = app.clock;
+    let hint = app.hint.clone();
+    let handle = app.handle.clone();
+    let view = handle.with_session(|s| Rendered::from_session(s, clock));
+    if matches!(view.state, ConnState::Closed { .. }) {
+        siv.quit();
+        return;
+    }
+    siv.call_on_name("rooms", |v: &mut TextView| {
+        v.set_content(view.rooms.clone())
+    });
+    siv.call_on_name("lines", |v: &mut TextView| {
+        v.set_content(view.lines.clone())
+    });
+    siv.call_on_name("members", |v: &mut TextView| {
+        v.set_content(view.members.clone())
+    });
+    siv.call_on_name(
+        "centre",
+        |v: &mut Panel<NamedView<ScrollView<NamedView<TextView>>>>| v.set_title(view.title.clone()),
+    );
+    let status = match hint {
+        Some(hint) => StyledString::plain(hint),
+        None => view.status.clone(),
+    };
+    siv.call_on_name("status", |v: &mut TextView| v.set_content(status));
+    // Before the first layout the size is unknown: lay out as for a wide terminal.
+    let show_members = size.x == 0 || size.x >= MEMBERS_MIN_WIDTH;
+    let show_rooms = size.x == 0 || size.x >= ROOMS_MIN_WIDTH;
+    siv.call_on_name("members_panel", |v: &mut SidePanel| {
+        v.set_visible(show_members)
+    });
+    siv.call_on_name("rooms_panel", |v: &mut SidePanel| v.set_visible(show_rooms));
+    let sides =
+        if show_members { MEMBERS_WIDTH } else { 0 } + if show_rooms { ROOMS_WIDTH } else { 0 };
+    let centre_width = size.x.saturating_sub(sides);
+    let constraint = if size.x == 0 {
+        SizeConstraint::Full
+    } else {
+        SizeConstraint::Fixed(centre_width.max(1))
+    };
+    siv.call_on_name("centre_size", |v: &mut CentrePanel| v.set_width(constraint));
+    name_dialog(siv, &view.state, handle);
+}
+
+/// Shows a name prompt while the server refuses the name, and removes it once accepted.
+fn name_dialog(siv: &mut Cursive, state: &ConnState, handle: ClientHandle) {
+    let shown = siv.find_name::<Dialog>("name_dialog").is_some();
+    match state {
+        ConnState::NameRejected { reason } if !shown => {
+            let retry = move |siv: &mut Cursive, name: &str| {
+                if !name.trim().is_empty() {
+                    handle.set_name(name.trim());
+                    siv.pop_layer();
+                }
+            };
+            let retry_button = retry.clone();
+            let dialog = Dialog::around(
+                LinearLayout::vertical()
+                    .child(TextView::new(format!("{reason}\n\nAnother name:")))
+                    .child(EditView::new().on_submit(retry).with_name("new_name")),
+            )
+            .title("Name refused")
+            .button("OK", move |siv| {
+                let name = siv
+                    .call_on_name("new_name", |v: &mut EditView| v.get_content())
+                    .unwrap_or_default();
+                retry_button(siv, &name);
+            })
+            .with_name("name_dialog");
+            siv.add_layer(dialog);
+        }
+        ConnState::NameRejected { .. } => {}
+        _ if shown => {
+            siv.pop_layer();
+        }
+        _ => {}
+    }
+}
+
+/// Everything the screen shows, computed from the session in one lock.
+struct Rendered {
+    state: ConnState,
+    rooms: StyledString,
+    lines: StyledString,
+    members: StyledString,
+    title: String,
+    status: StyledString,
+}
+
+impl Rendered {
+    fn from_session(s: &Session, clock: Clock) -> Self {
+        let active = s.active();
+        let mut rooms = StyledString::new();
+        for (i, c) in s.conversations().enumerate() {
+            let label = match c.kind {
+                ConversationKind::Room => c.name.clone(),
+                ConversationKind::Direct => format!("@{}", c.name),
+            };
+            let mut entry = format!("{} {label}", i + 1);
+            if c.unread > 0 {
+                entry.push_str(&format!(" ({})", c.unread));
+            }
+            let style = if active.is_some_and(|a| a.name == c.name) {
+                Style::from(Effect::Reverse)
+            } else if c.mentions > 0 {
+                Style::from(Color::Light(BaseColor::Red)).combine(Effect::Bold)
+            } else if c.unread > 0 {
+                Style::from(Effect::Bold)
+            } else {
+                Style::default()
+            };
+            rooms.append_styled(entry, style);
+            rooms.append_plain("\n");
+        }
+        let mut lines = StyledString::new();
+        let source: Vec<&Line> = match active {
+            Some(c) => c.lines.iter().collect(),
+            None => s.status_lines().iter().collect(),
+        };
+        for line in source {
+            render_line(&mut lines, line, clock);
+        }
+        let mut members = StyledString::new();
+        if let Some(c) = active {
+            for m in &c.members {
+                members.append_styled(m.clone(), nick_style(m));
+                members.append_plain("\n");
+            }
+        }
+        let title = active.map_or_else(|| "chat".to_string(), title_of);
+        let status = status_line(s, active);
+        Rendered {
+            state: s.state().clone(),
+            rooms,
+            lines,
+            members,
+            title,
+            status,
+        }
+    }
+}
+
+fn title_of(c: &Conversation) -> String {
+    match c.kind {
+        ConversationKind::Room if !c.topic.is_empty() => format!("{} — {}", c.name, c.topic),
+        ConversationKind::Room => c.name.clone(),
+        ConversationKind::Direct => format!("direct: {}", c.name),
+    }
+}
+
+fn status_line(s: &Session, active: Option<&Conversation>) -> StyledString {
+    let (text, colour) = match s.state() {
+        ConnState::Online => ("online".to_string(), BaseColor::Green),
+        ConnState::Connecting => ("connecting".to_string(), BaseColor::Yellow),
+        ConnState::Registering => ("registering".to_string(), BaseColor::Yellow),
+        ConnState::NameRejected { .. } => ("name refused".to_string(), BaseColor::Red),
+        ConnState::Reconnecting {
+            attempt, reason, ..
+        } => (
+            format!("reconnecting (attempt {attempt}): {reason}"),
+            BaseColor::Red,
+        ),
+        ConnState::Closed { reason } => (format!("closed: {reason}"), BaseColor::Red),
+    };
+    let mut out =
+        StyledString::styled(format!("[{text}]"), ColorStyle::front(Color::Light(colour)));
+    out.append_plain(format!(" {}", s.name().unwrap_or(s.wanted_name())));
+    if let Some(c) = active {
+        out.append_plain(format!(" │ {}", c.name));
+        if !c.topic.is_empty() {
+            out.append_plain(format!(" │ {}", c.topic));
+        }
+    }
+    let others: usize = s
+        .conversations()
+        .filter(|c| active.is_none_or(|a| a.name != c.name))
+        .map(|c| c.unread)
+        .sum();
+    if others > 0 {
+        out.append_styled(format!(" │ {others} unread"), Effect::Bold);
+    }
+    out
+}
+
+fn nick_style(name: &str) -> Style {
+    Style::from(NICK_COLOURS[nick_colour(name, NICK_COLOURS.len())]).combine(Effect::Bold)
+}
+
+fn render_line(out: &mut StyledString, line: &Line, clock: Clock) {
+    let time = chrono::DateTime::from_timestamp_millis(line.ts as i64)
+        .map(|t| match clock {
+            Clock::Local => t.with_timezone(&chrono::Local).format("%H:%M").to_string(),
+            Clock::Utc => t.format("%H:%M").to_string(),
+        })
+        .unwrap_or_default();
+    out.append_styled(format!("{time} "), Color::Dark(BaseColor::White));
+    let dim = Style::from(Color::Dark(BaseColor::White));
+    match &line.kind {
+        LineKind::Message { from, text } => {
+            out.append_styled(format!("<{from}>"), nick_style(from));
+            let style = if line.mention {
+                Style::from(Effect::Bold)
+            } else {
+                Style::default()
+            };
+            out.append_styled(format!(" {text}"), style);
+        }
+        LineKind::Action { from, text } => {
+            out.append_plain("* ");
+            out.append_styled(from.clone(), nick_style(from));
+            out.append_plain(format!(" {text}"));
+        }
+        LineKind::Join { name } => out.append_styled(format!("→ {name} joined"), dim),
+        LineKind::Part { name, reason } => out.append_styled(
+            format!(
+                "← {name} left{}",
+                reason
+                    .as_ref()
+                    .map(|r| format!(" ({r})"))
+                    .unwrap_or_default()
+            ),
+            dim,
+        ),
+        LineKind::Quit { name, reason } => {
+            out.append_styled(format!("← {name} quit ({reason})"), dim)
+        }
+        LineKind::Nick { old, new } => {
+            out.append_styled(format!("{old} is now known as {new}"), dim)
+        }
+        LineKind::Topic { by, topic } => out.append_styled(
+            match by {
+                Some(by) => format!("topic set by {by}: {topic}"),
+                None => format!("topic: {topic}"),
+            },
+            dim,
+        ),
+        LineKind::Notice(text) => out.append_styled(format!("-- {text}"), dim),
+        LineKind::Error(text) => {
+            out.append_styled(format!("!! {text}"), Color::Light(BaseColor::Red))
+        }
+    }
+    out.append_plain("\n");
+}

@@ -1,0 +1,142 @@
+//! `chat-cursive`: the terminal UI binary: flags, the connect form, and the runtime that drives
+//! the session while cursive owns the terminal.
+
+use chat_core::client::{self, TcpConnector};
+use chat_core::{Session, SessionConfig};
+use chat_cursive::Clock;
+use clap::Parser;
+use cursive::Cursive;
+use cursive::traits::{Nameable, Resizable};
+use cursive::views::{Dialog, EditView, LinearLayout, TextView};
+
+/// Command-line flags, the same as chat-cli's; each is also an environment variable.
+#[derive(Debug, Parser)]
+#[command(name = "chat-cursive", version, about = "A terminal chat client")]
+struct Args {
+    /// Server host.
+    #[arg(long, env = "CHAT_HOST")]
+    host: Option<String>,
+    /// Server port.
+    #[arg(long, env = "CHAT_PORT")]
+    port: Option<u16>,
+    /// Your name.
+    #[arg(long, env = "CHAT_NAME")]
+    name: Option<String>,
+    /// A room to join after connecting.
+    #[arg(long, env = "CHAT_ROOM")]
+    room: Option<String>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let runtime = tokio::runtime::Runtime::new()?;
+    let _enter = runtime.enter();
+    let mut siv = cursive::default();
+    match (&args.host, args.port, &args.name) {
+        (Some(host), Some(port), Some(name)) => {
+            start(&mut siv, host, port, name, args.room.clone());
+        }
+        _ => connect_form(&mut siv, &args),
+    }
+    siv.run();
+    // Leave cleanly however the UI ended: the server announces the quit to everyone.
+    if let Some(app) = siv.take_user_data::<chat_cursive::App>() {
+        let closed = app
+            .handle
+            .with_session(|s| matches!(s.state(), chat_core::ConnState::Closed { .. }));
+        if !closed {
+            app.handle.submit("/quit");
+        }
+        runtime.block_on(async {
+            let _ =
+                tokio::time::timeout(std::time::Duration::from_secs(2), app.handle.flush()).await;
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        });
+    }
+    runtime.shutdown_background();
+    Ok(())
+}
+
+/// Asks for host, port and name, with the usual defaults filled in.
+fn connect_form(siv: &mut Cursive, args: &Args) {
+    let host = args.host.clone().unwrap_or_else(|| "127.0.0.1".into());
+    let port = args.port.unwrap_or(53000).to_string();
+    let name = args.name.clone().unwrap_or_default();
+    let room = args.room.clone();
+    let submit = move |siv: &mut Cursive| {
+        let get = |siv: &mut Cursive, id: &str| {
+            siv.call_on_name(id, |v: &mut EditView| v.get_content().trim().to_string())
+                .unwrap_or_default()
+        };
+        let (host, port, name) = (get(siv, "host"), get(siv, "port"), get(siv, "name"));
+        let error = match port.parse::<u16>() {
+            _ if host.is_empty() => Some("the host is empty".to_string()),
+            Err(_) => Some(format!("{port:?} is not a port number")),
+            _ if name.is_empty() => Some("type a name".to_string()),
+            Ok(_) => None,
+        };
+        if let Some(error) = error {
+            siv.call_on_name("form_error", |v: &mut TextView| v.set_content(error));
+            return;
+        }
+        siv.pop_layer();
+        start(
+            siv,
+            &host,
+            port.parse().unwrap_or(53000),
+            &name,
+            room.clone(),
+        );
+    };
+    // Enter in any field connects, as the Connect button does.
+    let field = |label: &str, value: String, id: &str| {
+        let on_enter = submit.clone();
+        LinearLayout::horizontal()
+            .child(TextView::new(format!("{label:>6} ")))
+            .child(
+                EditView::new()
+                    .content(value)
+                    .on_submit(move |siv, _| on_enter(siv))
+                    .with_name(id)
+                    .fixed_width(24),
+            )
+    };
+    let form = LinearLayout::vertical()
+        .child(field("host", host, "host"))
+        .child(field("port", port, "port"))
+        .child(field("name", name, "name"))
+        .child(TextView::new("").with_name("form_error"));
+    siv.add_layer(
+        Dialog::around(form)
+            .title("Connect to a chat server")
+            .button("Connect", submit)
+            .button("Quit", |siv| siv.quit()),
+    );
+    siv.focus_name("name").ok();
+}
+
+/// Starts the client driver and shows the chat screen.
+fn start(siv: &mut Cursive, host: &str, port: u16, name: &str, room: Option<String>) {
+    let sink = siv.cb_sink().clone();
+    let (handle, _task) = client::spawn(
+        TcpConnector::new(format!("{host}:{port}")),
+        Session::new(SessionConfig::default(), name),
+        move |_events| {
+            let _ = sink.send(Box::new(chat_cursive::refresh));
+        },
+    );
+    if let Some(room) = room {
+        // Sent once registered: the session refuses commands while offline, so wait for it.
+        let h = handle.clone();
+        tokio::spawn(async move {
+            for _ in 0..100 {
+                if h.with_session(|s| s.is_online()) {
+                    h.submit(format!("/join {room}"));
+                    return;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        });
+    }
+    chat_cursive::build(siv, handle, Clock::Local);
+}
