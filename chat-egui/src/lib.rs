@@ -1,0 +1,533 @@
+//! chat-egui: the desktop client's screens, on chat-core's session.
+//!
+//! [`ChatApp`] shows a connect screen until the session is online, then the chat window: rooms
+//! with unread badges and a join field, the scrollback, members, a topic bar, and the input with
+//! Send and Quit. It never touches the network: connecting goes through a [`Connect`] function
+//! (a tokio driver in the binary, a [`chat_core::client::LocalDriver`] in tests) and the driver
+//! asks egui to repaint when something arrives, so an idle window costs no CPU.
+
+use chat_core::client::ClientHandle;
+use chat_core::session::{
+    ConnState, Conversation, ConversationKind, Line, LineKind, Session, nick_colour,
+};
+use eframe::egui::{self, Color32, Key, RichText};
+
+/// Opens a client for `addr` (`host:port`) and `name`; the `egui::Context` is for repaints.
+pub type Connect = Box<dyn FnMut(&str, &str, &egui::Context) -> ClientHandle>;
+
+/// How timestamps are shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Clock {
+    /// The machine's local time zone.
+    Local,
+    /// UTC, for reproducible screenshots in tests.
+    Utc,
+}
+
+/// Nick colours, the same palette order as the terminal clients use.
+const NICK_COLOURS: [Color32; 6] = [
+    Color32::from_rgb(0x2a, 0xa1, 0x98),
+    Color32::from_rgb(0x4e, 0x9a, 0x06),
+    Color32::from_rgb(0xb5, 0x89, 0x00),
+    Color32::from_rgb(0xad, 0x5f, 0xb0),
+    Color32::from_rgb(0x26, 0x8b, 0xd2),
+    Color32::from_rgb(0xdc, 0x32, 0x2f),
+];
+
+/// The application: the connect screen, then the chat window.
+pub struct ChatApp {
+    connect: Connect,
+    clock: Clock,
+    /// Connect screen fields.
+    host: String,
+    port: String,
+    name: String,
+    /// A problem with the connect screen's fields.
+    form_error: Option<String>,
+    /// The client, once Connect was pressed.
+    client: Option<ClientHandle>,
+    /// True once the session has been online: from then on the chat window stays, even while
+    /// reconnecting.
+    chatting: bool,
+    input: String,
+    /// Lines entered, oldest first, for Up/Down.
+    history: Vec<String>,
+    history_pos: Option<usize>,
+    join_field: String,
+    /// Set when the window should close (Quit pressed, or the session ended).
+    quitting: bool,
+}
+
+impl ChatApp {
+    /// A new app. With `auto` set (host, port and name given as flags) it connects at once.
+    pub fn new(
+        connect: Connect,
+        clock: Clock,
+        host: &str,
+        port: u16,
+        name: &str,
+        auto: bool,
+        ctx: &egui::Context,
+    ) -> Self {
+        let mut app = Self {
+            connect,
+            clock,
+            host: host.to_string(),
+            port: port.to_string(),
+            name: name.to_string(),
+            form_error: None,
+            client: None,
+            chatting: false,
+            input: String::new(),
+            history: Vec::new(),
+            history_pos: None,
+            join_field: String::new(),
+            quitting: false,
+        };
+        if auto {
+            app.start(ctx);
+        }
+        app
+    }
+
+    /// The running client, if any.
+    pub fn client(&self) -> Option<&ClientHandle> {
+        self.client.as_ref()
+    }
+
+    /// True once the user asked to leave.
+    pub fn is_quitting(&self) -> bool {
+        self.quitting
+    }
+
+    /// Tells the server goodbye if that has not happened yet (window closed).
+    pub fn leave(&mut self) {
+        if let Some(client) = &self.client {
+            let closed = client.with_session(|s| matches!(s.state(), ConnState::Closed { .. }));
+            if !closed {
+                client.submit("/quit");
+            }
+        }
+        self.quitting = true;
+    }
+
+    fn start(&mut self, ctx: &egui::Context) {
+        let port = self.port.trim();
+        self.form_error = match port.parse::<u16>() {
+            _ if self.host.trim().is_empty() => Some("Enter the server's host.".into()),
+            Err(_) => Some(format!("{port:?} is not a port number.")),
+            _ if self.name.trim().is_empty() => Some("Choose a name.".into()),
+            Ok(_) => None,
+        };
+        if self.form_error.is_some() {
+            return;
+        }
+        // A client still trying a previous address quits when its handle is dropped.
+        let addr = format!("{}:{}", self.host.trim(), port);
+        self.client = Some((self.connect)(&addr, self.name.trim(), ctx));
+    }
+
+    /// Draws one frame.
+    pub fn show(&mut self, ui: &mut egui::Ui) {
+        let state = self
+            .client
+            .as_ref()
+            .map(|c| c.with_session(|s| s.state().clone()));
+        if matches!(state, Some(ConnState::Online)) {
+            self.chatting = true;
+        }
+        if matches!(state, Some(ConnState::Closed { .. })) && self.chatting {
+            self.quitting = true;
+        }
+        if self.chatting {
+            self.chat_window(ui);
+        } else {
+            self.connect_screen(ui, state);
+        }
+    }
+
+    fn connect_screen(&mut self, ui: &mut egui::Ui, state: Option<ConnState>) {
+        egui::CentralPanel::default().show(ui, |ui| {
+            ui.vertical_centered(|ui| {
+                ui.add_space(40.0);
+                ui.heading("Connect to a chat server");
+                ui.add_space(16.0);
+            });
+            // A centred column of fixed width.
+            let width = 320.0;
+            ui.horizontal(|ui| {
+                ui.add_space(((ui.available_width() - width) / 2.0).max(0.0));
+                ui.vertical(|ui| {
+                    ui.set_width(width);
+                    self.connect_fields(ui, state);
+                });
+            });
+        });
+    }
+
+    fn connect_fields(&mut self, ui: &mut egui::Ui, state: Option<ConnState>) {
+        let mut submit = false;
+        egui::Grid::new("connect_form")
+            .num_columns(2)
+            .spacing([12.0, 8.0])
+            .show(ui, |ui| {
+                for (label, value) in [
+                    ("Host", &mut self.host),
+                    ("Port", &mut self.port),
+                    ("Name", &mut self.name),
+                ] {
+                    let caption = ui.label(label);
+                    let edit = ui
+                        .add(
+                            egui::TextEdit::singleline(value)
+                                .desired_width(220.0)
+                                .id_salt(label),
+                        )
+                        .labelled_by(caption.id);
+                    submit |= edit.lost_focus() && ui.input(|i| i.key_pressed(Key::Enter));
+                    ui.end_row();
+                }
+            });
+        ui.add_space(8.0);
+        let rejected = matches!(state, Some(ConnState::NameRejected { .. }));
+        ui.horizontal(|ui| {
+            if ui.button("Connect").clicked() {
+                submit = true;
+            }
+        });
+        if submit {
+            match (&self.client, rejected) {
+                // Same connection: just try the new name.
+                (Some(client), true) if !self.name.trim().is_empty() => {
+                    client.set_name(self.name.trim());
+                }
+                _ => self.start(ui.ctx()),
+            }
+        }
+        ui.add_space(8.0);
+        if let Some(error) = &self.form_error {
+            ui.colored_label(Color32::from_rgb(0xdc, 0x32, 0x2f), error);
+        }
+        match state {
+            Some(ConnState::NameRejected { reason }) => {
+                ui.colored_label(
+                    Color32::from_rgb(0xdc, 0x32, 0x2f),
+                    format!("{reason}. Change the name and press Connect."),
+                );
+            }
+            Some(ConnState::Reconnecting {
+                reason, attempt, ..
+            }) => {
+                ui.colored_label(
+                    Color32::from_rgb(0xdc, 0x32, 0x2f),
+                    format!("{reason} (retrying, attempt {attempt})"),
+                );
+            }
+            Some(ConnState::Connecting | ConnState::Registering) => {
+                ui.label("Connecting…");
+            }
+            Some(ConnState::Closed { reason }) => {
+                ui.colored_label(Color32::from_rgb(0xdc, 0x32, 0x2f), reason);
+            }
+            Some(ConnState::Online) | None => {}
+        }
+    }
+
+    fn chat_window(&mut self, ui: &mut egui::Ui) {
+        let Some(client) = self.client.clone() else {
+            return;
+        };
+        let clock = self.clock;
+        let view = client.with_session(View::from_session);
+
+        egui::Panel::top("topic_bar").show(ui, |ui| {
+            if let ConnState::Reconnecting {
+                reason, attempt, ..
+            } = &view.state
+            {
+                egui::Frame::new()
+                    .fill(Color32::from_rgb(0xfd, 0xf0, 0xc0))
+                    .inner_margin(6.0)
+                    .show(ui, |ui| {
+                        ui.colored_label(
+                            Color32::from_rgb(0x80, 0x40, 0x00),
+                            format!("Connection lost: {reason}. Reconnecting (attempt {attempt})…"),
+                        );
+                    });
+            }
+            ui.horizontal(|ui| {
+                ui.strong(&view.title);
+                if !view.topic.is_empty() {
+                    ui.separator();
+                    ui.label(&view.topic);
+                }
+                ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                    ui.weak(format!("{} · {}", view.me, state_text(&view.state)));
+                });
+            });
+        });
+
+        egui::Panel::bottom("input_bar").show(ui, |ui| {
+            ui.add_space(4.0);
+            ui.horizontal(|ui| {
+                if ui.button("Quit").clicked() {
+                    client.submit("/quit");
+                    self.quitting = true;
+                }
+                let send = ui.button("Send");
+                let edit = ui
+                    .add(
+                        egui::TextEdit::singleline(&mut self.input)
+                            .id_salt("input")
+                            .hint_text("Message, or /help")
+                            .desired_width(f32::INFINITY),
+                    )
+                    .labelled_by(send.id);
+                let entered = edit.lost_focus() && ui.input(|i| i.key_pressed(Key::Enter));
+                if edit.has_focus() {
+                    let (up, down) =
+                        ui.input(|i| (i.key_pressed(Key::ArrowUp), i.key_pressed(Key::ArrowDown)));
+                    if up {
+                        self.walk_history(-1);
+                    } else if down {
+                        self.walk_history(1);
+                    }
+                }
+                if entered || send.clicked() {
+                    let line = std::mem::take(&mut self.input);
+                    if !line.trim().is_empty() {
+                        self.history.push(line.clone());
+                        client.submit(line);
+                    }
+                    self.history_pos = None;
+                    edit.request_focus();
+                }
+            });
+            ui.add_space(4.0);
+        });
+
+        egui::Panel::left("rooms")
+            .resizable(true)
+            .default_size(170.0)
+            .show(ui, |ui| {
+                ui.heading("Rooms");
+                for (i, (label, unread, mentions, active)) in view.rooms.iter().enumerate() {
+                    let text = if *unread > 0 {
+                        format!("{label} ({unread})")
+                    } else {
+                        label.clone()
+                    };
+                    let mut rich = RichText::new(text);
+                    if *mentions > 0 {
+                        rich = rich.color(Color32::from_rgb(0xdc, 0x32, 0x2f)).strong();
+                    } else if *unread > 0 {
+                        rich = rich.strong();
+                    }
+                    if ui.selectable_label(*active, rich).clicked() {
+                        client.act(move |s, _| s.switch_to_index(i));
+                    }
+                }
+                ui.separator();
+                ui.horizontal(|ui| {
+                    let edit = ui.add(
+                        egui::TextEdit::singleline(&mut self.join_field)
+                            .id_salt("join")
+                            .hint_text("#room")
+                            .desired_width(100.0),
+                    );
+                    let entered = edit.lost_focus() && ui.input(|i| i.key_pressed(Key::Enter));
+                    let join = ui.button("Join");
+                    let edit = edit.labelled_by(join.id);
+                    let _ = edit;
+                    if (join.clicked() || entered) && !self.join_field.trim().is_empty() {
+                        client.submit(format!("/join {}", self.join_field.trim()));
+                        self.join_field.clear();
+                    }
+                });
+            });
+
+        egui::Panel::right("members")
+            .resizable(true)
+            .default_size(140.0)
+            .show(ui, |ui| {
+                ui.heading(format!("Members ({})", view.members.len()));
+                egui::ScrollArea::vertical()
+                    .id_salt("members_scroll")
+                    .show(ui, |ui| {
+                        for m in &view.members {
+                            ui.label(RichText::new(m).color(nick_color(m)));
+                        }
+                    });
+            });
+
+        egui::CentralPanel::default().show(ui, |ui| {
+            // Sticks to the bottom while the user is there; scrolling up pauses it.
+            egui::ScrollArea::vertical()
+                .id_salt("scrollback")
+                .auto_shrink([false, false])
+                .stick_to_bottom(true)
+                .show(ui, |ui| {
+                    for line in &view.lines {
+                        render_line(ui, line, clock);
+                    }
+                });
+        });
+    }
+
+    fn walk_history(&mut self, step: isize) {
+        if self.history.is_empty() {
+            return;
+        }
+        let last = self.history.len() as isize;
+        let pos = self.history_pos.map_or(last, |p| p as isize) + step;
+        if pos >= last {
+            self.history_pos = None;
+            self.input.clear();
+        } else {
+            let pos = pos.max(0) as usize;
+            self.history_pos = Some(pos);
+            self.input = self.history[pos].clone();
+        }
+    }
+}
+
+impl eframe::App for ChatApp {
+    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+        self.show(ui);
+        if self.quitting {
+            ui.ctx().send_viewport_cmd(egui::ViewportCommand::Close);
+        }
+    }
+
+    fn on_exit(&mut self) {
+        self.leave();
+    }
+}
+
+/// What the chat window shows, taken from the session under one lock.
+struct View {
+    state: ConnState,
+    me: String,
+    title: String,
+    topic: String,
+    /// (label, unread, mentions, active) per conversation.
+    rooms: Vec<(String, usize, usize, bool)>,
+    members: Vec<String>,
+    lines: Vec<Line>,
+}
+
+impl View {
+    fn from_session(s: &Session) -> View {
+        let active = s.active();
+        let rooms = s
+            .conversations()
+            .map(|c| {
+                let label = match c.kind {
+                    ConversationKind::Room => c.name.clone(),
+                    ConversationKind::Direct => format!("@{}", c.name),
+                };
+                (
+                    label,
+                    c.unread,
+                    c.mentions,
+                    active.is_some_and(|a| a.name == c.name),
+                )
+            })
+            .collect();
+        View {
+            state: s.state().clone(),
+            me: s.name().unwrap_or(s.wanted_name()).to_string(),
+            title: active.map_or_else(|| "No room".into(), title_of),
+            topic: active.map(|c| c.topic.clone()).unwrap_or_default(),
+            rooms,
+            members: active.map(|c| c.members.clone()).unwrap_or_default(),
+            lines: match active {
+                Some(c) => c.lines.iter().cloned().collect(),
+                None => s.status_lines().iter().cloned().collect(),
+            },
+        }
+    }
+}
+
+fn title_of(c: &Conversation) -> String {
+    match c.kind {
+        ConversationKind::Room => c.name.clone(),
+        ConversationKind::Direct => format!("Direct messages with {}", c.name),
+    }
+}
+
+fn state_text(state: &ConnState) -> &'static str {
+    match state {
+        ConnState::Online => "online",
+        ConnState::Connecting | ConnState::Registering => "connecting",
+        ConnState::NameRejected { .. } => "name refused",
+        ConnState::Reconnecting { .. } => "reconnecting",
+        ConnState::Closed { .. } => "disconnected",
+    }
+}
+
+fn nick_color(name: &str) -> Color32 {
+    NICK_COLOURS[nick_colour(name, NICK_COLOURS.len())]
+}
+
+fn render_line(ui: &mut egui::Ui, line: &Line, clock: Clock) {
+    let time = chrono::DateTime::from_timestamp_millis(line.ts as i64)
+        .map(|t| match clock {
+            Clock::Local => t.with_timezone(&chrono::Local).format("%H:%M").to_string(),
+            Clock::Utc => t.format("%H:%M").to_string(),
+        })
+        .unwrap_or_default();
+    ui.horizontal_wrapped(|ui| {
+        ui.spacing_mut().item_spacing.x = 4.0;
+        ui.label(RichText::new(time).weak().monospace());
+        let system = |text: String| RichText::new(text).italics().weak();
+        match &line.kind {
+            LineKind::Message { from, text } => {
+                ui.label(
+                    RichText::new(format!("<{from}>"))
+                        .color(nick_color(from))
+                        .strong(),
+                );
+                let body = RichText::new(text);
+                ui.label(if line.mention { body.strong() } else { body });
+            }
+            LineKind::Action { from, text } => {
+                ui.label(
+                    RichText::new(format!("* {from}"))
+                        .color(nick_color(from))
+                        .italics(),
+                );
+                ui.label(RichText::new(text).italics());
+            }
+            LineKind::Join { name } => {
+                ui.label(system(format!("» {name} joined")));
+            }
+            LineKind::Part { name, reason } => {
+                let why = reason
+                    .as_ref()
+                    .map(|r| format!(" ({r})"))
+                    .unwrap_or_default();
+                ui.label(system(format!("« {name} left{why}")));
+            }
+            LineKind::Quit { name, reason } => {
+                ui.label(system(format!("« {name} quit ({reason})")));
+            }
+            LineKind::Nick { old, new } => {
+                ui.label(system(format!("{old} is now known as {new}")));
+            }
+            LineKind::Topic { by, topic } => {
+                let text = match by {
+                    Some(by) => format!("{by} set the topic: {topic}"),
+                    None => format!("Topic: {topic}"),
+                };
+                ui.label(system(text));
+            }
+            LineKind::Notice(text) => {
+                ui.label(system(text.clone()));
+            }
+            LineKind::Error(text) => {
+                ui.colored_label(Color32::from_rgb(0xdc, 0x32, 0x2f), text);
+            }
+        }
+    });
+}

@@ -1,0 +1,279 @@
+//! Drives the real chat-egui screens headless with egui_kittest: the connect form, typing and
+//! sending, receiving, switching rooms, unread badges, the reconnect banner and quitting, with
+//! PNG snapshots of the main screens (rendered by wgpu; Mesa's software drivers do it headless).
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use chat_core::client::{self, LocalDriver};
+use chat_core::codec::decode_server;
+use chat_core::protocol::ClientMsg;
+use chat_core::session::Output;
+use chat_core::{Session, SessionConfig};
+use chat_egui::{ChatApp, Clock};
+use eframe::egui;
+use eframe::egui::accesskit::Role;
+use egui_kittest::Harness;
+use egui_kittest::kittest::Queryable;
+
+const T: u64 = 1_700_000_000_000;
+
+/// The app plus what its connect function handed out.
+struct Gui {
+    harness: Harness<'static, ChatApp>,
+    driver: Rc<RefCell<Option<LocalDriver>>>,
+    connects: Rc<RefCell<Vec<(String, String)>>>,
+}
+
+impl Gui {
+    fn new() -> Gui {
+        let driver = Rc::new(RefCell::new(None));
+        let connects = Rc::new(RefCell::new(Vec::new()));
+        let (d, c) = (driver.clone(), connects.clone());
+        let connect: chat_egui::Connect = Box::new(move |addr, name, _ctx| {
+            c.borrow_mut().push((addr.to_string(), name.to_string()));
+            let (handle, local) = client::local(Session::new(SessionConfig::default(), name), T);
+            *d.borrow_mut() = Some(local);
+            handle
+        });
+        let app = ChatApp::new(
+            connect,
+            Clock::Utc,
+            "127.0.0.1",
+            53000,
+            "",
+            false,
+            &egui::Context::default(),
+        );
+        let harness = Harness::builder()
+            .with_size([900.0, 560.0])
+            .build_ui_state(|ui, app: &mut ChatApp| app.show(ui), app);
+        Gui {
+            harness,
+            driver,
+            connects,
+        }
+    }
+
+    fn with_driver<R>(&mut self, f: impl FnOnce(&mut LocalDriver) -> R) -> R {
+        let r = f(self.driver.borrow_mut().as_mut().expect("connected"));
+        self.harness.run();
+        r
+    }
+
+    fn server(&mut self, lines: &[&str]) {
+        self.with_driver(|d| {
+            for line in lines {
+                d.server(decode_server(line.as_bytes()).unwrap());
+            }
+        });
+    }
+
+    fn sent(&mut self) -> Vec<ClientMsg> {
+        self.with_driver(|d| {
+            d.run_pending()
+                .into_iter()
+                .filter_map(|o| match o {
+                    Output::Send(m) => Some(m),
+                    _ => None,
+                })
+                .collect()
+        })
+    }
+
+    fn click_button(&mut self, label: &str) {
+        self.harness
+            .get_by_role_and_label(Role::Button, label)
+            .click();
+        self.harness.run();
+    }
+
+    /// The current text of the input labelled `label`.
+    fn input_value(&self, label: &str) -> Option<String> {
+        self.harness
+            .get_by_role_and_label(Role::TextInput, label)
+            .value()
+    }
+
+    fn type_into(&mut self, label: &str, text: &str) {
+        self.harness
+            .get_by_role_and_label(Role::TextInput, label)
+            .click();
+        self.harness.run();
+        self.harness
+            .get_by_role_and_label(Role::TextInput, label)
+            .type_text(text);
+        self.harness.run();
+    }
+
+    /// Connects as alice and receives the usual welcome into #lobby.
+    fn online() -> Gui {
+        let mut gui = Gui::new();
+        gui.type_into("Name", "alice");
+        gui.click_button("Connect");
+        gui.with_driver(|d| d.connected());
+        gui.server(&[
+            r#"{"type":"welcome","version":1,"name":"alice","server":"t","limits":{"max_line":100,"max_text":100,"max_text_lines":2,"max_name":32}}"#,
+            r##"{"type":"join","room":"#lobby","name":"alice","ts":1700000000000}"##,
+            r##"{"type":"topic","room":"#lobby","topic":"Be excellent to each other"}"##,
+            r##"{"type":"members","room":"#lobby","names":["alice","bob","carol"]}"##,
+            r##"{"type":"history","room":"#lobby","messages":[{"id":1,"ts":1699999940000,"room":"#lobby","from":"bob","text":"morning all"}],"more":false}"##,
+        ]);
+        gui.sent();
+        gui
+    }
+}
+
+#[test]
+fn connect_form_validates_connects_and_retries_a_taken_name() {
+    let mut gui = Gui::new();
+    gui.click_button("Connect");
+    gui.harness.get_by_label("Choose a name.");
+    gui.type_into("Name", "alice");
+    gui.harness.snapshot("connect_form");
+    gui.click_button("Connect");
+    assert_eq!(
+        *gui.connects.borrow(),
+        vec![("127.0.0.1:53000".to_string(), "alice".to_string())]
+    );
+    let hello = gui.with_driver(|d| d.connected());
+    assert!(hello.contains(&Output::Send(ClientMsg::Hello {
+        version: 1,
+        name: "alice".into()
+    })));
+    gui.server(&[
+        r#"{"type":"error","code":"name_taken","message":"the name alice is taken; pick another"}"#,
+    ]);
+    gui.harness.get_by_label_contains("the name alice is taken");
+    gui.type_into("Name", "2");
+    gui.click_button("Connect");
+    assert_eq!(
+        gui.sent(),
+        vec![ClientMsg::Hello {
+            version: 1,
+            name: "alice2".into()
+        }]
+    );
+    // Still one connection: the new name went over the same one.
+    assert_eq!(gui.connects.borrow().len(), 1);
+}
+
+#[test]
+fn typing_sending_and_receiving() {
+    let mut gui = Gui::online();
+    gui.harness.get_by_label("Be excellent to each other");
+    gui.harness.get_by_label("morning all");
+    gui.type_into("Send", "hello from the window");
+    gui.harness.key_press(egui::Key::Enter);
+    gui.harness.run();
+    assert_eq!(
+        gui.sent(),
+        vec![ClientMsg::Say {
+            room: "#lobby".into(),
+            text: "hello from the window".into()
+        }]
+    );
+    gui.server(&[
+        r##"{"type":"message","id":2,"ts":1700000001000,"room":"#lobby","from":"alice","text":"hello from the window"}"##,
+        r##"{"type":"message","id":3,"ts":1700000002000,"room":"#lobby","from":"carol","text":"waves back","action":true}"##,
+        r##"{"type":"join","room":"#lobby","name":"dave","ts":1700000003000}"##,
+    ]);
+    gui.harness.get_by_label("hello from the window");
+    gui.harness.get_by_label("waves back");
+    gui.harness.get_by_label("» dave joined");
+    gui.harness.get_by_label("Members (4)");
+    gui.harness.snapshot("chat_window");
+}
+
+#[test]
+fn rooms_unread_badges_and_switching() {
+    let mut gui = Gui::online();
+    gui.type_into("Join", "#rust");
+    gui.click_button("Join");
+    assert_eq!(
+        gui.sent(),
+        vec![ClientMsg::Join {
+            room: "#rust".into(),
+            since: None
+        }]
+    );
+    gui.server(&[
+        r##"{"type":"join","room":"#rust","name":"alice","ts":1700000003000}"##,
+        r##"{"type":"history","room":"#rust","messages":[],"more":false}"##,
+        r##"{"type":"message","id":4,"ts":1700000004000,"room":"#lobby","from":"bob","text":"one"}"##,
+        r##"{"type":"message","id":5,"ts":1700000005000,"room":"#lobby","from":"bob","text":"two"}"##,
+        r##"{"type":"direct","id":6,"ts":1700000006000,"from":"carol","to":"alice","text":"psst"}"##,
+    ]);
+    gui.harness.get_by_label("#lobby (2)");
+    gui.harness.get_by_label("@carol (1)");
+    gui.harness.get_by_label("#lobby (2)").click();
+    gui.harness.run();
+    gui.sent();
+    assert!(
+        gui.harness.query_by_label("#lobby (2)").is_none(),
+        "badge cleared"
+    );
+    gui.harness.get_by_label("two");
+    gui.harness.get_by_label("@carol (1)").click();
+    gui.harness.run();
+    gui.sent();
+    gui.harness.get_by_label("Direct messages with carol");
+    gui.type_into("Send", "hi carol");
+    gui.harness.key_press(egui::Key::Enter);
+    gui.harness.run();
+    assert_eq!(
+        gui.sent(),
+        vec![ClientMsg::Msg {
+            to: "carol".into(),
+            text: "hi carol".into(),
+            action: false
+        }]
+    );
+}
+
+#[test]
+fn input_history_walks_with_the_arrow_keys() {
+    let mut gui = Gui::online();
+    for line in ["first", "second"] {
+        gui.type_into("Send", line);
+        gui.harness.key_press(egui::Key::Enter);
+        gui.harness.run();
+    }
+    assert_eq!(gui.sent().len(), 2);
+    gui.type_into("Send", "");
+    gui.harness.key_press(egui::Key::ArrowUp);
+    gui.harness.run();
+    assert_eq!(gui.input_value("Send").as_deref(), Some("second"));
+    gui.harness.key_press(egui::Key::ArrowUp);
+    gui.harness.run();
+    assert_eq!(gui.input_value("Send").as_deref(), Some("first"));
+    gui.harness.key_press(egui::Key::ArrowDown);
+    gui.harness.key_press(egui::Key::ArrowDown);
+    gui.harness.run();
+    assert_eq!(gui.input_value("Send").as_deref(), Some(""));
+}
+
+#[test]
+fn a_lost_connection_shows_a_banner_and_quit_leaves_cleanly() {
+    let mut gui = Gui::online();
+    gui.with_driver(|d| d.disconnected("connection reset"));
+    gui.harness
+        .get_by_label_contains("Connection lost: connection reset");
+    gui.harness.snapshot("reconnecting");
+    gui.with_driver(|d| d.connected());
+    let welcome = r#"{"type":"welcome","version":1,"name":"alice","server":"t","limits":{"max_line":100,"max_text":100,"max_text_lines":2,"max_name":32}}"#;
+    let out = gui.with_driver(|d| d.server(decode_server(welcome.as_bytes()).unwrap()));
+    assert!(
+        gui.harness
+            .query_by_label_contains("Connection lost")
+            .is_none()
+    );
+    // Catch-up: the session rejoins with the last id it saw.
+    assert!(out.contains(&Output::Send(ClientMsg::Join {
+        room: "#lobby".into(),
+        since: Some(1)
+    })));
+    gui.click_button("Quit");
+    assert_eq!(gui.sent(), vec![ClientMsg::Quit { reason: None }]);
+    assert!(gui.harness.state().is_quitting());
+}
