@@ -1039,12 +1039,17 @@ impl Session {
             .is_some_and(|me| names::key(me) == names::key(name))
     }
 
-    /// Opens (or finds) a conversation and returns its key.
+    /// Opens (or finds) a conversation and returns its key. The first one opened takes over
+    /// the status lines (welcome, message of the day), so they stay in view.
     fn open(&mut self, name: &str, kind: ConversationKind) -> String {
         let key = names::key(name);
-        self.conversations
-            .entry(key.clone())
-            .or_insert_with(|| Conversation::new(name.to_string(), kind));
+        if !self.conversations.contains_key(&key) {
+            let mut c = Conversation::new(name.to_string(), kind);
+            if self.conversations.is_empty() {
+                c.lines = std::mem::take(&mut self.status);
+            }
+            self.conversations.insert(key.clone(), c);
+        }
         key
     }
 
