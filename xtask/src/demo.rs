@@ -50,7 +50,9 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     }
     let bin = crate::build(&packages, release)?;
 
+    // --port 0 asks for any free port; without --port, 53000 is preferred.
     let port = match flags.value("--port") {
+        Some("0") => TcpListener::bind("127.0.0.1:0")?.local_addr()?.port(),
         Some(p) => p.parse().context("--port takes a number")?,
         None => free_port()?,
     };

@@ -12,18 +12,22 @@ const USAGE: &str = "usage:
   cargo xtask demo [--client gui|tui|cli] [--bots N] [--windows N] [--port P] [--release]
                    [--headless SECONDS]
   cargo xtask bench [--quick] [--out FILE]
+  cargo xtask test [cargo test arguments]
 
 demo   starts a server with a temporary store, N bots that chat, and your client
        (gui when a display is available, else tui). Ctrl-C stops everything.
        --windows N opens N clients (GUI windows, or tmux panes when run inside tmux).
        --headless S runs a CLI client for S seconds and checks that it saw the bots (for CI).
-bench  builds in release, runs the standard load suite and prints a markdown table.";
+bench  builds in release, runs the standard load suite and prints a markdown table.
+test   installs the software renderer the GUI tests draw with (Debian, as root) if it is
+       missing, then runs cargo test --workspace.";
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("demo") => demo::run(&args[1..]),
         Some("bench") => bench::run(&args[1..]),
+        Some("test") => test(&args[1..]),
         Some("-h" | "--help" | "help") | None => {
             println!("{USAGE}");
             Ok(())
@@ -34,6 +38,43 @@ fn main() {
         eprintln!("xtask: {err:#}");
         std::process::exit(1);
     }
+}
+
+/// Where Mesa's software Vulkan driver (lavapipe) registers itself.
+const LAVAPIPE_ICD: &str = "/usr/share/vulkan/icd.d";
+
+/// `cargo xtask test`: the whole test suite, after making sure the GUI tests can render.
+fn test(extra: &[String]) -> anyhow::Result<()> {
+    let has_renderer = std::fs::read_dir(LAVAPIPE_ICD)
+        .map(|dir| {
+            dir.flatten()
+                .any(|e| e.file_name().to_string_lossy().starts_with("lvp"))
+        })
+        .unwrap_or(false);
+    if !has_renderer {
+        eprintln!("xtask: installing Mesa's software renderer for the GUI snapshot tests");
+        let apt = |args: &[&str]| {
+            Command::new("apt-get")
+                .args(args)
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .status()
+        };
+        let installed = apt(&["update", "-qq"]).is_ok_and(|s| s.success())
+            && apt(&["install", "-y", "-qq", "mesa-vulkan-drivers", "libvulkan1"])
+                .is_ok_and(|s| s.success());
+        anyhow::ensure!(
+            installed,
+            "could not install mesa-vulkan-drivers and libvulkan1 (run as root, or install them)"
+        );
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(root())
+        .args(["test", "--workspace"])
+        .args(extra)
+        .status()?;
+    anyhow::ensure!(status.success(), "tests failed");
+    Ok(())
 }
 
 /// The workspace root (the parent of this crate's directory).
