@@ -260,6 +260,10 @@ pub struct Session {
     pinged_at: Option<UnixMillis>,
     /// A room the user asked to join: it becomes active when the server confirms.
     joining: Option<String>,
+    /// True between the first `welcome` and the server putting us in its default room.
+    awaiting_room: bool,
+    /// Lines typed in that window, run once the room is there.
+    held: Vec<String>,
     outputs: VecDeque<Output>,
 }
 
@@ -282,6 +286,8 @@ impl Session {
             last_rx: 0,
             pinged_at: None,
             joining: None,
+            awaiting_room: false,
+            held: Vec::new(),
             outputs: VecDeque::new(),
         }
     }
@@ -335,9 +341,10 @@ impl Session {
         self.last_id
     }
 
-    /// How many sent messages still await the server's acknowledgement.
+    /// How many typed lines are not yet acknowledged by the server: messages sent and awaiting
+    /// their echo, plus lines held until a room arrives.
     pub fn unacked(&self) -> usize {
-        self.unacked
+        self.unacked + self.held.len()
     }
 
     /// True when the user's messages can go out now.
@@ -466,6 +473,23 @@ impl Session {
 
     /// Handles one line the user typed.
     pub fn handle_input(&mut self, now: UnixMillis, line: &str) {
+        // Only what addresses "the active room" waits; commands naming their target run now.
+        let for_active_room = matches!(
+            command::parse(line),
+            Ok(Command::Say(_)
+                | Command::Me(_)
+                | Command::Part { room: None, .. }
+                | Command::Topic(_)
+                | Command::History(_)
+                | Command::Who(None)
+                | Command::Close)
+        );
+        if self.is_online() && (self.awaiting_room || self.joining.is_some()) && for_active_room {
+            // A room is on its way (the server's default room after registering, or one the
+            // user joined): what was typed meanwhile is meant for it, so run it once it is here.
+            self.held.push(line.to_string());
+            return;
+        }
         match command::parse(line) {
             Ok(cmd) => self.run(now, cmd),
             Err(command::CommandError::Empty) => {}
@@ -517,6 +541,10 @@ impl Session {
                 if let Some(c) = self.conversations.get_mut(&key) {
                     insert_member(&mut c.members, &name);
                     self.push(Some(key), system(ts, LineKind::Join { name }));
+                }
+                if me {
+                    self.awaiting_room = false;
+                    self.release_held(now);
                 }
             }
             ServerMsg::Part {
@@ -865,6 +893,15 @@ impl Session {
         if matches!(self.state, ConnState::Closed { .. }) {
             return;
         }
+        self.awaiting_room = false;
+        self.joining = None;
+        if !self.held.is_empty() {
+            self.held.clear();
+            self.local(
+                now,
+                LineKind::Error("not connected; your message was not sent".into()),
+            );
+        }
         // Messages in flight may or may not have arrived; catch-up will show them if they did.
         self.unacked = 0;
         let attempt = self.reconnect_attempt;
@@ -883,6 +920,7 @@ impl Session {
 
     fn on_welcome(&mut self, now: UnixMillis, name: String, server: String, motd: Option<String>) {
         let reconnect = self.was_online;
+        self.awaiting_room = self.conversations.is_empty();
         self.was_online = true;
         self.reconnect_attempt = 0;
         self.name_retries = 0;
@@ -1004,6 +1042,12 @@ impl Session {
                 });
                 self.local(now, LineKind::Error(message));
             }
+            ErrorCode::InvalidRoom | ErrorCode::TooManyRooms if self.joining.is_some() => {
+                // The join failed: nothing is on its way any more.
+                self.joining = None;
+                self.local(now, LineKind::Error(message));
+                self.release_held(now);
+            }
             _ => {
                 if matches!(
                     code,
@@ -1019,6 +1063,16 @@ impl Session {
                 }
                 self.local(now, LineKind::Error(message));
             }
+        }
+    }
+
+    /// Runs the lines held while a room was on its way, once none is.
+    fn release_held(&mut self, now: UnixMillis) {
+        if self.awaiting_room || self.joining.is_some() {
+            return;
+        }
+        for line in std::mem::take(&mut self.held) {
+            self.handle_input(now, &line);
         }
     }
 

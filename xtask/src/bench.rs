@@ -1,4 +1,685 @@
-//! `cargo xtask bench`: not yet.
-pub fn run(_args: &[String]) -> anyhow::Result<()> {
-    anyhow::bail!("bench is being written")
+//! `cargo xtask bench`: an open-loop load generator and the benchmark report.
+//!
+//! `cargo xtask bench` builds the server and this tool in release, then runs the suite in the
+//! release binary (`xtask bench-run`) pinned to core 1 while the server is pinned to core 0.
+//! Senders send on a fixed schedule and stamp each message with its scheduled time, so a slow
+//! server cannot hide its delay by slowing the senders; every receiver records delivery delay
+//! in an HdrHistogram. Server CPU, write syscalls and RSS come from `/proc/<pid>`.
+//!
+//! The generator speaks the native protocol through [`Wire`], so another codec (IRC) can drive
+//! the same load against other servers.
+
+use std::fmt::Write as _;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use hdrhistogram::Histogram;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+
+use crate::Flags;
+
+/// `cargo xtask bench`: build in release, then run the suite pinned to core 1.
+pub fn run(args: &[String]) -> anyhow::Result<()> {
+    let bin = crate::build(&["chat-server", "xtask"], true)?;
+    let mut cmd = if which("taskset") {
+        let mut c = Command::new("taskset");
+        c.args(["-c", "1"]).arg(bin.join("xtask"));
+        c
+    } else {
+        Command::new(bin.join("xtask"))
+    };
+    let status = cmd
+        .arg("bench-run")
+        .arg("--server")
+        .arg(bin.join("chat-server"))
+        .args(args)
+        .status()?;
+    anyhow::ensure!(status.success(), "benchmark failed");
+    Ok(())
+}
+
+fn which(program: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {program} >/dev/null")])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// The wire protocol the generator speaks. The native JSON Lines one is below; an IRC codec
+/// would implement the same four operations.
+pub trait Wire: Send + Sync {
+    /// Bytes that register `name` and leave the default room (for idle connections).
+    fn register(&self, name: &str, stay_in_lobby: bool) -> Vec<u8>;
+    /// Bytes for one room message carrying `payload`.
+    fn say(&self, payload: &str, out: &mut Vec<u8>);
+    /// True when `line` is the end of registration (the client is in its room).
+    fn is_ready(&self, line: &[u8]) -> bool;
+    /// The payload of a room message line, if it is one.
+    fn payload<'a>(&self, line: &'a [u8]) -> Option<&'a [u8]>;
+}
+
+/// The native protocol.
+pub struct JsonLines;
+
+impl Wire for JsonLines {
+    fn register(&self, name: &str, stay: bool) -> Vec<u8> {
+        let mut out = format!("{{\"type\":\"hello\",\"version\":1,\"name\":\"{name}\"}}\n");
+        if !stay {
+            out.push_str("{\"type\":\"part\",\"room\":\"#lobby\"}\n");
+        }
+        out.into_bytes()
+    }
+
+    fn say(&self, payload: &str, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"{\"type\":\"say\",\"room\":\"#lobby\",\"text\":\"");
+        out.extend_from_slice(payload.as_bytes());
+        out.extend_from_slice(b"\"}\n");
+    }
+
+    fn is_ready(&self, line: &[u8]) -> bool {
+        find(line, b"\"type\":\"history\"").is_some()
+    }
+
+    fn payload<'a>(&self, line: &'a [u8]) -> Option<&'a [u8]> {
+        if !line.starts_with(b"{\"type\":\"message\"") {
+            return None;
+        }
+        let start = find(line, b"\"text\":\"")? + 8;
+        let end = start + line[start..].iter().position(|&b| b == b'"')?;
+        Some(&line[start..end])
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// Counters sampled from `/proc/<pid>`.
+#[derive(Debug, Clone, Copy, Default)]
+struct ProcStats {
+    cpu_seconds: f64,
+    write_syscalls: u64,
+    rss_bytes: u64,
+}
+
+fn proc_stats(pid: u32) -> ProcStats {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of stat, 11 and 12 after the name; 100 ticks a second.
+    let cpu_seconds = (ticks(11) + ticks(12)) / 100.0;
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).unwrap_or_default();
+    let write_syscalls = io
+        .lines()
+        .find_map(|l| l.strip_prefix("syscw:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let rss_bytes = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024);
+    ProcStats {
+        cpu_seconds,
+        write_syscalls,
+        rss_bytes,
+    }
+}
+
+/// A server process for one scenario, pinned to core 0 with a high file limit.
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Server {
+    fn start(binary: &Path, extra: &[&str]) -> anyhow::Result<Server> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let pin = if which("taskset") {
+            "taskset -c 0 "
+        } else {
+            ""
+        };
+        let queue = if extra.contains(&"--send-queue") {
+            ""
+        } else {
+            "--send-queue 4096"
+        };
+        let script = format!(
+            "ulimit -n $(ulimit -Hn) 2>/dev/null; exec {pin}{} --listen {addr} --in-memory \
+             --flood-rate 0 --max-connections 200000 --max-per-ip 200000 {queue} {}",
+            binary.display(),
+            extra.join(" ")
+        );
+        let child = Command::new("sh")
+            .args(["-c", &script])
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(addr).is_err() {
+            anyhow::ensure!(Instant::now() < deadline, "server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(Server { child, addr })
+    }
+
+    fn stats(&self) -> ProcStats {
+        proc_stats(self.child.id())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Opens a client connection, spreading source addresses over 127.0.0.x so that more than one
+/// address's worth of ephemeral ports is available.
+async fn connect(addr: SocketAddr, index: usize) -> anyhow::Result<TcpStream> {
+    let socket = TcpSocket::new_v4()?;
+    let source = Ipv4Addr::new(127, 0, 0, 1 + (index / 20_000 % 250) as u8);
+    socket.bind((source, 0).into())?;
+    let stream = socket.connect(addr).await?;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
+/// Reads until registration is complete.
+async fn register(
+    stream: &mut TcpStream,
+    wire: &dyn Wire,
+    name: &str,
+    stay: bool,
+) -> anyhow::Result<()> {
+    stream.write_all(&wire.register(name, stay)).await?;
+    let mut buf = Vec::with_capacity(4096);
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = stream.read(&mut chunk).await?;
+        anyhow::ensure!(n > 0, "closed during registration");
+        buf.extend_from_slice(&chunk[..n]);
+        if buf.split(|&b| b == b'\n').any(|l| wire.is_ready(l)) {
+            return Ok(());
+        }
+    }
+}
+
+/// One row of the report.
+#[derive(Debug, Default)]
+struct Row {
+    scenario: String,
+    offered_msgs: f64,
+    offered_deliveries: f64,
+    delivered: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    p999_ms: f64,
+    max_ms: f64,
+    cpu_per_million: f64,
+    syscw_per_delivery: f64,
+    note: String,
+}
+
+/// What receivers share.
+struct Tally {
+    delivered: AtomicU64,
+    measuring: AtomicBool,
+    /// Arrival time (ns) of the last measured delivery, for the delivered rate.
+    last_ns: AtomicU64,
+}
+
+/// Reads messages, recording the delay of each since its scheduled send time.
+async fn receive(
+    mut stream: TcpStream,
+    wire: Arc<dyn Wire>,
+    tally: Arc<Tally>,
+    stop: Arc<AtomicBool>,
+) -> Histogram<u64> {
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 2).expect("valid bounds");
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut filled = 0;
+    let mut count = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        let read =
+            tokio::time::timeout(Duration::from_millis(200), stream.read(&mut buf[filled..])).await;
+        let n = match read {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => n,
+            Err(_) => continue,
+        };
+        filled += n;
+        let now = now_ns();
+        let measuring = tally.measuring.load(Ordering::Relaxed);
+        let mut start = 0;
+        while let Some(end) = buf[start..filled].iter().position(|&b| b == b'\n') {
+            let line = &buf[start..start + end];
+            if measuring
+                && let Some(payload) = wire.payload(line)
+                && let Some(sent) = payload
+                    .strip_prefix(b"t")
+                    .and_then(|p| std::str::from_utf8(p).ok())
+                    .and_then(|p| p.split(':').next()?.parse::<u64>().ok())
+            {
+                let _ = hist.record(now.saturating_sub(sent) / 1000);
+                count += 1;
+            }
+            start += end + 1;
+        }
+        buf.copy_within(start..filled, 0);
+        filled -= start;
+        if filled == buf.len() {
+            filled = 0;
+        }
+        if count > 0 {
+            tally.delivered.fetch_add(count, Ordering::Relaxed);
+            tally.last_ns.fetch_max(now, Ordering::Relaxed);
+            count = 0;
+        }
+    }
+    hist
+}
+
+/// One room under an open-loop load.
+#[derive(Debug, Clone, Copy)]
+struct Load {
+    /// Room members that read and measure.
+    receivers: usize,
+    /// Members that send (and also receive, unmeasured).
+    senders: usize,
+    /// Messages per second, all senders together.
+    rate: f64,
+    /// Seconds measured (after a half-second warm-up).
+    secs: f64,
+    /// Extra bytes per message.
+    padding: usize,
+    /// Receivers (among `receivers`) that never read.
+    stalled: usize,
+}
+
+/// Runs `load` against `server`.
+async fn fanout(server: &Server, wire: Arc<dyn Wire>, load: Load) -> anyhow::Result<Row> {
+    let Load {
+        receivers,
+        senders,
+        rate,
+        secs,
+        padding,
+        stalled,
+    } = load;
+    let tally = Arc::new(Tally {
+        delivered: AtomicU64::new(0),
+        measuring: AtomicBool::new(false),
+        last_ns: AtomicU64::new(0),
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    let mut stuck = Vec::new();
+    for i in 0..receivers {
+        let mut s = connect(server.addr, i).await?;
+        register(&mut s, wire.as_ref(), &format!("r{i}"), true).await?;
+        if i < stalled {
+            stuck.push(s);
+            continue;
+        }
+        tasks.push(tokio::spawn(receive(
+            s,
+            wire.clone(),
+            tally.clone(),
+            stop.clone(),
+        )));
+    }
+    let mut sender_streams = Vec::new();
+    for i in 0..senders {
+        let mut s = connect(server.addr, receivers + i).await?;
+        register(&mut s, wire.as_ref(), &format!("s{i}"), true).await?;
+        sender_streams.push(s);
+    }
+    // Senders receive every message too; drain them without measuring.
+    let mut sender_writers = Vec::new();
+    for s in sender_streams {
+        let (mut rd, wr) = s.into_split();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut sink = vec![0u8; 64 * 1024];
+            while !stop.load(Ordering::Relaxed) {
+                match tokio::time::timeout(Duration::from_millis(200), rd.read(&mut sink)).await {
+                    Ok(Ok(0)) | Ok(Err(_)) => break,
+                    _ => {}
+                }
+            }
+        });
+        sender_writers.push(wr);
+    }
+    let members = receivers + senders; // everyone in the room gets every message
+    let pad = "x".repeat(padding);
+    // Warm up for half a second, then measure.
+    let warmup = 0.5;
+    let interval = 1.0 / rate;
+    let total = ((secs + warmup) * rate) as u64;
+    let start = Instant::now();
+    let start_ns = now_ns();
+    let before = server.stats();
+    let self_before = proc_stats(std::process::id());
+    let mut measuring_from = None;
+    let mut max_lag = Duration::ZERO;
+    let mut next = 0u64;
+    let mut out = Vec::with_capacity(64 * 1024);
+    while next < total {
+        let now = start.elapsed().as_secs_f64();
+        if measuring_from.is_none() && now >= warmup {
+            tally.delivered.store(0, Ordering::Relaxed);
+            tally.measuring.store(true, Ordering::Relaxed);
+            measuring_from = Some((now_ns(), server.stats(), next));
+        }
+        let due = ((now / interval) as u64 + 1).min(total);
+        // Send everything whose scheduled time has come, each stamped with that time.
+        let mut by_sender: Vec<Vec<u8>> = vec![Vec::new(); sender_writers.len()];
+        while next < due {
+            let scheduled = start_ns + (next as f64 * interval * 1e9) as u64;
+            out.clear();
+            wire.say(&format!("t{scheduled}:{pad}"), &mut out);
+            by_sender[(next as usize) % sender_writers.len()].extend_from_slice(&out);
+            next += 1;
+        }
+        for (w, bytes) in sender_writers.iter_mut().zip(by_sender) {
+            if !bytes.is_empty() {
+                w.write_all(&bytes).await?;
+            }
+        }
+        let lag = start.elapsed().as_secs_f64() - (next as f64 * interval);
+        max_lag = max_lag.max(Duration::from_secs_f64(lag.max(0.0)));
+        let wait = (next as f64 * interval) - start.elapsed().as_secs_f64();
+        if wait > 0.0 {
+            tokio::time::sleep(Duration::from_secs_f64(wait)).await;
+        }
+    }
+    // Let deliveries drain, then stop.
+    let (measure_start, server_start, sent_start) = measuring_from.unwrap_or((now_ns(), before, 0));
+    let sent = next - sent_start;
+    let expected = sent * (members - stalled - senders) as u64;
+    let drain_deadline = Instant::now() + Duration::from_secs(3);
+    while tally.delivered.load(Ordering::Relaxed) < expected && Instant::now() < drain_deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // From the first measured send to the last measured arrival.
+    let elapsed = tally
+        .last_ns
+        .load(Ordering::Relaxed)
+        .saturating_sub(measure_start) as f64
+        / 1e9;
+    let after = server.stats();
+    let self_after = proc_stats(std::process::id());
+    stop.store(true, Ordering::Relaxed);
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 2).expect("valid bounds");
+    for t in tasks {
+        if let Ok(h) = t.await {
+            let _ = hist.add(h);
+        }
+    }
+    let delivered = hist.len() as f64;
+    let measured_secs = secs.max(1e-9);
+    let deliveries_total = (expected as f64).max(1.0);
+    let mut row = Row {
+        offered_msgs: rate,
+        offered_deliveries: rate * (members - stalled - senders) as f64,
+        delivered: delivered / elapsed.max(measured_secs),
+        p50_ms: hist.value_at_quantile(0.5) as f64 / 1000.0,
+        p99_ms: hist.value_at_quantile(0.99) as f64 / 1000.0,
+        p999_ms: hist.value_at_quantile(0.999) as f64 / 1000.0,
+        max_ms: hist.max() as f64 / 1000.0,
+        cpu_per_million: (after.cpu_seconds - server_start.cpu_seconds) / (deliveries_total / 1e6),
+        syscw_per_delivery: (after.write_syscalls - server_start.write_syscalls) as f64
+            / deliveries_total,
+        ..Row::default()
+    };
+    let mut notes = Vec::new();
+    if delivered < expected as f64 * 0.99 {
+        notes.push(format!(
+            "{:.0}% delivered",
+            100.0 * delivered / expected.max(1) as f64
+        ));
+    }
+    let gen_cpu =
+        (self_after.cpu_seconds - self_before.cpu_seconds) / start.elapsed().as_secs_f64();
+    if gen_cpu > 0.9 || max_lag > Duration::from_millis(50) {
+        notes.push(format!(
+            "load generator saturated (cpu {:.0}%, lag {} ms)",
+            gen_cpu * 100.0,
+            max_lag.as_millis()
+        ));
+    }
+    if stalled > 0 {
+        let mut dropped = 0;
+        for mut s in stuck {
+            let mut sink = Vec::new();
+            let closed =
+                tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut sink)).await;
+            if matches!(closed, Ok(Ok(_))) {
+                dropped += 1;
+            }
+        }
+        notes.push(format!("{dropped}/{stalled} stalled readers dropped"));
+    }
+    row.note = notes.join("; ");
+    Ok(row)
+}
+
+/// `n` idle registered connections: server memory per connection.
+async fn idle(
+    server: &Server,
+    wire: Arc<dyn Wire>,
+    n: usize,
+) -> anyhow::Result<(Row, Vec<TcpStream>)> {
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let before = server.stats();
+    let mut conns = Vec::with_capacity(n);
+    let start = Instant::now();
+    let mut failed = None;
+    for i in 0..n {
+        let result = async {
+            let mut s = connect(server.addr, i).await?;
+            register(&mut s, wire.as_ref(), &format!("idle{i}"), false).await?;
+            anyhow::Ok(s)
+        }
+        .await;
+        match result {
+            Ok(s) => conns.push(s),
+            Err(err) => {
+                failed = Some(format!("stopped at {i}: {err}"));
+                break;
+            }
+        }
+    }
+    let connect_secs = start.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = server.stats();
+    let held = conns.len();
+    let per_conn = after.rss_bytes.saturating_sub(before.rss_bytes) as f64 / held.max(1) as f64;
+    let row = Row {
+        scenario: format!("idle: {held} connections held"),
+        delivered: held as f64 / connect_secs,
+        p50_ms: per_conn,
+        note: failed.unwrap_or_default(),
+        ..Row::default()
+    };
+    Ok((row, conns))
+}
+
+/// Connect, register, quit, repeated by `parallel` loops for `secs`: connects per second.
+async fn churn(
+    server: &Server,
+    wire: Arc<dyn Wire>,
+    parallel: usize,
+    secs: f64,
+) -> anyhow::Result<f64> {
+    let done = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs_f64(secs);
+    let mut tasks = Vec::new();
+    for p in 0..parallel {
+        let (done, wire) = (done.clone(), wire.clone());
+        let addr = server.addr;
+        tasks.push(tokio::spawn(async move {
+            let mut i = 0;
+            while Instant::now() < deadline {
+                let index = p * 1_000_000 + i;
+                if let Ok(mut s) = connect(addr, index % 200_000).await
+                    && register(&mut s, wire.as_ref(), &format!("c{p}x{i}"), false)
+                        .await
+                        .is_ok()
+                {
+                    let _ = s.write_all(b"{\"type\":\"quit\"}\n").await;
+                    let mut sink = Vec::new();
+                    let _ = tokio::time::timeout(Duration::from_secs(2), s.read_to_end(&mut sink))
+                        .await;
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+                i += 1;
+            }
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    Ok(done.load(Ordering::Relaxed) as f64 / secs)
+}
+
+/// `xtask bench-run`: the suite itself (run by `cargo xtask bench` in release).
+pub fn run_suite(args: &[String]) -> anyhow::Result<()> {
+    let flags = Flags::new(args)?;
+    let server_bin = PathBuf::from(flags.value("--server").context("--server is required")?);
+    let quick = flags.has("--quick");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let wire: Arc<dyn Wire> = Arc::new(JsonLines);
+    let secs = if quick { 2.0 } else { 4.0 };
+    let mut rows = Vec::new();
+    let mut extra = String::new();
+    runtime.block_on(async {
+        // Fan-out: 1 sender to N receivers at rising offered loads.
+        let sizes: &[usize] = if quick { &[100, 1000] } else { &[10, 100, 1000, 5000] };
+        for &n in sizes {
+            for deliveries in [250_000.0, 500_000.0, 1_000_000.0, 2_000_000.0] {
+                let rate: f64 = deliveries / n as f64;
+                if rate > 100_000.0 {
+                    continue;
+                }
+                let server = Server::start(&server_bin, &[])?;
+                let mut row = fanout(
+                    &server,
+                    wire.clone(),
+                    Load { receivers: n, senders: 1, rate, secs, padding: 0, stalled: 0 },
+                )
+                .await?;
+                row.scenario = format!("1 sender x {n} receivers");
+                eprintln!("bench: {} at {:.0} deliveries/s: {:.0} delivered/s, p99 {:.2} ms {}", row.scenario, row.offered_deliveries, row.delivered, row.p99_ms, row.note);
+                rows.push(row);
+            }
+        }
+        // Slow consumers: 10% of receivers stop reading; the others must not notice.
+        {
+            let server = Server::start(&server_bin, &["--send-queue", "256"])?;
+            let mut row = fanout(
+                &server,
+                wire.clone(),
+                Load { receivers: 200, senders: 1, rate: 2000.0, secs, padding: 1000, stalled: 20 },
+            )
+            .await?;
+            row.scenario = "slow consumers: 200 receivers, 20 stalled, 1 KB messages".into();
+            eprintln!("bench: {}: p99 {:.2} ms {}", row.scenario, row.p99_ms, row.note);
+            rows.push(row);
+        }
+        // Churn.
+        {
+            let server = Server::start(&server_bin, &[])?;
+            let rate = churn(&server, wire.clone(), 32, secs).await?;
+            writeln!(extra, "- connect, register and quit: **{rate:.0} connections/s** (32 in parallel, {secs} s)").ok();
+            eprintln!("bench: churn {rate:.0}/s");
+        }
+        // Idle connections.
+        {
+            let n = if quick { 10_000 } else { 50_000 };
+            let server = Server::start(&server_bin, &[])?;
+            let (row, conns) = idle(&server, wire.clone(), n).await?;
+            writeln!(
+                extra,
+                "- idle connections: **{}** held; server RSS **{:.0} bytes per idle connection**; registered at {:.0} connections/s {}",
+                conns.len(),
+                row.p50_ms,
+                row.delivered,
+                row.note
+            )
+            .ok();
+            eprintln!("bench: {} , {:.0} B each", row.scenario, row.p50_ms);
+            drop(conns);
+        }
+        anyhow::Ok(())
+    })?;
+    let report = render(&rows, &extra);
+    println!("{report}");
+    if let Some(out) = flags.value("--out") {
+        std::fs::write(out, &report)?;
+    }
+    Ok(())
+}
+
+fn render(rows: &[Row], extra: &str) -> String {
+    let mut out = String::new();
+    writeln!(out, "| load | offered msg/s | offered deliveries/s | delivered/s | p50 ms | p99 ms | p99.9 ms | max ms | server CPU s / 1M deliveries | write syscalls / delivery | notes |").ok();
+    writeln!(
+        out,
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+    )
+    .ok();
+    for r in rows {
+        writeln!(
+            out,
+            "| {} | {:.0} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {:.1} | {:.2} | {:.3} | {} |",
+            r.scenario,
+            r.offered_msgs,
+            r.offered_deliveries,
+            r.delivered,
+            r.p50_ms,
+            r.p99_ms,
+            r.p999_ms,
+            r.max_ms,
+            r.cpu_per_million,
+            r.syscw_per_delivery,
+            r.note
+        )
+        .ok();
+    }
+    out.push('\n');
+    out.push_str(extra);
+    out
 }

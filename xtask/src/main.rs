@@ -28,6 +28,7 @@ fn main() {
         Some("demo") => demo::run(&args[1..]),
         Some("bench") => bench::run(&args[1..]),
         Some("test") => test(&args[1..]),
+        Some("bench-run") => bench::run_suite(&args[1..]),
         Some("-h" | "--help" | "help") | None => {
             println!("{USAGE}");
             Ok(())

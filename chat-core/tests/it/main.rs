@@ -3,6 +3,7 @@
 
 mod codec_props;
 mod deps;
+mod driver;
 mod protocol_doc;
 mod session;
 mod transcript;

@@ -108,13 +108,6 @@ fn every_command_sends_the_right_message() {
             },
         ),
         (
-            "/join #rust",
-            ClientMsg::Join {
-                room: "#rust".into(),
-                since: None,
-            },
-        ),
-        (
             "/part",
             ClientMsg::Part {
                 room: "#lobby".into(),
@@ -159,11 +152,32 @@ fn every_command_sends_the_right_message() {
                 limit: 5,
             },
         ),
+        (
+            "/join #rust",
+            ClientMsg::Join {
+                room: "#rust".into(),
+                since: None,
+            },
+        ),
     ];
     for (line, expected) in cases {
         s.handle_input(T, line);
         assert_eq!(sent(&mut s), vec![expected], "for {line}");
     }
+    // Text typed before the server confirms the join waits for the new room.
+    s.handle_input(T, "first words in rust");
+    assert!(sent(&mut s).is_empty());
+    feed(
+        &mut s,
+        &[r##"{"type":"join","room":"#rust","name":"alice","ts":1}"##],
+    );
+    assert_eq!(
+        sent(&mut s),
+        vec![ClientMsg::Say {
+            room: "#rust".into(),
+            text: "first words in rust".into()
+        }]
+    );
     s.handle_input(T, "/quit bye");
     assert_eq!(
         sent(&mut s),
@@ -501,4 +515,34 @@ fn completes_nicks_and_commands() {
     assert_eq!(s.completions("b"), vec!["bob"]);
     assert_eq!(s.completions("/jo"), vec!["/join"]);
     assert_eq!(s.completions("#lo"), vec!["#lobby"]);
+}
+
+#[test]
+fn lines_typed_between_welcome_and_the_first_room_are_held_not_lost() {
+    let mut s = Session::new(SessionConfig::default(), "alice");
+    s.start(T);
+    s.handle_connected(T);
+    feed(
+        &mut s,
+        &[
+            r#"{"type":"welcome","version":1,"name":"alice","server":"t","limits":{"max_line":100,"max_text":10,"max_text_lines":2,"max_name":32}}"#,
+        ],
+    );
+    sent(&mut s);
+    s.handle_input(T, "early bird");
+    assert!(
+        sent(&mut s).is_empty(),
+        "held until the server puts us in a room"
+    );
+    feed(
+        &mut s,
+        &[r##"{"type":"join","room":"#lobby","name":"alice","ts":1}"##],
+    );
+    assert_eq!(
+        sent(&mut s),
+        vec![ClientMsg::Say {
+            room: "#lobby".into(),
+            text: "early bird".into()
+        }]
+    );
 }
