@@ -17,6 +17,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -150,6 +151,19 @@ impl Drop for TrackerGuard {
             }
         }
     }
+}
+
+/// Messages queued onto connections since start (one per recipient), for `stats`.
+static DELIVERIES: AtomicU64 = AtomicU64::new(0);
+/// Socket write calls made since start, for `stats`.
+static WRITE_CALLS: AtomicU64 = AtomicU64::new(0);
+
+/// Counters for benchmarks: (messages queued to connections, socket write calls).
+pub fn stats() -> (u64, u64) {
+    (
+        DELIVERIES.load(Ordering::Relaxed),
+        WRITE_CALLS.load(Ordering::Relaxed),
+    )
 }
 
 /// A client that accepts no bytes for this long is gone.
@@ -299,6 +313,7 @@ fn perform(
         while let Some(output) = hub.poll_output() {
             match output {
                 Output::Transmit { to, bytes } => {
+                    DELIVERIES.fetch_add(to.len() as u64, Ordering::Relaxed);
                     for conn in to {
                         let Some(handle) = conns.get(&conn) else {
                             continue;
@@ -510,16 +525,20 @@ async fn write_queued(
             }
             &out
         };
-        let write = tokio::time::timeout(WRITE_TIMEOUT, wr.write_all(bytes));
-        let result = tokio::select! {
-            biased;
-            () = kill.notified() => return reason::SEND_QUEUE_EXCEEDED.into(),
-            result = write => result,
-        };
-        match result {
-            Ok(Ok(())) => {}
-            Ok(Err(_)) => return reason::CONNECTION_LOST.into(),
-            Err(_) => return "write timed out".into(),
+        let mut written = 0;
+        while written < bytes.len() {
+            let write = tokio::time::timeout(WRITE_TIMEOUT, wr.write(&bytes[written..]));
+            let result = tokio::select! {
+                biased;
+                () = kill.notified() => return reason::SEND_QUEUE_EXCEEDED.into(),
+                result = write => result,
+            };
+            WRITE_CALLS.fetch_add(1, Ordering::Relaxed);
+            match result {
+                Ok(Ok(0)) | Ok(Err(_)) => return reason::CONNECTION_LOST.into(),
+                Ok(Ok(n)) => written += n,
+                Err(_) => return "write timed out".into(),
+            }
         }
         batch.clear();
         if out.capacity() > 64 * 1024 {

@@ -13,6 +13,18 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let config = chat_server::Config::parse();
     let listener = chat_server::bind(&config).await?;
+    #[cfg(unix)]
+    tokio::spawn(async {
+        // SIGUSR1 prints the delivery counters, for benchmarks.
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut usr1) = signal(SignalKind::user_defined1()) else {
+            return;
+        };
+        while usr1.recv().await.is_some() {
+            let (deliveries, writes) = chat_server::stats();
+            eprintln!("stats deliveries={deliveries} writes={writes}");
+        }
+    });
     chat_server::serve(config, listener, shutdown_signal()).await
 }
 

@@ -112,6 +112,8 @@ struct ProcStats {
     cpu_seconds: f64,
     write_syscalls: u64,
     rss_bytes: u64,
+    /// Messages the server queued onto connections (from its own counters).
+    deliveries: u64,
 }
 
 fn proc_stats(pid: u32) -> ProcStats {
@@ -129,12 +131,6 @@ fn proc_stats(pid: u32) -> ProcStats {
     };
     // utime and stime are fields 14 and 15 of stat, 11 and 12 after the name; 100 ticks a second.
     let cpu_seconds = (ticks(11) + ticks(12)) / 100.0;
-    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).unwrap_or_default();
-    let write_syscalls = io
-        .lines()
-        .find_map(|l| l.strip_prefix("syscw:"))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0);
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let rss_bytes = status
         .lines()
@@ -143,8 +139,9 @@ fn proc_stats(pid: u32) -> ProcStats {
         .map_or(0, |kb| kb * 1024);
     ProcStats {
         cpu_seconds,
-        write_syscalls,
+        write_syscalls: 0,
         rss_bytes,
+        deliveries: 0,
     }
 }
 
@@ -152,6 +149,8 @@ fn proc_stats(pid: u32) -> ProcStats {
 struct Server {
     child: Child,
     addr: SocketAddr,
+    /// The server's stderr, where SIGUSR1 makes it print its counters.
+    log: tempfile::NamedTempFile,
 }
 
 impl Server {
@@ -176,23 +175,41 @@ impl Server {
             binary.display(),
             extra.join(" ")
         );
+        let log = tempfile::NamedTempFile::new()?;
         let child = Command::new("sh")
             .args(["-c", &script])
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log.reopen()?)
             .spawn()?;
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(addr).is_err() {
             anyhow::ensure!(Instant::now() < deadline, "server did not start");
             std::thread::sleep(Duration::from_millis(20));
         }
-        Ok(Server { child, addr })
+        Ok(Server { child, addr, log })
     }
 
     fn stats(&self) -> ProcStats {
-        proc_stats(self.child.id())
+        let mut stats = proc_stats(self.child.id());
+        // Socket writes are not in /proc/<pid>/io; the server counts its own.
+        let _ = Command::new("kill")
+            .args(["-USR1", &self.child.id().to_string()])
+            .status();
+        std::thread::sleep(Duration::from_millis(30));
+        let log = std::fs::read_to_string(self.log.path()).unwrap_or_default();
+        if let Some(line) = log.lines().rev().find(|l| l.starts_with("stats ")) {
+            let field = |name: &str| {
+                line.split_whitespace()
+                    .find_map(|kv| kv.strip_prefix(name))
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0)
+            };
+            stats.write_syscalls = field("writes=");
+            stats.deliveries = field("deliveries=");
+        }
+        stats
     }
 }
 
@@ -587,8 +604,13 @@ pub fn run_suite(args: &[String]) -> anyhow::Result<()> {
     let mut extra = String::new();
     runtime.block_on(async {
         // Fan-out: 1 sender to N receivers at rising offered loads.
-        let sizes: &[usize] = if quick { &[100, 1000] } else { &[10, 100, 1000, 5000] };
-        for &n in sizes {
+        let sizes: Vec<usize> = match flags.value("--sizes") {
+            Some(list) => list.split(',').filter_map(|n| n.parse().ok()).collect(),
+            None if quick => vec![100, 1000],
+            None => vec![10, 100, 1000, 5000],
+        };
+        let only_fanout = flags.has("--fanout-only");
+        for &n in &sizes {
             for deliveries in [250_000.0, 500_000.0, 1_000_000.0, 2_000_000.0] {
                 let rate: f64 = deliveries / n as f64;
                 if rate > 100_000.0 {
@@ -605,6 +627,9 @@ pub fn run_suite(args: &[String]) -> anyhow::Result<()> {
                 eprintln!("bench: {} at {:.0} deliveries/s: {:.0} delivered/s, p99 {:.2} ms {}", row.scenario, row.offered_deliveries, row.delivered, row.p99_ms, row.note);
                 rows.push(row);
             }
+        }
+        if only_fanout {
+            return anyhow::Ok(());
         }
         // Slow consumers: 10% of receivers stop reading; the others must not notice.
         {
