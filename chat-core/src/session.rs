@@ -533,8 +533,10 @@ impl Session {
                 if me {
                     self.open(&room, ConversationKind::Room);
                     let asked = self.joining.as_deref() == Some(key.as_str());
-                    if asked || self.active.is_none() || self.conversations.len() == 1 {
+                    if asked {
                         self.joining = None;
+                    }
+                    if asked || self.active.is_none() || self.conversations.len() == 1 {
                         self.activate(key.clone());
                     }
                 }

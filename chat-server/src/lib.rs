@@ -503,7 +503,9 @@ async fn write_queued(
     mut rx: mpsc::Receiver<Bytes>,
     kill: &Notify,
 ) -> String {
-    let mut batch: Vec<Bytes> = Vec::with_capacity(64);
+    // Both buffers start empty and are released when the queue runs dry, so an idle
+    // connection holds no write buffers.
+    let mut batch: Vec<Bytes> = Vec::new();
     let mut out = BytesMut::new();
     loop {
         let n = tokio::select! {
@@ -541,7 +543,8 @@ async fn write_queued(
             }
         }
         batch.clear();
-        if out.capacity() > 64 * 1024 {
+        if rx.is_empty() {
+            batch = Vec::new();
             out = BytesMut::new();
         }
     }

@@ -546,3 +546,44 @@ fn lines_typed_between_welcome_and_the_first_room_are_held_not_lost() {
         }]
     );
 }
+
+#[test]
+fn a_room_joined_right_after_welcome_gets_the_text_typed_for_it() {
+    // chat-cli --room #ops: "/join #ops" goes out before the server's default room arrives.
+    let mut s = Session::new(SessionConfig::default(), "bot");
+    s.start(T);
+    s.handle_connected(T);
+    feed(
+        &mut s,
+        &[
+            r#"{"type":"welcome","version":1,"name":"bot","server":"t","limits":{"max_line":100,"max_text":10,"max_text_lines":2,"max_name":32}}"#,
+        ],
+    );
+    sent(&mut s);
+    s.handle_input(T, "/join #ops");
+    s.handle_input(T, "hi");
+    assert_eq!(
+        sent(&mut s),
+        vec![ClientMsg::Join {
+            room: "#ops".into(),
+            since: None
+        }]
+    );
+    feed(
+        &mut s,
+        &[r##"{"type":"join","room":"#lobby","name":"bot","ts":1}"##],
+    );
+    assert!(sent(&mut s).is_empty(), "still waiting for #ops");
+    feed(
+        &mut s,
+        &[r##"{"type":"join","room":"#ops","name":"bot","ts":2}"##],
+    );
+    assert_eq!(
+        sent(&mut s),
+        vec![ClientMsg::Say {
+            room: "#ops".into(),
+            text: "hi".into()
+        }]
+    );
+    assert_eq!(s.active().unwrap().name, "#ops");
+}
