@@ -1170,6 +1170,8 @@ impl<E: Encode> Hub<E> {
                 }
                 if self.config.history > 0 {
                     room.history.push_back(msg.clone());
+                } else {
+                    room.evicted_through = msg.id;
                 }
                 self.send(members, &ServerMsg::Message(msg));
             }

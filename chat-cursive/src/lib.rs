@@ -56,6 +56,8 @@ pub struct App {
     history_pos: Option<usize>,
     /// Completion candidates shown in the status line after an ambiguous Tab.
     hint: Option<String>,
+    /// The terminal size the panels were last sized for.
+    laid_out_for: cursive::Vec2,
 }
 
 const NICK_COLOURS: [Color; 6] = [
@@ -75,6 +77,7 @@ pub fn build(siv: &mut Cursive, handle: ClientHandle, clock: Clock) {
         history: Vec::new(),
         history_pos: None,
         hint: None,
+        laid_out_for: cursive::Vec2::zero(),
     });
     let rooms = HideableView::new(
         Panel::new(TextView::new("").with_name("rooms"))
@@ -140,6 +143,18 @@ pub fn build(siv: &mut Cursive, handle: ClientHandle, clock: Clock) {
     siv.add_global_callback(Event::WindowResize, |siv| {
         // Lay out again once the new size is in effect.
         let _ = siv.cb_sink().send(Box::new(refresh));
+    });
+    // Some terminals report the new size only after the resize event: with a frame rate set
+    // (the binary sets one), each refresh tick checks whether the size changed since the last
+    // layout.
+    siv.add_global_callback(Event::Refresh, |siv| {
+        let size = siv.screen_size();
+        if siv
+            .user_data::<App>()
+            .is_some_and(|app| app.laid_out_for != size)
+        {
+            refresh(siv);
+        }
     });
     refresh(siv);
 }
@@ -266,6 +281,7 @@ pub fn refresh(siv: &mut Cursive) {
     let Some(app) = siv.user_data::<App>() else {
         return;
     };
+    app.laid_out_for = size;
     let clock = app.clock;
     let hint = app.hint.clone();
     let handle = app.handle.clone();

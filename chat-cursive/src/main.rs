@@ -38,6 +38,8 @@ fn main() -> anyhow::Result<()> {
         }
         _ => connect_form(&mut siv, &args),
     }
+    // Two refresh ticks a second: cheap, and lets the layout follow terminal resizes.
+    siv.set_fps(2);
     siv.run();
     // Leave cleanly however the UI ended: the server announces the quit to everyone.
     if let Some(app) = siv.take_user_data::<chat_cursive::App>() {
