@@ -91,6 +91,7 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let config = SessionConfig {
         forward_server_messages: args.json,
+        autojoin: args.room.iter().cloned().collect(),
         ..SessionConfig::default()
     };
     let addr = format!("{}:{}", args.host, args.port);
@@ -128,9 +129,6 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         if state.changed().await.is_err() {
             bail!("the client stopped before connecting to {addr}");
         }
-    }
-    if let Some(room) = &args.room {
-        handle.submit(format!("/join {room}"));
     }
 
     loop {

@@ -31,6 +31,8 @@ pub struct SessionConfig {
     pub ping_timeout: u64,
     /// Also hand every server message to the front-end as [`Event::Server`] (for `--json`).
     pub forward_server_messages: bool,
+    /// Rooms to join once registered (the last one becomes active), as `--room` asks.
+    pub autojoin: Vec<String>,
 }
 
 impl Default for SessionConfig {
@@ -42,6 +44,7 @@ impl Default for SessionConfig {
             ping_interval: 45_000,
             ping_timeout: 30_000,
             forward_server_messages: false,
+            autojoin: Vec::new(),
         }
     }
 }
@@ -933,6 +936,12 @@ impl Session {
             text.push_str(&format!("\n{motd}"));
         }
         self.local(now, LineKind::Notice(text));
+        if !reconnect {
+            for room in self.config.autojoin.clone() {
+                self.joining = Some(names::key(&room));
+                self.send(ClientMsg::Join { room, since: None });
+            }
+        }
         if reconnect {
             // Rejoin every room, asking for what was missed since the last id seen. The server
             // put us back in its default room already; `since` fills any gap there too.

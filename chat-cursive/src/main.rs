@@ -120,25 +120,16 @@ fn connect_form(siv: &mut Cursive, args: &Args) {
 /// Starts the client driver and shows the chat screen.
 fn start(siv: &mut Cursive, host: &str, port: u16, name: &str, room: Option<String>) {
     let sink = siv.cb_sink().clone();
+    let config = SessionConfig {
+        autojoin: room.into_iter().collect(),
+        ..SessionConfig::default()
+    };
     let (handle, _task) = client::spawn(
         TcpConnector::new(format!("{host}:{port}")),
-        Session::new(SessionConfig::default(), name),
+        Session::new(config, name),
         move |_events| {
             let _ = sink.send(Box::new(chat_cursive::refresh));
         },
     );
-    if let Some(room) = room {
-        // Sent once registered: the session refuses commands while offline, so wait for it.
-        let h = handle.clone();
-        tokio::spawn(async move {
-            for _ in 0..100 {
-                if h.with_session(|s| s.is_online()) {
-                    h.submit(format!("/join {room}"));
-                    return;
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            }
-        });
-    }
     chat_cursive::build(siv, handle, Clock::Local);
 }

@@ -48,23 +48,15 @@ fn main() -> anyhow::Result<()> {
             let connect: chat_egui::Connect = Box::new(move |addr, name, ctx| {
                 let _enter = handle.enter();
                 let ctx = ctx.clone();
+                let config = SessionConfig {
+                    autojoin: room.iter().cloned().collect(),
+                    ..SessionConfig::default()
+                };
                 let (client, _task) = client::spawn(
                     TcpConnector::new(addr),
-                    Session::new(SessionConfig::default(), name),
+                    Session::new(config, name),
                     move |_events| ctx.request_repaint(),
                 );
-                if let Some(room) = room.clone() {
-                    let c = client.clone();
-                    handle.spawn(async move {
-                        for _ in 0..200 {
-                            if c.with_session(|s| s.is_online()) {
-                                c.submit(format!("/join {room}"));
-                                return;
-                            }
-                            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                        }
-                    });
-                }
                 client
             });
             Ok(Box::new(ChatApp::new(

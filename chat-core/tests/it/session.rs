@@ -587,3 +587,36 @@ fn a_room_joined_right_after_welcome_gets_the_text_typed_for_it() {
     );
     assert_eq!(s.active().unwrap().name, "#ops");
 }
+
+#[test]
+fn autojoin_rooms_are_joined_once_and_the_last_becomes_active() {
+    let config = SessionConfig {
+        autojoin: vec!["#ops".into()],
+        ..SessionConfig::default()
+    };
+    let mut s = Session::new(config, "bot");
+    s.start(T);
+    s.handle_connected(T);
+    sent(&mut s);
+    feed(
+        &mut s,
+        &[
+            r#"{"type":"welcome","version":1,"name":"bot","server":"t","limits":{"max_line":100,"max_text":10,"max_text_lines":2,"max_name":32}}"#,
+        ],
+    );
+    assert_eq!(
+        sent(&mut s),
+        vec![ClientMsg::Join {
+            room: "#ops".into(),
+            since: None
+        }]
+    );
+    feed(
+        &mut s,
+        &[
+            r##"{"type":"join","room":"#lobby","name":"bot","ts":1}"##,
+            r##"{"type":"join","room":"#ops","name":"bot","ts":2}"##,
+        ],
+    );
+    assert_eq!(s.active().unwrap().name, "#ops");
+}
