@@ -5,7 +5,7 @@
 //!   caller's buffers.
 //! - [`hub`]: the server-side state machine (rooms, names, history, liveness, flood control).
 //! - [`session`]: the client-side state machine every front-end shares.
-//! - [`command`]: parsing of what the user types (`/join #rust`).
+//! - [`command`]: parsing of what the user types (`/join #rust`); [`input`]: Up/Down history.
 //! - `client` (feature `tokio`, on by default): the async [`client::Transport`] trait, TCP and
 //!   in-memory transports, and the reconnecting driver that runs a [`session::Session`].
 //!
@@ -16,6 +16,7 @@
 pub mod codec;
 pub mod command;
 pub mod hub;
+pub mod input;
 pub mod names;
 pub mod protocol;
 pub mod session;

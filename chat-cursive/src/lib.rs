@@ -6,6 +6,7 @@
 //! only render what it holds. The binary (`main.rs`) adds the connect form and the runtime.
 
 use chat_core::client::ClientHandle;
+use chat_core::input::InputHistory;
 use chat_core::session::{
     ConnState, Conversation, ConversationKind, Line, LineKind, Session, nick_colour,
 };
@@ -50,10 +51,8 @@ pub struct App {
     pub handle: ClientHandle,
     /// Time zone for timestamps.
     pub clock: Clock,
-    /// Lines the user entered, oldest first, for Up/Down.
-    history: Vec<String>,
-    /// Position while walking the history; `None` when editing a fresh line.
-    history_pos: Option<usize>,
+    /// Lines the user entered, for Up/Down.
+    history: InputHistory,
     /// Completion candidates shown in the status line after an ambiguous Tab.
     hint: Option<String>,
     /// The terminal size the panels were last sized for.
@@ -74,8 +73,7 @@ pub fn build(siv: &mut Cursive, handle: ClientHandle, clock: Clock) {
     siv.set_user_data(App {
         handle,
         clock,
-        history: Vec::new(),
-        history_pos: None,
+        history: InputHistory::default(),
         hint: None,
         laid_out_for: cursive::Vec2::zero(),
     });
@@ -169,31 +167,18 @@ fn submit(siv: &mut Cursive, text: &str) {
     let text = text.to_string();
     siv.call_on_name("input", |v: &mut EditView| v.set_content(""));
     if let Some(app) = siv.user_data::<App>() {
-        if !text.trim().is_empty() {
-            app.history.push(text.clone());
-        }
-        app.history_pos = None;
+        app.history.push(&text);
         app.hint = None;
         app.handle.submit(text);
     }
 }
 
 fn walk_history(siv: &mut Cursive, step: isize) {
-    let Some(app) = siv.user_data::<App>() else {
+    let Some(text) = siv
+        .user_data::<App>()
+        .and_then(|app| app.history.walk(step).map(String::from))
+    else {
         return;
-    };
-    if app.history.is_empty() {
-        return;
-    }
-    let last = app.history.len() as isize;
-    let pos = app.history_pos.map_or(last, |p| p as isize) + step;
-    let text = if pos >= last {
-        app.history_pos = None;
-        String::new()
-    } else {
-        let pos = pos.max(0) as usize;
-        app.history_pos = Some(pos);
-        app.history[pos].clone()
     };
     siv.call_on_name("input", |v: &mut EditView| {
         v.set_content(text);

@@ -7,6 +7,7 @@
 //! asks egui to repaint when something arrives, so an idle window costs no CPU.
 
 use chat_core::client::ClientHandle;
+use chat_core::input::InputHistory;
 use chat_core::session::{
     ConnState, Conversation, ConversationKind, Line, LineKind, Session, nick_colour,
 };
@@ -50,9 +51,8 @@ pub struct ChatApp {
     /// reconnecting.
     chatting: bool,
     input: String,
-    /// Lines entered, oldest first, for Up/Down.
-    history: Vec<String>,
-    history_pos: Option<usize>,
+    /// Lines entered, for Up/Down.
+    history: InputHistory,
     join_field: String,
     /// Set when the window should close (Quit pressed, or the session ended).
     quitting: bool,
@@ -79,8 +79,7 @@ impl ChatApp {
             client: None,
             chatting: false,
             input: String::new(),
-            history: Vec::new(),
-            history_pos: None,
+            history: InputHistory::default(),
             join_field: String::new(),
             quitting: false,
         };
@@ -295,11 +294,10 @@ impl ChatApp {
                 }
                 if entered || send.clicked() {
                     let line = std::mem::take(&mut self.input);
+                    self.history.push(&line);
                     if !line.trim().is_empty() {
-                        self.history.push(line.clone());
                         client.submit(line);
                     }
-                    self.history_pos = None;
                     edit.request_focus();
                 }
             });
@@ -375,18 +373,8 @@ impl ChatApp {
     }
 
     fn walk_history(&mut self, step: isize) {
-        if self.history.is_empty() {
-            return;
-        }
-        let last = self.history.len() as isize;
-        let pos = self.history_pos.map_or(last, |p| p as isize) + step;
-        if pos >= last {
-            self.history_pos = None;
-            self.input.clear();
-        } else {
-            let pos = pos.max(0) as usize;
-            self.history_pos = Some(pos);
-            self.input = self.history[pos].clone();
+        if let Some(line) = self.history.walk(step) {
+            self.input = line.to_string();
         }
     }
 }

@@ -117,8 +117,8 @@ struct Flags<'a> {
 
 impl<'a> Flags<'a> {
     fn new(args: &'a [String]) -> anyhow::Result<Self> {
-        for a in args {
-            anyhow::ensure!(a.starts_with("--") || !a.is_empty(), "bad argument {a:?}");
+        if let Some(bad) = args.iter().find(|a| a.is_empty()) {
+            anyhow::bail!("bad argument {bad:?}");
         }
         Ok(Self { args })
     }
