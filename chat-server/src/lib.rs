@@ -3,14 +3,17 @@
 //! Tasks and who owns what:
 //! - the **accept loop** enforces the connection limits and spawns one task per connection;
 //! - each **connection task** runs a reader (bytes to frames, sent to the hub) and a writer
-//!   (drains the connection's bounded queue, many messages per write syscall);
+//!   that only works when the client reads slowly or the connection closes ([`outbox`]);
 //! - the **hub task** owns the [`Hub`] state machine: it feeds it events with the current time,
 //!   wakes it at its deadlines, and performs its outputs. A room message arrives as one `Bytes`
 //!   and is queued, reference-counted, on every member's queue; a full queue disconnects that
 //!   member only ("send queue exceeded");
+//! - the **flusher tasks**, one per runtime worker, write each connection that has messages
+//!   queued after a batch of hub events, in one pass and one `write` per connection;
 //! - the **store thread** ([`store`]) commits records in batches and reports back, after which
 //!   the hub delivers (acknowledges) them.
 
+pub mod outbox;
 pub mod store;
 
 use std::collections::HashMap;
@@ -22,15 +25,16 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use chat_core::codec::{self, FrameError, LineDecoder};
 use chat_core::hub::{ConnId, Hub, HubConfig, Input, Output, reason};
 use chat_core::protocol::{ClientMsg, ErrorCode, MsgId, ServerMsg, UnixMillis};
 use clap::Parser;
 use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::mpsc;
+
+use crate::outbox::{DirtySet, Outbox, Stopped, WRITE_CALLS};
 
 /// Server configuration: every flag is also an environment variable.
 #[derive(Debug, Clone, Parser)]
@@ -119,12 +123,10 @@ enum Event {
     },
 }
 
-/// The hub task's grip on one connection.
+/// The hub task's grip on one connection: its bounded send queue (full means the client is
+/// too slow). Dropping it lets the writer flush what is queued, then close.
 struct ConnHandle {
-    /// The bounded send queue; full means the client is too slow.
-    queue: mpsc::Sender<Bytes>,
-    /// Stops the writer at once, dropping what is queued (for a client that stopped reading).
-    kill: Arc<Notify>,
+    outbox: Outbox,
 }
 
 /// Connection counts, total and per address, shared by the accept loop and connection tasks.
@@ -155,8 +157,6 @@ impl Drop for TrackerGuard {
 
 /// Messages queued onto connections since start (one per recipient), for `stats`.
 static DELIVERIES: AtomicU64 = AtomicU64::new(0);
-/// Socket write calls made since start, for `stats`.
-static WRITE_CALLS: AtomicU64 = AtomicU64::new(0);
 
 /// Counters for benchmarks: (messages queued to connections, socket write calls).
 pub fn stats() -> (u64, u64) {
@@ -166,8 +166,6 @@ pub fn stats() -> (u64, u64) {
     )
 }
 
-/// A client that accepts no bytes for this long is gone.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long shutdown waits for writers to flush their goodbyes.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
@@ -247,6 +245,9 @@ async fn run_hub(
 ) {
     let mut conns: HashMap<ConnId, ConnHandle> = HashMap::new();
     let mut batch = Vec::with_capacity(256);
+    let workers = tokio::runtime::Handle::current().metrics().num_workers();
+    let flushers = outbox::Flusher::spawn(workers);
+    let mut dirty = flushers.set();
     loop {
         let sleep = async {
             match hub.poll_timeout() {
@@ -276,25 +277,28 @@ async fn run_hub(
                         }
                     };
                     hub.handle(now, input);
-                    perform(&mut hub, &mut conns, store.as_ref(), now);
+                    perform(&mut hub, &mut conns, &mut dirty, store.as_ref(), now);
                 }
             }
             Some(through) = commits.recv() => {
                 let now = now_millis();
                 hub.handle(now, Input::Committed { through });
-                perform(&mut hub, &mut conns, store.as_ref(), now);
+                perform(&mut hub, &mut conns, &mut dirty, store.as_ref(), now);
             }
             () = sleep => {
                 let now = now_millis();
                 hub.handle_timeout(now);
-                perform(&mut hub, &mut conns, store.as_ref(), now);
+                perform(&mut hub, &mut conns, &mut dirty, store.as_ref(), now);
             }
             _ = &mut stop => break,
         }
+        // Everything this batch queued goes out in one pass, many messages per write.
+        flushers.dispatch(&mut dirty);
     }
     let now = now_millis();
     hub.handle(now, Input::Shutdown);
-    perform(&mut hub, &mut conns, store.as_ref(), now);
+    perform(&mut hub, &mut conns, &mut dirty, store.as_ref(), now);
+    flushers.dispatch(&mut dirty);
     if let Some(store) = store.as_mut() {
         store.close();
         tracing::info!("store flushed");
@@ -305,6 +309,7 @@ async fn run_hub(
 fn perform(
     hub: &mut Hub,
     conns: &mut HashMap<ConnId, ConnHandle>,
+    dirty: &mut DirtySet,
     store: Option<&store::Store>,
     now: UnixMillis,
 ) {
@@ -318,10 +323,10 @@ fn perform(
                         let Some(handle) = conns.get(&conn) else {
                             continue;
                         };
-                        if let Err(mpsc::error::TrySendError::Full(_)) =
-                            handle.queue.try_send(bytes.clone())
-                        {
-                            too_slow.push(conn);
+                        match handle.outbox.push(bytes.clone()) {
+                            Ok(Some(d)) => dirty.add(conn.0, d),
+                            Ok(None) => {}
+                            Err(outbox::Full) => too_slow.push(conn),
                         }
                     }
                 }
@@ -342,7 +347,7 @@ fn perform(
         for conn in too_slow.drain(..) {
             if let Some(handle) = conns.remove(&conn) {
                 tracing::info!(%conn, "dropping a client that does not read: send queue exceeded");
-                handle.kill.notify_one();
+                handle.outbox.kill();
                 hub.handle(
                     now,
                     Input::Disconnect {
@@ -446,19 +451,20 @@ async fn connection(
     _guard: TrackerGuard,
 ) {
     let _ = stream.set_nodelay(true);
-    let (queue, rx) = mpsc::channel(send_queue.max(1));
-    let kill = Arc::new(Notify::new());
-    let handle = ConnHandle {
-        queue,
-        kill: kill.clone(),
-    };
+    let stream = Arc::new(stream);
+    let (outbox, writer) = outbox::outbox(stream.clone(), send_queue);
+    let handle = ConnHandle { outbox };
     if events.send(Event::Accepted { conn, handle }).await.is_err() {
         return;
     }
-    let (rd, wr) = stream.into_split();
     let reason = tokio::select! {
-        why = read_frames(rd, conn, &events, max_line) => why,
-        why = write_queued(wr, rx, &kill) => why,
+        why = read_frames(&stream, conn, &events, max_line) => why,
+        why = writer.run() => match why {
+            Stopped::Closed => "closed by server".into(),
+            Stopped::Killed => reason::SEND_QUEUE_EXCEEDED.into(),
+            Stopped::Lost => reason::CONNECTION_LOST.into(),
+            Stopped::TimedOut => "write timed out".into(),
+        },
     };
     tracing::debug!(%conn, %reason, "connection ended");
     let _ = events.send(Event::Closed { conn, reason }).await;
@@ -466,7 +472,7 @@ async fn connection(
 
 /// Reads lines, decodes them and hands them to the hub. Returns why the connection ended.
 async fn read_frames(
-    rd: OwnedReadHalf,
+    rd: &TcpStream,
     conn: ConnId,
     events: &mpsc::Sender<Event>,
     max_line: usize,
@@ -493,59 +499,6 @@ async fn read_frames(
             Ok(_) => {}
             Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {}
             Err(_) => return reason::CONNECTION_LOST.into(),
-        }
-    }
-}
-
-/// Writes everything queued, as many messages per syscall as are waiting. Returns why it stopped.
-async fn write_queued(
-    mut wr: OwnedWriteHalf,
-    mut rx: mpsc::Receiver<Bytes>,
-    kill: &Notify,
-) -> String {
-    // Both buffers start empty and are released when the queue runs dry, so an idle
-    // connection holds no write buffers.
-    let mut batch: Vec<Bytes> = Vec::new();
-    let mut out = BytesMut::new();
-    loop {
-        let n = tokio::select! {
-            biased;
-            () = kill.notified() => return reason::SEND_QUEUE_EXCEEDED.into(),
-            n = rx.recv_many(&mut batch, 1024) => n,
-        };
-        if n == 0 {
-            // The hub closed this connection: everything queued has been written.
-            let _ = tokio::time::timeout(Duration::from_secs(1), wr.shutdown()).await;
-            return "closed by server".into();
-        }
-        let bytes: &[u8] = if batch.len() == 1 {
-            &batch[0]
-        } else {
-            out.clear();
-            for b in &batch {
-                out.extend_from_slice(b);
-            }
-            &out
-        };
-        let mut written = 0;
-        while written < bytes.len() {
-            let write = tokio::time::timeout(WRITE_TIMEOUT, wr.write(&bytes[written..]));
-            let result = tokio::select! {
-                biased;
-                () = kill.notified() => return reason::SEND_QUEUE_EXCEEDED.into(),
-                result = write => result,
-            };
-            WRITE_CALLS.fetch_add(1, Ordering::Relaxed);
-            match result {
-                Ok(Ok(0)) | Ok(Err(_)) => return reason::CONNECTION_LOST.into(),
-                Ok(Ok(n)) => written += n,
-                Err(_) => return "write timed out".into(),
-            }
-        }
-        batch.clear();
-        if rx.is_empty() {
-            batch = Vec::new();
-            out = BytesMut::new();
         }
     }
 }

@@ -13,8 +13,8 @@ use std::fmt::Write as _;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
@@ -87,21 +87,31 @@ impl Wire for JsonLines {
     }
 
     fn is_ready(&self, line: &[u8]) -> bool {
-        find(line, b"\"type\":\"history\"").is_some()
+        memchr::memmem::find(line, b"\"type\":\"history\"").is_some()
     }
 
     fn payload<'a>(&self, line: &'a [u8]) -> Option<&'a [u8]> {
         if !line.starts_with(b"{\"type\":\"message\"") {
             return None;
         }
-        let start = find(line, b"\"text\":\"")? + 8;
-        let end = start + line[start..].iter().position(|&b| b == b'"')?;
+        let start = memchr::memmem::find(line, b"\"text\":\"")? + 8;
+        let end = start + memchr::memchr(b'"', &line[start..])?;
         Some(&line[start..end])
     }
 }
 
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
+/// The scheduled send time in a payload `t<nanoseconds>:<padding>`.
+fn stamp(payload: &[u8]) -> Option<u64> {
+    let digits = payload.strip_prefix(b"t")?;
+    let end = memchr::memchr(b':', digits)?;
+    let mut value = 0u64;
+    for &d in &digits[..end] {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        value = value.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
+    }
+    Some(value)
 }
 
 fn now_ns() -> u64 {
@@ -286,45 +296,41 @@ struct Tally {
     warmed: AtomicU64,
 }
 
-/// Reads messages, recording the delay of each since its scheduled send time.
+/// Reads messages, recording the delay of each since its scheduled send time into `hist`.
+/// Runs until the connection closes or the task is aborted.
 async fn receive(
     mut stream: TcpStream,
     wire: Arc<dyn Wire>,
     tally: Arc<Tally>,
-    stop: Arc<AtomicBool>,
-) -> Histogram<u64> {
-    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 2).expect("valid bounds");
+    hist: Arc<Mutex<Histogram<u64>>>,
+) {
     let mut buf = vec![0u8; 64 * 1024];
     let mut filled = 0;
     let mut count = 0u64;
-    while !stop.load(Ordering::Relaxed) {
-        let read =
-            tokio::time::timeout(Duration::from_millis(200), stream.read(&mut buf[filled..])).await;
-        let n = match read {
-            Ok(Ok(0)) | Ok(Err(_)) => break,
-            Ok(Ok(n)) => n,
-            Err(_) => continue,
+    loop {
+        let n = match stream.read(&mut buf[filled..]).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
         };
         filled += n;
         let now = now_ns();
         let measuring = tally.measuring.load(Ordering::Relaxed);
         let mut start = 0;
-        while let Some(end) = buf[start..filled].iter().position(|&b| b == b'\n') {
-            let line = &buf[start..start + end];
-            if wire.payload(line) == Some(b"warm") {
-                tally.warmed.fetch_add(1, Ordering::Relaxed);
+        {
+            let mut hist = hist.lock().unwrap_or_else(|e| e.into_inner());
+            while let Some(end) = memchr::memchr(b'\n', &buf[start..filled]) {
+                let line = &buf[start..start + end];
+                start += end + 1;
+                let Some(payload) = wire.payload(line) else {
+                    continue;
+                };
+                if payload == b"warm" {
+                    tally.warmed.fetch_add(1, Ordering::Relaxed);
+                } else if measuring && let Some(sent) = stamp(payload) {
+                    let _ = hist.record(now.saturating_sub(sent) / 1000);
+                    count += 1;
+                }
             }
-            if measuring
-                && let Some(payload) = wire.payload(line)
-                && let Some(sent) = payload
-                    .strip_prefix(b"t")
-                    .and_then(|p| std::str::from_utf8(p).ok())
-                    .and_then(|p| p.split(':').next()?.parse::<u64>().ok())
-            {
-                let _ = hist.record(now.saturating_sub(sent) / 1000);
-                count += 1;
-            }
-            start += end + 1;
         }
         buf.copy_within(start..filled, 0);
         filled -= start;
@@ -337,7 +343,42 @@ async fn receive(
             count = 0;
         }
     }
-    hist
+}
+
+/// Receivers running under [`receive`], each with its histogram.
+#[derive(Default)]
+struct Receivers {
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    hists: Vec<Arc<Mutex<Histogram<u64>>>>,
+}
+
+impl Receivers {
+    fn spawn(&mut self, stream: TcpStream, wire: Arc<dyn Wire>, tally: Arc<Tally>) {
+        let hist = Arc::new(Mutex::new(new_histogram()));
+        self.hists.push(hist.clone());
+        self.tasks
+            .push(tokio::spawn(receive(stream, wire, tally, hist)));
+    }
+
+    /// Stops every receiver and merges their histograms.
+    async fn finish(self) -> Histogram<u64> {
+        for t in &self.tasks {
+            t.abort();
+        }
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        let mut all = new_histogram();
+        for h in self.hists {
+            let _ = all.add(&*h.lock().unwrap_or_else(|e| e.into_inner()));
+        }
+        all
+    }
+}
+
+fn new_histogram() -> Histogram<u64> {
+    // Microseconds, from 1 µs to 60 s, 2 significant digits.
+    Histogram::<u64>::new_with_bounds(1, 60_000_000, 2).expect("valid bounds")
 }
 
 /// One room under an open-loop load.
@@ -373,8 +414,7 @@ async fn fanout(server: &Server, wire: Arc<dyn Wire>, load: Load) -> anyhow::Res
         last_ns: AtomicU64::new(0),
         warmed: AtomicU64::new(0),
     });
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut tasks = Vec::new();
+    let mut readers = Receivers::default();
     let mut stuck = Vec::new();
     for i in 0..receivers {
         let mut s = connect(server.addr, i).await?;
@@ -383,12 +423,7 @@ async fn fanout(server: &Server, wire: Arc<dyn Wire>, load: Load) -> anyhow::Res
             stuck.push(s);
             continue;
         }
-        tasks.push(tokio::spawn(receive(
-            s,
-            wire.clone(),
-            tally.clone(),
-            stop.clone(),
-        )));
+        readers.spawn(s, wire.clone(), tally.clone());
     }
     let mut sender_streams = Vec::new();
     for i in 0..senders {
@@ -398,18 +433,13 @@ async fn fanout(server: &Server, wire: Arc<dyn Wire>, load: Load) -> anyhow::Res
     }
     // Senders receive every message too; drain them without measuring.
     let mut sender_writers = Vec::new();
+    let mut drains = Vec::new();
     for s in sender_streams {
         let (mut rd, wr) = s.into_split();
-        let stop = stop.clone();
-        tokio::spawn(async move {
+        drains.push(tokio::spawn(async move {
             let mut sink = vec![0u8; 64 * 1024];
-            while !stop.load(Ordering::Relaxed) {
-                match tokio::time::timeout(Duration::from_millis(200), rd.read(&mut sink)).await {
-                    Ok(Ok(0)) | Ok(Err(_)) => break,
-                    _ => {}
-                }
-            }
-        });
+            while rd.read(&mut sink).await.is_ok_and(|n| n > 0) {}
+        }));
         sender_writers.push(wr);
     }
     // Joining thousands of members queues millions of join lines; start measuring only once
@@ -482,13 +512,8 @@ async fn fanout(server: &Server, wire: Arc<dyn Wire>, load: Load) -> anyhow::Res
         / 1e9;
     let after = server.stats();
     let self_after = proc_stats(std::process::id());
-    stop.store(true, Ordering::Relaxed);
-    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 2).expect("valid bounds");
-    for t in tasks {
-        if let Ok(h) = t.await {
-            let _ = hist.add(h);
-        }
-    }
+    drains.iter().for_each(|d| d.abort());
+    let hist = readers.finish().await;
     let delivered = hist.len() as f64;
     let measured_secs = secs.max(1e-9);
     let queued = after.deliveries.saturating_sub(before.deliveries).max(1) as f64;
@@ -538,6 +563,141 @@ async fn fanout(server: &Server, wire: Arc<dyn Wire>, load: Load) -> anyhow::Res
     }
     row.note = notes.join("; ");
     Ok(row)
+}
+
+/// The least work any fan-out server must do for `load`: a process on the server's core that
+/// writes every due message to every socket, one write per socket per round, with no parsing,
+/// queues or tasks. Its delay is the floor the kernel's loopback TCP sets on this machine.
+async fn floor(load: Load) -> anyhow::Result<Row> {
+    let Load {
+        receivers,
+        rate,
+        secs,
+        ..
+    } = load;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let exe = std::env::current_exe()?;
+    let mut cmd = Command::new("sh");
+    cmd.args([
+        "-c",
+        "ulimit -n $(ulimit -Hn) 2>/dev/null; exec \"$@\"",
+        "sh",
+    ]);
+    if which("taskset") {
+        cmd.args(["taskset", "-c", "0"]);
+    }
+    let warmup = 0.5;
+    let mut child = cmd
+        .arg(&exe)
+        .args(["bench-floor", &addr.to_string()])
+        .args([
+            receivers.to_string(),
+            rate.to_string(),
+            (secs + warmup).to_string(),
+        ])
+        .stdin(Stdio::null())
+        .spawn()?;
+    let tally = Arc::new(Tally {
+        delivered: AtomicU64::new(0),
+        measuring: AtomicBool::new(false),
+        last_ns: AtomicU64::new(0),
+        warmed: AtomicU64::new(0),
+    });
+    let wire: Arc<dyn Wire> = Arc::new(JsonLines);
+    let mut readers = Receivers::default();
+    for _ in 0..receivers {
+        let (stream, _) = listener.accept().await?;
+        stream.set_nodelay(true)?;
+        readers.spawn(stream, wire.clone(), tally.clone());
+    }
+    let before = proc_stats(child.id());
+    let self_before = proc_stats(std::process::id());
+    let run_start = Instant::now();
+    tokio::time::sleep(Duration::from_secs_f64(warmup)).await;
+    tally.delivered.store(0, Ordering::Relaxed);
+    tally.measuring.store(true, Ordering::Relaxed);
+    let measure_start = now_ns();
+    tokio::time::sleep(Duration::from_secs_f64(secs)).await;
+    let after = proc_stats(child.id());
+    let expected = (secs * rate) as u64 * receivers as u64;
+    let drain_deadline = Instant::now() + Duration::from_secs(3);
+    while tally.delivered.load(Ordering::Relaxed) < expected && Instant::now() < drain_deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let elapsed = tally
+        .last_ns
+        .load(Ordering::Relaxed)
+        .saturating_sub(measure_start) as f64
+        / 1e9;
+    let _ = child.wait();
+    let gen_cpu = (proc_stats(std::process::id()).cpu_seconds - self_before.cpu_seconds)
+        / run_start.elapsed().as_secs_f64();
+    let hist = readers.finish().await;
+    let delivered = hist.len() as f64;
+    Ok(Row {
+        scenario: format!("floor: bare write loop x {receivers} sockets"),
+        offered_msgs: rate,
+        offered_deliveries: rate * receivers as f64,
+        delivered: delivered / elapsed.max(secs),
+        p50_ms: hist.value_at_quantile(0.5) as f64 / 1000.0,
+        p99_ms: hist.value_at_quantile(0.99) as f64 / 1000.0,
+        p999_ms: hist.value_at_quantile(0.999) as f64 / 1000.0,
+        max_ms: hist.max() as f64 / 1000.0,
+        cpu_per_million: (after.cpu_seconds - before.cpu_seconds)
+            / (secs * rate * receivers as f64 / 1e6),
+        syscw_per_delivery: f64::NAN,
+        note: if gen_cpu > 0.85 {
+            format!("load generator saturated (cpu {:.0}%)", gen_cpu * 100.0)
+        } else {
+            String::new()
+        },
+    })
+}
+
+/// `xtask bench-floor ADDR N RATE SECS`: the writer half of [`floor`], run on the server's core.
+pub fn run_floor(args: &[String]) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let [addr, n, rate, secs] = args else {
+        anyhow::bail!("usage: xtask bench-floor ADDR N RATE SECS");
+    };
+    let n: usize = n.parse()?;
+    let rate: f64 = rate.parse()?;
+    let secs: f64 = secs.parse()?;
+    let mut socks = Vec::with_capacity(n);
+    for _ in 0..n {
+        let s = std::net::TcpStream::connect(addr.as_str())?;
+        s.set_nodelay(true)?;
+        socks.push(s);
+    }
+    let interval = 1.0 / rate;
+    let total = (secs * rate) as u64;
+    let start = Instant::now();
+    let start_ns = now_ns();
+    let mut next = 0u64;
+    let mut out = Vec::with_capacity(64 * 1024);
+    while next < total {
+        let now = start.elapsed().as_secs_f64();
+        let due = ((now / interval) as u64 + 1).min(total);
+        out.clear();
+        while next < due {
+            let scheduled = start_ns + (next as f64 * interval * 1e9) as u64;
+            writeln!(
+                out,
+                "{{\"type\":\"message\",\"id\":{next},\"ts\":{},\"room\":\"#lobby\",\"from\":\"s0\",\"text\":\"t{scheduled}:\"}}",
+                scheduled / 1_000_000
+            )?;
+            next += 1;
+        }
+        for s in &mut socks {
+            s.write_all(&out)?;
+        }
+        let wait = (next as f64 * interval) - start.elapsed().as_secs_f64();
+        if wait > 0.0 {
+            std::thread::sleep(Duration::from_secs_f64(wait));
+        }
+    }
+    Ok(())
 }
 
 /// `n` idle registered connections: server memory per connection.
@@ -637,7 +797,11 @@ pub fn run_suite(args: &[String]) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let wire: Arc<dyn Wire> = Arc::new(JsonLines);
-    let secs = if quick { 2.0 } else { 4.0 };
+    let secs = flags.parsed("--secs", if quick { 2.0 } else { 4.0 })?;
+    let rates: Vec<f64> = match flags.value("--rates") {
+        Some(list) => list.split(',').filter_map(|n| n.parse().ok()).collect(),
+        None => vec![250_000.0, 500_000.0, 1_000_000.0, 2_000_000.0],
+    };
     let mut rows = Vec::new();
     let mut extra = String::new();
     runtime.block_on(async {
@@ -649,7 +813,7 @@ pub fn run_suite(args: &[String]) -> anyhow::Result<()> {
         };
         let only_fanout = flags.has("--fanout-only");
         for &n in &sizes {
-            for deliveries in [250_000.0, 500_000.0, 1_000_000.0, 2_000_000.0] {
+            for &deliveries in &rates {
                 let rate: f64 = deliveries / n as f64;
                 if rate > 100_000.0 {
                     continue;
@@ -663,6 +827,18 @@ pub fn run_suite(args: &[String]) -> anyhow::Result<()> {
                 .await?;
                 row.scenario = format!("1 sender x {n} receivers");
                 eprintln!("bench: {} at {:.0} deliveries/s: {:.0} delivered/s, p99 {:.2} ms {}", row.scenario, row.offered_deliveries, row.delivered, row.p99_ms, row.note);
+                rows.push(row);
+            }
+        }
+        // The kernel's floor for the same loads: a bare write loop on the server's core.
+        if flags.has("--floor") || !only_fanout {
+            for &n in &sizes {
+                if n < 1000 {
+                    continue;
+                }
+                let rate = 1_000_000.0 / n as f64;
+                let row = floor(Load { receivers: n, senders: 0, rate, secs, padding: 0, stalled: 0 }).await?;
+                eprintln!("bench: {} at {:.0} deliveries/s: p99 {:.2} ms", row.scenario, row.offered_deliveries, row.p99_ms);
                 rows.push(row);
             }
         }
