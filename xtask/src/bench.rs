@@ -58,11 +58,13 @@ fn which(program: &str) -> bool {
 /// The wire protocol the generator speaks. The native JSON Lines one is below; an IRC codec
 /// would implement the same four operations.
 pub trait Wire: Send + Sync {
-    /// Bytes that register `name` and leave the default room (for idle connections).
+    /// Bytes that register `name`, leaving the default room unless `stay_in_lobby`.
     fn register(&self, name: &str, stay_in_lobby: bool) -> Vec<u8>;
-    /// Bytes for one room message carrying `payload`.
-    fn say(&self, payload: &str, out: &mut Vec<u8>);
-    /// True when `line` is the end of registration (the client is in its room).
+    /// Bytes that join `room`.
+    fn join(&self, room: &str) -> Vec<u8>;
+    /// Bytes for one message to `room` carrying `payload`.
+    fn say(&self, room: &str, payload: &str, out: &mut Vec<u8>);
+    /// True when `line` ends registration or a join (the client is in the room).
     fn is_ready(&self, line: &[u8]) -> bool;
     /// The payload of a room message line, if it is one.
     fn payload<'a>(&self, line: &'a [u8]) -> Option<&'a [u8]>;
@@ -80,8 +82,14 @@ impl Wire for JsonLines {
         out.into_bytes()
     }
 
-    fn say(&self, payload: &str, out: &mut Vec<u8>) {
-        out.extend_from_slice(b"{\"type\":\"say\",\"room\":\"#lobby\",\"text\":\"");
+    fn join(&self, room: &str) -> Vec<u8> {
+        format!("{{\"type\":\"join\",\"room\":\"{room}\"}}\n").into_bytes()
+    }
+
+    fn say(&self, room: &str, payload: &str, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"{\"type\":\"say\",\"room\":\"");
+        out.extend_from_slice(room.as_bytes());
+        out.extend_from_slice(b"\",\"text\":\"");
         out.extend_from_slice(payload.as_bytes());
         out.extend_from_slice(b"\"}\n");
     }
@@ -207,12 +215,20 @@ impl Server {
 
     fn stats(&self) -> ProcStats {
         let mut stats = proc_stats(self.child.id());
-        // Socket writes are not in /proc/<pid>/io; the server counts its own.
+        // Socket writes are not in /proc/<pid>/io; the server counts its own and prints them
+        // on SIGUSR1. Wait for the new line, not the last one.
+        let lines = |log: &str| log.lines().filter(|l| l.starts_with("stats ")).count();
+        let read_log = || std::fs::read_to_string(self.log.path()).unwrap_or_default();
+        let seen = lines(&read_log());
         let _ = Command::new("kill")
             .args(["-USR1", &self.child.id().to_string()])
             .status();
-        std::thread::sleep(Duration::from_millis(30));
-        let log = std::fs::read_to_string(self.log.path()).unwrap_or_default();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut log = read_log();
+        while lines(&log) == seen && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+            log = read_log();
+        }
         if let Some(line) = log.lines().rev().find(|l| l.starts_with("stats ")) {
             let field = |name: &str| {
                 line.split_whitespace()
@@ -250,14 +266,26 @@ async fn connect(addr: SocketAddr, index: usize) -> anyhow::Result<TcpStream> {
     Ok(stream)
 }
 
-/// Reads until registration is complete.
+/// Registers as `name` and joins `room` ("#lobby", the default room, means staying there;
+/// `None` means no room).
 async fn register(
     stream: &mut TcpStream,
     wire: &dyn Wire,
     name: &str,
-    stay: bool,
+    room: Option<&str>,
 ) -> anyhow::Result<()> {
+    let stay = room == Some("#lobby");
     stream.write_all(&wire.register(name, stay)).await?;
+    until_ready(stream, wire).await?;
+    if let Some(room) = room.filter(|_| !stay) {
+        stream.write_all(&wire.join(room)).await?;
+        until_ready(stream, wire).await?;
+    }
+    Ok(())
+}
+
+/// Reads until the server has finished registering or joining.
+async fn until_ready(stream: &mut TcpStream, wire: &dyn Wire) -> anyhow::Result<()> {
     let mut buf = Vec::with_capacity(4096);
     let mut chunk = [0u8; 4096];
     loop {
@@ -381,12 +409,14 @@ fn new_histogram() -> Histogram<u64> {
     Histogram::<u64>::new_with_bounds(1, 60_000_000, 2).expect("valid bounds")
 }
 
-/// One room under an open-loop load.
+/// Rooms under an open-loop load.
 #[derive(Debug, Clone, Copy)]
 struct Load {
-    /// Room members that read and measure.
+    /// Rooms; one is the default room, more are `#r0`, `#r1`, ...
+    rooms: usize,
+    /// Members of each room that read and measure.
     receivers: usize,
-    /// Members that send (and also receive, unmeasured).
+    /// Members of each room that send (and also receive, unmeasured).
     senders: usize,
     /// Messages per second, all senders together.
     rate: f64,
@@ -398,9 +428,33 @@ struct Load {
     stalled: usize,
 }
 
+impl Load {
+    /// One room of `receivers` and one sender.
+    fn room(receivers: usize, rate: f64, secs: f64) -> Load {
+        Load {
+            rooms: 1,
+            receivers,
+            senders: 1,
+            rate,
+            secs,
+            padding: 0,
+            stalled: 0,
+        }
+    }
+
+    fn room_name(&self, i: usize) -> String {
+        if self.rooms == 1 {
+            "#lobby".into()
+        } else {
+            format!("#r{i}")
+        }
+    }
+}
+
 /// Runs `load` against `server`.
 async fn fanout(server: &Server, wire: Arc<dyn Wire>, load: Load) -> anyhow::Result<Row> {
     let Load {
+        rooms,
         receivers,
         senders,
         rate,
@@ -408,6 +462,7 @@ async fn fanout(server: &Server, wire: Arc<dyn Wire>, load: Load) -> anyhow::Res
         padding,
         stalled,
     } = load;
+    anyhow::ensure!(senders > 0 && stalled <= receivers, "bad load {load:?}");
     let tally = Arc::new(Tally {
         delivered: AtomicU64::new(0),
         measuring: AtomicBool::new(false),
@@ -416,44 +471,48 @@ async fn fanout(server: &Server, wire: Arc<dyn Wire>, load: Load) -> anyhow::Res
     });
     let mut readers = Receivers::default();
     let mut stuck = Vec::new();
-    for i in 0..receivers {
-        let mut s = connect(server.addr, i).await?;
-        register(&mut s, wire.as_ref(), &format!("r{i}"), true).await?;
-        if i < stalled {
-            stuck.push(s);
-            continue;
-        }
-        readers.spawn(s, wire.clone(), tally.clone());
-    }
-    let mut sender_streams = Vec::new();
-    for i in 0..senders {
-        let mut s = connect(server.addr, receivers + i).await?;
-        register(&mut s, wire.as_ref(), &format!("s{i}"), true).await?;
-        sender_streams.push(s);
-    }
-    // Senders receive every message too; drain them without measuring.
     let mut sender_writers = Vec::new();
+    let mut sender_rooms = Vec::new();
     let mut drains = Vec::new();
-    for s in sender_streams {
-        let (mut rd, wr) = s.into_split();
-        drains.push(tokio::spawn(async move {
-            let mut sink = vec![0u8; 64 * 1024];
-            while rd.read(&mut sink).await.is_ok_and(|n| n > 0) {}
-        }));
-        sender_writers.push(wr);
+    let mut index = 0;
+    for r in 0..rooms {
+        let room = load.room_name(r);
+        for i in 0..receivers {
+            let mut s = connect(server.addr, index).await?;
+            index += 1;
+            register(&mut s, wire.as_ref(), &format!("r{r}x{i}"), Some(&room)).await?;
+            if i < stalled {
+                stuck.push(s);
+                continue;
+            }
+            readers.spawn(s, wire.clone(), tally.clone());
+        }
+        for i in 0..senders {
+            let mut s = connect(server.addr, index).await?;
+            index += 1;
+            register(&mut s, wire.as_ref(), &format!("s{r}x{i}"), Some(&room)).await?;
+            // Senders receive every message too; drain them without measuring.
+            let (mut rd, wr) = s.into_split();
+            drains.push(tokio::spawn(async move {
+                let mut sink = vec![0u8; 64 * 1024];
+                while rd.read(&mut sink).await.is_ok_and(|n| n > 0) {}
+            }));
+            sender_writers.push(wr);
+            sender_rooms.push(room.clone());
+        }
     }
     // Joining thousands of members queues millions of join lines; start measuring only once
     // every receiver has read through them (it has seen this marker).
-    let mut marker = Vec::new();
-    wire.say("warm", &mut marker);
-    sender_writers[0].write_all(&marker).await?;
+    for r in 0..rooms {
+        let mut marker = Vec::new();
+        wire.say(&sender_rooms[r * senders], "warm", &mut marker);
+        sender_writers[r * senders].write_all(&marker).await?;
+    }
+    let measured = rooms * (receivers - stalled);
     let settle = Instant::now() + Duration::from_secs(120);
-    while tally.warmed.load(Ordering::Relaxed) < (receivers - stalled) as u64
-        && Instant::now() < settle
-    {
+    while tally.warmed.load(Ordering::Relaxed) < measured as u64 && Instant::now() < settle {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let members = receivers + senders; // everyone in the room gets every message
     let pad = "x".repeat(padding);
     // Warm up for half a second, then measure.
     let warmup = 0.5;
@@ -466,7 +525,8 @@ async fn fanout(server: &Server, wire: Arc<dyn Wire>, load: Load) -> anyhow::Res
     let mut measuring_from = None;
     let mut max_lag = Duration::ZERO;
     let mut next = 0u64;
-    let mut out = Vec::with_capacity(64 * 1024);
+    let mut by_sender: Vec<Vec<u8>> = vec![Vec::new(); sender_writers.len()];
+    let mut busy = Vec::new();
     while next < total {
         let now = start.elapsed().as_secs_f64();
         if measuring_from.is_none() && now >= warmup {
@@ -475,19 +535,24 @@ async fn fanout(server: &Server, wire: Arc<dyn Wire>, load: Load) -> anyhow::Res
             measuring_from = Some((now_ns(), next));
         }
         let due = ((now / interval) as u64 + 1).min(total);
-        // Send everything whose scheduled time has come, each stamped with that time.
-        let mut by_sender: Vec<Vec<u8>> = vec![Vec::new(); sender_writers.len()];
+        // Send everything whose scheduled time has come, each stamped with that time; message
+        // n goes from sender n (round robin), so rooms take turns.
         while next < due {
             let scheduled = start_ns + (next as f64 * interval * 1e9) as u64;
-            out.clear();
-            wire.say(&format!("t{scheduled}:{pad}"), &mut out);
-            by_sender[(next as usize) % sender_writers.len()].extend_from_slice(&out);
+            let k = (next as usize) % sender_writers.len();
+            if by_sender[k].is_empty() {
+                busy.push(k);
+            }
+            wire.say(
+                &sender_rooms[k],
+                &format!("t{scheduled}:{pad}"),
+                &mut by_sender[k],
+            );
             next += 1;
         }
-        for (w, bytes) in sender_writers.iter_mut().zip(by_sender) {
-            if !bytes.is_empty() {
-                w.write_all(&bytes).await?;
-            }
+        for k in busy.drain(..) {
+            sender_writers[k].write_all(&by_sender[k]).await?;
+            by_sender[k].clear();
         }
         let lag = start.elapsed().as_secs_f64() - (next as f64 * interval);
         max_lag = max_lag.max(Duration::from_secs_f64(lag.max(0.0)));
@@ -499,7 +564,7 @@ async fn fanout(server: &Server, wire: Arc<dyn Wire>, load: Load) -> anyhow::Res
     // Let deliveries drain, then stop.
     let (measure_start, sent_start) = measuring_from.unwrap_or((now_ns(), 0));
     let sent = next - sent_start;
-    let expected = sent * (members - stalled - senders) as u64;
+    let expected = sent * (receivers - stalled) as u64;
     let drain_deadline = Instant::now() + Duration::from_secs(3);
     while tally.delivered.load(Ordering::Relaxed) < expected && Instant::now() < drain_deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -519,7 +584,7 @@ async fn fanout(server: &Server, wire: Arc<dyn Wire>, load: Load) -> anyhow::Res
     let queued = after.deliveries.saturating_sub(before.deliveries).max(1) as f64;
     let mut row = Row {
         offered_msgs: rate,
-        offered_deliveries: rate * (members - stalled - senders) as f64,
+        offered_deliveries: rate * (receivers - stalled) as f64,
         delivered: delivered / elapsed.max(measured_secs),
         p50_ms: hist.value_at_quantile(0.5) as f64 / 1000.0,
         p99_ms: hist.value_at_quantile(0.99) as f64 / 1000.0,
@@ -566,10 +631,12 @@ async fn fanout(server: &Server, wire: Arc<dyn Wire>, load: Load) -> anyhow::Res
 }
 
 /// The least work any fan-out server must do for `load`: a process on the server's core that
-/// writes every due message to every socket, one write per socket per round, with no parsing,
-/// queues or tasks. Its delay is the floor the kernel's loopback TCP sets on this machine.
+/// writes every due message to every member of its room, one write per socket per round, with
+/// no parsing, queues or tasks. Its delay is the floor the kernel's loopback TCP sets on this
+/// machine.
 async fn floor(load: Load) -> anyhow::Result<Row> {
     let Load {
+        rooms,
         receivers,
         rate,
         secs,
@@ -592,11 +659,13 @@ async fn floor(load: Load) -> anyhow::Result<Row> {
         .arg(&exe)
         .args(["bench-floor", &addr.to_string()])
         .args([
+            rooms.to_string(),
             receivers.to_string(),
             rate.to_string(),
             (secs + warmup).to_string(),
         ])
         .stdin(Stdio::null())
+        .stdout(Stdio::piped())
         .spawn()?;
     let tally = Arc::new(Tally {
         delivered: AtomicU64::new(0),
@@ -606,7 +675,7 @@ async fn floor(load: Load) -> anyhow::Result<Row> {
     });
     let wire: Arc<dyn Wire> = Arc::new(JsonLines);
     let mut readers = Receivers::default();
-    for _ in 0..receivers {
+    for _ in 0..rooms * receivers {
         let (stream, _) = listener.accept().await?;
         stream.set_nodelay(true)?;
         readers.spawn(stream, wire.clone(), tally.clone());
@@ -630,13 +699,25 @@ async fn floor(load: Load) -> anyhow::Result<Row> {
         .load(Ordering::Relaxed)
         .saturating_sub(measure_start) as f64
         / 1e9;
+    // The writer prints its write calls per delivery when it is done.
+    let mut report = String::new();
+    if let Some(mut out) = child.stdout.take() {
+        use std::io::Read as _;
+        let _ = out.read_to_string(&mut report);
+    }
     let _ = child.wait();
+    let writes_per_delivery = report.trim().parse().unwrap_or(f64::NAN);
     let gen_cpu = (proc_stats(std::process::id()).cpu_seconds - self_before.cpu_seconds)
         / run_start.elapsed().as_secs_f64();
     let hist = readers.finish().await;
     let delivered = hist.len() as f64;
+    let scenario = if rooms == 1 {
+        format!("floor: bare write loop, 1 room x {receivers} sockets")
+    } else {
+        format!("floor: bare write loop, {rooms} rooms x {receivers} sockets")
+    };
     Ok(Row {
-        scenario: format!("floor: bare write loop x {receivers} sockets"),
+        scenario,
         offered_msgs: rate,
         offered_deliveries: rate * receivers as f64,
         delivered: delivered / elapsed.max(secs),
@@ -646,7 +727,7 @@ async fn floor(load: Load) -> anyhow::Result<Row> {
         max_ms: hist.max() as f64 / 1000.0,
         cpu_per_million: (after.cpu_seconds - before.cpu_seconds)
             / (secs * rate * receivers as f64 / 1e6),
-        syscw_per_delivery: f64::NAN,
+        syscw_per_delivery: writes_per_delivery,
         note: if gen_cpu > 0.85 {
             format!("load generator saturated (cpu {:.0}%)", gen_cpu * 100.0)
         } else {
@@ -655,17 +736,19 @@ async fn floor(load: Load) -> anyhow::Result<Row> {
     })
 }
 
-/// `xtask bench-floor ADDR N RATE SECS`: the writer half of [`floor`], run on the server's core.
+/// `xtask bench-floor ADDR ROOMS MEMBERS RATE SECS`: the writer half of [`floor`], run on the
+/// server's core. Message n goes to room n mod ROOMS. Prints its writes per delivery at the end.
 pub fn run_floor(args: &[String]) -> anyhow::Result<()> {
     use std::io::Write as _;
-    let [addr, n, rate, secs] = args else {
-        anyhow::bail!("usage: xtask bench-floor ADDR N RATE SECS");
+    let [addr, rooms, members, rate, secs] = args else {
+        anyhow::bail!("usage: xtask bench-floor ADDR ROOMS MEMBERS RATE SECS");
     };
-    let n: usize = n.parse()?;
+    let rooms: usize = rooms.parse()?;
+    let members: usize = members.parse()?;
     let rate: f64 = rate.parse()?;
     let secs: f64 = secs.parse()?;
-    let mut socks = Vec::with_capacity(n);
-    for _ in 0..n {
+    let mut socks = Vec::with_capacity(rooms * members);
+    for _ in 0..rooms * members {
         let s = std::net::TcpStream::connect(addr.as_str())?;
         s.set_nodelay(true)?;
         socks.push(s);
@@ -675,28 +758,39 @@ pub fn run_floor(args: &[String]) -> anyhow::Result<()> {
     let start = Instant::now();
     let start_ns = now_ns();
     let mut next = 0u64;
-    let mut out = Vec::with_capacity(64 * 1024);
+    let mut pending: Vec<Vec<u8>> = vec![Vec::new(); rooms];
+    let mut touched = Vec::new();
+    let (mut writes, mut deliveries) = (0u64, 0u64);
     while next < total {
         let now = start.elapsed().as_secs_f64();
         let due = ((now / interval) as u64 + 1).min(total);
-        out.clear();
         while next < due {
             let scheduled = start_ns + (next as f64 * interval * 1e9) as u64;
+            let room = (next as usize) % rooms;
+            if pending[room].is_empty() {
+                touched.push(room);
+            }
             writeln!(
-                out,
-                "{{\"type\":\"message\",\"id\":{next},\"ts\":{},\"room\":\"#lobby\",\"from\":\"s0\",\"text\":\"t{scheduled}:\"}}",
+                pending[room],
+                "{{\"type\":\"message\",\"id\":{next},\"ts\":{},\"room\":\"#r{room}\",\"from\":\"s0\",\"text\":\"t{scheduled}:\"}}",
                 scheduled / 1_000_000
             )?;
             next += 1;
+            deliveries += members as u64;
         }
-        for s in &mut socks {
-            s.write_all(&out)?;
+        for room in touched.drain(..) {
+            for s in &mut socks[room * members..(room + 1) * members] {
+                s.write_all(&pending[room])?;
+                writes += 1;
+            }
+            pending[room].clear();
         }
         let wait = (next as f64 * interval) - start.elapsed().as_secs_f64();
         if wait > 0.0 {
             std::thread::sleep(Duration::from_secs_f64(wait));
         }
     }
+    println!("{}", writes as f64 / deliveries.max(1) as f64);
     Ok(())
 }
 
@@ -714,7 +808,7 @@ async fn idle(
     for i in 0..n {
         let result = async {
             let mut s = connect(server.addr, i).await?;
-            register(&mut s, wire.as_ref(), &format!("idle{i}"), false).await?;
+            register(&mut s, wire.as_ref(), &format!("idle{i}"), None).await?;
             anyhow::Ok(s)
         }
         .await;
@@ -759,7 +853,7 @@ async fn churn(
             while Instant::now() < deadline {
                 let index = p * 1_000_000 + i;
                 if let Ok(mut s) = connect(addr, index % 200_000).await
-                    && register(&mut s, wire.as_ref(), &format!("c{p}x{i}"), false)
+                    && register(&mut s, wire.as_ref(), &format!("c{p}x{i}"), None)
                         .await
                         .is_ok()
                 {
@@ -811,8 +905,9 @@ pub fn run_suite(args: &[String]) -> anyhow::Result<()> {
             None if quick => vec![100, 1000],
             None => vec![10, 100, 1000, 5000],
         };
-        let only_fanout = flags.has("--fanout-only");
-        for &n in &sizes {
+        let parts = flags.value("--only").unwrap_or("fanout,floor,rooms,slow,churn,idle");
+        let want = |part: &str| parts.split(',').any(|p| p == part);
+        for &n in sizes.iter().filter(|_| want("fanout")) {
             for &deliveries in &rates {
                 let rate: f64 = deliveries / n as f64;
                 if rate > 100_000.0 {
@@ -822,7 +917,7 @@ pub fn run_suite(args: &[String]) -> anyhow::Result<()> {
                 let mut row = fanout(
                     &server,
                     wire.clone(),
-                    Load { receivers: n, senders: 1, rate, secs, padding: 0, stalled: 0 },
+                    Load::room(n, rate, secs),
                 )
                 .await?;
                 row.scenario = format!("1 sender x {n} receivers");
@@ -830,28 +925,57 @@ pub fn run_suite(args: &[String]) -> anyhow::Result<()> {
                 rows.push(row);
             }
         }
+        // Several senders in one room.
+        if want("fanout") && flags.value("--sizes").is_none() {
+            let server = Server::start(&server_bin, &[])?;
+            let load = Load { senders: 10, ..Load::room(1000, 1000.0, secs) };
+            let mut row = fanout(&server, wire.clone(), load).await?;
+            row.scenario = "10 senders x 1000 receivers".into();
+            eprintln!("bench: {} at {:.0} deliveries/s: {:.0} delivered/s, p99 {:.2} ms {}", row.scenario, row.offered_deliveries, row.delivered, row.p99_ms, row.note);
+            rows.push(row);
+        }
         // The kernel's floor for the same loads: a bare write loop on the server's core.
-        if flags.has("--floor") || !only_fanout {
+        if want("floor") {
             for &n in &sizes {
                 if n < 1000 {
                     continue;
                 }
                 let rate = 1_000_000.0 / n as f64;
-                let row = floor(Load { receivers: n, senders: 0, rate, secs, padding: 0, stalled: 0 }).await?;
+                let row = floor(Load::room(n, rate, secs)).await?;
                 eprintln!("bench: {} at {:.0} deliveries/s: p99 {:.2} ms", row.scenario, row.offered_deliveries, row.p99_ms);
                 rows.push(row);
             }
         }
-        if only_fanout {
-            return anyhow::Ok(());
+        if want("floor") && want("rooms") {
+            let rooms = if quick { 200 } else { 1000 };
+            for deliveries in [100_000.0, 250_000.0] {
+                let load = Load { rooms, receivers: 10, ..Load::room(10, deliveries / 10.0, secs) };
+                let row = floor(load).await?;
+                eprintln!("bench: {} at {:.0} deliveries/s: p99 {:.2} ms", row.scenario, row.offered_deliveries, row.p99_ms);
+                rows.push(row);
+            }
+        }
+        // Many rooms: 1000 rooms of 10 members, one of whom talks.
+        let room_rates = match flags.value("--rates") {
+            Some(_) => rates.clone(),
+            None => vec![100_000.0, 250_000.0, 500_000.0],
+        };
+        for &deliveries in room_rates.iter().filter(|_| want("rooms")) {
+            let rooms = if quick { 200 } else { 1000 };
+            let server = Server::start(&server_bin, &[])?;
+            let load = Load { rooms, receivers: 9, ..Load::room(9, deliveries / 9.0, secs) };
+            let mut row = fanout(&server, wire.clone(), load).await?;
+            row.scenario = format!("{rooms} rooms x 10 members (1 sender, 9 receivers each)");
+            eprintln!("bench: {} at {:.0} deliveries/s: {:.0} delivered/s, p99 {:.2} ms {}", row.scenario, row.offered_deliveries, row.delivered, row.p99_ms, row.note);
+            rows.push(row);
         }
         // Slow consumers: 10% of receivers stop reading; the others must not notice.
-        {
+        if want("slow") {
             let server = Server::start(&server_bin, &["--send-queue", "256"])?;
             let mut row = fanout(
                 &server,
                 wire.clone(),
-                Load { receivers: 200, senders: 1, rate: 2000.0, secs, padding: 1000, stalled: 20 },
+                Load { padding: 1000, stalled: 20, ..Load::room(200, 2000.0, secs) },
             )
             .await?;
             row.scenario = "slow consumers: 200 receivers, 20 stalled, 1 KB messages".into();
@@ -859,14 +983,14 @@ pub fn run_suite(args: &[String]) -> anyhow::Result<()> {
             rows.push(row);
         }
         // Churn.
-        {
+        if want("churn") {
             let server = Server::start(&server_bin, &[])?;
             let rate = churn(&server, wire.clone(), 32, secs).await?;
             writeln!(extra, "- connect, register and quit: **{rate:.0} connections/s** (32 in parallel, {secs} s)").ok();
             eprintln!("bench: churn {rate:.0}/s");
         }
         // Idle connections.
-        {
+        if want("idle") {
             // Each process may hold at most `ulimit -Hn` descriptors (20,000 on this machine
             // kind, and not raisable without CAP_SYS_RESOURCE): the server and this generator
             // each need one per connection.
@@ -905,9 +1029,14 @@ fn render(rows: &[Row], extra: &str) -> String {
     )
     .ok();
     for r in rows {
+        let writes = if r.syscw_per_delivery.is_nan() {
+            "-".to_string()
+        } else {
+            format!("{:.3}", r.syscw_per_delivery)
+        };
         writeln!(
             out,
-            "| {} | {:.0} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {:.1} | {:.2} | {:.3} | {} |",
+            "| {} | {:.0} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {:.1} | {:.2} | {} | {} |",
             r.scenario,
             r.offered_msgs,
             r.offered_deliveries,
@@ -917,7 +1046,7 @@ fn render(rows: &[Row], extra: &str) -> String {
             r.p999_ms,
             r.max_ms,
             r.cpu_per_million,
-            r.syscw_per_delivery,
+            writes,
             r.note
         )
         .ok();
@@ -925,4 +1054,41 @@ fn render(rows: &[Row], extra: &str) -> String {
     out.push('\n');
     out.push_str(extra);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_native_wire_finds_payloads_and_stamps() {
+        let wire = JsonLines;
+        let line = br##"{"type":"message","id":7,"ts":1,"room":"#r3","from":"s3x0","text":"t1234567:xx"}"##;
+        let payload = wire.payload(line).unwrap();
+        assert_eq!(payload, b"t1234567:xx");
+        assert_eq!(stamp(payload), Some(1_234_567));
+        // Not a message, a message without a stamp, a damaged stamp.
+        assert_eq!(wire.payload(br##"{"type":"joined","room":"#r3"}"##), None);
+        assert_eq!(stamp(b"warm"), None);
+        assert_eq!(stamp(b"t12a4:"), None);
+        assert_eq!(stamp(b"t99999999999999999999999:"), None);
+        assert!(wire.is_ready(br##"{"type":"history","room":"#lobby","messages":[]}"##));
+    }
+
+    #[test]
+    fn what_the_generator_sends_is_what_the_server_parses() {
+        let wire = JsonLines;
+        let mut out = wire.register("r1", false);
+        out.extend(wire.join("#r1"));
+        wire.say("#r1", "t42:", &mut out);
+        let lines: Vec<_> = out
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .collect();
+        assert_eq!(lines.len(), 4);
+        for line in lines {
+            let msg = chat_core::codec::decode_client(line);
+            assert!(msg.is_ok(), "{:?}: {msg:?}", String::from_utf8_lossy(line));
+        }
+    }
 }

@@ -11,7 +11,7 @@ use std::process::Command;
 const USAGE: &str = "usage:
   cargo xtask demo [--client gui|tui|cli] [--bots N] [--windows N] [--port P] [--release]
                    [--headless SECONDS]
-  cargo xtask bench [--quick] [--out FILE] [--fanout-only] [--sizes N,N] [--rates D,D]
+  cargo xtask bench [--quick] [--out FILE] [--only PARTS] [--sizes N,N] [--rates D,D]
                     [--secs S]
   cargo xtask test [cargo test arguments]
 
@@ -20,8 +20,8 @@ demo   starts a server with a temporary store, N bots that chat, and your client
        --windows N opens N clients (GUI windows, or tmux panes when run inside tmux).
        --headless S runs a CLI client for S seconds and checks that it saw the bots (for CI).
 bench  builds in release, runs the standard load suite and prints a markdown table.
-       --fanout-only skips the many-rooms, slow-consumer, churn and idle runs; --sizes
-       picks room sizes and --rates offered deliveries/s for the fan-out runs.
+       --only picks parts of the suite (fanout,floor,rooms,slow,churn,idle); --sizes
+       picks room sizes for the fan-out runs and --rates their offered deliveries/s.
 test   installs the software renderer the GUI tests draw with (Debian, as root) if it is
        missing, then runs cargo test --workspace.";
 
