@@ -198,6 +198,13 @@ impl Flusher {
                     };
                     let mut lists = Vec::new();
                     while rx.recv_many(&mut lists, 64).await > 0 {
+                        // Let input that is already waiting (other senders' messages, say) reach
+                        // the hub first: everything it queues meanwhile goes out in this pass,
+                        // rather than one whole pass per message.
+                        tokio::task::yield_now().await;
+                        while let Ok(list) = rx.try_recv() {
+                            lists.push(list);
+                        }
                         for list in lists.drain(..) {
                             flusher.flush(list);
                         }

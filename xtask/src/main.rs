@@ -20,7 +20,7 @@ demo   starts a server with a temporary store, N bots that chat, and your client
        --windows N opens N clients (GUI windows, or tmux panes when run inside tmux).
        --headless S runs a CLI client for S seconds and checks that it saw the bots (for CI).
 bench  builds in release, runs the standard load suite and prints a markdown table.
-       --only picks parts of the suite (fanout,floor,rooms,slow,churn,idle); --sizes
+       --only picks parts of the suite (fanout,senders,floor,rooms,slow,churn,idle); --sizes
        picks room sizes for the fan-out runs and --rates their offered deliveries/s.
 test   installs the software renderer the GUI tests draw with (Debian, as root) if it is
        missing, then runs cargo test --workspace.";
