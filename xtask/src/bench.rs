@@ -55,15 +55,21 @@ fn which(program: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-/// The wire protocol the generator speaks. The native JSON Lines one is below; an IRC codec
-/// would implement the same four operations.
+/// The wire protocol the generator speaks: the native JSON Lines one, or IRC to run the same
+/// loads against IRC servers.
 pub trait Wire: Send + Sync {
+    /// The room every client is in after registering, if the protocol has one.
+    fn default_room(&self) -> Option<&'static str>;
+    /// True when a sender receives its own messages back.
+    fn echoes(&self) -> bool;
     /// Bytes that register `name`, leaving the default room unless `stay_in_lobby`.
     fn register(&self, name: &str, stay_in_lobby: bool) -> Vec<u8>;
     /// Bytes that join `room`.
     fn join(&self, room: &str) -> Vec<u8>;
     /// Bytes for one message to `room` carrying `payload`.
     fn say(&self, room: &str, payload: &str, out: &mut Vec<u8>);
+    /// Bytes that say goodbye.
+    fn quit(&self) -> Vec<u8>;
     /// True when `line` ends registration or a join (the client is in the room).
     fn is_ready(&self, line: &[u8]) -> bool;
     /// The payload of a room message line, if it is one.
@@ -74,6 +80,18 @@ pub trait Wire: Send + Sync {
 pub struct JsonLines;
 
 impl Wire for JsonLines {
+    fn default_room(&self) -> Option<&'static str> {
+        Some("#lobby")
+    }
+
+    fn echoes(&self) -> bool {
+        true
+    }
+
+    fn quit(&self) -> Vec<u8> {
+        b"{\"type\":\"quit\"}\n".to_vec()
+    }
+
     fn register(&self, name: &str, stay: bool) -> Vec<u8> {
         let mut out = format!("{{\"type\":\"hello\",\"version\":1,\"name\":\"{name}\"}}\n");
         if !stay {
@@ -105,6 +123,53 @@ impl Wire for JsonLines {
         let start = memchr::memmem::find(line, b"\"text\":\"")? + 8;
         let end = start + memchr::memchr(b'"', &line[start..])?;
         Some(&line[start..end])
+    }
+}
+
+/// IRC (RFC 1459/2812 client messages), for the same loads against IRC servers. IRC has no
+/// default room and does not echo a sender's own messages.
+pub struct Irc;
+
+impl Wire for Irc {
+    fn default_room(&self) -> Option<&'static str> {
+        None
+    }
+
+    fn echoes(&self) -> bool {
+        false
+    }
+
+    fn quit(&self) -> Vec<u8> {
+        b"QUIT :bye\r\n".to_vec()
+    }
+
+    fn register(&self, name: &str, _stay: bool) -> Vec<u8> {
+        format!("NICK {name}\r\nUSER {name} 0 * :{name}\r\n").into_bytes()
+    }
+
+    fn join(&self, room: &str) -> Vec<u8> {
+        format!("JOIN {room}\r\n").into_bytes()
+    }
+
+    fn say(&self, room: &str, payload: &str, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"PRIVMSG ");
+        out.extend_from_slice(room.as_bytes());
+        out.extend_from_slice(b" :");
+        out.extend_from_slice(payload.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+
+    fn is_ready(&self, line: &[u8]) -> bool {
+        // End of NAMES (the join is complete), end of MOTD or no MOTD (registered).
+        let numeric = line.split(|&b| b == b' ').nth(1).unwrap_or_default();
+        matches!(numeric, b"366" | b"376" | b"422")
+    }
+
+    fn payload<'a>(&self, line: &'a [u8]) -> Option<&'a [u8]> {
+        let at = memchr::memmem::find(line, b" PRIVMSG ")? + 9;
+        let start = at + memchr::memmem::find(&line[at..], b" :")? + 2;
+        let text = &line[start..];
+        Some(text.strip_suffix(b"\r").unwrap_or(text))
     }
 }
 
@@ -167,16 +232,38 @@ fn proc_stats(pid: u32) -> ProcStats {
     }
 }
 
-/// A server process for one scenario, pinned to core 0 with a high file limit.
+/// Where the load goes: the chat server this suite starts, or a server already running.
+enum Target {
+    /// `chat-server` at this path, started afresh for each scenario.
+    Spawn(PathBuf),
+    /// A server someone else started (`--target ADDR`), whose CPU is sampled when its pid is
+    /// given (`--target-pid`).
+    External { addr: SocketAddr, pid: Option<u32> },
+}
+
+/// The server under load in one scenario.
 struct Server {
-    child: Child,
     addr: SocketAddr,
-    /// The server's stderr, where SIGUSR1 makes it print its counters.
-    log: tempfile::NamedTempFile,
+    /// The process, when this suite started it (pinned to core 0 with a high file limit),
+    /// with its stderr, where SIGUSR1 makes it print its counters.
+    child: Option<(Child, tempfile::NamedTempFile)>,
+    /// The process to sample, when known.
+    pid: Option<u32>,
 }
 
 impl Server {
-    fn start(binary: &Path, extra: &[&str]) -> anyhow::Result<Server> {
+    fn start(target: &Target, extra: &[&str]) -> anyhow::Result<Server> {
+        match target {
+            Target::Spawn(binary) => Server::spawn(binary, extra),
+            Target::External { addr, pid } => Ok(Server {
+                addr: *addr,
+                child: None,
+                pid: *pid,
+            }),
+        }
+    }
+
+    fn spawn(binary: &Path, extra: &[&str]) -> anyhow::Result<Server> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
@@ -210,18 +297,34 @@ impl Server {
             anyhow::ensure!(Instant::now() < deadline, "server did not start");
             std::thread::sleep(Duration::from_millis(20));
         }
-        Ok(Server { child, addr, log })
+        let pid = child.id();
+        Ok(Server {
+            addr,
+            child: Some((child, log)),
+            pid: Some(pid),
+        })
+    }
+
+    /// True when the server reports its own delivery and write counters.
+    fn counts(&self) -> bool {
+        self.child.is_some()
     }
 
     fn stats(&self) -> ProcStats {
-        let mut stats = proc_stats(self.child.id());
+        let Some(pid) = self.pid else {
+            return ProcStats::default();
+        };
+        let mut stats = proc_stats(pid);
+        let Some((_, log)) = &self.child else {
+            return stats;
+        };
         // Socket writes are not in /proc/<pid>/io; the server counts its own and prints them
         // on SIGUSR1. Wait for the new line, not the last one.
         let lines = |log: &str| log.lines().filter(|l| l.starts_with("stats ")).count();
-        let read_log = || std::fs::read_to_string(self.log.path()).unwrap_or_default();
+        let read_log = || std::fs::read_to_string(log.path()).unwrap_or_default();
         let seen = lines(&read_log());
         let _ = Command::new("kill")
-            .args(["-USR1", &self.child.id().to_string()])
+            .args(["-USR1", &pid.to_string()])
             .status();
         let deadline = Instant::now() + Duration::from_secs(5);
         let mut log = read_log();
@@ -249,8 +352,10 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some((child, _)) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
@@ -278,7 +383,7 @@ async fn register(
     name: &str,
     room: Option<&str>,
 ) -> anyhow::Result<()> {
-    let stay = room == Some("#lobby");
+    let stay = room.is_some() && room == wire.default_room();
     stream.write_all(&wire.register(name, stay)).await?;
     until_ready(stream, wire).await?;
     if let Some(room) = room.filter(|_| !stay) {
@@ -331,7 +436,7 @@ struct Tally {
 /// Reads messages, recording the delay of each since its scheduled send time into `hist`.
 /// Runs until the connection closes or the task is aborted.
 async fn receive(
-    mut stream: TcpStream,
+    mut stream: impl tokio::io::AsyncRead + Unpin,
     wire: Arc<dyn Wire>,
     tally: Arc<Tally>,
     hist: Arc<Mutex<Histogram<u64>>>,
@@ -385,7 +490,12 @@ struct Receivers {
 }
 
 impl Receivers {
-    fn spawn(&mut self, stream: TcpStream, wire: Arc<dyn Wire>, tally: Arc<Tally>) {
+    fn spawn(
+        &mut self,
+        stream: impl tokio::io::AsyncRead + Unpin + Send + 'static,
+        wire: Arc<dyn Wire>,
+        tally: Arc<Tally>,
+    ) {
         let hist = Arc::new(Mutex::new(new_histogram()));
         self.hists.push(hist.clone());
         self.tasks
@@ -422,6 +532,8 @@ struct Load {
     receivers: usize,
     /// Members of each room that send (and also receive, unmeasured).
     senders: usize,
+    /// Every receiver also sends (`senders` is then ignored): a room where everyone talks.
+    talkers: bool,
     /// Messages per second, all senders together.
     rate: f64,
     /// Seconds measured (after a half-second warm-up).
@@ -439,6 +551,7 @@ impl Load {
             rooms: 1,
             receivers,
             senders: 1,
+            talkers: false,
             rate,
             secs,
             padding: 0,
@@ -461,12 +574,17 @@ async fn fanout(server: &Server, wire: Arc<dyn Wire>, load: Load) -> anyhow::Res
         rooms,
         receivers,
         senders,
+        talkers,
         rate,
         secs,
         padding,
         stalled,
     } = load;
-    anyhow::ensure!(senders > 0 && stalled <= receivers, "bad load {load:?}");
+    let senders = if talkers { 0 } else { senders };
+    anyhow::ensure!(
+        (senders > 0 || talkers) && stalled < receivers,
+        "bad load {load:?}"
+    );
     let tally = Arc::new(Tally {
         delivered: AtomicU64::new(0),
         measuring: AtomicBool::new(false),
@@ -478,18 +596,26 @@ async fn fanout(server: &Server, wire: Arc<dyn Wire>, load: Load) -> anyhow::Res
     let mut sender_writers = Vec::new();
     let mut sender_rooms = Vec::new();
     let mut drains = Vec::new();
+    // The sender of each room's warm-up marker.
+    let mut first_senders = Vec::new();
     let mut index = 0;
     for r in 0..rooms {
         let room = load.room_name(r);
+        first_senders.push(sender_writers.len());
         for i in 0..receivers {
             let mut s = connect(server.addr, index).await?;
             index += 1;
             register(&mut s, wire.as_ref(), &format!("r{r}x{i}"), Some(&room)).await?;
             if i < stalled {
                 stuck.push(s);
-                continue;
+            } else if talkers {
+                let (rd, wr) = s.into_split();
+                readers.spawn(rd, wire.clone(), tally.clone());
+                sender_writers.push(wr);
+                sender_rooms.push(room.clone());
+            } else {
+                readers.spawn(s, wire.clone(), tally.clone());
             }
-            readers.spawn(s, wire.clone(), tally.clone());
         }
         for i in 0..senders {
             let mut s = connect(server.addr, index).await?;
@@ -507,14 +633,18 @@ async fn fanout(server: &Server, wire: Arc<dyn Wire>, load: Load) -> anyhow::Res
     }
     // Joining thousands of members queues millions of join lines; start measuring only once
     // every receiver has read through them (it has seen this marker).
-    for r in 0..rooms {
+    for &k in &first_senders {
         let mut marker = Vec::new();
-        wire.say(&sender_rooms[r * senders], "warm", &mut marker);
-        sender_writers[r * senders].write_all(&marker).await?;
+        wire.say(&sender_rooms[k], "warm", &mut marker);
+        sender_writers[k].write_all(&marker).await?;
     }
-    let measured = rooms * (receivers - stalled);
+    // Who gets each message: every measured receiver, but a talker not its own message when
+    // the protocol does not echo.
+    let own = usize::from(talkers && !wire.echoes());
+    let per_message = receivers - stalled - own;
+    let warm_expected = rooms * per_message;
     let settle = Instant::now() + Duration::from_secs(120);
-    while tally.warmed.load(Ordering::Relaxed) < measured as u64 && Instant::now() < settle {
+    while tally.warmed.load(Ordering::Relaxed) < warm_expected as u64 && Instant::now() < settle {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let pad = "x".repeat(padding);
@@ -568,7 +698,7 @@ async fn fanout(server: &Server, wire: Arc<dyn Wire>, load: Load) -> anyhow::Res
     // Let deliveries drain, then stop.
     let (measure_start, sent_start) = measuring_from.unwrap_or((now_ns(), 0));
     let sent = next - sent_start;
-    let expected = sent * (receivers - stalled) as u64;
+    let expected = sent * per_message as u64;
     let drain_deadline = Instant::now() + Duration::from_secs(3);
     while tally.delivered.load(Ordering::Relaxed) < expected && Instant::now() < drain_deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -587,13 +717,16 @@ async fn fanout(server: &Server, wire: Arc<dyn Wire>, load: Load) -> anyhow::Res
     let measured_secs = secs.max(1e-9);
     // Zero when the server's counters could not be read: then the per-delivery figures are
     // unknown, not huge.
+    // A server this suite did not start has no counters: count the deliveries it was offered
+    // over the whole run instead.
     let queued = match after.deliveries.saturating_sub(before.deliveries) {
+        _ if !server.counts() => (next * per_message as u64) as f64,
         0 => f64::NAN,
         n => n as f64,
     };
     let mut row = Row {
         offered_msgs: rate,
-        offered_deliveries: rate * (receivers - stalled) as f64,
+        offered_deliveries: rate * per_message as f64,
         delivered: delivered / elapsed.max(measured_secs),
         p50_ms: hist.value_at_quantile(0.5) as f64 / 1000.0,
         p99_ms: hist.value_at_quantile(0.99) as f64 / 1000.0,
@@ -608,6 +741,12 @@ async fn fanout(server: &Server, wire: Arc<dyn Wire>, load: Load) -> anyhow::Res
     let mut notes = Vec::new();
     if queued.is_nan() {
         notes.push("server counters unavailable".to_string());
+    }
+    if !server.counts() {
+        row.syscw_per_delivery = f64::NAN;
+        if server.pid.is_none() {
+            row.cpu_per_million = f64::NAN;
+        }
     }
     if delivered < expected as f64 * 0.99 {
         notes.push(format!(
@@ -869,7 +1008,7 @@ async fn churn(
                         .await
                         .is_ok()
                 {
-                    let _ = s.write_all(b"{\"type\":\"quit\"}\n").await;
+                    let _ = s.write_all(&wire.quit()).await;
                     let mut sink = Vec::new();
                     let _ = tokio::time::timeout(Duration::from_secs(2), s.read_to_end(&mut sink))
                         .await;
@@ -897,12 +1036,29 @@ fn fd_limit() -> usize {
 /// `xtask bench-run`: the suite itself (run by `cargo xtask bench` in release).
 pub fn run_suite(args: &[String]) -> anyhow::Result<()> {
     let flags = Flags::new(args)?;
-    let server_bin = PathBuf::from(flags.value("--server").context("--server is required")?);
+    let target = match flags.value("--target") {
+        Some(addr) => Target::External {
+            addr: addr
+                .parse()
+                .with_context(|| format!("--target takes ADDR:PORT, not {addr:?}"))?,
+            pid: match flags.value("--target-pid") {
+                Some(pid) => Some(pid.parse().context("--target-pid takes a number")?),
+                None => None,
+            },
+        },
+        None => Target::Spawn(PathBuf::from(
+            flags.value("--server").context("--server is required")?,
+        )),
+    };
+    let wire: Arc<dyn Wire> = match flags.value("--wire").unwrap_or("native") {
+        "native" => Arc::new(JsonLines),
+        "irc" => Arc::new(Irc),
+        other => anyhow::bail!("--wire takes native or irc, not {other:?}"),
+    };
     let quick = flags.has("--quick");
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let wire: Arc<dyn Wire> = Arc::new(JsonLines);
     let secs = flags.parsed("--secs", if quick { 2.0 } else { 4.0 })?;
     let rates: Vec<f64> = match flags.value("--rates") {
         Some(list) => list.split(',').filter_map(|n| n.parse().ok()).collect(),
@@ -917,7 +1073,7 @@ pub fn run_suite(args: &[String]) -> anyhow::Result<()> {
             None if quick => vec![100, 1000],
             None => vec![10, 100, 1000, 5000],
         };
-        let parts = flags.value("--only").unwrap_or("fanout,senders,floor,rooms,slow,churn,idle");
+        let parts = flags.value("--only").unwrap_or("fanout,senders,talk,floor,rooms,slow,churn,idle");
         let want = |part: &str| parts.split(',').any(|p| p == part);
         for &n in sizes.iter().filter(|_| want("fanout")) {
             for &deliveries in &rates {
@@ -925,7 +1081,7 @@ pub fn run_suite(args: &[String]) -> anyhow::Result<()> {
                 if rate > 100_000.0 {
                     continue;
                 }
-                let server = Server::start(&server_bin, &[])?;
+                let server = Server::start(&target, &[])?;
                 let mut row = fanout(
                     &server,
                     wire.clone(),
@@ -939,10 +1095,20 @@ pub fn run_suite(args: &[String]) -> anyhow::Result<()> {
         }
         // Several senders in one room.
         if want("senders") {
-            let server = Server::start(&server_bin, &[])?;
+            let server = Server::start(&target, &[])?;
             let load = Load { senders: 10, ..Load::room(1000, 1000.0, secs) };
             let mut row = fanout(&server, wire.clone(), load).await?;
             row.scenario = "10 senders x 1000 receivers".into();
+            eprintln!("bench: {} at {:.0} deliveries/s: {:.0} delivered/s, p99 {:.2} ms {}", row.scenario, row.offered_deliveries, row.delivered, row.p99_ms, row.note);
+            rows.push(row);
+        }
+        // One room where everyone talks, each member about once a second (how IRC servers,
+        // which throttle a single fast sender, are loaded to the same delivery rate).
+        if want("talk") {
+            let server = Server::start(&target, &[])?;
+            let load = Load { talkers: true, ..Load::room(1000, 1000.0, secs) };
+            let mut row = fanout(&server, wire.clone(), load).await?;
+            row.scenario = "1000 members, all talking (1 message/s each)".into();
             eprintln!("bench: {} at {:.0} deliveries/s: {:.0} delivered/s, p99 {:.2} ms {}", row.scenario, row.offered_deliveries, row.delivered, row.p99_ms, row.note);
             rows.push(row);
         }
@@ -974,7 +1140,7 @@ pub fn run_suite(args: &[String]) -> anyhow::Result<()> {
         };
         for &deliveries in room_rates.iter().filter(|_| want("rooms")) {
             let rooms = if quick { 200 } else { 1000 };
-            let server = Server::start(&server_bin, &[])?;
+            let server = Server::start(&target, &[])?;
             let load = Load { rooms, receivers: 9, ..Load::room(9, deliveries / 9.0, secs) };
             let mut row = fanout(&server, wire.clone(), load).await?;
             row.scenario = format!("{rooms} rooms x 10 members (1 sender, 9 receivers each)");
@@ -983,7 +1149,7 @@ pub fn run_suite(args: &[String]) -> anyhow::Result<()> {
         }
         // Slow consumers: 10% of receivers stop reading; the others must not notice.
         if want("slow") {
-            let server = Server::start(&server_bin, &["--send-queue", "256"])?;
+            let server = Server::start(&target, &["--send-queue", "256"])?;
             let mut row = fanout(
                 &server,
                 wire.clone(),
@@ -996,7 +1162,7 @@ pub fn run_suite(args: &[String]) -> anyhow::Result<()> {
         }
         // Churn.
         if want("churn") {
-            let server = Server::start(&server_bin, &[])?;
+            let server = Server::start(&target, &[])?;
             let rate = churn(&server, wire.clone(), 32, secs).await?;
             writeln!(extra, "- connect, register and quit: **{rate:.0} connections/s** (32 in parallel, {secs} s)").ok();
             eprintln!("bench: churn {rate:.0}/s");
@@ -1008,7 +1174,7 @@ pub fn run_suite(args: &[String]) -> anyhow::Result<()> {
             // each need one per connection.
             let limit = fd_limit().saturating_sub(200);
             let n = if quick { 10_000 } else { 50_000 }.min(limit);
-            let server = Server::start(&server_bin, &[])?;
+            let server = Server::start(&target, &[])?;
             let (row, conns) = idle(&server, wire.clone(), n).await?;
             writeln!(
                 extra,
@@ -1104,5 +1270,21 @@ mod tests {
             let msg = chat_core::codec::decode_client(line);
             assert!(msg.is_ok(), "{:?}: {msg:?}", String::from_utf8_lossy(line));
         }
+    }
+
+    #[test]
+    fn the_irc_wire_reads_privmsg_and_numerics() {
+        let wire = Irc;
+        let line = b":s0x1!~s0x1@localhost PRIVMSG #lobby :t42:pad\r";
+        assert_eq!(wire.payload(line), Some(&b"t42:pad"[..]));
+        assert_eq!(stamp(wire.payload(line).unwrap()), Some(42));
+        assert_eq!(wire.payload(b":irc.local NOTICE r0x1 :hello\r"), None);
+        assert!(wire.is_ready(b":irc.local 366 r0x1 #lobby :End of NAMES list\r"));
+        assert!(wire.is_ready(b":irc.local 376 r0x1 :End of MOTD command\r"));
+        assert!(wire.is_ready(b":irc.local 422 r0x1 :MOTD file is missing\r"));
+        assert!(!wire.is_ready(b":irc.local 001 r0x1 :Welcome\r"));
+        let mut out = Vec::new();
+        wire.say("#r1", "t7:", &mut out);
+        assert_eq!(out, b"PRIVMSG #r1 :t7:\r\n");
     }
 }

@@ -12,7 +12,7 @@ const USAGE: &str = "usage:
   cargo xtask demo [--client gui|tui|cli] [--bots N] [--windows N] [--port P] [--release]
                    [--headless SECONDS]
   cargo xtask bench [--quick] [--out FILE] [--only PARTS] [--sizes N,N] [--rates D,D]
-                    [--secs S]
+                    [--secs S] [--target ADDR [--target-pid PID]] [--wire native|irc]
   cargo xtask test [cargo test arguments]
 
 demo   starts a server with a temporary store, N bots that chat, and your client
@@ -20,8 +20,10 @@ demo   starts a server with a temporary store, N bots that chat, and your client
        --windows N opens N clients (GUI windows, or tmux panes when run inside tmux).
        --headless S runs a CLI client for S seconds and checks that it saw the bots (for CI).
 bench  builds in release, runs the standard load suite and prints a markdown table.
-       --only picks parts of the suite (fanout,senders,floor,rooms,slow,churn,idle); --sizes
-       picks room sizes for the fan-out runs and --rates their offered deliveries/s.
+       --only picks parts of the suite (fanout,senders,talk,floor,rooms,slow,churn,idle);
+       --sizes picks room sizes for the fan-out runs and --rates their offered deliveries/s.
+       --target runs the load against a server that is already running (its CPU and memory
+       are sampled when --target-pid is given); --wire irc speaks IRC to it.
 test   installs the software renderer the GUI tests draw with (Debian, as root) if it is
        missing, then runs cargo test --workspace.";
 
