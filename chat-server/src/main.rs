@@ -22,7 +22,9 @@ async fn main() -> anyhow::Result<()> {
         };
         while usr1.recv().await.is_some() {
             let (deliveries, writes) = chat_server::stats();
-            eprintln!("stats deliveries={deliveries} writes={writes}");
+            // One write, so that a reader never sees half a line.
+            let line = format!("stats deliveries={deliveries} writes={writes}\n");
+            let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), line.as_bytes());
         }
     });
     chat_server::serve(config, listener, shutdown_signal()).await

@@ -320,7 +320,7 @@ impl Server {
         };
         // Socket writes are not in /proc/<pid>/io; the server counts its own and prints them
         // on SIGUSR1. Wait for the new line, not the last one.
-        let lines = |log: &str| log.lines().filter(|l| l.starts_with("stats ")).count();
+        let lines = |log: &str| complete_stats_lines(log).len();
         let read_log = || std::fs::read_to_string(log.path()).unwrap_or_default();
         let seen = lines(&read_log());
         let _ = Command::new("kill")
@@ -336,7 +336,7 @@ impl Server {
             eprintln!("bench: the server printed no counters within 5 s ({seen} lines before)");
             return stats;
         }
-        if let Some(line) = log.lines().rev().find(|l| l.starts_with("stats ")) {
+        if let Some(line) = complete_stats_lines(&log).last() {
             let field = |name: &str| {
                 line.split_whitespace()
                     .find_map(|kv| kv.strip_prefix(name))
@@ -348,6 +348,14 @@ impl Server {
         }
         stats
     }
+}
+
+/// The server's counter lines, complete ones only: a line still being written is not read.
+fn complete_stats_lines(log: &str) -> Vec<&str> {
+    log.split_inclusive('\n')
+        .filter(|l| l.ends_with('\n') && l.starts_with("stats "))
+        .map(str::trim_end)
+        .collect()
 }
 
 impl Drop for Server {
@@ -391,6 +399,34 @@ async fn register(
         until_ready(stream, wire).await?;
     }
     Ok(())
+}
+
+/// Connects and registers a client for each `(name, room)`, up to 256 at a time; the
+/// connections come back in the order asked for.
+async fn connect_all(
+    addr: SocketAddr,
+    wire: &Arc<dyn Wire>,
+    specs: Vec<(String, String)>,
+) -> anyhow::Result<Vec<TcpStream>> {
+    let limit = Arc::new(tokio::sync::Semaphore::new(256));
+    let mut set = tokio::task::JoinSet::new();
+    let n = specs.len();
+    for (k, (name, room)) in specs.into_iter().enumerate() {
+        let permit = limit.clone().acquire_owned().await?;
+        let wire = wire.clone();
+        set.spawn(async move {
+            let _permit = permit;
+            let mut s = connect(addr, k).await?;
+            register(&mut s, wire.as_ref(), &name, Some(&room)).await?;
+            anyhow::Ok((k, s))
+        });
+    }
+    let mut out: Vec<Option<TcpStream>> = (0..n).map(|_| None).collect();
+    while let Some(joined) = set.join_next().await {
+        let (k, s) = joined??;
+        out[k] = Some(s);
+    }
+    Ok(out.into_iter().flatten().collect())
 }
 
 /// Reads until the server has finished registering or joining.
@@ -591,6 +627,14 @@ async fn fanout(server: &Server, wire: Arc<dyn Wire>, load: Load) -> anyhow::Res
         last_ns: AtomicU64::new(0),
         warmed: AtomicU64::new(0),
     });
+    // Everyone connects and joins first, many at a time (IRC servers hold each join a while).
+    let mut specs = Vec::new();
+    for r in 0..rooms {
+        let room = load.room_name(r);
+        specs.extend((0..receivers).map(|i| (format!("r{r}x{i}"), room.clone())));
+        specs.extend((0..senders).map(|i| (format!("s{r}x{i}"), room.clone())));
+    }
+    let mut streams = connect_all(server.addr, &wire, specs).await?.into_iter();
     let mut readers = Receivers::default();
     let mut stuck = Vec::new();
     let mut sender_writers = Vec::new();
@@ -598,14 +642,11 @@ async fn fanout(server: &Server, wire: Arc<dyn Wire>, load: Load) -> anyhow::Res
     let mut drains = Vec::new();
     // The sender of each room's warm-up marker.
     let mut first_senders = Vec::new();
-    let mut index = 0;
     for r in 0..rooms {
         let room = load.room_name(r);
         first_senders.push(sender_writers.len());
         for i in 0..receivers {
-            let mut s = connect(server.addr, index).await?;
-            index += 1;
-            register(&mut s, wire.as_ref(), &format!("r{r}x{i}"), Some(&room)).await?;
+            let s = streams.next().context("a connection is missing")?;
             if i < stalled {
                 stuck.push(s);
             } else if talkers {
@@ -617,10 +658,8 @@ async fn fanout(server: &Server, wire: Arc<dyn Wire>, load: Load) -> anyhow::Res
                 readers.spawn(s, wire.clone(), tally.clone());
             }
         }
-        for i in 0..senders {
-            let mut s = connect(server.addr, index).await?;
-            index += 1;
-            register(&mut s, wire.as_ref(), &format!("s{r}x{i}"), Some(&room)).await?;
+        for _ in 0..senders {
+            let s = streams.next().context("a connection is missing")?;
             // Senders receive every message too; drain them without measuring.
             let (mut rd, wr) = s.into_split();
             drains.push(tokio::spawn(async move {
@@ -1270,6 +1309,12 @@ mod tests {
             let msg = chat_core::codec::decode_client(line);
             assert!(msg.is_ok(), "{:?}: {msg:?}", String::from_utf8_lossy(line));
         }
+    }
+
+    #[test]
+    fn a_counter_line_still_being_written_is_not_read() {
+        let log = "stats deliveries=5 writes=2\nWARN something\nstats deliveries=90 writes=";
+        assert_eq!(complete_stats_lines(log), ["stats deliveries=5 writes=2"]);
     }
 
     #[test]
