@@ -401,14 +401,20 @@ async fn register(
     Ok(())
 }
 
-/// Connects and registers a client for each `(name, room)`, up to 256 at a time; the
+/// How many clients register at once (`--parallel`); servers with a short listen backlog need
+/// fewer.
+static PARALLEL: AtomicU64 = AtomicU64::new(256);
+
+/// Connects and registers a client for each `(name, room)`, [`PARALLEL`] at a time; the
 /// connections come back in the order asked for.
 async fn connect_all(
     addr: SocketAddr,
     wire: &Arc<dyn Wire>,
     specs: Vec<(String, String)>,
 ) -> anyhow::Result<Vec<TcpStream>> {
-    let limit = Arc::new(tokio::sync::Semaphore::new(256));
+    let limit = Arc::new(tokio::sync::Semaphore::new(
+        PARALLEL.load(Ordering::Relaxed).max(1) as usize,
+    ));
     let mut set = tokio::task::JoinSet::new();
     let n = specs.len();
     for (k, (name, room)) in specs.into_iter().enumerate() {
@@ -1099,6 +1105,7 @@ pub fn run_suite(args: &[String]) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let secs = flags.parsed("--secs", if quick { 2.0 } else { 4.0 })?;
+    PARALLEL.store(flags.parsed("--parallel", 256)?, Ordering::Relaxed);
     let rates: Vec<f64> = match flags.value("--rates") {
         Some(list) => list.split(',').filter_map(|n| n.parse().ok()).collect(),
         None => vec![250_000.0, 500_000.0, 1_000_000.0, 2_000_000.0],

@@ -13,6 +13,7 @@ const USAGE: &str = "usage:
                    [--headless SECONDS]
   cargo xtask bench [--quick] [--out FILE] [--only PARTS] [--sizes N,N] [--rates D,D]
                     [--secs S] [--target ADDR [--target-pid PID]] [--wire native|irc]
+                    [--parallel N]
   cargo xtask test [cargo test arguments]
 
 demo   starts a server with a temporary store, N bots that chat, and your client
@@ -23,7 +24,8 @@ bench  builds in release, runs the standard load suite and prints a markdown tab
        --only picks parts of the suite (fanout,senders,talk,floor,rooms,slow,churn,idle);
        --sizes picks room sizes for the fan-out runs and --rates their offered deliveries/s.
        --target runs the load against a server that is already running (its CPU and memory
-       are sampled when --target-pid is given); --wire irc speaks IRC to it.
+       are sampled when --target-pid is given); --wire irc speaks IRC to it. --parallel
+       sets how many clients register at once (256).
 test   installs the software renderer the GUI tests draw with (Debian, as root) if it is
        missing, then runs cargo test --workspace.";
 
