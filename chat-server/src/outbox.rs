@@ -135,15 +135,27 @@ pub fn outbox(socket: Arc<TcpStream>, limit: usize) -> (Outbox, Writer) {
 
 impl Outbox {
     /// Queues `bytes`. Returns the connection when it just became dirty (hand it to a
-    /// flusher), and fails when `limit` messages are waiting already. Pushing to a killed
+    /// flusher). When `limit` messages are waiting, writes them to the socket first, right
+    /// here (a burst bigger than the queue is not the client's fault); it fails only when the
+    /// socket does not take them, that is, when the client does not read. Pushing to a killed
     /// connection does nothing.
     pub fn push(&self, bytes: Bytes) -> Result<Option<Dirty>, Full> {
+        match self.try_push(bytes) {
+            Ok(dirty) => Ok(dirty),
+            Err(bytes) => {
+                flush_shared(&self.shared, &mut BytesMut::new());
+                self.try_push(bytes).map_err(|_| Full)
+            }
+        }
+    }
+
+    fn try_push(&self, bytes: Bytes) -> Result<Option<Dirty>, Bytes> {
         let mut state = self.shared.lock();
         if state.killed {
             return Ok(None);
         }
         if state.queue.len() >= self.shared.limit {
-            return Err(Full);
+            return Err(bytes);
         }
         state.queue.push_back(bytes);
         if state.mode == Mode::Idle {
@@ -229,51 +241,57 @@ impl Flusher {
         }
     }
 
-    /// One write of everything `conn` has queued. Returns true when more was queued meanwhile
-    /// (only possible when the hub runs on another thread) and the connection is dirty again.
+    /// One write of everything `conn` has queued; see [`flush_shared`].
     fn flush_one(&mut self, conn: &Shared) -> bool {
-        let batch = {
-            let mut state = conn.lock();
-            if state.mode != Mode::Dirty || state.killed {
-                return false;
-            }
-            state.mode = Mode::Flushing;
-            std::mem::take(&mut state.queue)
-        };
-        let bytes = join(batch, &mut self.out);
-        let written = write_now(&conn.socket, &bytes);
+        flush_shared(conn, &mut self.out)
+    }
+}
+
+/// One write of everything `conn` has queued, if it is dirty (waiting for a flusher). Returns
+/// true when more was queued meanwhile (only possible when the hub runs on another thread) and
+/// the connection is dirty again.
+fn flush_shared(conn: &Shared, out: &mut BytesMut) -> bool {
+    let batch = {
         let mut state = conn.lock();
-        if state.killed {
+        if state.mode != Mode::Dirty || state.killed {
             return false;
         }
-        match written {
-            Ok(n) if n == bytes.len() => {
-                if state.queue.is_empty() {
-                    state.mode = Mode::Idle;
-                    if state.closed {
-                        // The writer task closes the socket.
-                        wake(state.work.take());
-                    }
-                    false
-                } else {
-                    state.mode = Mode::Dirty;
-                    true
+        state.mode = Mode::Flushing;
+        std::mem::take(&mut state.queue)
+    };
+    let bytes = join(batch, out);
+    let written = write_now(&conn.socket, &bytes);
+    let mut state = conn.lock();
+    if state.killed {
+        return false;
+    }
+    match written {
+        Ok(n) if n == bytes.len() => {
+            if state.queue.is_empty() {
+                state.mode = Mode::Idle;
+                if state.closed {
+                    // The writer task closes the socket.
+                    wake(state.work.take());
                 }
-            }
-            Ok(n) => {
-                // The socket is full: the writer task waits for it.
-                state.mode = Mode::Slow;
-                state.rest = Some(bytes.slice(n..));
-                wake(state.work.take());
                 false
+            } else {
+                state.mode = Mode::Dirty;
+                true
             }
-            Err(_) => {
-                // The writer task finds the socket failed and ends the connection.
-                state.mode = Mode::Slow;
-                state.rest = Some(bytes);
-                wake(state.work.take());
-                false
-            }
+        }
+        Ok(n) => {
+            // The socket is full: the writer task waits for it.
+            state.mode = Mode::Slow;
+            state.rest = Some(bytes.slice(n..));
+            wake(state.work.take());
+            false
+        }
+        Err(_) => {
+            // The writer task finds the socket failed and ends the connection.
+            state.mode = Mode::Slow;
+            state.rest = Some(bytes);
+            wake(state.work.take());
+            false
         }
     }
 }
@@ -521,6 +539,29 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_burst_bigger_than_the_queue_reaches_a_client_that_reads() {
+        let (socket, mut client) = pair().await;
+        let (outbox, _writer) = outbox(socket, 16);
+        let reader = tokio::spawn(async move { read_exactly(&mut client, 1000 * 4).await });
+        // 1000 pushes with no flusher running: the queue holds 16, so the pushes write.
+        let mut dirty = Vec::new();
+        for i in 0..1000 {
+            let line = Bytes::from(format!("{i:03}\n"));
+            dirty.extend(
+                outbox
+                    .push(line)
+                    .expect("a reading client is never too slow"),
+            );
+        }
+        flusher().flush(dirty);
+        let got = reader.await.unwrap();
+        let expected: Vec<u8> = (0..1000)
+            .flat_map(|i| format!("{i:03}\n").into_bytes())
+            .collect();
+        assert_eq!(got, expected);
+    }
+
+    #[tokio::test]
     async fn a_full_socket_is_handed_to_the_writer_which_finishes_the_job() {
         let (socket, mut client) = pair().await;
         let (outbox, writer) = outbox(socket, 1000);
@@ -556,8 +597,16 @@ mod tests {
         let (outbox, writer) = outbox(socket, 4);
         let writer = tokio::spawn(writer.run());
         let chunk = Bytes::from(vec![b'x'; 1 << 20]);
-        let dirty = outbox.push(chunk.clone()).unwrap().unwrap();
-        flusher().flush(vec![dirty]);
+        // Write until the socket is full and the writer task has the connection.
+        for _ in 0..256 {
+            if let Some(dirty) = outbox.push(chunk.clone()).unwrap() {
+                flusher().flush(vec![dirty]);
+            }
+            if outbox.shared.lock().mode == Mode::Slow {
+                break;
+            }
+        }
+        assert_eq!(outbox.shared.lock().mode, Mode::Slow);
         // The writer is stuck on the full socket; the queue fills to its bound.
         for _ in 0..4 {
             outbox.push(chunk.clone()).unwrap();
