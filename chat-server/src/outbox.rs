@@ -17,6 +17,9 @@
 //!   back. Meanwhile the queue grows; past its bound the hub drops the client (a client that
 //!   does not read must not hold the server's memory), and [`kill`](Outbox::kill) stops the
 //!   writer even in the middle of a write;
+//! - a queue that reaches its bound before a flusher got to it (a burst to one client within
+//!   one batch) is written by the hub on the spot; only a socket that does not take it makes
+//!   the client too slow;
 //! - an idle connection holds no queue memory: the queue is taken whole to be written and a
 //!   new one starts empty.
 
@@ -235,15 +238,10 @@ impl Flusher {
     fn flush(&mut self, list: Vec<Dirty>) {
         let mut list = VecDeque::from(list);
         while let Some(Dirty(conn)) = list.pop_front() {
-            if self.flush_one(&conn) {
+            if flush_shared(&conn, &mut self.out) {
                 list.push_back(Dirty(conn));
             }
         }
-    }
-
-    /// One write of everything `conn` has queued; see [`flush_shared`].
-    fn flush_one(&mut self, conn: &Shared) -> bool {
-        flush_shared(conn, &mut self.out)
     }
 }
 
