@@ -37,8 +37,31 @@ async fn restart_keeps_history_topics_and_ids() {
     server.stop().await;
 }
 
-fn spawn_server(data: &str, port: u16) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_chat-server"))
+/// A server process that is killed when dropped, so a failing test leaves none behind.
+struct ServerProcess(Child);
+
+impl std::ops::Deref for ServerProcess {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for ServerProcess {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn_server(data: &str, port: u16) -> ServerProcess {
+    let child = Command::new(env!("CARGO_BIN_EXE_chat-server"))
         .args([
             "--listen",
             &format!("127.0.0.1:{port}"),
@@ -54,7 +77,8 @@ fn spawn_server(data: &str, port: u16) -> Child {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .unwrap()
+        .unwrap();
+    ServerProcess(child)
 }
 
 async fn connect_retrying(port: u16) -> Client {
