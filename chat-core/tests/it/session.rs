@@ -37,6 +37,23 @@ fn msg(id: u64, room: &str, from: &str, text: &str) -> String {
     )
 }
 
+/// The server's welcome for `name`.
+fn welcome(name: &str) -> String {
+    format!(
+        r#"{{"type":"welcome","version":1,"name":"{name}","server":"t","limits":{{"max_line":100,"max_text":10,"max_text_lines":2,"max_name":32}}}}"#
+    )
+}
+
+/// A session that has been welcomed as `name` but is in no room yet.
+fn welcomed(name: &str) -> Session {
+    let mut s = Session::new(SessionConfig::default(), name);
+    s.start(T);
+    s.handle_connected(T);
+    feed(&mut s, &[&welcome(name)]);
+    sent(&mut s);
+    s
+}
+
 /// A session registered as alice and in #lobby with bob.
 fn online() -> Session {
     let mut s = Session::new(SessionConfig::default(), "alice");
@@ -54,7 +71,7 @@ fn online() -> Session {
     feed(
         &mut s,
         &[
-            r##"{"type":"welcome","version":1,"name":"alice","server":"t","limits":{"max_line":100,"max_text":10,"max_text_lines":2,"max_name":32}}"##,
+            &welcome("alice"),
             r##"{"type":"join","room":"#lobby","name":"alice","ts":1}"##,
             r##"{"type":"topic","room":"#lobby","topic":"hi"}"##,
             r##"{"type":"members","room":"#lobby","names":["bob","alice"]}"##,
@@ -293,7 +310,7 @@ fn scrollback_is_bounded_and_history_pages_in_order() {
     feed(
         &mut s,
         &[
-            r##"{"type":"welcome","version":1,"name":"alice","server":"t","limits":{"max_line":100,"max_text":10,"max_text_lines":2,"max_name":32}}"##,
+            &welcome("alice"),
             r##"{"type":"join","room":"#lobby","name":"alice","ts":1}"##,
         ],
     );
@@ -391,12 +408,7 @@ fn reconnect_backs_off_then_catches_up_without_gap_or_duplicate() {
             name: "alice_".into()
         }]
     );
-    feed(
-        &mut s,
-        &[
-            r##"{"type":"welcome","version":1,"name":"alice_","server":"t","limits":{"max_line":100,"max_text":10,"max_text_lines":2,"max_name":32}}"##,
-        ],
-    );
+    feed(&mut s, &[&welcome("alice_")]);
     assert_eq!(
         sent(&mut s),
         vec![
@@ -519,16 +531,7 @@ fn completes_nicks_and_commands() {
 
 #[test]
 fn lines_typed_between_welcome_and_the_first_room_are_held_not_lost() {
-    let mut s = Session::new(SessionConfig::default(), "alice");
-    s.start(T);
-    s.handle_connected(T);
-    feed(
-        &mut s,
-        &[
-            r#"{"type":"welcome","version":1,"name":"alice","server":"t","limits":{"max_line":100,"max_text":10,"max_text_lines":2,"max_name":32}}"#,
-        ],
-    );
-    sent(&mut s);
+    let mut s = welcomed("alice");
     s.handle_input(T, "early bird");
     assert!(
         sent(&mut s).is_empty(),
@@ -550,16 +553,7 @@ fn lines_typed_between_welcome_and_the_first_room_are_held_not_lost() {
 #[test]
 fn a_room_joined_right_after_welcome_gets_the_text_typed_for_it() {
     // chat-cli --room #ops: "/join #ops" goes out before the server's default room arrives.
-    let mut s = Session::new(SessionConfig::default(), "bot");
-    s.start(T);
-    s.handle_connected(T);
-    feed(
-        &mut s,
-        &[
-            r#"{"type":"welcome","version":1,"name":"bot","server":"t","limits":{"max_line":100,"max_text":10,"max_text_lines":2,"max_name":32}}"#,
-        ],
-    );
-    sent(&mut s);
+    let mut s = welcomed("bot");
     s.handle_input(T, "/join #ops");
     s.handle_input(T, "hi");
     assert_eq!(
@@ -598,12 +592,7 @@ fn autojoin_rooms_are_joined_once_and_the_last_becomes_active() {
     s.start(T);
     s.handle_connected(T);
     sent(&mut s);
-    feed(
-        &mut s,
-        &[
-            r#"{"type":"welcome","version":1,"name":"bot","server":"t","limits":{"max_line":100,"max_text":10,"max_text_lines":2,"max_name":32}}"#,
-        ],
-    );
+    feed(&mut s, &[&welcome("bot")]);
     assert_eq!(
         sent(&mut s),
         vec![ClientMsg::Join {
