@@ -109,9 +109,11 @@ impl Config {
 
 /// What the tasks tell the hub task.
 enum Event {
+    /// A new connection and its send queue (the hub's grip on it: a full queue means the
+    /// client is too slow, and dropping it lets the writer flush what is queued, then close).
     Accepted {
         conn: ConnId,
-        handle: ConnHandle,
+        outbox: Outbox,
     },
     Frame {
         conn: ConnId,
@@ -121,12 +123,6 @@ enum Event {
         conn: ConnId,
         reason: String,
     },
-}
-
-/// The hub task's grip on one connection: its bounded send queue (full means the client is
-/// too slow). Dropping it lets the writer flush what is queued, then close.
-struct ConnHandle {
-    outbox: Outbox,
 }
 
 /// Connection counts, total and per address, shared by the accept loop and connection tasks.
@@ -243,7 +239,7 @@ async fn run_hub(
     mut store: Option<store::Store>,
     mut stop: tokio::sync::oneshot::Receiver<()>,
 ) {
-    let mut conns: HashMap<ConnId, ConnHandle> = HashMap::new();
+    let mut conns: HashMap<ConnId, Outbox> = HashMap::new();
     let mut batch = Vec::with_capacity(256);
     let workers = tokio::runtime::Handle::current().metrics().num_workers();
     let flushers = outbox::Flusher::spawn(workers);
@@ -266,8 +262,8 @@ async fn run_hub(
                 let now = now_millis();
                 for event in batch.drain(..) {
                     let input = match event {
-                        Event::Accepted { conn, handle } => {
-                            conns.insert(conn, handle);
+                        Event::Accepted { conn, outbox } => {
+                            conns.insert(conn, outbox);
                             Input::Connect { conn }
                         }
                         Event::Frame { conn, frame } => Input::Frame { conn, frame },
@@ -308,7 +304,7 @@ async fn run_hub(
 /// Performs everything the hub asked for.
 fn perform(
     hub: &mut Hub,
-    conns: &mut HashMap<ConnId, ConnHandle>,
+    conns: &mut HashMap<ConnId, Outbox>,
     dirty: &mut DirtySet,
     store: Option<&store::Store>,
     now: UnixMillis,
@@ -320,10 +316,10 @@ fn perform(
                 Output::Transmit { to, bytes } => {
                     DELIVERIES.fetch_add(to.len() as u64, Ordering::Relaxed);
                     for conn in to {
-                        let Some(handle) = conns.get(&conn) else {
+                        let Some(outbox) = conns.get(&conn) else {
                             continue;
                         };
-                        match handle.outbox.push(bytes.clone()) {
+                        match outbox.push(bytes.clone()) {
                             Ok(Some(d)) => dirty.add(conn.0, d),
                             Ok(None) => {}
                             Err(outbox::Full) => too_slow.push(conn),
@@ -345,9 +341,9 @@ fn perform(
             return;
         }
         for conn in too_slow.drain(..) {
-            if let Some(handle) = conns.remove(&conn) {
+            if let Some(outbox) = conns.remove(&conn) {
                 tracing::info!(%conn, "dropping a client that does not read: send queue exceeded");
-                handle.outbox.kill();
+                outbox.kill();
                 hub.handle(
                     now,
                     Input::Disconnect {
@@ -453,8 +449,7 @@ async fn connection(
     let _ = stream.set_nodelay(true);
     let stream = Arc::new(stream);
     let (outbox, writer) = outbox::outbox(stream.clone(), send_queue);
-    let handle = ConnHandle { outbox };
-    if events.send(Event::Accepted { conn, handle }).await.is_err() {
+    if events.send(Event::Accepted { conn, outbox }).await.is_err() {
         return;
     }
     let reason = tokio::select! {
