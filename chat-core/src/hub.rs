@@ -9,6 +9,16 @@
 //! Durability: with [`HubConfig::durable`] set, a message that gets an id is first handed out as
 //! [`Output::Store`] and held back; it is delivered (and so acknowledged to its sender) only when
 //! the shell reports [`Input::Committed`] for its id. Messages are released strictly in id order.
+//!
+//! Exactly-once sends: a `say`, `me` or `msg` may carry the client's own id (`cid`). The hub
+//! remembers the most recent [`HubConfig::dedupe_window`] cids with the id they were stored
+//! under, answers a repeat with the original `ack` instead of a second message, and acknowledges
+//! a new one with `ack` once it is delivered.
+//!
+//! Bounded growth: rooms are capped ([`HubConfig::max_rooms`]), each connection may create only
+//! so many new rooms a minute, and a room nobody is in leaves memory after
+//! [`HubConfig::room_expiry`]. With a store its history stays there, and a later join loads it
+//! back ([`Output::LoadRoom`], answered by [`Input::RoomLoaded`]) before it goes on.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 
@@ -89,8 +99,21 @@ pub struct HubConfig {
     pub flood_rate: u32,
     /// Delayed messages held for one client before it is disconnected for flooding.
     pub flood_queue: usize,
-    /// Hold messages until the store confirms them ([`Input::Committed`]).
+    /// Hold messages until the store confirms them ([`Input::Committed`]), and load rooms that
+    /// are not in memory from the store ([`Output::LoadRoom`]).
     pub durable: bool,
+    /// Most rooms held in memory. At the cap, the room empty the longest is let go (its
+    /// history stays in the store) to make space; when none is empty, new rooms are refused.
+    pub max_rooms: usize,
+    /// New rooms one connection may create at once.
+    pub room_create_burst: u32,
+    /// New rooms one connection may create per minute after its burst; 0 means no limit.
+    pub room_create_per_minute: u32,
+    /// A room nobody is in leaves memory this long after its last member left, in
+    /// milliseconds. The default room never does.
+    pub room_expiry: u64,
+    /// How many recent client message ids (`cid`) are remembered to answer repeats.
+    pub dedupe_window: usize,
 }
 
 impl Default for HubConfig {
@@ -114,6 +137,11 @@ impl Default for HubConfig {
             flood_rate: 5,
             flood_queue: 50,
             durable: false,
+            max_rooms: 10_000,
+            room_create_burst: 5,
+            room_create_per_minute: 5,
+            room_expiry: 3_600_000,
+            dedupe_window: 100_000,
         }
     }
 }
@@ -145,6 +173,14 @@ pub enum Input {
         /// The highest committed id.
         through: MsgId,
     },
+    /// The answer to [`Output::LoadRoom`]: the room as stored, or `None` if the store has
+    /// nothing of it.
+    RoomLoaded {
+        /// The key asked for.
+        key: String,
+        /// What the store holds.
+        room: Option<RestoredRoom>,
+    },
     /// The server is shutting down: tell everyone and close every connection.
     Shutdown,
 }
@@ -168,13 +204,24 @@ pub enum Output {
     },
     /// Persist this record, then report [`Input::Committed`].
     Store(Record),
+    /// Load this room (by key) from the store, then report [`Input::RoomLoaded`]. Someone is
+    /// joining it and it is not in memory.
+    LoadRoom {
+        /// The room's key ([`names::key`]).
+        key: String,
+    },
 }
 
 /// Something the store keeps.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Record {
     /// A room message.
-    Message(ChatMessage),
+    Message {
+        /// The message.
+        msg: ChatMessage,
+        /// The sender's own id for it, kept to recognise a repeat after a restart.
+        cid: Option<String>,
+    },
     /// A direct message.
     Direct {
         /// Server id.
@@ -189,6 +236,8 @@ pub enum Record {
         text: String,
         /// True for an action.
         action: bool,
+        /// The sender's own id for it.
+        cid: Option<String>,
     },
     /// A topic change. Carries the id it was sequenced under.
     Topic {
@@ -209,7 +258,7 @@ impl Record {
     /// The id the record was sequenced under.
     pub fn id(&self) -> MsgId {
         match self {
-            Record::Message(m) => m.id,
+            Record::Message { msg, .. } => msg.id,
             Record::Direct { id, .. } | Record::Topic { id, .. } => *id,
         }
     }
@@ -244,6 +293,8 @@ pub struct Room {
     /// Highest id of a message that is no longer kept, so catch-up can tell a client that some
     /// of what it missed is gone.
     evicted_through: MsgId,
+    /// When the last member left; the room's entry in `Hub::expiries`.
+    empty_since: Option<UnixMillis>,
 }
 
 impl Room {
@@ -255,6 +306,7 @@ impl Room {
             members: IndexSet::new(),
             history: VecDeque::new(),
             evicted_through: 0,
+            empty_since: None,
         }
     }
 
@@ -295,16 +347,34 @@ struct Conn {
     delayed: VecDeque<Result<ClientMsg, FrameError>>,
     /// When the first delayed frame may run; the entry in `Hub::releases`.
     release_at: Option<UnixMillis>,
+    /// A room this connection is joining that the store is loading: its frames wait in
+    /// `delayed` until the room is here, so they keep their order.
+    loading: Option<String>,
+    /// Room-creation token bucket, in thousandths of a room.
+    room_tokens: u64,
+    /// When `room_tokens` was last refilled.
+    room_tokens_at: UnixMillis,
 }
 
 /// A message waiting for the store's commit before it is delivered.
 #[derive(Debug)]
 enum Pending {
-    Room(ChatMessage),
+    Room {
+        msg: ChatMessage,
+        /// The sender and its cid, to acknowledge.
+        ack: Option<(ConnId, String)>,
+    },
     Direct {
         msg: ServerMsg,
         from: ConnId,
         to: ConnId,
+        cid: Option<String>,
+    },
+    /// A repeat of a cid whose original is still waiting for its commit.
+    Ack {
+        conn: ConnId,
+        cid: String,
+        id: MsgId,
     },
     Topic {
         room_key: String,
@@ -321,8 +391,24 @@ pub struct Hub<E: Encode = JsonLines> {
     conns: HashMap<ConnId, Conn>,
     /// Name key to connection, for uniqueness and direct messages.
     names: HashMap<String, ConnId>,
+    /// Skeleton of each name in use to its key, to refuse look-alikes.
+    name_skeletons: HashMap<String, String>,
     /// Room key to room.
     rooms: HashMap<String, Room>,
+    /// Skeleton of each room in memory to its key.
+    room_skeletons: HashMap<String, String>,
+    /// Empty rooms by the time they leave memory.
+    expiries: BTreeSet<(UnixMillis, String)>,
+    /// Rooms being loaded from the store, with the connections waiting for them.
+    loading: HashMap<String, Vec<ConnId>>,
+    /// Rooms the store just said it does not have: the next join creates them.
+    absent: HashMap<String, ()>,
+    /// Recent client message ids and the ids they were stored under.
+    cids: HashMap<String, MsgId>,
+    /// The same cids, oldest first, to forget the oldest past `dedupe_window`.
+    cid_order: VecDeque<String>,
+    /// The cid of the message being handled, attached to any refusal of it.
+    cid: Option<String>,
     /// Liveness and registration deadlines, one per connection.
     timers: BTreeSet<(UnixMillis, ConnId)>,
     /// Flood-control release times of connections with delayed frames.
@@ -353,7 +439,15 @@ impl<E: Encode> Hub<E> {
             encoder,
             conns: HashMap::new(),
             names: HashMap::new(),
+            name_skeletons: HashMap::new(),
             rooms: HashMap::new(),
+            room_skeletons: HashMap::new(),
+            expiries: BTreeSet::new(),
+            loading: HashMap::new(),
+            absent: HashMap::new(),
+            cids: HashMap::new(),
+            cid_order: VecDeque::new(),
+            cid: None,
             timers: BTreeSet::new(),
             releases: BTreeSet::new(),
             pending: VecDeque::new(),
@@ -364,31 +458,65 @@ impl<E: Encode> Hub<E> {
             shutting_down: false,
         };
         let lobby = hub.config.default_room.clone();
-        hub.rooms.insert(names::key(&lobby), Room::new(lobby));
+        hub.insert_room(Room::new(lobby));
         hub
     }
 
     /// Loads rooms, topics and history back from the store. `next_id` is one more than the
     /// highest id the store has seen, so ids keep increasing across restarts.
-    pub fn restore(&mut self, rooms: Vec<RestoredRoom>, next_id: MsgId) {
-        for restored in rooms {
-            let Ok(name) = names::normalize_room(&restored.name) else {
-                continue;
-            };
-            let room = self
-                .rooms
-                .entry(names::key(&name))
-                .or_insert_with(|| Room::new(name));
-            room.topic = restored.topic;
-            room.topic_set = restored.topic_set;
-            let skip = restored.history.len().saturating_sub(self.config.history);
-            if skip > 0 || restored.more {
-                let first_kept = restored.history.get(skip).map_or(next_id, |m| m.id);
-                room.evicted_through = first_kept.saturating_sub(1);
-            }
-            room.history = restored.history.into_iter().skip(skip).collect();
-        }
+    ///
+    /// A stored room whose name the current rules refuse (or that now has the same key as, or
+    /// looks like, a room loaded before it) is not loaded: its history stays in the store,
+    /// untouched, but nobody can join it. Their names are returned, for the server to log.
+    pub fn restore(&mut self, rooms: Vec<RestoredRoom>, next_id: MsgId) -> Vec<String> {
         self.next_id = self.next_id.max(next_id);
+        let mut refused = Vec::new();
+        for restored in rooms {
+            let key = names::normalize_room(&restored.name)
+                .ok()
+                .map(|name| names::key(&name));
+            match key {
+                Some(key)
+                    if self.rooms.contains_key(&key) && self.rooms[&key].history.is_empty() =>
+                {
+                    // The default room, made empty at start: fill it.
+                    self.fill_room(&key, restored);
+                }
+                Some(key)
+                    if !self.rooms.contains_key(&key) && self.similar_room(&key).is_none() =>
+                {
+                    let name = names::normalize_room(&restored.name).unwrap_or_default();
+                    self.insert_room(Room::new(name));
+                    self.fill_room(&key, restored);
+                }
+                _ => refused.push(restored.name),
+            }
+        }
+        refused
+    }
+
+    /// Remembers the cids of recently stored messages (oldest first), so that a client
+    /// repeating one after a restart gets the original acknowledgement.
+    pub fn restore_cids(&mut self, cids: Vec<(String, MsgId)>) {
+        for (cid, id) in cids {
+            self.remember_cid(cid, id);
+        }
+    }
+
+    fn fill_room(&mut self, key: &str, restored: RestoredRoom) {
+        let history_cap = self.config.history;
+        let next_id = self.next_id;
+        let Some(room) = self.rooms.get_mut(key) else {
+            return;
+        };
+        room.topic = restored.topic;
+        room.topic_set = restored.topic_set;
+        let skip = restored.history.len().saturating_sub(history_cap);
+        if skip > 0 || restored.more {
+            let first_kept = restored.history.get(skip).map_or(next_id, |m| m.id);
+            room.evicted_through = first_kept.saturating_sub(1);
+        }
+        room.history = restored.history.into_iter().skip(skip).collect();
     }
 
     // ----- getters -----
@@ -425,6 +553,12 @@ impl<E: Encode> Hub<E> {
             max_text: self.config.max_text as u32,
             max_text_lines: self.config.max_text_lines as u32,
             max_name: names::MAX_NAME_CHARS as u32,
+            flood_burst: if self.config.flood_rate == 0 {
+                0
+            } else {
+                self.config.flood_burst
+            },
+            flood_rate: self.config.flood_rate,
         }
     }
 
@@ -439,12 +573,14 @@ impl<E: Encode> Hub<E> {
     /// When [`Hub::handle_timeout`] should next be called.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<UnixMillis> {
-        let timer = self.timers.first().map(|(t, _)| *t);
-        let release = self.releases.first().map(|(t, _)| *t);
-        match (timer, release) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [
+            self.timers.first().map(|(t, _)| *t),
+            self.releases.first().map(|(t, _)| *t),
+            self.expiries.first().map(|(t, _)| *t),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     // ----- inputs -----
@@ -456,7 +592,8 @@ impl<E: Encode> Hub<E> {
             Input::Frame { conn, frame } => self.handle_frame(now, conn, frame),
             Input::Disconnect { conn, reason } => self.drop_conn(now, conn, &reason, false),
             Input::Committed { through } => self.handle_committed(through),
-            Input::Shutdown => self.handle_shutdown(),
+            Input::RoomLoaded { key, room } => self.handle_room_loaded(now, key, room),
+            Input::Shutdown => self.handle_shutdown(now),
         }
     }
 
@@ -479,6 +616,50 @@ impl<E: Encode> Hub<E> {
             }
             self.run_delayed(now, conn);
         }
+        while let Some((at, key)) = self.expiries.first().cloned() {
+            if at > now {
+                break;
+            }
+            self.expiries.pop_first();
+            if self
+                .rooms
+                .get(&key)
+                .is_some_and(|r| r.empty_since.is_some())
+            {
+                self.remove_room(&key);
+            }
+        }
+    }
+
+    fn handle_room_loaded(&mut self, now: UnixMillis, key: String, room: Option<RestoredRoom>) {
+        let waiting = self.loading.remove(&key).unwrap_or_default();
+        match room {
+            Some(restored) if !self.rooms.contains_key(&key) => {
+                let name = names::normalize_room(&restored.name).ok();
+                match name.filter(|n| names::key(n) == key) {
+                    Some(name) if self.make_space() => {
+                        self.insert_room(Room::new(name));
+                        self.fill_room(&key, restored);
+                        // Nobody may be left to join it: it expires like any empty room.
+                        self.mark_empty(now, &key);
+                    }
+                    _ => {
+                        self.absent.insert(key.clone(), ());
+                    }
+                }
+            }
+            Some(_) => {}
+            None => {
+                self.absent.insert(key.clone(), ());
+            }
+        }
+        for conn in waiting {
+            if let Some(c) = self.conns.get_mut(&conn) {
+                c.loading = None;
+            }
+            self.run_delayed(now, conn);
+        }
+        self.absent.remove(&key);
     }
 
     fn handle_connect(&mut self, now: UnixMillis, conn: ConnId) {
@@ -498,6 +679,9 @@ impl<E: Encode> Hub<E> {
                 tokens_at: now,
                 delayed: VecDeque::new(),
                 release_at: None,
+                loading: None,
+                room_tokens: u64::from(self.config.room_create_burst) * 1000,
+                room_tokens_at: now,
             },
         );
         self.timers.insert((check_at, conn));
@@ -519,6 +703,15 @@ impl<E: Encode> Hub<E> {
         c.pinged_at = None;
         // A pong only proves liveness; it never waits behind throttled frames.
         if matches!(frame, Ok(ClientMsg::Pong { .. })) {
+            return;
+        }
+        if c.loading.is_some() {
+            // A room this connection joins is on its way from the store: keep the order.
+            if c.delayed.len() >= flood_queue {
+                self.kick(now, conn, reason::FLOODING);
+            } else {
+                c.delayed.push_back(frame);
+            }
             return;
         }
         if config_rate == 0 {
@@ -556,13 +749,22 @@ impl<E: Encode> Hub<E> {
     fn run_delayed(&mut self, now: UnixMillis, conn: ConnId) {
         let rate = self.config.flood_rate.max(1);
         let burst = u64::from(self.config.flood_burst) * 1000;
+        let unlimited = self.config.flood_rate == 0;
         loop {
             let Some(c) = self.conns.get_mut(&conn) else {
                 return;
             };
+            if c.loading.is_some() {
+                return;
+            }
             refill(c, now, rate, burst);
             if c.delayed.is_empty() {
                 return;
+            }
+            if unlimited {
+                let frame = c.delayed.pop_front().expect("checked non-empty");
+                self.process(now, conn, frame);
+                continue;
             }
             if c.tokens < 1000 {
                 let at = now + (1000 - c.tokens).div_ceil(u64::from(rate));
@@ -617,6 +819,8 @@ impl<E: Encode> Hub<E> {
     }
 
     fn handle_committed(&mut self, through: MsgId) {
+        // A repeat may wait behind a later id than its own: it is released no earlier than
+        // its original, never later than what was queued after it.
         while let Some((id, _)) = self.pending.front() {
             if *id > through {
                 break;
@@ -626,7 +830,7 @@ impl<E: Encode> Hub<E> {
         }
     }
 
-    fn handle_shutdown(&mut self) {
+    fn handle_shutdown(&mut self, now: UnixMillis) {
         if self.shutting_down {
             return;
         }
@@ -640,7 +844,7 @@ impl<E: Encode> Hub<E> {
             },
         );
         for conn in all {
-            self.forget(conn);
+            self.forget(now, conn);
             self.outputs.push_back(Output::Close {
                 conn,
                 reason: reason::SERVER_SHUTDOWN.into(),
@@ -681,7 +885,7 @@ impl<E: Encode> Hub<E> {
                 );
             }
         }
-        self.forget(conn);
+        self.forget(now, conn);
         if close {
             self.outputs.push_back(Output::Close {
                 conn,
@@ -691,7 +895,7 @@ impl<E: Encode> Hub<E> {
     }
 
     /// Removes every trace of a connection, without announcing anything.
-    fn forget(&mut self, conn: ConnId) {
+    fn forget(&mut self, now: UnixMillis, conn: ConnId) {
         let Some(c) = self.conns.remove(&conn) else {
             return;
         };
@@ -700,20 +904,99 @@ impl<E: Encode> Hub<E> {
             self.releases.remove(&(at, conn));
         }
         if let Some(name) = &c.name {
-            self.names.remove(&names::key(name));
+            self.release_name(name);
         }
         for key in &c.rooms {
-            self.leave_room(key, conn);
+            self.leave_room(now, key, conn);
+        }
+        if let Some(key) = &c.loading
+            && let Some(waiting) = self.loading.get_mut(key)
+        {
+            waiting.retain(|w| *w != conn);
         }
     }
 
-    fn leave_room(&mut self, key: &str, conn: ConnId) {
-        if let Some(room) = self.rooms.get_mut(key) {
-            room.members.shift_remove(&conn);
-            if room.is_disposable() && key != names::key(&self.config.default_room) {
-                self.rooms.remove(key);
-            }
+    fn release_name(&mut self, name: &str) {
+        let key = names::key(name);
+        self.names.remove(&key);
+        let skeleton = names::skeleton(name);
+        if self.name_skeletons.get(&skeleton) == Some(&key) {
+            self.name_skeletons.remove(&skeleton);
         }
+    }
+
+    fn leave_room(&mut self, now: UnixMillis, key: &str, conn: ConnId) {
+        let Some(room) = self.rooms.get_mut(key) else {
+            return;
+        };
+        room.members.shift_remove(&conn);
+        if !room.members.is_empty() || key == names::key(&self.config.default_room) {
+            return;
+        }
+        if room.is_disposable() {
+            self.remove_room(key);
+        } else {
+            self.mark_empty(now, key);
+        }
+    }
+
+    /// Starts the expiry clock of a room nobody is in.
+    fn mark_empty(&mut self, now: UnixMillis, key: &str) {
+        let expiry = self.config.room_expiry;
+        if key == names::key(&self.config.default_room) {
+            return;
+        }
+        if let Some(room) = self.rooms.get_mut(key)
+            && room.members.is_empty()
+            && room.empty_since.is_none()
+        {
+            room.empty_since = Some(now);
+            self.expiries.insert((now + expiry, key.to_string()));
+        }
+    }
+
+    /// Adds a room to memory.
+    fn insert_room(&mut self, room: Room) {
+        let key = names::key(&room.name);
+        self.room_skeletons
+            .insert(names::skeleton(&room.name), key.clone());
+        self.rooms.insert(key, room);
+    }
+
+    /// Lets a room go from memory (its history stays in the store, if there is one).
+    fn remove_room(&mut self, key: &str) {
+        let Some(room) = self.rooms.remove(key) else {
+            return;
+        };
+        if let Some(since) = room.empty_since {
+            self.expiries
+                .remove(&(since + self.config.room_expiry, key.to_string()));
+        }
+        let skeleton = names::skeleton(&room.name);
+        if self.room_skeletons.get(&skeleton).map(String::as_str) == Some(key) {
+            self.room_skeletons.remove(&skeleton);
+        }
+    }
+
+    /// The key of a room in memory that looks like `key` without being it.
+    fn similar_room(&self, key: &str) -> Option<String> {
+        self.room_skeletons
+            .get(&names::skeleton(key))
+            .filter(|k| k.as_str() != key)
+            .cloned()
+    }
+
+    /// Makes room for one more room under [`HubConfig::max_rooms`], letting go of the room that
+    /// has been empty the longest. False when every room has members.
+    fn make_space(&mut self) -> bool {
+        if self.rooms.len() < self.config.max_rooms.max(1) {
+            return true;
+        }
+        let Some((_, key)) = self.expiries.first().cloned() else {
+            return false;
+        };
+        self.remove_room(&key);
+        true
     }
 
     /// Every connection sharing at least one room with `conn`, and `conn` itself, sorted.
@@ -760,9 +1043,24 @@ impl<E: Encode> Hub<E> {
             ClientMsg::Nick { name } => self.cmd_nick(now, conn, &name),
             ClientMsg::Join { room, since } => self.cmd_join(now, conn, &room, since),
             ClientMsg::Part { room, reason } => self.cmd_part(now, conn, &room, reason),
-            ClientMsg::Say { room, text } => self.cmd_say(now, conn, &room, text, false),
-            ClientMsg::Me { room, text } => self.cmd_say(now, conn, &room, text, true),
-            ClientMsg::Msg { to, text, action } => self.cmd_direct(now, conn, &to, text, action),
+            ClientMsg::Say { room, text, cid } => {
+                self.with_cid(conn, cid, |hub, cid| {
+                    hub.cmd_say(now, conn, &room, text, false, cid);
+                });
+            }
+            ClientMsg::Me { room, text, cid } => {
+                self.with_cid(conn, cid, |hub, cid| {
+                    hub.cmd_say(now, conn, &room, text, true, cid);
+                });
+            }
+            ClientMsg::Msg {
+                to,
+                text,
+                action,
+                cid,
+            } => self.with_cid(conn, cid, |hub, cid| {
+                hub.cmd_direct(now, conn, &to, text, action, cid);
+            }),
             ClientMsg::Topic { room, topic } => self.cmd_topic(now, conn, &room, topic),
             ClientMsg::Who { room } => self.cmd_who(conn, &room),
             ClientMsg::Rooms => self.cmd_rooms(conn),
@@ -771,6 +1069,60 @@ impl<E: Encode> Hub<E> {
                 before,
                 limit,
             } => self.cmd_history(conn, &room, before, limit),
+        }
+    }
+
+    /// Runs a message-sending command under its cid: a repeat of a remembered cid gets the
+    /// original acknowledgement instead; a bad cid is refused; any refusal names the cid.
+    fn with_cid(
+        &mut self,
+        conn: ConnId,
+        cid: Option<String>,
+        run: impl FnOnce(&mut Self, Option<String>),
+    ) {
+        if let Some(cid) = &cid {
+            let valid = (1..=64).contains(&cid.len()) && cid.bytes().all(|b| b.is_ascii_graphic());
+            if !valid {
+                self.reply(
+                    conn,
+                    &ServerMsg::Error {
+                        code: ErrorCode::Malformed,
+                        message: "a cid is 1 to 64 printable ASCII characters".into(),
+                        cid: None,
+                    },
+                );
+                return;
+            }
+            if let Some(&id) = self.cids.get(cid) {
+                let ack = Pending::Ack {
+                    conn,
+                    cid: cid.clone(),
+                    id,
+                };
+                match self.pending.back().map(|(last, _)| *last) {
+                    // The original is not committed yet: acknowledge it no sooner.
+                    Some(last) if id <= last => self.pending.push_back((last, ack)),
+                    _ => self.release(ack),
+                }
+                return;
+            }
+        }
+        self.cid = cid.clone();
+        run(self, cid);
+        self.cid = None;
+    }
+
+    fn remember_cid(&mut self, cid: String, id: MsgId) {
+        if self.config.dedupe_window == 0 {
+            return;
+        }
+        while self.cid_order.len() >= self.config.dedupe_window {
+            if let Some(old) = self.cid_order.pop_front() {
+                self.cids.remove(&old);
+            }
+        }
+        if self.cids.insert(cid.clone(), id).is_none() {
+            self.cid_order.push_back(cid);
         }
     }
 
@@ -839,10 +1191,29 @@ impl<E: Encode> Hub<E> {
             }
             _ => {}
         }
-        if let Some(old) = self.conns.get(&conn).and_then(|c| c.name.as_ref()) {
-            self.names.remove(&names::key(old));
+        let skeleton = names::skeleton(&name);
+        if let Some(similar) = self.name_skeletons.get(&skeleton)
+            && *similar != key
+            && self.names.get(similar).is_some_and(|owner| *owner != conn)
+        {
+            let owner = self.names[similar];
+            let shown = self.name_of(owner);
+            self.reply(
+                conn,
+                &error(
+                    ErrorCode::NameTaken,
+                    &format!(
+                        "the name {name} looks too much like {shown}, who is here; pick another"
+                    ),
+                ),
+            );
+            return None;
         }
-        self.names.insert(key, conn);
+        if let Some(old) = self.conns.get(&conn).and_then(|c| c.name.clone()) {
+            self.release_name(&old);
+        }
+        self.names.insert(key.clone(), conn);
+        self.name_skeletons.insert(skeleton, key);
         Some(name)
     }
 
@@ -888,10 +1259,16 @@ impl<E: Encode> Hub<E> {
                 );
                 return;
             }
-            let room = self
-                .rooms
-                .entry(key.clone())
-                .or_insert_with(|| Room::new(name));
+            if !self.rooms.contains_key(&key) && !self.create_room(now, conn, &key, name, since) {
+                return;
+            }
+            let expiry = self.config.room_expiry;
+            let Some(room) = self.rooms.get_mut(&key) else {
+                return;
+            };
+            if let Some(since) = room.empty_since.take() {
+                self.expiries.remove(&(since + expiry, key.clone()));
+            }
             room.members.insert(conn);
             if let Some(c) = self.conns.get_mut(&conn) {
                 c.rooms.insert(key.clone());
@@ -936,6 +1313,92 @@ impl<E: Encode> Hub<E> {
         self.reply(conn, &history);
     }
 
+    /// Brings a room that is not in memory into it: loads it from the store (the join runs
+    /// again once it is here), or creates it within the limits. True when it is here now.
+    fn create_room(
+        &mut self,
+        now: UnixMillis,
+        conn: ConnId,
+        key: &str,
+        name: String,
+        since: Option<MsgId>,
+    ) -> bool {
+        if let Some(similar) = self.similar_room(key) {
+            let shown = self.rooms[&similar].name.clone();
+            self.reply(
+                conn,
+                &error(
+                    ErrorCode::InvalidRoom,
+                    &format!("{name} looks too much like {shown}; join that or pick another name"),
+                ),
+            );
+            return false;
+        }
+        if self.config.durable && !self.absent.contains_key(key) {
+            let Some(c) = self.conns.get_mut(&conn) else {
+                return false;
+            };
+            c.loading = Some(key.to_string());
+            c.delayed
+                .push_front(Ok(ClientMsg::Join { room: name, since }));
+            let waiting = self.loading.entry(key.to_string()).or_default();
+            waiting.push(conn);
+            if waiting.len() == 1 {
+                self.outputs.push_back(Output::LoadRoom {
+                    key: key.to_string(),
+                });
+            }
+            return false;
+        }
+        let (burst, per_minute) = (
+            self.config.room_create_burst,
+            self.config.room_create_per_minute,
+        );
+        if per_minute > 0 {
+            let Some(c) = self.conns.get_mut(&conn) else {
+                return false;
+            };
+            let elapsed = now.saturating_sub(c.room_tokens_at);
+            c.room_tokens = (c.room_tokens + elapsed * u64::from(per_minute) / 60)
+                .min(u64::from(burst.max(1)) * 1000);
+            c.room_tokens_at = now;
+            if c.room_tokens < 1000 {
+                let wait = (1000 - c.room_tokens) * 60 / u64::from(per_minute);
+                self.reply(
+                    conn,
+                    &error(
+                        ErrorCode::RoomCreationThrottled,
+                        &format!(
+                            "you may create {per_minute} new rooms a minute; try again in {} s",
+                            wait.div_ceil(1000).max(1)
+                        ),
+                    ),
+                );
+                return false;
+            }
+        }
+        if !self.make_space() {
+            self.reply(
+                conn,
+                &error(
+                    ErrorCode::RoomLimit,
+                    &format!(
+                        "the server holds its maximum of {} rooms; join an existing one",
+                        self.config.max_rooms
+                    ),
+                ),
+            );
+            return false;
+        }
+        if per_minute > 0
+            && let Some(c) = self.conns.get_mut(&conn)
+        {
+            c.room_tokens -= 1000;
+        }
+        self.insert_room(Room::new(name));
+        true
+    }
+
     fn cmd_part(&mut self, now: UnixMillis, conn: ConnId, raw: &str, why: Option<String>) {
         let Some((key, _)) = self.member_room(conn, raw) else {
             return;
@@ -952,10 +1415,18 @@ impl<E: Encode> Hub<E> {
         if let Some(c) = self.conns.get_mut(&conn) {
             c.rooms.shift_remove(&key);
         }
-        self.leave_room(&key, conn);
+        self.leave_room(now, &key, conn);
     }
 
-    fn cmd_say(&mut self, now: UnixMillis, conn: ConnId, raw: &str, text: String, action: bool) {
+    fn cmd_say(
+        &mut self,
+        now: UnixMillis,
+        conn: ConnId,
+        raw: &str,
+        text: String,
+        action: bool,
+        cid: Option<String>,
+    ) {
         let Some((key, _)) = self.member_room(conn, raw) else {
             return;
         };
@@ -972,14 +1443,28 @@ impl<E: Encode> Hub<E> {
             text,
             action,
         };
-        if self.config.durable {
-            self.outputs
-                .push_back(Output::Store(Record::Message(msg.clone())));
+        if let Some(cid) = &cid {
+            self.remember_cid(cid.clone(), id);
         }
-        self.sequence(id, Pending::Room(msg));
+        if self.config.durable {
+            self.outputs.push_back(Output::Store(Record::Message {
+                msg: msg.clone(),
+                cid: cid.clone(),
+            }));
+        }
+        let ack = cid.map(|cid| (conn, cid));
+        self.sequence(id, Pending::Room { msg, ack });
     }
 
-    fn cmd_direct(&mut self, now: UnixMillis, conn: ConnId, raw: &str, text: String, action: bool) {
+    fn cmd_direct(
+        &mut self,
+        now: UnixMillis,
+        conn: ConnId,
+        raw: &str,
+        text: String,
+        action: bool,
+        cid: Option<String>,
+    ) {
         let target = names::normalize_name(raw)
             .ok()
             .and_then(|n| self.names.get(&names::key(&n)).copied());
@@ -1000,6 +1485,9 @@ impl<E: Encode> Hub<E> {
         let ts = self.stamp(now);
         let from = self.name_of(conn);
         let to = self.name_of(target);
+        if let Some(cid) = &cid {
+            self.remember_cid(cid.clone(), id);
+        }
         if self.config.durable {
             self.outputs.push_back(Output::Store(Record::Direct {
                 id,
@@ -1008,6 +1496,7 @@ impl<E: Encode> Hub<E> {
                 to: to.clone(),
                 text: text.clone(),
                 action,
+                cid: cid.clone(),
             }));
         }
         let msg = ServerMsg::Direct {
@@ -1024,6 +1513,7 @@ impl<E: Encode> Hub<E> {
                 msg,
                 from: conn,
                 to: target,
+                cid,
             },
         );
     }
@@ -1157,8 +1647,9 @@ impl<E: Encode> Hub<E> {
 
     fn release(&mut self, pending: Pending) {
         match pending {
-            Pending::Room(msg) => {
+            Pending::Room { msg, ack } => {
                 let key = names::key(&msg.room);
+                let id = msg.id;
                 let Some(room) = self.rooms.get_mut(&key) else {
                     return;
                 };
@@ -1174,14 +1665,29 @@ impl<E: Encode> Hub<E> {
                     room.evicted_through = msg.id;
                 }
                 self.send(members, &ServerMsg::Message(msg));
+                if let Some((conn, cid)) = ack {
+                    self.release(Pending::Ack { conn, cid, id });
+                }
             }
-            Pending::Direct { msg, from, to } => {
-                let mut to: Vec<ConnId> = [from, to]
+            Pending::Direct { msg, from, to, cid } => {
+                let mut recipients: Vec<ConnId> = [from, to]
                     .into_iter()
                     .filter(|c| self.conns.contains_key(c))
                     .collect();
-                to.dedup();
-                self.send(to, &msg);
+                recipients.dedup();
+                self.send(recipients, &msg);
+                if let (Some(cid), ServerMsg::Direct { id, .. }) = (cid, &msg) {
+                    self.release(Pending::Ack {
+                        conn: from,
+                        cid,
+                        id: *id,
+                    });
+                }
+            }
+            Pending::Ack { conn, cid, id } => {
+                if self.conns.contains_key(&conn) {
+                    self.reply(conn, &ServerMsg::Ack { cid, id });
+                }
             }
             Pending::Topic {
                 room_key,
@@ -1216,7 +1722,25 @@ impl<E: Encode> Hub<E> {
         self.outputs.push_back(Output::Transmit { to, bytes });
     }
 
+    /// Sends `msg` to one connection. A refusal of a message that carried a cid names it.
     fn reply(&mut self, conn: ConnId, msg: &ServerMsg) {
+        if let (
+            Some(cid),
+            ServerMsg::Error {
+                code,
+                message,
+                cid: None,
+            },
+        ) = (&self.cid, msg)
+        {
+            let named = ServerMsg::Error {
+                code: *code,
+                message: message.clone(),
+                cid: Some(cid.clone()),
+            };
+            self.send(vec![conn], &named);
+            return;
+        }
         self.send(vec![conn], msg);
     }
 
@@ -1320,6 +1844,7 @@ fn error(code: ErrorCode, message: &str) -> ServerMsg {
     ServerMsg::Error {
         code,
         message: message.to_string(),
+        cid: None,
     }
 }
 

@@ -5,6 +5,7 @@
 //!   caller's buffers.
 //! - [`hub`]: the server-side state machine (rooms, names, history, liveness, flood control).
 //! - [`session`]: the client-side state machine every front-end shares.
+//! - [`text`]: the one sanitiser that makes other people's text safe to show.
 //! - [`command`]: parsing of what the user types (`/join #rust`); [`input`]: Up/Down history.
 //! - `client` (feature `tokio`, on by default): the async [`client::Transport`] trait, TCP and
 //!   in-memory transports, and the reconnecting driver that runs a [`session::Session`].
@@ -20,6 +21,7 @@ pub mod input;
 pub mod names;
 pub mod protocol;
 pub mod session;
+pub mod text;
 
 #[cfg(feature = "tokio")]
 pub mod client;

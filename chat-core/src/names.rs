@@ -1,9 +1,23 @@
-//! Validation and comparison of user names and room names.
+//! Names are identities: validation, comparison and look-alike detection for user and room names.
 //!
-//! Names are compared case-insensitively after Unicode NFC normalisation, so `Zoë` typed with a
-//! combining diaeresis and `zoë` typed precomposed are the same user. The key form is what the hub
-//! indexes by; the display form is what everyone sees.
+//! - **Display form**: what the user typed, in NFC ([`normalize_name`], [`normalize_room`]).
+//! - **Validation** by Unicode properties (ICU4X data), never by a hand-kept list of bad
+//!   characters: a name may not contain any character of the general categories Cc, Cf, Cs, Co,
+//!   Cn, Zl, Zp or Zs, nor a default-ignorable code point; it may not start with a combining mark;
+//!   and it must show something (a name of only blank glyphs such as U+2800 is refused).
+//! - **Key** ([`key`]): what two names are compared by. Compatibility normalisation (NFKC) and
+//!   full Unicode case folding, repeated to a fixed point, so `ΑΣ` = `ασ`, `ſam` = `sam`,
+//!   `ＡＬＩＣＥ` = `alice`, and `key(key(x)) == key(x)`.
+//! - **Skeleton** ([`skeleton`]): the UTS #39 confusable skeleton of the key. Two different
+//!   names with the same skeleton look alike (`аlice` with a Cyrillic `а`, `alice`); the hub
+//!   refuses a new name or room that looks like one in use.
+//!
+//! User names also keep clear of the characters IRC gives a meaning to (`,*?!@` anywhere, and
+//! a leading `:$&#+%~`), so the same names work for IRC clients.
 
+use icu_casemap::CaseMapper;
+use icu_properties::props::{DefaultIgnorableCodePoint, GeneralCategory};
+use icu_properties::{CodePointMapData, CodePointSetData};
 use unicode_normalization::UnicodeNormalization;
 
 /// Longest user name, in characters after normalisation.
@@ -23,49 +37,93 @@ pub enum NameError {
         /// The limit.
         max: usize,
     },
-    /// Contains a space, a control character or another forbidden character.
-    #[error("name contains a forbidden character {0:?}")]
+    /// Contains a space, a control, format or invisible character, or another forbidden one.
+    #[error("name contains a forbidden character {:?} (U+{:04X})", .0, *.0 as u32)]
     ForbiddenChar(char),
+    /// Starts with a combining mark, which would attach to whatever is shown before it.
+    #[error("name starts with a combining mark {:?} (U+{:04X})", .0, *.0 as u32)]
+    LeadingMark(char),
+    /// Nothing in it would be visible.
+    #[error("name has no visible character")]
+    Invisible,
     /// A room name must start with `#`.
     #[error("room name must start with '#'")]
     MissingHash,
 }
 
-/// Normalises a user name to NFC and checks it: 1 to 32 characters, no whitespace, no control
-/// characters, and not starting with `#` (which marks rooms). Returns the display form.
+/// Characters no user name may contain: separators and wildcards in IRC.
+const NAME_FORBIDDEN: &[char] = &[',', '*', '?', '!', '@'];
+/// Characters a user name may not start with: rooms and IRC membership prefixes.
+const NAME_FORBIDDEN_FIRST: &[char] = &[':', '$', '&', '#', '+', '%', '~'];
+
+/// Normalises a user name to NFC and checks it (see the module documentation). Returns the
+/// display form.
 pub fn normalize_name(raw: &str) -> Result<String, NameError> {
     let name: String = raw.nfc().collect();
     check_chars(&name, MAX_NAME_CHARS)?;
-    if name.starts_with('#') {
-        return Err(NameError::ForbiddenChar('#'));
+    if let Some(c) = name.chars().find(|c| NAME_FORBIDDEN.contains(c)) {
+        return Err(NameError::ForbiddenChar(c));
+    }
+    if let Some(c) = name
+        .chars()
+        .next()
+        .filter(|c| NAME_FORBIDDEN_FIRST.contains(c))
+    {
+        return Err(NameError::ForbiddenChar(c));
     }
     Ok(name)
 }
 
-/// Normalises a room name to NFC and checks it: `#` then 1 to 49 characters, no whitespace,
-/// control characters or commas. Returns the display form.
+/// Normalises a room name to NFC and checks it: `#` then 1 to 49 characters under the same
+/// rules as user names, and no comma. Returns the display form.
 pub fn normalize_room(raw: &str) -> Result<String, NameError> {
     let room: String = raw.nfc().collect();
-    if !room.starts_with('#') {
+    let Some(rest) = room.strip_prefix('#') else {
         return Err(if room.is_empty() {
             NameError::Empty
         } else {
             NameError::MissingHash
         });
+    };
+    if room.chars().count() > MAX_ROOM_CHARS {
+        return Err(NameError::TooLong {
+            max: MAX_ROOM_CHARS,
+        });
     }
-    if room.chars().count() < 2 {
-        return Err(NameError::Empty);
-    }
-    check_chars(&room, MAX_ROOM_CHARS)?;
+    check_chars(rest, MAX_ROOM_CHARS - 1)?;
     if let Some(c) = room.chars().find(|&c| c == ',') {
         return Err(NameError::ForbiddenChar(c));
     }
     Ok(room)
 }
 
-/// The case-insensitive key of an already normalised name or room name.
-pub fn key(normalized: &str) -> String {
-    normalized.to_lowercase()
+/// The case-insensitive key of a name or room name: see the module documentation. Two names
+/// with the same key are the same name.
+pub fn key(name: &str) -> String {
+    if name.is_ascii() {
+        return name.to_ascii_lowercase();
+    }
+    let folder = CaseMapper::new();
+    let mut current: String = name.nfkc().collect();
+    // Folding can produce text that normalises into something foldable again (and back);
+    // a few rounds reach the fixed point, which makes the key idempotent.
+    for _ in 0..4 {
+        let folded = folder.fold_string(&current);
+        let next: String = folded.nfkc().collect();
+        if next == current {
+            break;
+        }
+        current = next;
+    }
+    current
+}
+
+/// The UTS #39 skeleton of a name's key: names that look alike share it.
+pub fn skeleton(name: &str) -> String {
+    let key = key(name);
+    let skeleton: String = unicode_security::confusable_detection::skeleton(&key).collect();
+    // The skeleton of `I` is `l`: keying it again keeps case out of the comparison.
+    self::key(&skeleton)
 }
 
 fn check_chars(s: &str, max: usize) -> Result<(), NameError> {
@@ -75,18 +133,49 @@ fn check_chars(s: &str, max: usize) -> Result<(), NameError> {
     if s.chars().count() > max {
         return Err(NameError::TooLong { max });
     }
-    if let Some(c) = s
-        .chars()
-        .find(|c| c.is_whitespace() || c.is_control() || is_invisible(*c))
-    {
-        return Err(NameError::ForbiddenChar(c));
+    let category = CodePointMapData::<GeneralCategory>::new();
+    let ignorable = CodePointSetData::new::<DefaultIgnorableCodePoint>();
+    for (i, c) in s.chars().enumerate() {
+        let gc = category.get(c);
+        let forbidden = matches!(
+            gc,
+            GeneralCategory::Control
+                | GeneralCategory::Format
+                | GeneralCategory::Surrogate
+                | GeneralCategory::PrivateUse
+                | GeneralCategory::Unassigned
+                | GeneralCategory::LineSeparator
+                | GeneralCategory::ParagraphSeparator
+                | GeneralCategory::SpaceSeparator
+        ) || ignorable.contains(c)
+            || c.is_whitespace();
+        if forbidden {
+            return Err(NameError::ForbiddenChar(c));
+        }
+        if i == 0
+            && matches!(
+                gc,
+                GeneralCategory::NonspacingMark
+                    | GeneralCategory::SpacingMark
+                    | GeneralCategory::EnclosingMark
+            )
+        {
+            return Err(NameError::LeadingMark(c));
+        }
+    }
+    if s.chars().all(is_blank_glyph) {
+        return Err(NameError::Invisible);
     }
     Ok(())
 }
 
-/// Format characters that would let two different names look identical.
-fn is_invisible(c: char) -> bool {
-    matches!(c, '\u{200B}'..='\u{200F}' | '\u{2028}'..='\u{202E}' | '\u{2060}'..='\u{2064}' | '\u{FEFF}')
+/// Graphic characters (by category) that draw nothing: a name must have something else.
+fn is_blank_glyph(c: char) -> bool {
+    let gc = CodePointMapData::<GeneralCategory>::new().get(c);
+    matches!(
+        gc,
+        GeneralCategory::NonspacingMark | GeneralCategory::EnclosingMark
+    ) || c == '\u{2800}'
 }
 
 #[cfg(test)]
@@ -100,7 +189,29 @@ mod tests {
         assert_eq!(normalize_name("Zoe\u{308}"), Ok("Zo\u{eb}".into()));
         assert_eq!(key("Zo\u{eb}"), key(&normalize_name("ZOE\u{308}").unwrap()));
         assert_eq!(normalize_name("日本語"), Ok("日本語".into()));
+        assert_eq!(
+            normalize_name("ada_lovelace-2"),
+            Ok("ada_lovelace-2".into())
+        );
+        assert_eq!(normalize_name("😀"), Ok("😀".into()));
         assert_eq!(normalize_name(&"a".repeat(32)).map(|n| n.len()), Ok(32));
+    }
+
+    #[test]
+    fn keys_fold_case_fully() {
+        assert_eq!(key("ΑΣ"), key("ασ"));
+        assert_eq!(key("ΑΣ"), key("ας"));
+        assert_eq!(key("ſam"), key("sam"));
+        assert_eq!(key("STRASSE"), key("straße"));
+        assert_eq!(key("ＡＬＩＣＥ"), key("alice"));
+        assert_ne!(key("alice"), key("alicf"));
+    }
+
+    #[test]
+    fn skeletons_catch_look_alikes() {
+        assert_eq!(skeleton("\u{430}lice"), skeleton("alice"));
+        assert_eq!(skeleton("paypa1"), skeleton("PAYPAL"));
+        assert_ne!(skeleton("alice"), skeleton("bob"));
     }
 
     #[test]
@@ -115,19 +226,65 @@ mod tests {
             normalize_name("a\u{7}"),
             Err(NameError::ForbiddenChar('\u{7}'))
         );
+        for c in [
+            '\u{200B}',
+            '\u{2066}',
+            '\u{2069}',
+            '\u{202E}',
+            '\u{AD}',
+            '\u{61C}',
+            '\u{180E}',
+            '\u{E0041}',
+            '\u{3164}',
+            '\u{115F}',
+            '\u{FFA0}',
+            '\u{34F}',
+            '\u{FE0F}',
+            '\u{E000}',
+            '\u{2028}',
+            '\u{2029}',
+            '\u{3000}',
+            '\u{A0}',
+            '\u{378}',
+        ] {
+            assert_eq!(
+                normalize_name(&format!("a{c}b")),
+                Err(NameError::ForbiddenChar(c)),
+                "U+{:04X}",
+                c as u32
+            );
+        }
         assert_eq!(
-            normalize_name("a\u{200B}b"),
-            Err(NameError::ForbiddenChar('\u{200B}'))
+            normalize_name("\u{301}"),
+            Err(NameError::LeadingMark('\u{301}'))
         );
+        assert_eq!(
+            normalize_name("\u{301}abc"),
+            Err(NameError::LeadingMark('\u{301}'))
+        );
+        assert_eq!(normalize_name("\u{2800}"), Err(NameError::Invisible));
         assert_eq!(normalize_name("#x"), Err(NameError::ForbiddenChar('#')));
+        assert_eq!(normalize_name("a,b"), Err(NameError::ForbiddenChar(',')));
+        assert_eq!(normalize_name("n!u@h"), Err(NameError::ForbiddenChar('!')));
+        assert_eq!(normalize_name(":x"), Err(NameError::ForbiddenChar(':')));
     }
 
     #[test]
     fn rooms() {
         assert_eq!(normalize_room("#rust"), Ok("#rust".into()));
+        assert_eq!(normalize_room("#c++"), Ok("#c++".into()));
         assert_eq!(normalize_room("rust"), Err(NameError::MissingHash));
         assert_eq!(normalize_room("#"), Err(NameError::Empty));
         assert_eq!(normalize_room("#a,b"), Err(NameError::ForbiddenChar(',')));
+        assert_eq!(
+            normalize_room("#\u{301}"),
+            Err(NameError::LeadingMark('\u{301}'))
+        );
+        assert_eq!(
+            normalize_room("#a\u{2066}b"),
+            Err(NameError::ForbiddenChar('\u{2066}'))
+        );
+        assert_eq!(normalize_room("#\u{2800}"), Err(NameError::Invisible));
         assert_eq!(
             normalize_room(&format!("#{}", "r".repeat(50))),
             Err(NameError::TooLong { max: 50 })

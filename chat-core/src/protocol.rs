@@ -55,6 +55,11 @@ pub enum ClientMsg {
         room: String,
         /// The text; may span several lines.
         text: String,
+        /// The client's own id for this message, to make sending it idempotent: the server
+        /// answers a repeat of a recent `cid` with the original `ack` instead of a second copy.
+        /// 1 to 64 printable ASCII characters; unguessable ids are the client's job.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cid: Option<String>,
     },
     /// An action in a room (`/me waves`).
     Me {
@@ -62,6 +67,11 @@ pub enum ClientMsg {
         room: String,
         /// The action text, without the sender's name.
         text: String,
+        /// The client's own id for this message, to make sending it idempotent: the server
+        /// answers a repeat of a recent `cid` with the original `ack` instead of a second copy.
+        /// 1 to 64 printable ASCII characters; unguessable ids are the client's job.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cid: Option<String>,
     },
     /// A direct message to one user.
     Msg {
@@ -72,6 +82,11 @@ pub enum ClientMsg {
         /// True for an action (`/me` in a direct conversation).
         #[serde(default, skip_serializing_if = "is_false")]
         action: bool,
+        /// The client's own id for this message, to make sending it idempotent: the server
+        /// answers a repeat of a recent `cid` with the original `ack` instead of a second copy.
+        /// 1 to 64 printable ASCII characters; unguessable ids are the client's job.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cid: Option<String>,
     },
     /// Gets a room's topic, or sets it when `topic` is present.
     Topic {
@@ -245,12 +260,24 @@ pub enum ServerMsg {
         /// The token of the ping.
         token: String,
     },
+    /// The server stored the client's message `cid` under `id`: it will not deliver it twice.
+    /// Sent to the sender only, right after the message itself, and again (with the original
+    /// id) when the client repeats a `cid` the server still remembers.
+    Ack {
+        /// The client's id, as sent.
+        cid: String,
+        /// The server's id for the message.
+        id: MsgId,
+    },
     /// A request failed, or the client sent something the server could not accept.
     Error {
         /// Stable, machine-readable code.
         code: ErrorCode,
         /// Human-readable explanation.
         message: String,
+        /// The `cid` of the message refused, when the refusal is about one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cid: Option<String>,
     },
     /// The server is closing this connection, for the reason given.
     Bye {
@@ -299,6 +326,13 @@ pub struct Limits {
     pub max_text_lines: u32,
     /// Longest name, in characters.
     pub max_name: u32,
+    /// Messages a client may send at once before flood control delays it (every message
+    /// but `pong` counts, `hello` included).
+    #[serde(default)]
+    pub flood_burst: u32,
+    /// Messages per second a client may send after its burst; 0 when there is no limit.
+    #[serde(default)]
+    pub flood_rate: u32,
 }
 
 /// Stable error codes carried by [`ServerMsg::Error`].
@@ -347,6 +381,10 @@ pub enum ErrorCode {
     TooManyConnections,
     /// The client sends faster than the flood limit allows; its messages are being delayed.
     Flooding,
+    /// The server holds as many rooms as it allows; no new room can be made now.
+    RoomLimit,
+    /// The client made new rooms faster than the server allows; try again in a minute.
+    RoomCreationThrottled,
 }
 
 impl ErrorCode {
@@ -374,6 +412,8 @@ impl ErrorCode {
             ErrorCode::ServerFull => "server_full",
             ErrorCode::TooManyConnections => "too_many_connections",
             ErrorCode::Flooding => "flooding",
+            ErrorCode::RoomLimit => "room_limit",
+            ErrorCode::RoomCreationThrottled => "room_creation_throttled",
         }
     }
 }

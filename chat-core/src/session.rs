@@ -5,6 +5,16 @@
 //! to reconnect and what to ask for to catch up. Like the hub it does no I/O and reads no clock:
 //! the driver passes `now` in, performs the [`Output`]s, and calls [`Session::handle_timeout`] at
 //! [`Session::poll_timeout`]. Front-ends only render its state and forward input.
+//!
+//! Sending is exactly-once: every message the user writes gets a client id (`cid`) and stays in
+//! the session until the server acknowledges it (`ack`) or refuses it (an `error` naming the
+//! cid). After a disconnect the session resends what is unacknowledged, with the same cids, in
+//! order; the server answers a repeat with the original acknowledgement. Outgoing frames are
+//! paced to the flood limits the server announces in `welcome`, so an ordinary client never
+//! trips flood control, however much is pasted or piped in.
+//!
+//! Everything the server sends passes through [`text::clean_server_msg`] first: other people's
+//! text never reaches a front-end with control characters in it.
 
 use std::collections::VecDeque;
 
@@ -13,8 +23,9 @@ use indexmap::IndexMap;
 use crate::command::{self, COMMANDS, Command};
 use crate::names;
 use crate::protocol::{
-    ChatMessage, ClientMsg, ErrorCode, MsgId, PROTOCOL_VERSION, ServerMsg, UnixMillis,
+    ChatMessage, ClientMsg, ErrorCode, Limits, MsgId, PROTOCOL_VERSION, ServerMsg, UnixMillis,
 };
+use crate::text;
 
 /// Tunables of a session.
 #[derive(Debug, Clone)]
@@ -33,6 +44,23 @@ pub struct SessionConfig {
     pub forward_server_messages: bool,
     /// Rooms to join once registered (the last one becomes active), as `--room` asks.
     pub autojoin: Vec<String>,
+    /// Starts every client message id (`cid`) this session makes. The server treats cids as
+    /// unique across all clients, so this must be unguessable and unique: the default is 128
+    /// random bits. Tests set it to get the same cids every run.
+    pub cid_prefix: String,
+}
+
+/// 128 random bits in hex, from the standard library's randomly keyed SipHash.
+fn random_prefix() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let state = std::collections::hash_map::RandomState::new();
+    let mut words = [0u64; 2];
+    for (i, word) in words.iter_mut().enumerate() {
+        let mut h = state.build_hasher();
+        h.write_usize(i);
+        *word = h.finish();
+    }
+    format!("{:016x}{:016x}", words[0], words[1])
 }
 
 impl Default for SessionConfig {
@@ -45,6 +73,7 @@ impl Default for SessionConfig {
             ping_timeout: 30_000,
             forward_server_messages: false,
             autojoin: Vec::new(),
+            cid_prefix: random_prefix(),
         }
     }
 }
@@ -228,10 +257,29 @@ pub enum Event {
     State(ConnState),
     /// The active conversation changed.
     Switched(Option<String>),
-    /// The server acknowledged one of the user's messages (its echo arrived).
+    /// The server acknowledged one of the user's messages: it is stored under this id.
     Acked(MsgId),
+    /// The server (or the session, before sending) refused one of the user's messages. It will
+    /// not be sent again.
+    Refused {
+        /// Which input it came from: the count of [`Session::handle_input`] calls, from 1.
+        input: u64,
+        /// Why, as a code (`None` for a refusal made by the session itself).
+        code: Option<ErrorCode>,
+        /// Why, in words.
+        reason: String,
+    },
     /// A server message, as received (only with `SessionConfig::forward_server_messages`).
     Server(ServerMsg),
+}
+
+/// A message the user wrote that the server has not acknowledged yet.
+#[derive(Debug, Clone)]
+struct Unacked {
+    cid: String,
+    msg: ClientMsg,
+    /// The input it came from, to say which one when it is refused.
+    input: u64,
 }
 
 /// The client-side state machine. See the module documentation.
@@ -254,8 +302,21 @@ pub struct Session {
     last_id: Option<MsgId>,
     /// True once the first `welcome` arrived; later ones are reconnects.
     was_online: bool,
-    /// Messages sent and not yet acknowledged or refused.
-    unacked: usize,
+    /// Messages written by the user and not yet acknowledged or refused, oldest first. They
+    /// are (re)sent on every registration.
+    unacked: VecDeque<Unacked>,
+    /// Frames waiting for flood-control tokens, oldest first.
+    tx: VecDeque<ClientMsg>,
+    /// Flood-control tokens, in thousandths of a message, mirroring the server's bucket.
+    tokens: u64,
+    /// When `tokens` was last refilled.
+    tokens_at: UnixMillis,
+    /// The server's limits, from `welcome`.
+    limits: Option<Limits>,
+    /// Messages given a cid so far.
+    cids_made: u64,
+    /// Calls of `handle_input` so far: the number of the line being handled.
+    inputs: u64,
     reconnect_attempt: u32,
     /// Last time anything arrived from the server, for the client-side ping.
     last_rx: UnixMillis,
@@ -265,8 +326,8 @@ pub struct Session {
     joining: Option<String>,
     /// True between the first `welcome` and the server putting us in its default room.
     awaiting_room: bool,
-    /// Lines typed in that window, run once the room is there.
-    held: Vec<String>,
+    /// Lines typed in that window (with their input numbers), run once the room is there.
+    held: Vec<(u64, String)>,
     outputs: VecDeque<Output>,
 }
 
@@ -284,7 +345,13 @@ impl Session {
             status: VecDeque::new(),
             last_id: None,
             was_online: false,
-            unacked: 0,
+            unacked: VecDeque::new(),
+            tx: VecDeque::new(),
+            tokens: 0,
+            tokens_at: 0,
+            limits: None,
+            cids_made: 0,
+            inputs: 0,
             reconnect_attempt: 0,
             last_rx: 0,
             pinged_at: None,
@@ -347,7 +414,7 @@ impl Session {
     /// How many typed lines are not yet acknowledged by the server: messages sent and awaiting
     /// their echo, plus lines held until a room arrives.
     pub fn unacked(&self) -> usize {
-        self.unacked + self.held.len()
+        self.unacked.len() + self.held.len()
     }
 
     /// True when the user's messages can go out now.
@@ -394,7 +461,7 @@ impl Session {
     /// When [`Session::handle_timeout`] should next be called.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<UnixMillis> {
-        match &self.state {
+        let liveness = match &self.state {
             ConnState::Reconnecting { at, .. } => Some(*at),
             ConnState::Online | ConnState::Registering if self.config.ping_interval > 0 => {
                 Some(match self.pinged_at {
@@ -403,7 +470,15 @@ impl Session {
                 })
             }
             _ => None,
-        }
+        };
+        let pacing = match (&self.state, self.limits) {
+            (ConnState::Online, Some(limits)) if !self.tx.is_empty() && limits.flood_rate > 0 => {
+                let missing = 1000u64.saturating_sub(self.tokens);
+                Some(self.tokens_at + missing.div_ceil(u64::from(limits.flood_rate)))
+            }
+            _ => None,
+        };
+        [liveness, pacing].into_iter().flatten().min()
     }
 
     // ----- inputs -----
@@ -439,8 +514,9 @@ impl Session {
         self.schedule_reconnect(now, reason);
     }
 
-    /// Deadlines: reconnect attempts and the client-side ping.
+    /// Deadlines: reconnect attempts, the client-side ping, and paced sending.
     pub fn handle_timeout(&mut self, now: UnixMillis) {
+        self.pump(now);
         match self.state.clone() {
             ConnState::Reconnecting { at, .. } if now >= at => {
                 self.set_state(ConnState::Connecting);
@@ -453,7 +529,7 @@ impl Session {
                     }
                     None if now >= self.last_rx + self.config.ping_interval => {
                         self.pinged_at = Some(now);
-                        self.send(ClientMsg::Ping {
+                        self.send_now(ClientMsg::Ping {
                             token: now.to_string(),
                         });
                     }
@@ -474,8 +550,15 @@ impl Session {
         }
     }
 
-    /// Handles one line the user typed.
+    /// Handles one line the user typed. Each call is one input, numbered from 1, which
+    /// [`Event::Refused`] refers to.
     pub fn handle_input(&mut self, now: UnixMillis, line: &str) {
+        self.inputs += 1;
+        let input = self.inputs;
+        self.run_input(now, input, line);
+    }
+
+    fn run_input(&mut self, now: UnixMillis, input: u64, line: &str) {
         // Only what addresses "the active room" waits; commands naming their target run now.
         let for_active_room = matches!(
             command::parse(line),
@@ -490,11 +573,11 @@ impl Session {
         if self.is_online() && (self.awaiting_room || self.joining.is_some()) && for_active_room {
             // A room is on its way (the server's default room after registering, or one the
             // user joined): what was typed meanwhile is meant for it, so run it once it is here.
-            self.held.push(line.to_string());
+            self.held.push((input, line.to_string()));
             return;
         }
         match command::parse(line) {
-            Ok(cmd) => self.run(now, cmd),
+            Ok(cmd) => self.run(now, input, cmd),
             Err(command::CommandError::Empty) => {}
             Err(err) => self.local(now, LineKind::Error(err.to_string())),
         }
@@ -526,10 +609,14 @@ impl Session {
             self.outputs
                 .push_back(Output::Event(Event::Server(msg.clone())));
         }
-        match msg {
+        match text::clean_server_msg(msg) {
             ServerMsg::Welcome {
-                name, motd, server, ..
-            } => self.on_welcome(now, name, server, motd),
+                name,
+                motd,
+                server,
+                limits,
+                ..
+            } => self.on_welcome(now, name, server, motd, limits),
             ServerMsg::Join { room, name, ts } => {
                 let me = self.is_me(&name);
                 let key = names::key(&room);
@@ -608,9 +695,6 @@ impl Session {
                 if let Some(c) = self.conversations.get_mut(&key) {
                     c.members = vec![other];
                 }
-                if mine {
-                    self.ack(id);
-                }
                 self.see_id(id);
                 let kind = if action {
                     LineKind::Action { from, text }
@@ -679,9 +763,33 @@ impl Session {
                     self.on_message(msg, false);
                 }
             }
-            ServerMsg::Ping { token } => self.send(ClientMsg::Pong { token }),
+            ServerMsg::Ping { token } => self.send_now(ClientMsg::Pong { token }),
             ServerMsg::Pong { .. } => {}
-            ServerMsg::Error { code, message } => self.on_error(now, code, message),
+            ServerMsg::Ack { cid, id } => {
+                if let Some(i) = self.unacked.iter().position(|u| u.cid == cid) {
+                    self.unacked.remove(i);
+                    self.outputs.push_back(Output::Event(Event::Acked(id)));
+                }
+            }
+            ServerMsg::Error {
+                code,
+                message,
+                cid: Some(cid),
+            } if self.unacked.iter().any(|u| u.cid == cid) => {
+                let i = self
+                    .unacked
+                    .iter()
+                    .position(|u| u.cid == cid)
+                    .expect("checked above");
+                let refused = self.unacked.remove(i).expect("index in range");
+                self.local(now, LineKind::Error(message.clone()));
+                self.outputs.push_back(Output::Event(Event::Refused {
+                    input: refused.input,
+                    code: Some(code),
+                    reason: message,
+                }));
+            }
+            ServerMsg::Error { code, message, .. } => self.on_error(now, code, message),
             ServerMsg::Bye { reason } => {
                 if matches!(self.state, ConnState::Closed { .. }) {
                     return;
@@ -693,7 +801,7 @@ impl Session {
 
     // ----- internals -----
 
-    fn run(&mut self, now: UnixMillis, cmd: Command) {
+    fn run(&mut self, now: UnixMillis, input: u64, cmd: Command) {
         match cmd {
             Command::Help => {
                 let mut text = String::from("commands:");
@@ -723,7 +831,7 @@ impl Session {
                 self.activate(key);
             }
             Command::Quit(reason) => {
-                self.send(ClientMsg::Quit {
+                self.send_now(ClientMsg::Quit {
                     reason: reason.clone(),
                 });
                 self.set_state(ConnState::Closed {
@@ -761,43 +869,57 @@ impl Session {
             Command::Msg { to, text } => {
                 self.counted(
                     now,
+                    input,
                     ClientMsg::Msg {
                         to,
                         text,
                         action: false,
+                        cid: None,
                     },
                 );
             }
-            Command::Say(text) | Command::Me(text) if self.active.is_none() => {
-                let _ = text;
-                self.local(
-                    now,
-                    LineKind::Error("join a room first: /join #room".into()),
-                );
+            Command::Say(_) | Command::Me(_) if self.active.is_none() => {
+                let reason = "join a room first: /join #room".to_string();
+                self.local(now, LineKind::Error(reason.clone()));
+                self.outputs.push_back(Output::Event(Event::Refused {
+                    input,
+                    code: None,
+                    reason,
+                }));
             }
             Command::Say(text) => {
                 let (kind, name) = self.active_target();
                 let msg = match kind {
-                    ConversationKind::Room => ClientMsg::Say { room: name, text },
+                    ConversationKind::Room => ClientMsg::Say {
+                        room: name,
+                        text,
+                        cid: None,
+                    },
                     ConversationKind::Direct => ClientMsg::Msg {
                         to: name,
                         text,
                         action: false,
+                        cid: None,
                     },
                 };
-                self.counted(now, msg);
+                self.counted(now, input, msg);
             }
             Command::Me(text) => {
                 let (kind, name) = self.active_target();
                 let msg = match kind {
-                    ConversationKind::Room => ClientMsg::Me { room: name, text },
+                    ConversationKind::Room => ClientMsg::Me {
+                        room: name,
+                        text,
+                        cid: None,
+                    },
                     ConversationKind::Direct => ClientMsg::Msg {
                         to: name,
                         text,
                         action: true,
+                        cid: None,
                     },
                 };
-                self.counted(now, msg);
+                self.counted(now, input, msg);
             }
             Command::Part { room, reason } => {
                 let room = room.or_else(|| {
@@ -848,32 +970,83 @@ impl Session {
             .map(|c| c.name.clone())
     }
 
-    /// Sends a message that the server will acknowledge with its echo (or refuse).
-    fn counted(&mut self, now: UnixMillis, msg: ClientMsg) {
-        if self.require_online(now, msg) {
-            self.unacked += 1;
+    /// Sends a message the user wrote under a new cid, and keeps it until the server
+    /// acknowledges or refuses it: sent now when online, else on the next registration.
+    fn counted(&mut self, now: UnixMillis, input: u64, mut msg: ClientMsg) {
+        if matches!(self.state, ConnState::Closed { .. }) {
+            self.local(
+                now,
+                LineKind::Error("not connected; your message was not sent".into()),
+            );
+            return;
+        }
+        self.cids_made += 1;
+        let cid = format!("{}-{}", self.config.cid_prefix, self.cids_made);
+        if let ClientMsg::Say { cid: c, .. }
+        | ClientMsg::Me { cid: c, .. }
+        | ClientMsg::Msg { cid: c, .. } = &mut msg
+        {
+            *c = Some(cid.clone());
+        }
+        self.unacked.push_back(Unacked {
+            cid,
+            msg: msg.clone(),
+            input,
+        });
+        if self.is_online() {
+            self.send(now, msg);
+        } else {
+            self.local(
+                now,
+                LineKind::Notice("not connected; the message will be sent on reconnect".into()),
+            );
         }
     }
 
     fn submit(&mut self, now: UnixMillis, msg: ClientMsg) {
-        self.require_online(now, msg);
-    }
-
-    fn require_online(&mut self, now: UnixMillis, msg: ClientMsg) -> bool {
         if self.is_online() {
-            self.send(msg);
-            true
+            self.send(now, msg);
         } else {
             self.local(
                 now,
                 LineKind::Error("not connected; your message was not sent".into()),
             );
-            false
         }
     }
 
-    fn send(&mut self, msg: ClientMsg) {
+    /// Queues a frame behind the others, to go out as flood control allows.
+    fn send(&mut self, now: UnixMillis, msg: ClientMsg) {
+        self.tx.push_back(msg);
+        self.pump(now);
+    }
+
+    /// Sends a frame at once: registration, liveness and quitting never wait behind chat.
+    fn send_now(&mut self, msg: ClientMsg) {
         self.outputs.push_back(Output::Send(msg));
+    }
+
+    /// Sends what the flood-control tokens allow.
+    fn pump(&mut self, now: UnixMillis) {
+        if !self.is_online() {
+            return;
+        }
+        let Some(limits) = self.limits.filter(|l| l.flood_rate > 0) else {
+            while let Some(msg) = self.tx.pop_front() {
+                self.outputs.push_back(Output::Send(msg));
+            }
+            return;
+        };
+        // Two messages short of the server's burst: arrivals bunched by the network still fit.
+        let cap = u64::from(limits.flood_burst.saturating_sub(2).max(1)) * 1000;
+        let elapsed = now.saturating_sub(self.tokens_at);
+        self.tokens = (self.tokens + elapsed * u64::from(limits.flood_rate)).min(cap);
+        self.tokens_at = now;
+        while self.tokens >= 1000
+            && let Some(msg) = self.tx.pop_front()
+        {
+            self.tokens -= 1000;
+            self.outputs.push_back(Output::Send(msg));
+        }
     }
 
     fn send_hello(&mut self) {
@@ -881,7 +1054,7 @@ impl Session {
         for _ in 0..self.name_retries {
             name.push('_');
         }
-        self.send(ClientMsg::Hello {
+        self.send_now(ClientMsg::Hello {
             version: PROTOCOL_VERSION,
             name,
         });
@@ -907,8 +1080,10 @@ impl Session {
                 LineKind::Error("not connected; your message was not sent".into()),
             );
         }
-        // Messages in flight may or may not have arrived; catch-up will show them if they did.
-        self.unacked = 0;
+        // Frames not written are gone with the connection; what the user wrote stays in
+        // `unacked` and is sent again, under the same cids, once registered again.
+        self.tx.clear();
+        self.limits = None;
         let attempt = self.reconnect_attempt;
         self.reconnect_attempt += 1;
         let delay = self
@@ -923,7 +1098,19 @@ impl Session {
         });
     }
 
-    fn on_welcome(&mut self, now: UnixMillis, name: String, server: String, motd: Option<String>) {
+    fn on_welcome(
+        &mut self,
+        now: UnixMillis,
+        name: String,
+        server: String,
+        motd: Option<String>,
+        limits: Limits,
+    ) {
+        self.tx.clear();
+        self.limits = Some(limits);
+        // The server's bucket starts full and `hello` took one.
+        self.tokens = u64::from(limits.flood_burst.saturating_sub(3)) * 1000;
+        self.tokens_at = now;
         let reconnect = self.was_online;
         self.awaiting_room = self.conversations.is_empty();
         self.was_online = true;
@@ -939,7 +1126,7 @@ impl Session {
         if !reconnect {
             for room in self.config.autojoin.clone() {
                 self.joining = Some(names::key(&room));
-                self.send(ClientMsg::Join { room, since: None });
+                self.send(now, ClientMsg::Join { room, since: None });
             }
         }
         if reconnect {
@@ -952,11 +1139,20 @@ impl Session {
                 .map(|c| c.name.clone())
                 .collect();
             for room in rooms {
-                self.send(ClientMsg::Join {
-                    room,
-                    since: self.last_id,
-                });
+                self.send(
+                    now,
+                    ClientMsg::Join {
+                        room,
+                        since: self.last_id,
+                    },
+                );
             }
+        }
+        // Then everything not yet acknowledged, in order, under its first cid: the server
+        // answers what it already has with the original acknowledgement.
+        let resend: Vec<ClientMsg> = self.unacked.iter().map(|u| u.msg.clone()).collect();
+        for msg in resend {
+            self.send(now, msg);
         }
     }
 
@@ -1012,9 +1208,6 @@ impl Session {
         if !self.conversations.contains_key(&key) {
             return;
         }
-        if live && self.is_me(&msg.from) {
-            self.ack(msg.id);
-        }
         self.see_id(msg.id);
         let kind = if msg.action {
             LineKind::Action {
@@ -1059,21 +1252,7 @@ impl Session {
                 self.local(now, LineKind::Error(message));
                 self.release_held(now);
             }
-            _ => {
-                if matches!(
-                    code,
-                    ErrorCode::EmptyText
-                        | ErrorCode::TextTooLong
-                        | ErrorCode::TooManyLines
-                        | ErrorCode::NotInRoom
-                        | ErrorCode::NoSuchUser
-                        | ErrorCode::NoSuchRoom
-                        | ErrorCode::InvalidRoom
-                ) {
-                    self.unacked = self.unacked.saturating_sub(1);
-                }
-                self.local(now, LineKind::Error(message));
-            }
+            _ => self.local(now, LineKind::Error(message)),
         }
     }
 
@@ -1082,16 +1261,9 @@ impl Session {
         if self.awaiting_room || self.joining.is_some() {
             return;
         }
-        for line in std::mem::take(&mut self.held) {
-            self.handle_input(now, &line);
+        for (input, line) in std::mem::take(&mut self.held) {
+            self.run_input(now, input, &line);
         }
-    }
-
-    fn ack(&mut self, id: MsgId) {
-        if self.unacked > 0 {
-            self.unacked -= 1;
-        }
-        self.outputs.push_back(Output::Event(Event::Acked(id)));
     }
 
     fn see_id(&mut self, id: MsgId) {

@@ -28,7 +28,7 @@ use anyhow::Context;
 use bytes::BytesMut;
 use chat_core::codec::{self, FrameError, LineDecoder};
 use chat_core::hub::{ConnId, Hub, HubConfig, Input, Output, reason};
-use chat_core::protocol::{ClientMsg, ErrorCode, MsgId, ServerMsg, UnixMillis};
+use chat_core::protocol::{ClientMsg, ErrorCode, ServerMsg, UnixMillis};
 use clap::Parser;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -85,6 +85,25 @@ pub struct Config {
     /// Seconds a new connection has to say hello.
     #[arg(long, env = "CHAT_REGISTER_TIMEOUT", default_value_t = 30.0)]
     pub register_timeout: f64,
+    /// Most rooms held in memory; at the cap the room empty the longest makes way, and when
+    /// every room has members new rooms are refused (`room_limit`).
+    #[arg(long, env = "CHAT_MAX_ROOMS", default_value_t = 10_000)]
+    pub max_rooms: usize,
+    /// New rooms one connection may create at once.
+    #[arg(long, env = "CHAT_ROOM_CREATE_BURST", default_value_t = 5)]
+    pub room_create_burst: u32,
+    /// New rooms one connection may create per minute after its burst; 0 means no limit.
+    #[arg(long, env = "CHAT_ROOM_CREATE_RATE", default_value_t = 5)]
+    pub room_create_rate: u32,
+    /// Seconds an empty room stays in memory (its history stays on disk).
+    #[arg(long, env = "CHAT_ROOM_EXPIRY", default_value_t = 3600.0)]
+    pub room_expiry: f64,
+    /// Delete stored messages older than this many days; 0 keeps them forever.
+    #[arg(long, env = "CHAT_RETENTION_DAYS", default_value_t = 0)]
+    pub retention_days: u64,
+    /// Keep only the newest this many stored messages per room; 0 keeps them all.
+    #[arg(long, env = "CHAT_RETENTION_MESSAGES", default_value_t = 0)]
+    pub retention_messages: u64,
 }
 
 impl Config {
@@ -102,6 +121,10 @@ impl Config {
             flood_burst: self.flood_burst,
             flood_rate: self.flood_rate,
             durable: !self.in_memory,
+            max_rooms: self.max_rooms,
+            room_create_burst: self.room_create_burst,
+            room_create_per_minute: self.room_create_rate,
+            room_expiry: ms(self.room_expiry),
             ..HubConfig::default()
         }
     }
@@ -187,23 +210,38 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let (events_tx, events_rx) = mpsc::channel::<Event>(4096);
-    let (commits_tx, commits_rx) = mpsc::unbounded_channel::<MsgId>();
-    let mut hub = Hub::new(config.hub_config());
+    let (reports_tx, reports_rx) = mpsc::unbounded_channel::<store::Report>();
+    let hub_config = config.hub_config();
+    let mut hub = Hub::new(hub_config.clone());
     let store = if config.in_memory {
         tracing::info!("storage: in memory (nothing is kept after exit)");
         None
     } else {
-        let (store, restored) = store::Store::open(&config.data_dir, config.history, move |id| {
-            // Unbounded: the store thread must never block on the hub, even at shutdown.
-            let _ = commits_tx.send(id);
-        })?;
+        let retention = store::Retention {
+            max_age_days: config.retention_days,
+            per_room: config.retention_messages,
+        };
+        let (store, restored) = store::Store::open(
+            &config.data_dir,
+            config.history,
+            std::slice::from_ref(&hub_config.default_room),
+            hub_config.dedupe_window,
+            retention,
+            move |report| {
+                // Unbounded: the store thread must never block on the hub, even at shutdown.
+                let _ = reports_tx.send(report);
+            },
+        )?;
         tracing::info!(
             path = %store.path().display(),
-            rooms = restored.rooms.len(),
             messages = restored.messages,
-            "storage: SQLite"
+            next_id = restored.next_id,
+            "storage: SQLite (rooms load when joined)"
         );
-        hub.restore(restored.rooms, restored.next_id);
+        for name in hub.restore(restored.rooms, restored.next_id) {
+            tracing::warn!(room = ?name, "a stored room's name is not valid any more; its history stays on disk, unreachable");
+        }
+        hub.restore_cids(restored.cids);
         Some(store)
     };
     let local = listener.local_addr()?;
@@ -211,7 +249,7 @@ pub async fn serve(
 
     let tracker = Arc::new(Mutex::new(Tracker::default()));
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
-    let hub_task = tokio::spawn(run_hub(hub, events_rx, commits_rx, store, stop_rx));
+    let hub_task = tokio::spawn(run_hub(hub, events_rx, reports_rx, store, stop_rx));
     tokio::select! {
         () = accept_loop(listener, config, events_tx, tracker.clone()) => {}
         () = shutdown => tracing::info!("shutting down"),
@@ -235,7 +273,7 @@ fn open_connections(tracker: &Mutex<Tracker>) -> usize {
 async fn run_hub(
     mut hub: Hub,
     mut events: mpsc::Receiver<Event>,
-    mut commits: mpsc::UnboundedReceiver<MsgId>,
+    mut reports: mpsc::UnboundedReceiver<store::Report>,
     mut store: Option<store::Store>,
     mut stop: tokio::sync::oneshot::Receiver<()>,
 ) {
@@ -276,9 +314,13 @@ async fn run_hub(
                     perform(&mut hub, &mut conns, &mut dirty, store.as_ref(), now);
                 }
             }
-            Some(through) = commits.recv() => {
+            Some(report) = reports.recv() => {
                 let now = now_millis();
-                hub.handle(now, Input::Committed { through });
+                let input = match report {
+                    store::Report::Committed(through) => Input::Committed { through },
+                    store::Report::Loaded { key, room } => Input::RoomLoaded { key, room },
+                };
+                hub.handle(now, input);
                 perform(&mut hub, &mut conns, &mut dirty, store.as_ref(), now);
             }
             () = sleep => {
@@ -334,6 +376,10 @@ fn perform(
                 Output::Store(record) => match store {
                     Some(store) => store.append(record),
                     None => tracing::error!("a durable hub without a store"),
+                },
+                Output::LoadRoom { key } => match store {
+                    Some(store) => store.load(key),
+                    None => hub.handle(now, Input::RoomLoaded { key, room: None }),
                 },
             }
         }
@@ -423,7 +469,14 @@ async fn accept_loop(
 /// Tells a refused client why, then closes.
 async fn refuse(mut stream: TcpStream, code: ErrorCode, message: String) {
     let mut buf = BytesMut::new();
-    codec::encode(&ServerMsg::Error { code, message }, &mut buf);
+    codec::encode(
+        &ServerMsg::Error {
+            code,
+            message,
+            cid: None,
+        },
+        &mut buf,
+    );
     codec::encode(
         &ServerMsg::Bye {
             reason: code.to_string(),

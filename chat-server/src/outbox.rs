@@ -27,7 +27,7 @@ use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::net::Shutdown;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::task::{Poll, Waker};
 use std::time::Duration;
 
@@ -71,6 +71,9 @@ struct State {
 
 struct Shared {
     state: Mutex<State>,
+    /// Signalled when a flusher finishes a write ([`Mode::Flushing`] ends), for a push that
+    /// found the queue full meanwhile: the flusher's write never waits, so neither does it long.
+    flushed: Condvar,
     socket: Arc<TcpStream>,
     limit: usize,
 }
@@ -125,6 +128,7 @@ pub fn outbox(socket: Arc<TcpStream>, limit: usize) -> (Outbox, Writer) {
             work: None,
             kill: None,
         }),
+        flushed: Condvar::new(),
         socket,
         limit: limit.max(1),
     });
@@ -142,13 +146,30 @@ impl Outbox {
     /// here (a burst bigger than the queue is not the client's fault); it fails only when the
     /// socket does not take them, that is, when the client does not read. Pushing to a killed
     /// connection does nothing.
+    ///
+    /// A flusher may be in the middle of writing an earlier batch when the queue fills: then
+    /// the push waits for that write to end (it never blocks on the socket) and writes the
+    /// queue itself, so "full" always means the socket refused bytes.
     pub fn push(&self, bytes: Bytes) -> Result<Option<Dirty>, Full> {
         match self.try_push(bytes) {
             Ok(dirty) => Ok(dirty),
             Err(bytes) => {
+                self.wait_for_flusher();
                 flush_shared(&self.shared, &mut BytesMut::new());
                 self.try_push(bytes).map_err(|_| Full)
             }
+        }
+    }
+
+    /// Returns once no flusher is writing this connection.
+    fn wait_for_flusher(&self) {
+        let mut state = self.shared.lock();
+        while state.mode == Mode::Flushing && !state.killed {
+            state = self
+                .shared
+                .flushed
+                .wait(state)
+                .unwrap_or_else(|e| e.into_inner());
         }
     }
 
@@ -249,49 +270,63 @@ impl Flusher {
 /// true when more was queued meanwhile (only possible when the hub runs on another thread) and
 /// the connection is dirty again.
 fn flush_shared(conn: &Shared, out: &mut BytesMut) -> bool {
-    let batch = {
-        let mut state = conn.lock();
-        if state.mode != Mode::Dirty || state.killed {
-            return false;
-        }
-        state.mode = Mode::Flushing;
-        std::mem::take(&mut state.queue)
+    let Some(batch) = begin_flush(conn) else {
+        return false;
     };
     let bytes = join(batch, out);
     let written = write_now(&conn.socket, &bytes);
+    finish_flush(conn, bytes, written)
+}
+
+/// Takes the queue of a dirty connection for writing, marking it [`Mode::Flushing`].
+fn begin_flush(conn: &Shared) -> Option<VecDeque<Bytes>> {
     let mut state = conn.lock();
-    if state.killed {
-        return false;
+    if state.mode != Mode::Dirty || state.killed {
+        return None;
     }
-    match written {
-        Ok(n) if n == bytes.len() => {
-            if state.queue.is_empty() {
-                state.mode = Mode::Idle;
-                if state.closed {
-                    // The writer task closes the socket.
-                    wake(state.work.take());
+    state.mode = Mode::Flushing;
+    Some(std::mem::take(&mut state.queue))
+}
+
+/// Records how a flusher's write went and ends [`Mode::Flushing`]; see [`flush_shared`].
+fn finish_flush(conn: &Shared, bytes: Bytes, written: std::io::Result<usize>) -> bool {
+    let mut state = conn.lock();
+    let again = if state.killed {
+        false
+    } else {
+        match written {
+            Ok(n) if n == bytes.len() => {
+                if state.queue.is_empty() {
+                    state.mode = Mode::Idle;
+                    if state.closed {
+                        // The writer task closes the socket.
+                        wake(state.work.take());
+                    }
+                    false
+                } else {
+                    state.mode = Mode::Dirty;
+                    true
                 }
+            }
+            Ok(n) => {
+                // The socket is full: the writer task waits for it.
+                state.mode = Mode::Slow;
+                state.rest = Some(bytes.slice(n..));
+                wake(state.work.take());
                 false
-            } else {
-                state.mode = Mode::Dirty;
-                true
+            }
+            Err(_) => {
+                // The writer task finds the socket failed and ends the connection.
+                state.mode = Mode::Slow;
+                state.rest = Some(bytes);
+                wake(state.work.take());
+                false
             }
         }
-        Ok(n) => {
-            // The socket is full: the writer task waits for it.
-            state.mode = Mode::Slow;
-            state.rest = Some(bytes.slice(n..));
-            wake(state.work.take());
-            false
-        }
-        Err(_) => {
-            // The writer task finds the socket failed and ends the connection.
-            state.mode = Mode::Slow;
-            state.rest = Some(bytes);
-            wake(state.work.take());
-            false
-        }
-    }
+    };
+    drop(state);
+    conn.flushed.notify_all();
+    again
 }
 
 fn wake(waker: Option<Waker>) {
@@ -557,6 +592,45 @@ mod tests {
             .flat_map(|i| format!("{i:03}\n").into_bytes())
             .collect();
         assert_eq!(got, expected);
+    }
+
+    #[tokio::test]
+    async fn a_queue_that_fills_while_a_flusher_writes_is_not_full_for_a_reading_client() {
+        let (socket, mut client) = pair().await;
+        let (outbox, _writer) = outbox(socket, 4);
+        let outbox = Arc::new(outbox);
+        outbox.push(Bytes::from("0\n")).unwrap().unwrap();
+        // A flusher takes the queue and is about to write it...
+        let batch = begin_flush(&outbox.shared).unwrap();
+        // ...while the hub fills the queue to its bound and pushes once more.
+        for i in 1..=4 {
+            assert!(
+                outbox
+                    .push(Bytes::from(format!("{i}\n")))
+                    .unwrap()
+                    .is_none()
+            );
+        }
+        let pusher = {
+            let outbox = outbox.clone();
+            std::thread::spawn(move || outbox.push(Bytes::from("5\n")).map(|d| d.is_some()))
+        };
+        // The push waits for the write in progress rather than calling the client slow.
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(!pusher.is_finished(), "the push waits for the flusher");
+        let bytes = join(batch, &mut BytesMut::new());
+        let written = write_now(&outbox.shared.socket, &bytes);
+        finish_flush(&outbox.shared, bytes, written);
+        assert!(
+            pusher.join().unwrap().is_ok(),
+            "a reading client is not full"
+        );
+        outbox.push(Bytes::from("6\n")).unwrap();
+        flush_shared(&outbox.shared, &mut BytesMut::new());
+        assert_eq!(
+            read_exactly(&mut client, 14).await,
+            b"0\n1\n2\n3\n4\n5\n6\n"
+        );
     }
 
     #[tokio::test]

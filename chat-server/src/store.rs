@@ -8,46 +8,93 @@
 //! Durability promise: an acknowledged message is in the database file's WAL. With
 //! `synchronous=NORMAL` it survives the server process being killed (even with `kill -9`); a power
 //! failure or OS crash may lose the last commits before a checkpoint.
+//!
+//! The same thread answers the hub's requests to load a room that is not in memory (someone
+//! joins a room that expired from memory, or that nobody joined since the start), and applies
+//! the retention policy: messages older than [`Retention::max_age_days`], and past
+//! [`Retention::per_room`] in a room, are deleted at start and then every ten minutes.
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc as std_mpsc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use chat_core::hub::{Record, RestoredRoom};
 use chat_core::names;
 use chat_core::protocol::{ChatMessage, MsgId};
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 /// Most records in one transaction, so one huge backlog does not hold a commit too long.
 const MAX_BATCH: usize = 4096;
 
+/// How often the retention policy runs.
+const PRUNE_EVERY: Duration = Duration::from_secs(600);
+
+/// The schema version this code writes (`PRAGMA user_version`). Version 1 keys rooms by
+/// full Unicode case folding (earlier databases used lowercase) and keeps client message ids.
+const SCHEMA_VERSION: i64 = 1;
+
 /// What was in the database at startup.
 #[derive(Debug, Default)]
 pub struct Restored {
-    /// Rooms with their topics and recent history.
+    /// The rooms asked for at startup, with their topics and recent history.
     pub rooms: Vec<RestoredRoom>,
     /// One more than the highest id ever stored.
     pub next_id: MsgId,
     /// Number of messages stored in all.
     pub messages: u64,
+    /// The client ids of the most recent messages, oldest first, with their ids.
+    pub cids: Vec<(String, MsgId)>,
+}
+
+/// How long stored messages are kept. Zero means no limit.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Retention {
+    /// Messages older than this many days are deleted.
+    pub max_age_days: u64,
+    /// Only the newest this many messages of each room are kept.
+    pub per_room: u64,
+}
+
+/// What the store thread reports back.
+#[derive(Debug)]
+pub enum Report {
+    /// Every record up to this id is committed.
+    Committed(MsgId),
+    /// The answer to [`Store::load`].
+    Loaded {
+        /// The key asked for.
+        key: String,
+        /// The room, if the store has anything of it.
+        room: Option<RestoredRoom>,
+    },
+}
+
+/// Work for the store thread.
+enum Job {
+    Append(Record),
+    Load(String),
 }
 
 /// The writer thread, seen from the server.
 pub struct Store {
-    tx: Option<std_mpsc::Sender<Record>>,
+    tx: Option<std_mpsc::Sender<Job>>,
     thread: Option<JoinHandle<()>>,
     path: PathBuf,
 }
 
 impl Store {
-    /// Opens (creating if needed) `dir/chat.sqlite3`, loads what the hub needs back, and starts
-    /// the writer thread. `on_commit` is called on that thread with the highest committed id
-    /// after each transaction.
+    /// Opens (creating if needed) `dir/chat.sqlite3`, loads what the hub needs back (the rooms
+    /// named in `rooms`, the next id, recent client ids), and starts the store thread. `report`
+    /// is called on that thread after each transaction and with each loaded room.
     pub fn open(
         dir: &Path,
         history: usize,
-        on_commit: impl Fn(MsgId) + Send + 'static,
+        rooms: &[String],
+        dedupe_window: usize,
+        retention: Retention,
+        report: impl Fn(Report) + Send + 'static,
     ) -> anyhow::Result<(Store, Restored)> {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create data directory {}", dir.display()))?;
@@ -85,11 +132,14 @@ impl Store {
              );",
         )
         .context("cannot create the schema")?;
-        let restored = load(&conn, history).context("cannot load stored rooms")?;
+        migrate(&conn).context("cannot migrate the database")?;
+        prune(&conn, retention, now_millis()).context("cannot apply the retention policy")?;
+        let restored =
+            load(&conn, history, rooms, dedupe_window).context("cannot load stored rooms")?;
         let (tx, rx) = std_mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("chat-store".into())
-            .spawn(move || write_loop(conn, rx, on_commit))
+            .spawn(move || store_loop(conn, rx, history, retention, report))
             .context("cannot start the store thread")?;
         Ok((
             Store {
@@ -110,7 +160,15 @@ impl Store {
     pub fn append(&self, record: Record) {
         if let Some(tx) = &self.tx {
             // The thread only stops after `close`, so a send cannot fail before that.
-            let _ = tx.send(record);
+            let _ = tx.send(Job::Append(record));
+        }
+    }
+
+    /// Asks for a room by key: its topic and recent history come back as [`Report::Loaded`],
+    /// after every record queued before it is committed.
+    pub fn load(&self, key: String) {
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(Job::Load(key));
         }
     }
 
@@ -129,7 +187,77 @@ impl Drop for Store {
     }
 }
 
-fn load(conn: &Connection, history: usize) -> rusqlite::Result<Restored> {
+fn now_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Brings an older database to [`SCHEMA_VERSION`].
+fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version >= SCHEMA_VERSION {
+        return Ok(());
+    }
+    let tx = conn.unchecked_transaction()?;
+    for table in ["messages", "directs"] {
+        let has_cid = tx
+            .prepare(&format!("SELECT cid FROM {table} LIMIT 0"))
+            .is_ok();
+        if !has_cid {
+            tx.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN cid TEXT"))?;
+        }
+    }
+    // Room keys are now made by full case folding: recompute them from the display names.
+    for table in ["messages", "topics"] {
+        let rooms: Vec<(String, String)> = tx
+            .prepare(&format!("SELECT DISTINCT room, room_key FROM {table}"))?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        for (room, old_key) in rooms {
+            let new_key = names::key(&room);
+            if new_key != old_key {
+                let sql = format!(
+                    "UPDATE OR IGNORE {table} SET room_key = ?1 WHERE room = ?2 AND room_key = ?3"
+                );
+                tx.execute(&sql, params![new_key, room, old_key])?;
+            }
+        }
+    }
+    tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;
+    tx.commit()
+}
+
+/// Deletes what the retention policy no longer keeps.
+fn prune(conn: &Connection, retention: Retention, now: u64) -> rusqlite::Result<usize> {
+    let mut deleted = 0;
+    if retention.max_age_days > 0 {
+        let cutoff = now.saturating_sub(retention.max_age_days * 86_400_000) as i64;
+        deleted += conn.execute("DELETE FROM messages WHERE ts < ?1", params![cutoff])?;
+        deleted += conn.execute("DELETE FROM directs WHERE ts < ?1", params![cutoff])?;
+    }
+    if retention.per_room > 0 {
+        deleted += conn.execute(
+            "DELETE FROM messages WHERE id IN (
+                 SELECT id FROM (
+                     SELECT id, ROW_NUMBER() OVER (PARTITION BY room_key ORDER BY id DESC) AS n
+                     FROM messages)
+                 WHERE n > ?1)",
+            params![retention.per_room as i64],
+        )?;
+    }
+    if deleted > 0 {
+        tracing::info!(deleted, "store: retention policy deleted old messages");
+    }
+    Ok(deleted)
+}
+
+fn load(
+    conn: &Connection,
+    history: usize,
+    rooms: &[String],
+    dedupe_window: usize,
+) -> rusqlite::Result<Restored> {
     let next_id: i64 = conn.query_row(
         "SELECT MAX(COALESCE((SELECT MAX(id) FROM messages), 0),
                     COALESCE((SELECT MAX(id) FROM directs), 0),
@@ -138,90 +266,134 @@ fn load(conn: &Connection, history: usize) -> rusqlite::Result<Restored> {
         |r| r.get(0),
     )?;
     let messages: i64 = conn.query_row("SELECT COUNT(*) FROM messages", [], |r| r.get(0))?;
-    let mut keys: Vec<String> = conn
-        .prepare(
-            "SELECT room_key FROM messages GROUP BY room_key UNION SELECT room_key FROM topics",
-        )?
-        .query_map([], |r| r.get(0))?
-        .collect::<Result<_, _>>()?;
-    keys.sort();
-    keys.dedup();
-    let mut rooms = Vec::with_capacity(keys.len());
-    let mut recent = conn.prepare(
-        "SELECT id, ts, room, sender, text, action FROM messages
-         WHERE room_key = ?1 ORDER BY id DESC LIMIT ?2",
-    )?;
-    let mut topic =
-        conn.prepare("SELECT room, topic, set_by, ts FROM topics WHERE room_key = ?1")?;
-    let mut count = conn.prepare("SELECT COUNT(*) FROM messages WHERE room_key = ?1")?;
-    for key in keys {
-        let mut history: Vec<ChatMessage> = recent
-            .query_map(params![key, history as i64], |r| {
-                Ok(ChatMessage {
-                    id: r.get::<_, i64>(0)? as u64,
-                    ts: r.get::<_, i64>(1)? as u64,
-                    room: r.get(2)?,
-                    from: r.get(3)?,
-                    text: r.get(4)?,
-                    action: r.get(5)?,
-                })
-            })?
-            .collect::<Result<_, _>>()?;
-        history.reverse();
-        let total: i64 = count.query_row(params![key], |r| r.get(0))?;
-        let mut room = RestoredRoom {
-            name: history.first().map(|m| m.room.clone()).unwrap_or_default(),
-            more: (total as usize) > history.len(),
-            history,
-            ..RestoredRoom::default()
-        };
-        let stored_topic = topic
-            .query_row(params![key], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, i64>(3)?,
-                ))
-            })
-            .ok();
-        if let Some((name, text, by, ts)) = stored_topic {
-            room.name = name;
-            room.topic = text;
-            room.topic_set = Some((by, ts as u64));
-        }
-        if names::key(&room.name) == key {
-            rooms.push(room);
+    let mut restored_rooms = Vec::new();
+    for name in rooms {
+        if let Some(room) = load_room(conn, &names::key(name), history)? {
+            restored_rooms.push(room);
         }
     }
+    let mut cids: Vec<(String, MsgId)> = conn
+        .prepare(
+            "SELECT cid, id FROM (
+                 SELECT cid, id FROM messages WHERE cid IS NOT NULL
+                 UNION ALL SELECT cid, id FROM directs WHERE cid IS NOT NULL)
+             ORDER BY id DESC LIMIT ?1",
+        )?
+        .query_map(params![dedupe_window as i64], |r| {
+            Ok((r.get(0)?, r.get::<_, i64>(1)? as u64))
+        })?
+        .collect::<Result<_, _>>()?;
+    cids.reverse();
     Ok(Restored {
-        rooms,
+        rooms: restored_rooms,
         next_id: next_id as u64,
         messages: messages as u64,
+        cids,
     })
 }
 
-fn write_loop(mut conn: Connection, rx: std_mpsc::Receiver<Record>, on_commit: impl Fn(MsgId)) {
+/// A room's topic and newest `history` messages, or `None` when the store has neither.
+fn load_room(
+    conn: &Connection,
+    key: &str,
+    history: usize,
+) -> rusqlite::Result<Option<RestoredRoom>> {
+    let mut recent = conn.prepare_cached(
+        "SELECT id, ts, room, sender, text, action FROM messages
+         WHERE room_key = ?1 ORDER BY id DESC LIMIT ?2",
+    )?;
+    let mut messages: Vec<ChatMessage> = recent
+        .query_map(params![key, history as i64 + 1], |r| {
+            Ok(ChatMessage {
+                id: r.get::<_, i64>(0)? as u64,
+                ts: r.get::<_, i64>(1)? as u64,
+                room: r.get(2)?,
+                from: r.get(3)?,
+                text: r.get(4)?,
+                action: r.get(5)?,
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    // One more than asked for tells whether older messages exist.
+    let more = messages.len() > history;
+    messages.truncate(history);
+    messages.reverse();
+    let mut room = RestoredRoom {
+        name: messages.last().map(|m| m.room.clone()).unwrap_or_default(),
+        more,
+        history: messages,
+        ..RestoredRoom::default()
+    };
+    let stored_topic = conn
+        .prepare_cached("SELECT room, topic, set_by, ts FROM topics WHERE room_key = ?1")?
+        .query_row(params![key], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, i64>(3)?,
+            ))
+        })
+        .optional()?;
+    if let Some((name, text, by, ts)) = stored_topic {
+        room.name = name;
+        room.topic = text;
+        room.topic_set = Some((by, ts as u64));
+    }
+    if room.name.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(room))
+}
+
+fn store_loop(
+    mut conn: Connection,
+    rx: std_mpsc::Receiver<Job>,
+    history: usize,
+    retention: Retention,
+    report: impl Fn(Report),
+) {
     let mut batch = Vec::with_capacity(256);
-    // Blocks for the first record of a batch, then takes whatever else is already waiting.
+    let mut loads = Vec::new();
+    let mut pruned_at = Instant::now();
+    // Blocks for the first job, then takes whatever else is already waiting.
     while let Ok(first) = rx.recv() {
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(record) => batch.push(record),
-                Err(_) => break,
+        let mut next = Some(first);
+        while let Some(job) = next.take() {
+            match job {
+                Job::Append(record) => batch.push(record),
+                Job::Load(key) => loads.push(key),
+            }
+            if batch.len() < MAX_BATCH {
+                next = rx.try_recv().ok();
             }
         }
-        let through = batch.iter().map(Record::id).max().unwrap_or(0);
-        match write_batch(&mut conn, &batch) {
-            Ok(()) => on_commit(through),
-            Err(err) => {
-                // The messages stay unacknowledged: their senders never see the echo. Keep
-                // going, so a transient error (disk full) does not stop later commits.
-                tracing::error!(%err, records = batch.len(), "store: commit failed");
+        if !batch.is_empty() {
+            let through = batch.iter().map(Record::id).max().unwrap_or(0);
+            match write_batch(&mut conn, &batch) {
+                Ok(()) => report(Report::Committed(through)),
+                Err(err) => {
+                    // The messages stay unacknowledged: their senders never see the echo. Keep
+                    // going, so a transient error (disk full) does not stop later commits.
+                    tracing::error!(%err, records = batch.len(), "store: commit failed");
+                }
+            }
+            batch.clear();
+        }
+        // Loads run after the commit of everything queued before them.
+        for key in loads.drain(..) {
+            let room = load_room(&conn, &key, history).unwrap_or_else(|err| {
+                tracing::error!(%err, %key, "store: cannot load a room");
+                None
+            });
+            report(Report::Loaded { key, room });
+        }
+        if pruned_at.elapsed() >= PRUNE_EVERY {
+            pruned_at = Instant::now();
+            if let Err(err) = prune(&conn, retention, now_millis()) {
+                tracing::error!(%err, "store: retention policy failed");
             }
         }
-        batch.clear();
     }
     if let Err(err) = conn.pragma_update(None, "wal_checkpoint", "TRUNCATE") {
         tracing::warn!(%err, "store: checkpoint at shutdown failed");
@@ -232,12 +404,12 @@ fn write_batch(conn: &mut Connection, batch: &[Record]) -> rusqlite::Result<()> 
     let tx = conn.transaction()?;
     {
         let mut message = tx.prepare_cached(
-            "INSERT INTO messages (id, ts, room_key, room, sender, text, action)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            "INSERT INTO messages (id, ts, room_key, room, sender, text, action, cid)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         )?;
         let mut direct = tx.prepare_cached(
-            "INSERT INTO directs (id, ts, sender, recipient, text, action)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT INTO directs (id, ts, sender, recipient, text, action, cid)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         )?;
         let mut topic = tx.prepare_cached(
             "INSERT INTO topics (room_key, room, topic, set_by, ts, id)
@@ -246,7 +418,7 @@ fn write_batch(conn: &mut Connection, batch: &[Record]) -> rusqlite::Result<()> 
         )?;
         for record in batch {
             match record {
-                Record::Message(m) => {
+                Record::Message { msg: m, cid } => {
                     message.execute(params![
                         m.id as i64,
                         m.ts as i64,
@@ -254,7 +426,8 @@ fn write_batch(conn: &mut Connection, batch: &[Record]) -> rusqlite::Result<()> 
                         m.room,
                         m.from,
                         m.text,
-                        m.action
+                        m.action,
+                        cid
                     ])?;
                 }
                 Record::Direct {
@@ -264,8 +437,9 @@ fn write_batch(conn: &mut Connection, batch: &[Record]) -> rusqlite::Result<()> 
                     to,
                     text,
                     action,
+                    cid,
                 } => {
-                    direct.execute(params![*id as i64, *ts as i64, from, to, text, action])?;
+                    direct.execute(params![*id as i64, *ts as i64, from, to, text, action, cid])?;
                 }
                 Record::Topic {
                     id,

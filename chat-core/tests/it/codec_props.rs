@@ -19,13 +19,18 @@ fn client_msg() -> impl Strategy<Value = ClientMsg> {
             .prop_map(|(room, since)| ClientMsg::Join { room, since }),
         (text(), proptest::option::of(text()))
             .prop_map(|(room, reason)| ClientMsg::Part { room, reason }),
-        (text(), text()).prop_map(|(room, text)| ClientMsg::Say { room, text }),
-        (text(), text()).prop_map(|(room, text)| ClientMsg::Me { room, text }),
-        (text(), text(), any::<bool>()).prop_map(|(to, text, action)| ClientMsg::Msg {
-            to,
-            text,
-            action
-        }),
+        (text(), text(), proptest::option::of(text()))
+            .prop_map(|(room, text, cid)| ClientMsg::Say { room, text, cid }),
+        (text(), text(), proptest::option::of(text()))
+            .prop_map(|(room, text, cid)| ClientMsg::Me { room, text, cid }),
+        (text(), text(), any::<bool>(), proptest::option::of(text())).prop_map(
+            |(to, text, action, cid)| ClientMsg::Msg {
+                to,
+                text,
+                action,
+                cid
+            }
+        ),
         (text(), proptest::option::of(text()))
             .prop_map(|(room, topic)| ClientMsg::Topic { room, topic }),
         text().prop_map(|room| ClientMsg::Who { room }),
@@ -84,10 +89,12 @@ fn server_msg() -> impl Strategy<Value = ServerMsg> {
             reason,
             ts
         }),
-        text().prop_map(|message| ServerMsg::Error {
+        (text(), proptest::option::of(text())).prop_map(|(message, cid)| ServerMsg::Error {
             code: ErrorCode::Malformed,
-            message
+            message,
+            cid
         }),
+        (text(), any::<u64>()).prop_map(|(cid, id)| ServerMsg::Ack { cid, id }),
         text().prop_map(|reason| ServerMsg::Bye { reason }),
     ]
 }

@@ -25,6 +25,8 @@ fn welcome() -> ServerMsg {
             max_text: 100,
             max_text_lines: 2,
             max_name: 32,
+            flood_burst: 0,
+            flood_rate: 0,
         },
     }
 }
@@ -34,6 +36,7 @@ async fn reconnects_and_catches_up_over_the_memory_transport() {
     let (connector, mut incoming) = MemoryConnector::new();
     let config = SessionConfig {
         backoff_min: 50,
+        cid_prefix: "d".into(),
         ..SessionConfig::default()
     };
     let (handle, task) = client::spawn(connector, Session::new(config, "alice"), |_| {});
@@ -71,10 +74,11 @@ async fn reconnects_and_catches_up_over_the_memory_transport() {
         next(&mut peer).await,
         ClientMsg::Say {
             room: "#lobby".into(),
-            text: "hello bob".into()
+            text: "hello bob".into(),
+            cid: Some("d-1".into()),
         }
     );
-    // The server goes away: the driver reconnects by itself.
+    // The server goes away before acknowledging: the driver reconnects by itself.
     drop(peer);
     let mut peer = tokio::time::timeout(Duration::from_secs(5), incoming.recv())
         .await
@@ -89,6 +93,29 @@ async fn reconnects_and_catches_up_over_the_memory_transport() {
             since: Some(7)
         }
     );
+    // What was not acknowledged goes again, under the same cid, until it is.
+    assert_eq!(
+        next(&mut peer).await,
+        ClientMsg::Say {
+            room: "#lobby".into(),
+            text: "hello bob".into(),
+            cid: Some("d-1".into()),
+        }
+    );
+    assert_eq!(handle.with_session(Session::unacked), 1);
+    peer.tx
+        .send(ServerMsg::Ack {
+            cid: "d-1".into(),
+            id: 8,
+        })
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while handle.with_session(Session::unacked) > 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the ack arrives");
     assert!(handle.with_session(|s| s.is_online()));
     handle.submit("/quit");
     assert_eq!(next(&mut peer).await, ClientMsg::Quit { reason: None });

@@ -4,6 +4,7 @@
 mod codec_props;
 mod deps;
 mod driver;
+mod names_props;
 mod protocol_doc;
 mod session;
 mod transcript;

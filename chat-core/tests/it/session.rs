@@ -14,7 +14,20 @@ fn server(json: &str) -> ServerMsg {
     decode_server(json.as_bytes()).unwrap_or_else(|e| panic!("{json}: {e}"))
 }
 
+/// What the session sent, with client message ids left out (tests of cids use [`sent_raw`]).
 fn sent(s: &mut Session) -> Vec<ClientMsg> {
+    let mut out = sent_raw(s);
+    for m in &mut out {
+        if let ClientMsg::Say { cid, .. } | ClientMsg::Me { cid, .. } | ClientMsg::Msg { cid, .. } =
+            m
+        {
+            *cid = None;
+        }
+    }
+    out
+}
+
+fn sent_raw(s: &mut Session) -> Vec<ClientMsg> {
     let mut out = Vec::new();
     while let Some(o) = s.poll_output() {
         if let Output::Send(m) = o {
@@ -22,6 +35,14 @@ fn sent(s: &mut Session) -> Vec<ClientMsg> {
         }
     }
     out
+}
+
+/// A session configuration with predictable cids (`t-1`, `t-2`, ...).
+fn config() -> SessionConfig {
+    SessionConfig {
+        cid_prefix: "t".into(),
+        ..SessionConfig::default()
+    }
 }
 
 fn feed(s: &mut Session, lines: &[&str]) {
@@ -46,7 +67,7 @@ fn welcome(name: &str) -> String {
 
 /// A session that has been welcomed as `name` but is in no room yet.
 fn welcomed(name: &str) -> Session {
-    let mut s = Session::new(SessionConfig::default(), name);
+    let mut s = Session::new(config(), name);
     s.start(T);
     s.handle_connected(T);
     feed(&mut s, &[&welcome(name)]);
@@ -56,7 +77,7 @@ fn welcomed(name: &str) -> Session {
 
 /// A session registered as alice and in #lobby with bob.
 fn online() -> Session {
-    let mut s = Session::new(SessionConfig::default(), "alice");
+    let mut s = Session::new(config(), "alice");
     assert_eq!(s.state(), &ConnState::Connecting);
     s.start(T);
     assert_eq!(s.poll_output(), Some(Output::Connect));
@@ -115,6 +136,7 @@ fn every_command_sends_the_right_message() {
             ClientMsg::Say {
                 room: "#lobby".into(),
                 text: "hello".into(),
+                cid: None,
             },
         ),
         (
@@ -122,6 +144,7 @@ fn every_command_sends_the_right_message() {
             ClientMsg::Me {
                 room: "#lobby".into(),
                 text: "waves".into(),
+                cid: None,
             },
         ),
         (
@@ -137,6 +160,7 @@ fn every_command_sends_the_right_message() {
                 to: "bob".into(),
                 text: "hi".into(),
                 action: false,
+                cid: None,
             },
         ),
         ("/nick zed", ClientMsg::Nick { name: "zed".into() }),
@@ -192,7 +216,8 @@ fn every_command_sends_the_right_message() {
         sent(&mut s),
         vec![ClientMsg::Say {
             room: "#rust".into(),
-            text: "first words in rust".into()
+            text: "first words in rust".into(),
+            cid: None,
         }]
     );
     s.handle_input(T, "/quit bye");
@@ -247,12 +272,14 @@ fn direct_messages_get_their_own_conversation() {
             ClientMsg::Msg {
                 to: "bob".into(),
                 text: "reply".into(),
-                action: false
+                action: false,
+                cid: None,
             },
             ClientMsg::Msg {
                 to: "bob".into(),
                 text: "nods".into(),
-                action: true
+                action: true,
+                cid: None,
             },
         ]
     );
@@ -302,7 +329,7 @@ fn unread_counts_and_mentions() {
 fn scrollback_is_bounded_and_history_pages_in_order() {
     let config = SessionConfig {
         scrollback: 3,
-        ..SessionConfig::default()
+        ..config()
     };
     let mut s = Session::new(config, "alice");
     s.start(T);
@@ -370,17 +397,18 @@ fn reconnect_backs_off_then_catches_up_without_gap_or_duplicate() {
     assert_eq!(s.unacked(), 1);
     sent(&mut s);
     s.handle_disconnected(T + 10, "connection reset");
-    assert_eq!(s.unacked(), 0);
+    assert_eq!(s.unacked(), 1, "kept until the server acknowledges it");
     match s.state() {
         ConnState::Reconnecting { attempt: 1, at, .. } => assert_eq!(*at, T + 10 + 500),
         other => panic!("{other:?}"),
     }
-    // Typing while offline is refused locally rather than lost silently.
-    s.handle_input(T + 20, "lost?");
+    // Typing while offline is kept for the reconnect, and says so.
+    s.handle_input(T + 20, "while away");
     assert!(sent(&mut s).is_empty());
+    assert_eq!(s.unacked(), 2);
     assert!(matches!(
         s.active().unwrap().lines.back().unwrap().kind,
-        LineKind::Error(ref e) if e.contains("not connected")
+        LineKind::Notice(ref e) if e.contains("sent on reconnect")
     ));
     // The first attempt fails: the delay doubles.
     s.handle_timeout(T + 510);
@@ -409,8 +437,9 @@ fn reconnect_backs_off_then_catches_up_without_gap_or_duplicate() {
         }]
     );
     feed(&mut s, &[&welcome("alice_")]);
+    // Rejoin with catch-up, then resend what was not acknowledged, in order, same cids.
     assert_eq!(
-        sent(&mut s),
+        sent_raw(&mut s),
         vec![
             ClientMsg::Join {
                 room: "#lobby".into(),
@@ -419,6 +448,16 @@ fn reconnect_backs_off_then_catches_up_without_gap_or_duplicate() {
             ClientMsg::Join {
                 room: "#rust".into(),
                 since: Some(2)
+            },
+            ClientMsg::Say {
+                room: "#lobby".into(),
+                text: "pending".into(),
+                cid: Some("t-1".into()),
+            },
+            ClientMsg::Say {
+                room: "#lobby".into(),
+                text: "while away".into(),
+                cid: Some("t-2".into()),
             },
         ]
     );
@@ -437,7 +476,7 @@ fn reconnect_backs_off_then_catches_up_without_gap_or_duplicate() {
 
 #[test]
 fn a_refused_name_can_be_changed_without_restarting() {
-    let mut s = Session::new(SessionConfig::default(), "bob");
+    let mut s = Session::new(config(), "bob");
     s.start(T);
     s.handle_connected(T);
     sent(&mut s);
@@ -473,13 +512,23 @@ fn quits_parts_and_acks() {
     let mut s = online();
     s.handle_input(T, "hi");
     assert_eq!(s.unacked(), 1);
+    // The echo alone is not the acknowledgement; the ack naming the cid is.
     feed(&mut s, &[&msg(9, "#lobby", "alice", "hi")]);
+    assert_eq!(s.unacked(), 1);
+    feed(&mut s, &[r#"{"type":"ack","cid":"t-1","id":9}"#]);
     assert_eq!(s.unacked(), 0);
     s.handle_input(T, "   ");
     s.handle_input(T, "again");
+    assert_eq!(s.unacked(), 1);
+    // An error about something else does not settle it; one naming its cid does.
     feed(
         &mut s,
-        &[r##"{"type":"error","code":"text_too_long","message":"too long"}"##],
+        &[r#"{"type":"error","code":"no_such_room","message":"no room"}"#],
+    );
+    assert_eq!(s.unacked(), 1);
+    feed(
+        &mut s,
+        &[r#"{"type":"error","code":"text_too_long","message":"too long","cid":"t-2"}"#],
     );
     assert_eq!(s.unacked(), 0);
     feed(
@@ -545,7 +594,8 @@ fn lines_typed_between_welcome_and_the_first_room_are_held_not_lost() {
         sent(&mut s),
         vec![ClientMsg::Say {
             room: "#lobby".into(),
-            text: "early bird".into()
+            text: "early bird".into(),
+            cid: None,
         }]
     );
 }
@@ -576,7 +626,8 @@ fn a_room_joined_right_after_welcome_gets_the_text_typed_for_it() {
         sent(&mut s),
         vec![ClientMsg::Say {
             room: "#ops".into(),
-            text: "hi".into()
+            text: "hi".into(),
+            cid: None,
         }]
     );
     assert_eq!(s.active().unwrap().name, "#ops");
@@ -586,7 +637,7 @@ fn a_room_joined_right_after_welcome_gets_the_text_typed_for_it() {
 fn autojoin_rooms_are_joined_once_and_the_last_becomes_active() {
     let config = SessionConfig {
         autojoin: vec!["#ops".into()],
-        ..SessionConfig::default()
+        ..config()
     };
     let mut s = Session::new(config, "bot");
     s.start(T);

@@ -9,7 +9,8 @@
 //! - `NAME: text` says `text` in #lobby, shorthand for a `say` frame;
 //! - `disconnect NAME [reason]` reports the connection gone;
 //! - `advance 90s` / `advance 250ms` moves time, running every deadline on the way;
-//! - `commit ID` reports the store has committed through ID; `shutdown`; `# comment`.
+//! - `commit ID` reports the store has committed through ID; `shutdown`; `# comment`;
+//! - `absent KEY` answers a `load` of room KEY: the store has nothing of it.
 //!
 //! Run with `INSTA_UPDATE=always` (or `cargo insta review`) to accept new snapshots.
 
@@ -75,6 +76,7 @@ impl Harness {
                     format!("{t} close {} ({reason})", self.name_of(conn))
                 }
                 Output::Store(record) => format!("{t} store {}", fmt_record(&record)),
+                Output::LoadRoom { key } => format!("{t} load {key}"),
             };
             writeln!(self.out, "{line}").unwrap();
         }
@@ -115,6 +117,7 @@ impl Harness {
             let frame = Ok(chat_core::ClientMsg::Say {
                 room: "#lobby".into(),
                 text: text.into(),
+                cid: None,
             });
             self.hub().handle(now, Input::Frame { conn, frame });
         } else {
@@ -166,6 +169,11 @@ impl Harness {
                     self.hub().handle(now, Input::Committed { through });
                 }
                 "shutdown" => self.hub().handle(now, Input::Shutdown),
+                "absent" => {
+                    let key = rest[0].to_string();
+                    self.hub()
+                        .handle(now, Input::RoomLoaded { key, room: None });
+                }
                 "advance" => {
                     let target = self.now + parse_duration(rest[0]);
                     self.drain();
@@ -203,6 +211,11 @@ fn set_config(c: &mut HubConfig, key: &str, value: &str) {
         "ping_timeout" => c.ping_timeout = parse_duration(value),
         "register_timeout" => c.register_timeout = parse_duration(value),
         "durable" => c.durable = value == "true",
+        "max_rooms" => c.max_rooms = n() as usize,
+        "room_create_burst" => c.room_create_burst = n() as u32,
+        "room_create_per_minute" => c.room_create_per_minute = n() as u32,
+        "room_expiry" => c.room_expiry = parse_duration(value),
+        "dedupe_window" => c.dedupe_window = n() as usize,
         "motd" => c.motd = Some(value.replace('_', " ")),
         other => panic!("unknown config key {other}"),
     }
@@ -228,7 +241,16 @@ fn fmt_elapsed(ms: u64) -> String {
 
 fn fmt_record(r: &Record) -> String {
     match r {
-        Record::Message(m) => format!("message #{} {} <{}> {}", m.id, m.room, m.from, m.text),
+        Record::Message { msg: m, cid } => format!(
+            "message #{} {} <{}> {}{}",
+            m.id,
+            m.room,
+            m.from,
+            m.text,
+            cid.as_ref()
+                .map(|c| format!(" (cid {c})"))
+                .unwrap_or_default()
+        ),
         Record::Direct {
             id, from, to, text, ..
         } => {

@@ -26,8 +26,16 @@ impl Tui {
         let backend = Backend::init(Some(Vec2::new(width, height)));
         let input = backend.input();
         let frames = backend.stream();
-        let (handle, mut driver) =
-            client::local(Session::new(SessionConfig::default(), "alice"), T);
+        let (handle, mut driver) = client::local(
+            Session::new(
+                SessionConfig {
+                    cid_prefix: "t".into(),
+                    ..SessionConfig::default()
+                },
+                "alice",
+            ),
+            T,
+        );
         let mut siv = Cursive::new();
         chat_cursive::build(&mut siv, handle, Clock::Utc);
         let mut runner = siv.into_runner(backend);
@@ -118,7 +126,8 @@ fn typing_sends_and_the_echo_appears() {
         tui.sent(),
         vec![ClientMsg::Say {
             room: "#lobby".into(),
-            text: "hello everyone".into()
+            text: "hello everyone".into(),
+            cid: Some("t-1".into()),
         }]
     );
     assert_eq!(tui.input_text(), "");
@@ -190,7 +199,16 @@ fn a_taken_name_is_asked_again_in_place() {
     let backend = Backend::init(Some(Vec2::new(70, 14)));
     let frames = backend.stream();
     let input = backend.input();
-    let (handle, mut driver) = client::local(Session::new(SessionConfig::default(), "bob"), T);
+    let (handle, mut driver) = client::local(
+        Session::new(
+            SessionConfig {
+                cid_prefix: "t".into(),
+                ..SessionConfig::default()
+            },
+            "bob",
+        ),
+        T,
+    );
     let mut siv = Cursive::new();
     chat_cursive::build(&mut siv, handle, Clock::Utc);
     let mut runner = siv.into_runner(backend);

@@ -32,7 +32,16 @@ impl Gui {
         let (d, c) = (driver.clone(), connects.clone());
         let connect: chat_egui::Connect = Box::new(move |addr, name, _ctx| {
             c.borrow_mut().push((addr.to_string(), name.to_string()));
-            let (handle, local) = client::local(Session::new(SessionConfig::default(), name), T);
+            let (handle, local) = client::local(
+                Session::new(
+                    SessionConfig {
+                        cid_prefix: "t".into(),
+                        ..SessionConfig::default()
+                    },
+                    name,
+                ),
+                T,
+            );
             *d.borrow_mut() = Some(local);
             handle
         });
@@ -170,7 +179,8 @@ fn typing_sending_and_receiving() {
         gui.sent(),
         vec![ClientMsg::Say {
             room: "#lobby".into(),
-            text: "hello from the window".into()
+            text: "hello from the window".into(),
+            cid: Some("t-1".into()),
         }]
     );
     gui.server(&[
@@ -226,7 +236,8 @@ fn rooms_unread_badges_and_switching() {
         vec![ClientMsg::Msg {
             to: "carol".into(),
             text: "hi carol".into(),
-            action: false
+            action: false,
+            cid: Some("t-1".into()),
         }]
     );
 }
