@@ -3,15 +3,21 @@
 //! In a terminal it is interactive: it asks for a name if none is given, prints events as
 //! readable timestamped lines, and quits cleanly on `/quit`, Ctrl-D or Ctrl-C. In a pipe it is a
 //! tool: it sends each input line, waits until the server has acknowledged every message, and
-//! exits 0 (`echo "deploy done" | chat-cli --name ci`). All protocol logic lives in chat-core.
+//! exits 0 (`echo "deploy done" | chat-cli --name ci`). Lines go out at the pace the server's
+//! flood limits allow, survive reconnects (each is delivered exactly once), and a line the
+//! server refuses is named on stderr and makes the exit status 1. All protocol logic lives in
+//! chat-core; other people's text is printed with its control characters made visible.
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use chat_core::client::{self, ClientHandle, TcpConnector};
 use chat_core::session::{ConnState, Event, Line, LineKind, nick_colour};
+use chat_core::text;
 use chat_core::{Session, SessionConfig};
 use clap::Parser;
 use owo_colors::{AnsiColors, OwoColorize};
@@ -42,7 +48,7 @@ struct Args {
     no_color: bool,
 }
 
-/// How long a piped run waits for acknowledgements before giving up.
+/// How long a piped run waits without any acknowledgement arriving before giving up.
 const ACK_TIMEOUT: Duration = Duration::from_secs(60);
 
 fn main() -> ExitCode {
@@ -96,14 +102,23 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let addr = format!("{}:{}", args.host, args.port);
     let (state_tx, mut state) = watch::channel(ConnState::Connecting);
+    let refused = Arc::new(AtomicU64::new(0));
+    let refusals = refused.clone();
     let (handle, mut task) = client::spawn(
         TcpConnector::new(addr.clone()),
         Session::new(config, name),
         move |events| {
             for event in events {
                 printer.print(event);
-                if let Event::State(s) = event {
-                    state_tx.send_replace(s.clone());
+                match event {
+                    Event::State(s) => {
+                        state_tx.send_replace(s.clone());
+                    }
+                    Event::Refused { input, reason, .. } if !interactive => {
+                        refusals.fetch_add(1, Ordering::Relaxed);
+                        eprintln!("chat-cli: line {input} was refused: {reason}");
+                    }
+                    _ => {}
                 }
             }
         },
@@ -153,7 +168,13 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     handle.submit("/quit");
     let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
-    Ok(ExitCode::SUCCESS)
+    match refused.load(Ordering::Relaxed) {
+        0 => Ok(ExitCode::SUCCESS),
+        n => {
+            eprintln!("chat-cli: {n} lines were refused by the server");
+            Ok(ExitCode::from(1))
+        }
+    }
 }
 
 fn exit_code(handle: &ClientHandle) -> ExitCode {
@@ -163,17 +184,26 @@ fn exit_code(handle: &ClientHandle) -> ExitCode {
     })
 }
 
-/// Waits until the server has acknowledged every message sent.
+/// Waits until the server has acknowledged (or refused) every message sent. Paced sending and
+/// reconnects may take long; only [`ACK_TIMEOUT`] without any progress is a failure.
 async fn wait_for_acks(handle: &ClientHandle) -> anyhow::Result<()> {
     handle.flush().await;
-    let deadline = tokio::time::Instant::now() + ACK_TIMEOUT;
+    let mut last = usize::MAX;
+    let mut deadline = tokio::time::Instant::now() + ACK_TIMEOUT;
     loop {
         let (unacked, online) = handle.with_session(|s| (s.unacked(), s.is_online()));
         if unacked == 0 && online {
             return Ok(());
         }
+        if unacked < last {
+            last = unacked;
+            deadline = tokio::time::Instant::now() + ACK_TIMEOUT;
+        }
         if tokio::time::Instant::now() > deadline {
-            bail!("{unacked} messages were not acknowledged by the server");
+            bail!(
+                "{unacked} messages were not acknowledged by the server in {} s",
+                ACK_TIMEOUT.as_secs()
+            );
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -212,7 +242,8 @@ impl Printer {
     fn print(&self, event: &Event) {
         match event {
             Event::Server(msg) if self.json => {
-                out(&serde_json::to_string(msg).unwrap_or_default());
+                let json = serde_json::to_string(msg).unwrap_or_default();
+                out(&text::escape_json_controls(&json));
             }
             Event::Line { conversation, line } if !self.json => {
                 out(&self.format(conversation.as_deref(), line));

@@ -27,8 +27,25 @@ struct Args {
     room: Option<String>,
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     let args = Args::parse();
+    use std::io::IsTerminal;
+    if !(std::io::stdin().is_terminal() && std::io::stdout().is_terminal()) {
+        eprintln!(
+            "chat-cursive: needs a terminal (stdin and stdout are not one); for pipes and scripts use chat-cli"
+        );
+        return std::process::ExitCode::from(1);
+    }
+    match run(&args) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("chat-cursive: {err:#}");
+            std::process::ExitCode::from(1)
+        }
+    }
+}
+
+fn run(args: &Args) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     let _enter = runtime.enter();
     let mut siv = cursive::default();
@@ -36,11 +53,13 @@ fn main() -> anyhow::Result<()> {
         (Some(host), Some(port), Some(name)) => {
             start(&mut siv, host, port, name, args.room.clone());
         }
-        _ => connect_form(&mut siv, &args),
+        _ => connect_form(&mut siv, args),
     }
     // Two refresh ticks a second: cheap, and lets the layout follow terminal resizes.
     siv.set_fps(2);
-    siv.run();
+    let ran = siv
+        .try_run()
+        .map_err(|err| anyhow::anyhow!("cannot use this terminal: {err}"));
     // Leave cleanly however the UI ended: the server announces the quit to everyone.
     if let Some(app) = siv.take_user_data::<chat_cursive::App>() {
         let closed = app
@@ -56,7 +75,7 @@ fn main() -> anyhow::Result<()> {
         });
     }
     runtime.shutdown_background();
-    Ok(())
+    ran
 }
 
 /// Asks for host, port and name, with the usual defaults filled in.

@@ -22,10 +22,90 @@ use hdrhistogram::Histogram;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
-use crate::Flags;
+/// A part of the suite.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Part {
+    /// One sender to rooms of rising size, at rising offered loads.
+    Fanout,
+    /// Ten senders in a room of 1000.
+    Senders,
+    /// A room of 1000 where everyone talks.
+    Talk,
+    /// A bare write loop on the server's core: the kernel's floor for the same loads.
+    Floor,
+    /// 1000 rooms of 10 members.
+    Rooms,
+    /// Stalled readers among readers that keep up.
+    Slow,
+    /// Connect, register and quit.
+    Churn,
+    /// Idle connections: how many, and memory each.
+    Idle,
+    /// The default durable mode (SQLite, group commit) against the in-memory mode:
+    /// send-to-acknowledgement and delivery delays at 1k, 10k and 50k messages/s.
+    Durable,
+}
 
-/// `cargo xtask bench`: build in release, then run the suite pinned to core 1.
-pub fn run(args: &[String]) -> anyhow::Result<()> {
+/// Which protocol the load speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum WireKind {
+    /// This server's JSON Lines.
+    Native,
+    /// IRC, to load other servers (ngIRCd, ergo) the same way.
+    Irc,
+}
+
+/// `cargo xtask bench` options.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchArgs {
+    /// A shorter suite: fewer sizes, 2 s runs.
+    #[arg(long)]
+    quick: bool,
+    /// Also write the report to this file.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Parts of the suite to run, comma-separated [default: all].
+    #[arg(long, value_enum, value_delimiter = ',')]
+    only: Vec<Part>,
+    /// Room sizes for the fan-out runs, comma-separated [default: 10,100,1000,5000].
+    #[arg(long, value_delimiter = ',')]
+    sizes: Vec<usize>,
+    /// Offered deliveries/s for the fan-out and rooms runs, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    rates: Vec<f64>,
+    /// Seconds measured per run [default: 4, or 2 with --quick].
+    #[arg(long)]
+    secs: Option<f64>,
+    /// Load a server that is already running at ADDR:PORT instead of starting ours.
+    #[arg(long)]
+    target: Option<SocketAddr>,
+    /// The pid of the --target server, to sample its CPU and memory.
+    #[arg(long, requires = "target")]
+    target_pid: Option<u32>,
+    /// The protocol to speak.
+    #[arg(long, value_enum, default_value = "native")]
+    wire: WireKind,
+    /// How many clients register at once.
+    #[arg(long, default_value_t = 256)]
+    parallel: usize,
+    /// The chat-server binary to start for each scenario (set by `bench`).
+    #[arg(long, hide = true)]
+    server: Option<PathBuf>,
+}
+
+/// `xtask bench-floor` arguments.
+#[derive(Debug, Clone, clap::Args)]
+pub struct FloorArgs {
+    addr: String,
+    rooms: usize,
+    members: usize,
+    rate: f64,
+    secs: f64,
+}
+
+/// `cargo xtask bench`: build in release, then run the suite pinned to core 1. `raw` are the
+/// arguments as given, passed on to the release build's `bench-run`.
+pub fn run(_args: &BenchArgs, raw: &[String]) -> anyhow::Result<()> {
     let bin = crate::build(&["chat-server", "xtask"], true)?;
     // Through sh, to raise the soft file limit to the hard one for the generator's connections.
     let mut cmd = Command::new("sh");
@@ -42,7 +122,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         .arg("bench-run")
         .arg("--server")
         .arg(bin.join("chat-server"))
-        .args(args)
+        .args(raw)
         .status()?;
     anyhow::ensure!(status.success(), "benchmark failed");
     Ok(())
@@ -278,8 +358,14 @@ impl Server {
         } else {
             "--send-queue 4096"
         };
+        // Without a data directory the server keeps nothing: the in-memory mode.
+        let memory = if extra.contains(&"--data-dir") {
+            ""
+        } else {
+            "--in-memory"
+        };
         let script = format!(
-            "ulimit -n $(ulimit -Hn) 2>/dev/null; exec {pin}{} --listen {addr} --in-memory \
+            "ulimit -n $(ulimit -Hn) 2>/dev/null; exec {pin}{} --listen {addr} {memory} \
              --flood-rate 0 --ping-interval 3600 --max-connections 200000 --max-per-ip 200000 {queue} {}",
             binary.display(),
             extra.join(" ")
@@ -934,15 +1020,15 @@ async fn floor(load: Load) -> anyhow::Result<Row> {
 
 /// `xtask bench-floor ADDR ROOMS MEMBERS RATE SECS`: the writer half of [`floor`], run on the
 /// server's core. Message n goes to room n mod ROOMS. Prints its writes per delivery at the end.
-pub fn run_floor(args: &[String]) -> anyhow::Result<()> {
+pub fn run_floor(args: &FloorArgs) -> anyhow::Result<()> {
     use std::io::Write as _;
-    let [addr, rooms, members, rate, secs] = args else {
-        anyhow::bail!("usage: xtask bench-floor ADDR ROOMS MEMBERS RATE SECS");
-    };
-    let rooms: usize = rooms.parse()?;
-    let members: usize = members.parse()?;
-    let rate: f64 = rate.parse()?;
-    let secs: f64 = secs.parse()?;
+    let FloorArgs {
+        addr,
+        rooms,
+        members,
+        rate,
+        secs,
+    } = args.clone();
     let mut socks = Vec::with_capacity(rooms * members);
     for _ in 0..rooms * members {
         let s = std::net::TcpStream::connect(addr.as_str())?;
@@ -1079,49 +1165,44 @@ fn fd_limit() -> usize {
 }
 
 /// `xtask bench-run`: the suite itself (run by `cargo xtask bench` in release).
-pub fn run_suite(args: &[String]) -> anyhow::Result<()> {
-    let flags = Flags::new(args)?;
-    let target = match flags.value("--target") {
+pub fn run_suite(args: &BenchArgs) -> anyhow::Result<()> {
+    let target = match args.target {
         Some(addr) => Target::External {
-            addr: addr
-                .parse()
-                .with_context(|| format!("--target takes ADDR:PORT, not {addr:?}"))?,
-            pid: match flags.value("--target-pid") {
-                Some(pid) => Some(pid.parse().context("--target-pid takes a number")?),
-                None => None,
-            },
+            addr,
+            pid: args.target_pid,
         },
-        None => Target::Spawn(PathBuf::from(
-            flags.value("--server").context("--server is required")?,
-        )),
+        None => Target::Spawn(
+            args.server
+                .clone()
+                .context("--server (the chat-server binary) is required")?,
+        ),
     };
-    let wire: Arc<dyn Wire> = match flags.value("--wire").unwrap_or("native") {
-        "native" => Arc::new(JsonLines),
-        "irc" => Arc::new(Irc),
-        other => anyhow::bail!("--wire takes native or irc, not {other:?}"),
+    let wire: Arc<dyn Wire> = match args.wire {
+        WireKind::Native => Arc::new(JsonLines),
+        WireKind::Irc => Arc::new(Irc),
     };
-    let quick = flags.has("--quick");
+    let quick = args.quick;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let secs = flags.parsed("--secs", if quick { 2.0 } else { 4.0 })?;
-    PARALLEL.store(flags.parsed("--parallel", 256)?, Ordering::Relaxed);
-    let rates: Vec<f64> = match flags.value("--rates") {
-        Some(list) => list.split(',').filter_map(|n| n.parse().ok()).collect(),
-        None => vec![250_000.0, 500_000.0, 1_000_000.0, 2_000_000.0],
+    let secs = args.secs.unwrap_or(if quick { 2.0 } else { 4.0 });
+    PARALLEL.store(args.parallel as u64, Ordering::Relaxed);
+    let rates: Vec<f64> = if args.rates.is_empty() {
+        vec![250_000.0, 500_000.0, 1_000_000.0, 2_000_000.0]
+    } else {
+        args.rates.clone()
     };
     let mut rows = Vec::new();
     let mut extra = String::new();
     runtime.block_on(async {
         // Fan-out: 1 sender to N receivers at rising offered loads.
-        let sizes: Vec<usize> = match flags.value("--sizes") {
-            Some(list) => list.split(',').filter_map(|n| n.parse().ok()).collect(),
-            None if quick => vec![100, 1000],
-            None => vec![10, 100, 1000, 5000],
+        let sizes: Vec<usize> = match &args.sizes {
+            list if !list.is_empty() => list.clone(),
+            _ if quick => vec![100, 1000],
+            _ => vec![10, 100, 1000, 5000],
         };
-        let parts = flags.value("--only").unwrap_or("fanout,senders,talk,floor,rooms,slow,churn,idle");
-        let want = |part: &str| parts.split(',').any(|p| p == part);
-        for &n in sizes.iter().filter(|_| want("fanout")) {
+        let want = |part: Part| args.only.is_empty() || args.only.contains(&part);
+        for &n in sizes.iter().filter(|_| want(Part::Fanout)) {
             for &deliveries in &rates {
                 let rate: f64 = deliveries / n as f64;
                 if rate > 100_000.0 {
@@ -1140,7 +1221,7 @@ pub fn run_suite(args: &[String]) -> anyhow::Result<()> {
             }
         }
         // Several senders in one room.
-        if want("senders") {
+        if want(Part::Senders) {
             let server = Server::start(&target, &[])?;
             let load = Load { senders: 10, ..Load::room(1000, 1000.0, secs) };
             let mut row = fanout(&server, wire.clone(), load).await?;
@@ -1150,7 +1231,7 @@ pub fn run_suite(args: &[String]) -> anyhow::Result<()> {
         }
         // One room where everyone talks, each member about once a second (how IRC servers,
         // which throttle a single fast sender, are loaded to the same delivery rate).
-        if want("talk") {
+        if want(Part::Talk) {
             let server = Server::start(&target, &[])?;
             let load = Load { talkers: true, ..Load::room(1000, 1000.0, secs) };
             let mut row = fanout(&server, wire.clone(), load).await?;
@@ -1159,7 +1240,7 @@ pub fn run_suite(args: &[String]) -> anyhow::Result<()> {
             rows.push(row);
         }
         // The kernel's floor for the same loads: a bare write loop on the server's core.
-        if want("floor") {
+        if want(Part::Floor) {
             for &n in &sizes {
                 if n < 1000 {
                     continue;
@@ -1170,7 +1251,7 @@ pub fn run_suite(args: &[String]) -> anyhow::Result<()> {
                 rows.push(row);
             }
         }
-        if want("floor") && want("rooms") {
+        if want(Part::Floor) && want(Part::Rooms) {
             let rooms = if quick { 200 } else { 1000 };
             for deliveries in [50_000.0, 100_000.0] {
                 let load = Load { rooms, receivers: 10, ..Load::room(10, deliveries / 10.0, secs) };
@@ -1180,11 +1261,12 @@ pub fn run_suite(args: &[String]) -> anyhow::Result<()> {
             }
         }
         // Many rooms: 1000 rooms of 10 members, one of whom talks.
-        let room_rates = match flags.value("--rates") {
-            Some(_) => rates.clone(),
-            None => vec![25_000.0, 50_000.0, 100_000.0],
+        let room_rates = if args.rates.is_empty() {
+            vec![25_000.0, 50_000.0, 100_000.0]
+        } else {
+            rates.clone()
         };
-        for &deliveries in room_rates.iter().filter(|_| want("rooms")) {
+        for &deliveries in room_rates.iter().filter(|_| want(Part::Rooms)) {
             let rooms = if quick { 200 } else { 1000 };
             let server = Server::start(&target, &[])?;
             let load = Load { rooms, receivers: 9, ..Load::room(9, deliveries / 9.0, secs) };
@@ -1194,7 +1276,7 @@ pub fn run_suite(args: &[String]) -> anyhow::Result<()> {
             rows.push(row);
         }
         // Slow consumers: 10% of receivers stop reading; the others must not notice.
-        if want("slow") {
+        if want(Part::Slow) {
             let server = Server::start(&target, &["--send-queue", "256"])?;
             let mut row = fanout(
                 &server,
@@ -1207,14 +1289,14 @@ pub fn run_suite(args: &[String]) -> anyhow::Result<()> {
             rows.push(row);
         }
         // Churn.
-        if want("churn") {
+        if want(Part::Churn) {
             let server = Server::start(&target, &[])?;
             let rate = churn(&server, wire.clone(), 32, secs).await?;
             writeln!(extra, "- connect, register and quit: **{rate:.0} connections/s** (32 in parallel, {secs} s)").ok();
             eprintln!("bench: churn {rate:.0}/s");
         }
         // Idle connections.
-        if want("idle") {
+        if want(Part::Idle) {
             // Each process may hold at most `ulimit -Hn` descriptors (20,000 on this machine
             // kind, and not raisable without CAP_SYS_RESOURCE): the server and this generator
             // each need one per connection.
@@ -1234,11 +1316,36 @@ pub fn run_suite(args: &[String]) -> anyhow::Result<()> {
             eprintln!("bench: {} , {:.0} B each", row.scenario, row.p50_ms);
             drop(conns);
         }
+        // Durable (SQLite, group commit) against in-memory: what acknowledging only committed
+        // messages costs the sender, and what it costs the other members.
+        if want(Part::Durable) && matches!(target, Target::Spawn(_)) {
+            for rate in [1_000.0, 10_000.0, 50_000.0] {
+                for durable in [false, true] {
+                    let dir = tempfile::tempdir()?;
+                    let data = dir.path().to_string_lossy().to_string();
+                    let extra: Vec<&str> = if durable { vec!["--data-dir", &data] } else { vec![] };
+                    let mode = if durable { "durable" } else { "in memory" };
+                    // The sender alone in its room reads its own echo: the acknowledgement.
+                    let server = Server::start(&target, &extra)?;
+                    let load = Load { talkers: true, ..Load::room(1, rate, secs) };
+                    let mut row = fanout(&server, wire.clone(), load).await?;
+                    row.scenario = format!("send to acknowledgement, {mode}");
+                    eprintln!("bench: {} at {rate:.0} msg/s: p50 {:.2} ms, p99 {:.2} ms {}", row.scenario, row.p50_ms, row.p99_ms, row.note);
+                    rows.push(row);
+                    drop(server);
+                    let server = Server::start(&target, &extra)?;
+                    let mut row = fanout(&server, wire.clone(), Load::room(10, rate, secs)).await?;
+                    row.scenario = format!("1 sender x 10 receivers, {mode}");
+                    eprintln!("bench: {} at {rate:.0} msg/s: p50 {:.2} ms, p99 {:.2} ms {}", row.scenario, row.p50_ms, row.p99_ms, row.note);
+                    rows.push(row);
+                }
+            }
+        }
         anyhow::Ok(())
     })?;
     let report = render(&rows, &extra);
     println!("{report}");
-    if let Some(out) = flags.value("--out") {
+    if let Some(out) = &args.out {
         std::fs::write(out, &report)?;
     }
     Ok(())

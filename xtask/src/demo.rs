@@ -10,32 +10,64 @@ use anyhow::Context;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::watch;
 
-use crate::{Flags, bots};
+use crate::bots;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Client {
+/// Which client the user gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Client {
+    /// The desktop window (chat-egui).
     Gui,
+    /// The terminal UI (chat-cursive).
     Tui,
+    /// The line-oriented client (chat-cli).
     Cli,
 }
 
-pub fn run(args: &[String]) -> anyhow::Result<()> {
-    let flags = Flags::new(args)?;
+/// `cargo xtask demo` options.
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// Which client to open [default: gui with a display, else tui in a terminal, else cli].
+    #[arg(long, value_enum)]
+    client: Option<Client>,
+    /// How many bots chat.
+    #[arg(long, default_value_t = 4)]
+    bots: usize,
+    /// How many clients to open (GUI windows, or tmux panes when run inside tmux).
+    #[arg(long, default_value_t = 1)]
+    windows: usize,
+    /// The port to listen on (0 for any free one) [default: 53000, or a free one if taken].
+    #[arg(long)]
+    port: Option<u16>,
+    /// Build and run in release.
+    #[arg(long)]
+    release: bool,
+    /// Run a CLI client for this many seconds and check that it saw the bots talk (for CI).
+    #[arg(long, value_name = "SECONDS")]
+    headless: Option<u64>,
+}
+
+pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
     let has_display = std::env::var_os("DISPLAY").is_some_and(|d| !d.is_empty())
         || std::env::var_os("WAYLAND_DISPLAY").is_some_and(|d| !d.is_empty());
-    let headless: Option<u64> = flags.value("--headless").map(str::parse).transpose()?;
-    let client = match (flags.value("--client"), headless) {
+    let has_terminal = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
+    let headless = args.headless;
+    let client = match (args.client, headless) {
         (_, Some(_)) => Client::Cli,
-        (Some("gui"), _) => Client::Gui,
-        (Some("tui"), _) => Client::Tui,
-        (Some("cli"), _) => Client::Cli,
-        (Some(other), _) => anyhow::bail!("--client takes gui, tui or cli, not {other:?}"),
+        (Some(Client::Tui), _) if !has_terminal => anyhow::bail!(
+            "the terminal UI needs a terminal (stdin and stdout are not one); try --client cli"
+        ),
+        (Some(client), _) => client,
         (None, _) if has_display => Client::Gui,
-        (None, _) => Client::Tui,
+        (None, _) if has_terminal => Client::Tui,
+        (None, _) => {
+            eprintln!("xtask: no display and no terminal: using the CLI client (--client cli)");
+            Client::Cli
+        }
     };
-    let bots: usize = flags.parsed("--bots", 4)?;
-    let windows: usize = flags.parsed("--windows", 1)?;
-    let release = flags.has("--release");
+    let bots = args.bots;
+    let windows = args.windows.max(1);
+    let release = args.release;
     anyhow::ensure!(
         bots <= bots::NAMES.len(),
         "at most {} bots",
@@ -51,9 +83,9 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     let bin = crate::build(&packages, release)?;
 
     // --port 0 asks for any free port; without --port, 53000 is preferred.
-    let port = match flags.value("--port") {
-        Some("0") => TcpListener::bind("127.0.0.1:0")?.local_addr()?.port(),
-        Some(p) => p.parse().context("--port takes a number")?,
+    let port = match args.port {
+        Some(0) => TcpListener::bind("127.0.0.1:0")?.local_addr()?.port(),
+        Some(p) => p,
         None => free_port()?,
     };
     let addr = format!("127.0.0.1:{port}");

@@ -8,40 +8,50 @@ mod demo;
 use std::path::PathBuf;
 use std::process::Command;
 
-const USAGE: &str = "usage:
-  cargo xtask demo [--client gui|tui|cli] [--bots N] [--windows N] [--port P] [--release]
-                   [--headless SECONDS]
-  cargo xtask bench [--quick] [--out FILE] [--only PARTS] [--sizes N,N] [--rates D,D]
-                    [--secs S] [--target ADDR [--target-pid PID]] [--wire native|irc]
-                    [--parallel N]
-  cargo xtask test [cargo test arguments]
+use clap::{Parser, Subcommand};
 
-demo   starts a server with a temporary store, N bots that chat, and your client
-       (gui when a display is available, else tui). Ctrl-C stops everything.
-       --windows N opens N clients (GUI windows, or tmux panes when run inside tmux).
-       --headless S runs a CLI client for S seconds and checks that it saw the bots (for CI).
-bench  builds in release, runs the standard load suite and prints a markdown table.
-       --only picks parts of the suite (fanout,senders,talk,floor,rooms,slow,churn,idle);
-       --sizes picks room sizes for the fan-out runs and --rates their offered deliveries/s.
-       --target runs the load against a server that is already running (its CPU and memory
-       are sampled when --target-pid is given); --wire irc speaks IRC to it. --parallel
-       sets how many clients register at once (256).
-test   installs the software renderer the GUI tests draw with (Debian, as root) if it is
-       missing, then runs cargo test --workspace.";
+/// The project's automation.
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", bin_name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Debug, Subcommand)]
+enum Task {
+    /// Start a server with a temporary store, bots that chat, and your client (the GUI when a
+    /// display is available, else the terminal UI, else the CLI). Ctrl-C stops everything.
+    Demo(demo::DemoArgs),
+    /// Build in release, run the standard load suite and print a markdown report.
+    Bench(bench::BenchArgs),
+    /// Install the software renderer the GUI tests draw with (Debian, as root) if it is
+    /// missing, then run `cargo test --workspace` with any further arguments.
+    Test {
+        /// Passed on to cargo test (for example `--locked`, or `-- some_test`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// The suite itself, as `bench` runs it on the generator's core.
+    #[command(hide = true)]
+    BenchRun(bench::BenchArgs),
+    /// The writer half of a floor measurement, run on the server's core.
+    #[command(hide = true)]
+    BenchFloor(bench::FloorArgs),
+}
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let result = match args.first().map(String::as_str) {
-        Some("demo") => demo::run(&args[1..]),
-        Some("bench") => bench::run(&args[1..]),
-        Some("test") => test(&args[1..]),
-        Some("bench-run") => bench::run_suite(&args[1..]),
-        Some("bench-floor") => bench::run_floor(&args[1..]),
-        Some("-h" | "--help" | "help") | None => {
-            println!("{USAGE}");
-            Ok(())
+    let cli = Cli::parse();
+    let result = match cli.task {
+        Task::Demo(args) => demo::run(&args),
+        Task::Bench(args) => {
+            // Forward the arguments as given (clap has checked them) to the release build.
+            let raw: Vec<String> = std::env::args().skip(2).collect();
+            bench::run(&args, &raw)
         }
-        Some(other) => Err(anyhow::anyhow!("unknown task {other:?}\n\n{USAGE}")),
+        Task::Test { args } => test(&args),
+        Task::BenchRun(args) => bench::run_suite(&args),
+        Task::BenchFloor(args) => bench::run_floor(&args),
     };
     if let Err(err) = result {
         eprintln!("xtask: {err:#}");
@@ -116,39 +126,4 @@ fn build(packages: &[&str], release: bool) -> anyhow::Result<PathBuf> {
         .map(PathBuf::from)
         .unwrap_or_else(|| root().join("target"));
     Ok(target.join(if release { "release" } else { "debug" }))
-}
-
-/// Parses `--flag value` pairs and bare `--switch`es.
-struct Flags<'a> {
-    args: &'a [String],
-}
-
-impl<'a> Flags<'a> {
-    fn new(args: &'a [String]) -> anyhow::Result<Self> {
-        if let Some(bad) = args.iter().find(|a| a.is_empty()) {
-            anyhow::bail!("bad argument {bad:?}");
-        }
-        Ok(Self { args })
-    }
-
-    fn value(&self, name: &str) -> Option<&'a str> {
-        self.args
-            .iter()
-            .position(|a| a == name)
-            .and_then(|i| self.args.get(i + 1))
-            .map(String::as_str)
-    }
-
-    fn parsed<T: std::str::FromStr>(&self, name: &str, default: T) -> anyhow::Result<T> {
-        match self.value(name) {
-            Some(v) => v
-                .parse()
-                .map_err(|_| anyhow::anyhow!("{name} takes a number, not {v:?}")),
-            None => Ok(default),
-        }
-    }
-
-    fn has(&self, name: &str) -> bool {
-        self.args.iter().any(|a| a == name)
-    }
 }

@@ -16,7 +16,12 @@ struct Server {
 }
 
 async fn start(listen: &str, data: Option<&str>) -> Server {
-    let mut args = vec!["chat-server", "--listen", listen, "--flood-rate", "0"];
+    start_with(listen, data, &["--flood-rate", "0"]).await
+}
+
+async fn start_with(listen: &str, data: Option<&str>, extra: &[&str]) -> Server {
+    let mut args = vec!["chat-server", "--listen", listen];
+    args.extend(extra);
     match data {
         Some(dir) => args.extend(["--data-dir", dir]),
         None => args.push("--in-memory"),
@@ -258,5 +263,247 @@ async fn survives_a_server_restart_and_catches_up() {
         .filter(|l| l.contains("while you were away"))
         .count();
     assert_eq!(away, 1, "caught up exactly once: {seen:#?}");
+    server.stop().await;
+}
+
+/// Bytes a terminal acts on: ESC, BEL, CR, other C0 controls but newline and tab, DEL, and C1
+/// controls (U+0080..U+009F, encoded as C2 80..C2 9F in UTF-8).
+fn terminal_controls(bytes: &[u8]) -> Vec<String> {
+    let mut found = Vec::new();
+    for (i, &b) in bytes.iter().enumerate() {
+        if (b < 0x20 && b != b'\n' && b != b'\t') || b == 0x7f {
+            found.push(format!("{b:#04x} at {i}"));
+        }
+        if b == 0xc2 && bytes.get(i + 1).is_some_and(|n| (0x80..=0x9f).contains(n)) {
+            found.push(format!("C1 U+00{:02X} at {i}", bytes[i + 1]));
+        }
+    }
+    found
+}
+
+/// A peer that says, acts, sets a topic, messages directly, parts and quits with hostile text.
+async fn hostile_peer(addr: SocketAddr, target: &str) {
+    let mut mallory = observer(addr, "mallory").await;
+    wait_for(&mut mallory, "\"history\"").await;
+    let evil = "\u{1b}]2;PWNED\u{7}\u{1b}[2J\u{1b}]52;c;ZXZpbA==\u{7}bob\r<alice> fake\u{9b}31m";
+    for msg in [
+        serde_json::json!({"type":"say","room":"#lobby","text":evil}),
+        serde_json::json!({"type":"me","room":"#lobby","text":evil}),
+        serde_json::json!({"type":"topic","room":"#lobby","topic":evil.replace('\r', "")}),
+        serde_json::json!({"type":"msg","to":target,"text":evil}),
+        serde_json::json!({"type":"join","room":"#side"}),
+        serde_json::json!({"type":"part","room":"#lobby","reason":evil}),
+        serde_json::json!({"type":"join","room":"#lobby"}),
+        serde_json::json!({"type":"say","room":"#lobby","text":"done\u{1b}[0m"}),
+        serde_json::json!({"type":"quit","reason":evil}),
+    ] {
+        mallory
+            .get_mut()
+            .write_all(format!("{msg}\n").as_bytes())
+            .await
+            .unwrap();
+    }
+    wait_for(&mut mallory, "\"bye\"").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn other_peoples_control_characters_never_reach_the_terminal() {
+    let evil_motd = "welcome\u{1b}]2;MOTD\u{7}";
+    let server = start_with(
+        "127.0.0.1:0",
+        None,
+        &[
+            "--flood-rate",
+            "0",
+            "--motd",
+            evil_motd,
+            "--server-name",
+            "s\u{1b}[1m",
+        ],
+    )
+    .await;
+    let addr = server.addr;
+    for json in [false, true] {
+        let mut args = vec!["--name", "victim"];
+        if json {
+            args.push("--json");
+        }
+        let mut child = cli(addr, &args).spawn().unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let mut watch = observer(addr, "watch").await;
+        wait_for(&mut watch, "\"history\"").await;
+        // The victim is in the room before the peer starts.
+        tokio::time::timeout(Duration::from_secs(20), async {
+            loop {
+                watch
+                    .get_mut()
+                    .write_all(b"{\"type\":\"who\",\"room\":\"#lobby\"}\n")
+                    .await
+                    .unwrap();
+                if wait_for(&mut watch, "\"members\"").await.contains("victim") {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await
+        .expect("the victim joins");
+        hostile_peer(addr, "victim").await;
+        wait_for(&mut watch, "\"quit\"").await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        drop(stdin);
+        drop(watch);
+        let output = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+            .await
+            .unwrap();
+        assert!(output.status.success(), "{output:?}");
+        let stdout = &output.stdout;
+        assert_eq!(
+            terminal_controls(stdout),
+            Vec::<String>::new(),
+            "json={json}: {}",
+            String::from_utf8_lossy(stdout)
+        );
+        assert_eq!(terminal_controls(&output.stderr), Vec::<String>::new());
+        let text = String::from_utf8_lossy(stdout);
+        if json {
+            // Still exact JSON: the escapes decode to the very same text.
+            let said = text
+                .lines()
+                .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+                .find(|v| v["type"] == "message" && v["from"] == "mallory")
+                .expect("mallory's message");
+            assert!(
+                said["text"]
+                    .as_str()
+                    .unwrap()
+                    .contains("\u{1b}]2;PWNED\u{7}")
+            );
+        } else {
+            // Visible, not acted on: every kind of line shows the symbols.
+            for needle in [
+                "<mallory> \u{241b}]2;PWNED\u{2407}",
+                "* mallory \u{241b}]2;PWNED",
+                "topic set by mallory: \u{241b}]2;PWNED",
+                "[mallory] <mallory> \u{241b}]2;PWNED",
+                "left #lobby (\u{241b}]2;PWNED",
+                "quit (\u{241b}]2;PWNED",
+                "bob\u{240d}<alice> fake<U+009B>31m",
+                "welcome\u{241b}]2;MOTD\u{2407}",
+                "connected to s\u{241b}[1m",
+            ] {
+                assert!(text.contains(needle), "{needle:?} not in {text}");
+            }
+        }
+    }
+    server.stop().await;
+}
+
+/// Reads a whole room's history through a raw client, oldest first.
+async fn room_texts(addr: SocketAddr, room: &str) -> Vec<String> {
+    let mut reader = observer(addr, "reader").await;
+    wait_for(&mut reader, "\"history\"").await;
+    let mut texts = Vec::new();
+    let mut before: Option<u64> = None;
+    loop {
+        let ask = serde_json::json!({"type":"history","room":room,"before":before,"limit":200});
+        reader
+            .get_mut()
+            .write_all(format!("{ask}\n").as_bytes())
+            .await
+            .unwrap();
+        let page: serde_json::Value =
+            serde_json::from_str(&wait_for(&mut reader, "\"history\"").await).unwrap();
+        let messages = page["messages"].as_array().unwrap().clone();
+        for m in messages.iter().rev() {
+            texts.push(m["text"].as_str().unwrap().to_string());
+        }
+        before = messages.first().and_then(|m| m["id"].as_u64());
+        if page["more"] != true || messages.is_empty() {
+            break;
+        }
+    }
+    texts.reverse();
+    texts
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pipe_of_1000_lines_is_delivered_whole_in_order_at_default_limits() {
+    // The server's default flood control (a burst of 10, then 5 a second): the client paces
+    // itself, so this takes about 200 s and nothing is dropped, refused or repeated.
+    let server = start_with("127.0.0.1:0", None, &["--history", "2000"]).await;
+    let mut watch = observer(server.addr, "watch").await;
+    wait_for(&mut watch, "\"history\"").await;
+    let addr = server.addr;
+    let input: String = (1..=1000).map(|i| format!("line {i}\n")).collect();
+    let output =
+        tokio::task::spawn_blocking(move || run_with_input(cli(addr, &["--name", "pipe"]), &input))
+            .await
+            .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let mut got = Vec::new();
+    while got.len() < 1000 {
+        let line = wait_for(&mut watch, "\"from\":\"pipe\"").await;
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        got.push(v["text"].as_str().unwrap().to_string());
+    }
+    let expected: Vec<String> = (1..=1000).map(|i| format!("line {i}")).collect();
+    assert_eq!(got, expected);
+    assert!(
+        !String::from_utf8_lossy(&output.stdout).contains("flooding"),
+        "the client never tripped flood control"
+    );
+    let stored = room_texts(server.addr, "#lobby").await;
+    assert_eq!(stored, expected, "exactly once in the room's history");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_restart_mid_pipe_still_delivers_every_line_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap().to_string();
+    let limits = ["--flood-burst", "20", "--flood-rate", "50"];
+    let server = start_with("127.0.0.1:0", Some(&data), &limits).await;
+    let addr = server.addr;
+    let mut watch = observer(addr, "watch").await;
+    wait_for(&mut watch, "\"history\"").await;
+    let mut child = cli(addr, &["--name", "pipe"]).spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let input: String = (1..=300).map(|i| format!("line {i}\n")).collect();
+    stdin.write_all(input.as_bytes()).unwrap();
+    drop(stdin);
+    // Restart the server once a good part has arrived, the rest still in flight or queued.
+    wait_for(&mut watch, "\"text\":\"line 60\"").await;
+    server.stop().await;
+    let server = start_with(&addr.to_string(), Some(&data), &limits).await;
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("reconnecting"),
+        "the connection really was cut: {output:?}"
+    );
+    let stored = room_texts(addr, "#lobby").await;
+    let expected: Vec<String> = (1..=300).map(|i| format!("line {i}")).collect();
+    assert_eq!(stored, expected, "every line once, in order");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_line_is_named_and_the_exit_status_is_one() {
+    let server = start("127.0.0.1:0", None).await;
+    let addr = server.addr;
+    let long = "x".repeat(5000);
+    let input = format!("fine\n{long}\nalso fine\n");
+    let output =
+        tokio::task::spawn_blocking(move || run_with_input(cli(addr, &["--name", "r"]), &input))
+            .await
+            .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("line 2 was refused"), "{stderr}");
+    let stored = room_texts(addr, "#lobby").await;
+    assert_eq!(stored, vec!["fine", "also fine"]);
     server.stop().await;
 }

@@ -269,3 +269,20 @@ fn ctrl_q_quits_and_tells_the_server() {
         "the UI stops once the session is closed"
     );
 }
+
+#[test]
+fn without_a_terminal_it_says_so_in_one_line_and_exits_1() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_chat-cursive"))
+        .args(["--host", "127.0.0.1", "--port", "1", "--name", "x"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("needs a terminal"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(output.stdout.is_empty());
+}

@@ -192,3 +192,87 @@ async fn sigterm_exits_zero_after_telling_clients() {
     }
     assert_eq!(code, Some(0));
 }
+
+/// Every message in #lobby's history, oldest first, paging back from the newest.
+async fn all_texts(client: &mut Client) -> Vec<String> {
+    let mut stored = Vec::new();
+    let mut before: Option<u64> = None;
+    loop {
+        client
+            .send(json!({"type":"history","room":"#lobby","before":before,"limit":200}))
+            .await;
+        let page = client.expect("history").await;
+        let messages = page["messages"].as_array().unwrap();
+        for m in messages.iter().rev() {
+            stored.push(m["text"].as_str().unwrap().to_string());
+        }
+        before = messages.first().and_then(|m| m["id"].as_u64());
+        if page["more"] != true || messages.is_empty() {
+            break;
+        }
+    }
+    stored.reverse();
+    stored
+}
+
+#[tokio::test]
+async fn after_kill_9_a_client_that_resends_everything_gets_each_message_stored_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let port = free_port();
+    let mut child = spawn_server(data, port);
+    let mut alice = connect_retrying(port).await;
+    alice.hello("alice").await;
+    let says: Vec<u8> = (0..2000)
+        .flat_map(|i| {
+            let say =
+                json!({"type":"say","room":"#lobby","text":format!("m{i}"),"cid":format!("c-{i}")});
+            format!("{say}\n").into_bytes()
+        })
+        .collect();
+    alice.raw(&says).await;
+    let mut first_acks = std::collections::HashMap::new();
+    while first_acks.len() < 300 {
+        let ack = alice.expect("ack").await;
+        first_acks.insert(
+            ack["cid"].as_str().unwrap().to_string(),
+            ack["id"].as_u64().unwrap(),
+        );
+    }
+    child.kill().unwrap(); // SIGKILL, with messages stored but not yet acknowledged
+    child.wait().unwrap();
+    while let Some(v) = alice.next().await {
+        if v["type"] == "ack" {
+            first_acks.insert(
+                v["cid"].as_str().unwrap().to_string(),
+                v["id"].as_u64().unwrap(),
+            );
+        }
+    }
+
+    // The client does what a Session does after a reconnect: everything unacknowledged goes
+    // again with the same cids. Here it resends all 2000, acknowledged or not.
+    let mut child = spawn_server(data, port);
+    let mut alice = connect_retrying(port).await;
+    alice.hello("alice").await;
+    alice.raw(&says).await;
+    let mut acks = std::collections::HashMap::new();
+    while acks.len() < 2000 {
+        let ack = alice.expect("ack").await;
+        acks.insert(
+            ack["cid"].as_str().unwrap().to_string(),
+            ack["id"].as_u64().unwrap(),
+        );
+    }
+    for (cid, id) in &first_acks {
+        assert_eq!(acks[cid], *id, "a repeat of {cid} gets its original id");
+    }
+    let stored = all_texts(&mut alice).await;
+    let expected: Vec<String> = (0..2000).map(|i| format!("m{i}")).collect();
+    assert_eq!(
+        stored, expected,
+        "each message stored exactly once, in order"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
