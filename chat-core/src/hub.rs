@@ -468,7 +468,13 @@ impl<E: Encode> Hub<E> {
     /// A stored room whose name the current rules refuse (or that now has the same key as, or
     /// looks like, a room loaded before it) is not loaded: its history stays in the store,
     /// untouched, but nobody can join it. Their names are returned, for the server to log.
-    pub fn restore(&mut self, rooms: Vec<RestoredRoom>, next_id: MsgId) -> Vec<String> {
+    /// Rooms restored with nobody in them start their expiry clock at `now`.
+    pub fn restore(
+        &mut self,
+        now: UnixMillis,
+        rooms: Vec<RestoredRoom>,
+        next_id: MsgId,
+    ) -> Vec<String> {
         self.next_id = self.next_id.max(next_id);
         let mut refused = Vec::new();
         for restored in rooms {
@@ -488,6 +494,7 @@ impl<E: Encode> Hub<E> {
                     let name = names::normalize_room(&restored.name).unwrap_or_default();
                     self.insert_room(Room::new(name));
                     self.fill_room(&key, restored);
+                    self.mark_empty(now, &key);
                 }
                 _ => refused.push(restored.name),
             }
@@ -560,6 +567,92 @@ impl<E: Encode> Hub<E> {
             },
             flood_rate: self.config.flood_rate,
         }
+    }
+
+    /// Checks the hub's internal consistency, for property tests and fuzzing: every room
+    /// member is a registered connection that knows it is a member, every name and skeleton
+    /// points at its owner, every connection has its one liveness timer, and every queue is
+    /// within its bound. Returns what is wrong.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        for (key, room) in &self.rooms {
+            if names::key(&room.name) != *key {
+                return Err(format!("room {key} is stored under the wrong key"));
+            }
+            for member in &room.members {
+                let Some(c) = self.conns.get(member) else {
+                    return Err(format!("{member} in {key} is not a connection"));
+                };
+                if c.name.is_none() {
+                    return Err(format!("{member} in {key} is not registered"));
+                }
+                if !c.rooms.contains(key) {
+                    return Err(format!("{member} in {key} does not know it"));
+                }
+            }
+            if room.empty_since.is_some()
+                != (room.members.is_empty() && self.expiries.iter().any(|(_, k)| k == key))
+            {
+                return Err(format!(
+                    "room {key} has an expiry out of step with its members"
+                ));
+            }
+            if room.history.len() > self.config.history.max(1) {
+                return Err(format!("room {key} keeps too much history"));
+            }
+        }
+        if self.rooms.len() > self.config.max_rooms.max(1) + 1 {
+            return Err(format!("{} rooms over the cap", self.rooms.len()));
+        }
+        for (id, c) in &self.conns {
+            for key in &c.rooms {
+                if !self.rooms.get(key).is_some_and(|r| r.members.contains(id)) {
+                    return Err(format!("{id} thinks it is in {key}"));
+                }
+            }
+            if !self.timers.contains(&(c.check_at, *id)) {
+                return Err(format!("{id} has no liveness timer"));
+            }
+            if c.delayed.len() > self.config.flood_queue + 1 {
+                return Err(format!("{id} holds {} delayed frames", c.delayed.len()));
+            }
+            if let Some(name) = &c.name
+                && self.names.get(&names::key(name)) != Some(id)
+            {
+                return Err(format!("{id}'s name {name} is not in the index"));
+            }
+        }
+        if self.timers.len() != self.conns.len() {
+            return Err(format!(
+                "{} timers for {} connections",
+                self.timers.len(),
+                self.conns.len()
+            ));
+        }
+        for (key, owner) in &self.names {
+            if !self
+                .conns
+                .get(owner)
+                .is_some_and(|c| c.name.as_deref().map(names::key).as_deref() == Some(key.as_str()))
+            {
+                return Err(format!("name {key} points at {owner}, who is not it"));
+            }
+        }
+        for key in self.name_skeletons.values() {
+            if !self.names.contains_key(key) {
+                return Err(format!("a skeleton points at {key}, which nobody holds"));
+            }
+        }
+        if self.cids.len() != self.cid_order.len() || self.cids.len() > self.config.dedupe_window {
+            return Err("the cid memory is out of step or over its bound".into());
+        }
+        let mut last = 0;
+        for (id, _) in &self.pending {
+            if *id < last {
+                return Err("pending messages out of id order".into());
+            }
+            last = *id;
+        }
+        Ok(())
     }
 
     // ----- outputs -----

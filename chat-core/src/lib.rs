@@ -6,6 +6,7 @@
 //! - [`hub`]: the server-side state machine (rooms, names, history, liveness, flood control).
 //! - [`session`]: the client-side state machine every front-end shares.
 //! - [`text`]: the one sanitiser that makes other people's text safe to show.
+//! - [`fuzz`]: drivers that feed arbitrary bytes to the codec and the hub, for fuzzing.
 //! - [`command`]: parsing of what the user types (`/join #rust`); [`input`]: Up/Down history.
 //! - `client` (feature `tokio`, on by default): the async [`client::Transport`] trait, TCP and
 //!   in-memory transports, and the reconnecting driver that runs a [`session::Session`].
@@ -16,6 +17,7 @@
 
 pub mod codec;
 pub mod command;
+pub mod fuzz;
 pub mod hub;
 pub mod input;
 pub mod names;

@@ -238,7 +238,7 @@ pub async fn serve(
             next_id = restored.next_id,
             "storage: SQLite (rooms load when joined)"
         );
-        for name in hub.restore(restored.rooms, restored.next_id) {
+        for name in hub.restore(now_millis(), restored.rooms, restored.next_id) {
             tracing::warn!(room = ?name, "a stored room's name is not valid any more; its history stays on disk, unreachable");
         }
         hub.restore_cids(restored.cids);

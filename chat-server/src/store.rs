@@ -462,3 +462,134 @@ fn write_batch(conn: &mut Connection, batch: &[Record]) -> rusqlite::Result<()> 
     }
     tx.commit()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chat_core::hub::Record;
+
+    fn message(id: u64, ts: u64, room: &str, text: &str) -> Record {
+        Record::Message {
+            msg: ChatMessage {
+                id,
+                ts,
+                room: room.into(),
+                from: "alice".into(),
+                text: text.into(),
+                action: false,
+            },
+            cid: Some(format!("c{id}")),
+        }
+    }
+
+    fn open(dir: &Path, retention: Retention) -> (Store, Restored, std_mpsc::Receiver<Report>) {
+        let (tx, rx) = std_mpsc::channel();
+        let (store, restored) =
+            Store::open(dir, 100, &["#lobby".into()], 10, retention, move |r| {
+                let _ = tx.send(r);
+            })
+            .unwrap();
+        (store, restored, rx)
+    }
+
+    fn committed(rx: &std_mpsc::Receiver<Report>, through: MsgId) {
+        loop {
+            match rx.recv_timeout(Duration::from_secs(5)).unwrap() {
+                Report::Committed(id) if id >= through => return,
+                _ => {}
+            }
+        }
+    }
+
+    #[test]
+    fn rooms_load_on_demand_with_their_history_and_cids_come_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, restored, rx) = open(dir.path(), Retention::default());
+        assert_eq!(restored.next_id, 1);
+        for id in 1..=5 {
+            store.append(message(id, 1000 + id, "#Rust", &format!("m{id}")));
+        }
+        committed(&rx, 5);
+        store.load(names::key("#RUST"));
+        match rx.recv_timeout(Duration::from_secs(5)).unwrap() {
+            Report::Loaded {
+                key,
+                room: Some(room),
+            } => {
+                assert_eq!(key, "#rust");
+                assert_eq!(room.name, "#Rust");
+                assert_eq!(room.history.len(), 5);
+                assert!(!room.more);
+            }
+            other => panic!("{other:?}"),
+        }
+        store.load("#nothing".into());
+        assert!(matches!(
+            rx.recv_timeout(Duration::from_secs(5)).unwrap(),
+            Report::Loaded { room: None, .. }
+        ));
+        store.close();
+        let (_store, restored, _rx) = open(dir.path(), Retention::default());
+        assert_eq!(restored.next_id, 6);
+        let cids: Vec<String> = restored.cids.iter().map(|(c, _)| c.clone()).collect();
+        assert_eq!(cids, ["c1", "c2", "c3", "c4", "c5"]);
+    }
+
+    #[test]
+    fn retention_deletes_by_age_and_by_count_per_room() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = now_millis();
+        let old = now - 10 * 86_400_000;
+        let (mut store, _, rx) = open(dir.path(), Retention::default());
+        store.append(message(1, old, "#a", "old"));
+        for id in 2..=6 {
+            store.append(message(id, now, "#a", "new"));
+        }
+        store.append(message(7, now, "#b", "b"));
+        committed(&rx, 7);
+        store.close();
+        let count = |dir: &Path| -> i64 {
+            Connection::open(dir.join("chat.sqlite3"))
+                .unwrap()
+                .query_row("SELECT COUNT(*) FROM messages", [], |r| r.get(0))
+                .unwrap()
+        };
+        assert_eq!(count(dir.path()), 7);
+        let by_age = Retention {
+            max_age_days: 7,
+            per_room: 0,
+        };
+        drop(open(dir.path(), by_age));
+        assert_eq!(count(dir.path()), 6, "the 10-day-old message is gone");
+        let by_count = Retention {
+            max_age_days: 0,
+            per_room: 3,
+        };
+        drop(open(dir.path(), by_count));
+        assert_eq!(count(dir.path()), 4, "#a keeps its newest 3, #b its one");
+    }
+
+    #[test]
+    fn an_old_database_gets_case_folded_room_keys_and_a_cid_column() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let conn = Connection::open(dir.path().join("chat.sqlite3")).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE messages (id INTEGER PRIMARY KEY, ts INTEGER NOT NULL,
+                     room_key TEXT NOT NULL, room TEXT NOT NULL, sender TEXT NOT NULL,
+                     text TEXT NOT NULL, action INTEGER NOT NULL);
+                 INSERT INTO messages VALUES (1, 1, '#straße', '#STRASSE', 'a', 'hi', 0);",
+            )
+            .unwrap();
+        }
+        let (store, restored, rx) = open(dir.path(), Retention::default());
+        assert_eq!(restored.next_id, 2);
+        store.load(names::key("#strasse"));
+        match rx.recv_timeout(Duration::from_secs(5)).unwrap() {
+            Report::Loaded {
+                room: Some(room), ..
+            } => assert_eq!(room.history[0].text, "hi"),
+            other => panic!("{other:?}"),
+        }
+    }
+}

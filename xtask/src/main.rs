@@ -32,6 +32,17 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Run the cargo-fuzz targets (the JSON Lines decoder, and the hub driven by arbitrary
+    /// operations) for a while each, installing cargo-fuzz first if it is missing. Works on
+    /// the stable toolchain (no sanitizer). Findings are written to fuzz/artifacts/.
+    Fuzz {
+        /// Seconds per target.
+        #[arg(long, default_value_t = 60)]
+        secs: u64,
+        /// Which targets [default: all].
+        #[arg(value_parser = ["codec", "hub"])]
+        targets: Vec<String>,
+    },
     /// The suite itself, as `bench` runs it on the generator's core.
     #[command(hide = true)]
     BenchRun(bench::BenchArgs),
@@ -50,6 +61,7 @@ fn main() {
             bench::run(&args, &raw)
         }
         Task::Test { args } => test(&args),
+        Task::Fuzz { secs, targets } => fuzz(secs, &targets),
         Task::BenchRun(args) => bench::run_suite(&args),
         Task::BenchFloor(args) => bench::run_floor(&args),
     };
@@ -93,6 +105,46 @@ fn test(extra: &[String]) -> anyhow::Result<()> {
         .args(extra)
         .status()?;
     anyhow::ensure!(status.success(), "tests failed");
+    Ok(())
+}
+
+/// `cargo xtask fuzz`: each target for `secs` seconds; fails on the first finding.
+fn fuzz(secs: u64, targets: &[String]) -> anyhow::Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let has_fuzz = Command::new(&cargo)
+        .args(["fuzz", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_fuzz {
+        eprintln!("xtask: installing cargo-fuzz");
+        let status = Command::new(&cargo)
+            .args(["install", "cargo-fuzz", "--locked"])
+            .status()?;
+        anyhow::ensure!(status.success(), "cannot install cargo-fuzz");
+    }
+    let all = ["codec".to_string(), "hub".to_string()];
+    let targets = if targets.is_empty() {
+        &all[..]
+    } else {
+        targets
+    };
+    for target in targets {
+        eprintln!("xtask: fuzzing {target} for {secs} s");
+        let corpus = root().join("fuzz").join("corpus").join(target);
+        std::fs::create_dir_all(&corpus)?;
+        let status = Command::new(&cargo)
+            .current_dir(root().join("fuzz"))
+            .args(["fuzz", "run", "--sanitizer", "none", target])
+            .arg(&corpus)
+            .arg("--")
+            .arg(format!("-max_total_time={secs}"))
+            .arg("-print_final_stats=1")
+            .status()?;
+        anyhow::ensure!(
+            status.success(),
+            "fuzzing {target} found a failure (see fuzz/artifacts/{target})"
+        );
+    }
     Ok(())
 }
 

@@ -431,7 +431,13 @@ async fn room_texts(addr: SocketAddr, room: &str) -> Vec<String> {
 async fn a_pipe_of_1000_lines_is_delivered_whole_in_order_at_default_limits() {
     // The server's default flood control (a burst of 10, then 5 a second): the client paces
     // itself, so this takes about 200 s and nothing is dropped, refused or repeated.
-    let server = start_with("127.0.0.1:0", None, &["--history", "2000"]).await;
+    // (The raw observer answers no pings: keep the server from dropping it meanwhile.)
+    let server = start_with(
+        "127.0.0.1:0",
+        None,
+        &["--history", "2000", "--ping-interval", "3600"],
+    )
+    .await;
     let mut watch = observer(server.addr, "watch").await;
     wait_for(&mut watch, "\"history\"").await;
     let addr = server.addr;

@@ -152,3 +152,21 @@ proptest! {
         let _ = decode_server(s.as_bytes());
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    /// The hub driven by arbitrary operations keeps its invariants (the fuzz target's driver).
+    #[test]
+    fn the_hub_keeps_its_invariants_under_arbitrary_operations(
+        data in proptest::collection::vec(any::<u8>(), 0..400)
+    ) {
+        chat_core::fuzz::hub(&data);
+    }
+
+    /// The codec's fuzz driver, on proptest's inputs.
+    #[test]
+    fn the_codec_driver_holds(data in proptest::collection::vec(any::<u8>(), 0..300)) {
+        chat_core::fuzz::codec(&data);
+    }
+}

@@ -19,6 +19,7 @@ const SERVER_TYPES: &[&str] = &[
     "nick",
     "message",
     "direct",
+    "ack",
     "topic",
     "members",
     "room_list",

@@ -192,6 +192,11 @@ impl Harness {
             }
         }
         self.drain();
+        if let Some(hub) = &self.hub
+            && let Err(broken) = hub.check_invariants()
+        {
+            panic!("after {line:?}: {broken}");
+        }
     }
 }
 

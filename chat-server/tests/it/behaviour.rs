@@ -2,6 +2,7 @@
 //! catch-up, limits and churn.
 
 use serde_json::json;
+use std::time::Duration;
 
 use crate::harness::{Client, TestServer};
 
@@ -240,4 +241,63 @@ async fn shutdown_tells_every_client() {
         anon.expect_closed().await.as_deref(),
         Some("server shutdown")
     );
+}
+
+#[tokio::test]
+async fn room_limits_come_from_the_flags() {
+    let server = TestServer::start(&[
+        "--max-rooms",
+        "3",
+        "--room-create-burst",
+        "1",
+        "--room-create-rate",
+        "1",
+    ])
+    .await;
+    let mut alice = server.client("alice").await;
+    alice.send(json!({"type":"join","room":"#a"})).await;
+    alice.expect("history").await;
+    alice.send(json!({"type":"join","room":"#b"})).await;
+    assert_eq!(alice.expect_error().await, "room_creation_throttled");
+    let mut bob = server.client("bob").await;
+    bob.send(json!({"type":"join","room":"#b"})).await;
+    bob.expect("history").await;
+    let mut carol = server.client("carol").await;
+    carol.send(json!({"type":"join","room":"#c"})).await;
+    assert_eq!(carol.expect_error().await, "room_limit");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_room_that_left_memory_comes_back_with_its_history_and_topic() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let server = TestServer::start(&["--data-dir", data, "--room-expiry", "0.1"]).await;
+    let mut alice = server.client("alice").await;
+    alice.send(json!({"type":"join","room":"#gone"})).await;
+    alice.expect("history").await;
+    alice
+        .send(json!({"type":"topic","room":"#gone","topic":"still here"}))
+        .await;
+    alice.expect("topic").await;
+    alice.say("#gone", "remember me").await;
+    alice.expect("message").await;
+    alice.send(json!({"type":"part","room":"#gone"})).await;
+    alice.expect("part").await;
+    // Expired: the room list no longer has it.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    alice.send(json!({"type":"rooms"})).await;
+    let list = alice.expect("room_list").await;
+    assert!(
+        !list.to_string().contains("#gone"),
+        "expired from memory: {list}"
+    );
+    // Joining loads it back from the store, and what is sent right after the join waits.
+    alice.send(json!({"type":"join","room":"#gone"})).await;
+    alice.say("#gone", "and again").await;
+    assert_eq!(alice.expect("topic").await["topic"], "still here");
+    let history = alice.expect("history").await;
+    assert_eq!(history["messages"][0]["text"], "remember me");
+    assert_eq!(alice.expect("message").await["text"], "and again");
+    server.stop().await;
 }
