@@ -660,3 +660,118 @@ fn autojoin_rooms_are_joined_once_and_the_last_becomes_active() {
     );
     assert_eq!(s.active().unwrap().name, "#ops");
 }
+
+/// The server's welcome with flood limits.
+fn welcome_limited(name: &str, burst: u32, rate: u32) -> String {
+    format!(
+        r#"{{"type":"welcome","version":1,"name":"{name}","server":"t","limits":{{"max_line":100,"max_text":10,"max_text_lines":2,"max_name":32,"flood_burst":{burst},"flood_rate":{rate}}}}}"#
+    )
+}
+
+#[test]
+fn sending_is_paced_to_the_announced_flood_limits() {
+    let mut s = Session::new(config(), "alice");
+    s.start(T);
+    s.handle_connected(T);
+    feed(
+        &mut s,
+        &[
+            &welcome_limited("alice", 10, 5),
+            r##"{"type":"join","room":"#lobby","name":"alice","ts":1}"##,
+        ],
+    );
+    sent(&mut s);
+    for i in 0..20 {
+        s.handle_input(T, &format!("m{i}"));
+    }
+    // The server's bucket holds 10, hello took one, and two are kept in reserve.
+    assert_eq!(sent(&mut s).len(), 7);
+    assert_eq!(s.unacked(), 20);
+    // Then one every 200 ms, when the session's deadline says so.
+    let mut now = T;
+    let mut times = Vec::new();
+    while times.len() < 13 {
+        now = s.poll_timeout().expect("a pacing deadline");
+        assert!(now < T + 5_000, "paced, not stalled");
+        s.handle_timeout(now);
+        let out = sent_raw(&mut s);
+        for m in &out {
+            let ClientMsg::Say { cid: Some(cid), .. } = m else {
+                panic!("{m:?}");
+            };
+            s.handle_server(
+                now,
+                server(&format!(r#"{{"type":"ack","cid":"{cid}","id":1}}"#)),
+            );
+            times.push(now);
+        }
+    }
+    assert_eq!(times.len(), 13);
+    assert!(times.windows(2).all(|w| w[1] - w[0] >= 200), "{times:?}");
+    assert_eq!(
+        s.unacked(),
+        7,
+        "the first seven were never acknowledged here"
+    );
+}
+
+#[test]
+fn a_refusal_names_the_input_it_came_from() {
+    let mut s = online();
+    s.handle_input(T, "/who");
+    s.handle_input(T, "fine");
+    s.handle_input(T, "too long for the limit");
+    let cids: Vec<String> = sent_raw(&mut s)
+        .into_iter()
+        .filter_map(|m| match m {
+            ClientMsg::Say { cid, .. } => cid,
+            _ => None,
+        })
+        .collect();
+    assert_eq!(cids, ["t-1", "t-2"]);
+    feed(
+        &mut s,
+        &[
+            r#"{"type":"error","code":"text_too_long","message":"the message is 22 bytes; the limit is 10","cid":"t-2"}"#,
+        ],
+    );
+    let refused: Vec<Event> = std::iter::from_fn(|| s.poll_output())
+        .filter_map(|o| match o {
+            Output::Event(e @ Event::Refused { .. }) => Some(e),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        refused,
+        vec![Event::Refused {
+            input: 3,
+            code: Some(chat_core::ErrorCode::TextTooLong),
+            reason: "the message is 22 bytes; the limit is 10".into(),
+        }]
+    );
+    assert_eq!(s.unacked(), 1);
+}
+
+#[test]
+fn other_peoples_text_reaches_the_view_with_controls_made_visible() {
+    let mut s = online();
+    feed(
+        &mut s,
+        &[
+            r##"{"type":"message","id":2,"ts":1,"room":"#lobby","from":"bob","text":"a\u001b[2Jb\r\nc\td"}"##,
+            r##"{"type":"topic","room":"#lobby","topic":"\u009b31m","by":"bob\u0007"}"##,
+            r##"{"type":"quit","name":"bob","reason":"\u001b]52;c;eA==\u0007","ts":2}"##,
+        ],
+    );
+    let c = s.active().unwrap();
+    assert_eq!(c.topic, "<U+009B>31m");
+    let kinds: Vec<String> = c.lines.iter().map(|l| format!("{:?}", l.kind)).collect();
+    let all = kinds.join("\n");
+    assert!(all.contains(r#"text: "a␛[2Jb␍\nc\td""#), "{all}");
+    assert!(all.contains(r#"by: Some("bob␇")"#), "{all}");
+    assert!(all.contains(r#"reason: "␛]52;c;eA==␇""#), "{all}");
+    assert!(
+        !all.chars()
+            .any(|ch| ch == '\u{1b}' || ch == '\u{9b}' || ch == '\u{7}')
+    );
+}

@@ -286,3 +286,16 @@ fn without_a_terminal_it_says_so_in_one_line_and_exits_1() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(output.stdout.is_empty());
 }
+
+#[test]
+fn control_characters_from_others_show_as_symbols() {
+    let mut tui = Tui::new(80, 16);
+    tui.server(&[
+        r##"{"type":"message","id":2,"ts":1700000000000,"room":"#lobby","from":"bob","text":"\u001b]2;PWNED\u0007 \u001b[2J"}"##,
+        r##"{"type":"topic","room":"#lobby","topic":"\u009b31mred","by":"bob","ts":1700000000000}"##,
+    ]);
+    let screen = tui.screen();
+    assert!(screen.contains("<bob> ␛]2;PWNED␇ ␛[2J"), "{screen}");
+    assert!(screen.contains("<U+009B>31mred"), "{screen}");
+    assert!(!screen.contains('\u{1b}') && !screen.contains('\u{9b}'));
+}
