@@ -113,7 +113,7 @@ pub fn hub(data: &[u8]) {
                 open.push(conn);
                 hub.handle(now, Input::Connect { conn });
             }
-            1 | 2 | 3 if !open.is_empty() => {
+            1..=3 if !open.is_empty() => {
                 let conn = open[pick(next().unwrap_or(0), open.len())];
                 let line = LINES[pick(next().unwrap_or(0), LINES.len())];
                 let frame = decode_client(line.as_bytes());

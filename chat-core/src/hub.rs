@@ -629,11 +629,8 @@ impl<E: Encode> Hub<E> {
             ));
         }
         for (key, owner) in &self.names {
-            if !self
-                .conns
-                .get(owner)
-                .is_some_and(|c| c.name.as_deref().map(names::key).as_deref() == Some(key.as_str()))
-            {
+            let holder = self.conns.get(owner).and_then(|c| c.name.as_deref());
+            if holder.map(names::key).as_ref() != Some(key) {
                 return Err(format!("name {key} points at {owner}, who is not it"));
             }
         }

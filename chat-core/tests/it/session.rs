@@ -688,10 +688,9 @@ fn sending_is_paced_to_the_announced_flood_limits() {
     assert_eq!(sent(&mut s).len(), 7);
     assert_eq!(s.unacked(), 20);
     // Then one every 200 ms, when the session's deadline says so.
-    let mut now = T;
     let mut times = Vec::new();
     while times.len() < 13 {
-        now = s.poll_timeout().expect("a pacing deadline");
+        let now = s.poll_timeout().expect("a pacing deadline");
         assert!(now < T + 5_000, "paced, not stalled");
         s.handle_timeout(now);
         let out = sent_raw(&mut s);

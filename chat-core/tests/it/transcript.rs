@@ -237,7 +237,7 @@ fn parse_duration(s: &str) -> u64 {
 }
 
 fn fmt_elapsed(ms: u64) -> String {
-    if ms % 1000 == 0 {
+    if ms.is_multiple_of(1000) {
         format!("{}s", ms / 1000)
     } else {
         format!("{}.{:03}s", ms / 1000, ms % 1000)
