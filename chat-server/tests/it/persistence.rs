@@ -139,22 +139,7 @@ async fn kill_9_keeps_every_acknowledged_message() {
     let mut child = spawn_server(data, port);
     let mut bob = connect_retrying(port).await;
     bob.hello("bob").await;
-    let mut stored = Vec::new();
-    let mut before: Option<u64> = None;
-    loop {
-        bob.send(json!({"type":"history","room":"#lobby","before":before,"limit":200}))
-            .await;
-        let page = bob.expect("history").await;
-        let messages = page["messages"].as_array().unwrap();
-        for m in messages.iter().rev() {
-            stored.push(m["text"].as_str().unwrap().to_string());
-        }
-        before = messages.first().and_then(|m| m["id"].as_u64());
-        if page["more"] != true || messages.is_empty() {
-            break;
-        }
-    }
-    stored.reverse();
+    let stored = all_texts(&mut bob).await;
     // More may have been stored than was acknowledged before the kill, never less: the server
     // keeps all 2000 in its history window (--history 5000), so every acknowledged message is
     // checked.
