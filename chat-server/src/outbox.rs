@@ -67,6 +67,8 @@ struct State {
     work: Option<Waker>,
     /// The writer task waiting on its socket (woken by kill).
     kill: Option<Waker>,
+    /// A push waits on `Shared::flushed` for the flusher's write to end.
+    push_waiting: bool,
 }
 
 struct Shared {
@@ -127,6 +129,7 @@ pub fn outbox(socket: Arc<TcpStream>, limit: usize) -> (Outbox, Writer) {
             killed: false,
             work: None,
             kill: None,
+            push_waiting: false,
         }),
         flushed: Condvar::new(),
         socket,
@@ -165,6 +168,7 @@ impl Outbox {
     fn wait_for_flusher(&self) {
         let mut state = self.shared.lock();
         while state.mode == Mode::Flushing && !state.killed {
+            state.push_waiting = true;
             state = self
                 .shared
                 .flushed
@@ -191,14 +195,18 @@ impl Outbox {
 
     /// Stops the writer at once, dropping what is queued.
     pub fn kill(&self) {
-        let wakers = {
+        let (wakers, push_waiting) = {
             let mut state = self.shared.lock();
             state.killed = true;
             state.queue = VecDeque::new();
             state.rest = None;
-            [state.work.take(), state.kill.take()]
+            let waiting = std::mem::take(&mut state.push_waiting);
+            ([state.work.take(), state.kill.take()], waiting)
         };
         wakers.into_iter().flatten().for_each(Waker::wake);
+        if push_waiting {
+            self.shared.flushed.notify_all();
+        }
     }
 }
 
@@ -324,8 +332,12 @@ fn finish_flush(conn: &Shared, bytes: Bytes, written: std::io::Result<usize>) ->
             }
         }
     };
+    // Waking costs a syscall even with nobody waiting: only when a push is.
+    let waiting = std::mem::take(&mut state.push_waiting);
     drop(state);
-    conn.flushed.notify_all();
+    if waiting {
+        conn.flushed.notify_all();
+    }
     again
 }
 
