@@ -790,9 +790,11 @@ impl<E: Encode> Hub<E> {
             return;
         };
         c.last_seen = now;
-        c.pinged_at = None;
-        // A pong only proves liveness; it never waits behind throttled frames.
-        if matches!(frame, Ok(ClientMsg::Pong { .. })) {
+        let pinged = c.pinged_at.take().is_some();
+        // The pong to our ping only proves liveness: it never waits behind throttled frames.
+        // Any other pong counts against flood control like every other frame, so pongs cannot
+        // be used to make the server work for free.
+        if pinged && matches!(frame, Ok(ClientMsg::Pong { .. })) {
             return;
         }
         if c.loading.is_some() {
