@@ -379,6 +379,8 @@ pub enum ErrorCode {
     ServerFull,
     /// The client's address holds its maximum number of connections.
     TooManyConnections,
+    /// The client's address opened connections faster than the server allows.
+    ConnectionThrottled,
     /// The client sends faster than the flood limit allows; its messages are being delayed.
     Flooding,
     /// The server holds as many rooms as it allows; no new room can be made now.
@@ -411,6 +413,7 @@ impl ErrorCode {
             ErrorCode::TopicTooLong => "topic_too_long",
             ErrorCode::ServerFull => "server_full",
             ErrorCode::TooManyConnections => "too_many_connections",
+            ErrorCode::ConnectionThrottled => "connection_throttled",
             ErrorCode::Flooding => "flooding",
             ErrorCode::RoomLimit => "room_limit",
             ErrorCode::RoomCreationThrottled => "room_creation_throttled",

@@ -64,6 +64,12 @@ pub struct Config {
     /// Most simultaneous connections from one IP address.
     #[arg(long, env = "CHAT_MAX_PER_IP", default_value_t = 50)]
     pub max_per_ip: usize,
+    /// New connections one IP address may open at once (a classroom behind one NAT).
+    #[arg(long, env = "CHAT_CONNECT_BURST", default_value_t = 20)]
+    pub connect_burst: u32,
+    /// New connections per second one IP address may open after its burst; 0 means no limit.
+    #[arg(long, env = "CHAT_CONNECT_RATE", default_value_t = 2.0)]
+    pub connect_rate: f64,
     /// Longest accepted line, in bytes.
     #[arg(long, env = "CHAT_MAX_LINE", default_value_t = codec::DEFAULT_MAX_LINE)]
     pub max_line: usize,
@@ -153,6 +159,53 @@ enum Event {
 struct Tracker {
     total: usize,
     per_ip: HashMap<IpAddr, usize>,
+}
+
+/// Per-address token buckets for new connections, so that a reconnect loop cannot make every
+/// room announce a join and a quit hundreds of times a second. Deadlines use the monotonic clock.
+struct Throttle {
+    burst: f64,
+    rate: f64,
+    buckets: HashMap<IpAddr, (f64, std::time::Instant)>,
+    /// Accepts since the last sweep of full buckets.
+    since_sweep: usize,
+}
+
+impl Throttle {
+    fn new(burst: u32, rate: f64) -> Self {
+        Self {
+            burst: f64::from(burst.max(1)),
+            rate,
+            buckets: HashMap::new(),
+            since_sweep: 0,
+        }
+    }
+
+    /// Takes a token for `ip`; false when it has none.
+    fn admit(&mut self, ip: IpAddr, now: std::time::Instant) -> bool {
+        if self.rate <= 0.0 {
+            return true;
+        }
+        self.since_sweep += 1;
+        if self.since_sweep >= 1024 {
+            // Forget addresses whose buckets have refilled: they are as if never seen.
+            self.since_sweep = 0;
+            let (burst, rate) = (self.burst, self.rate);
+            self.buckets.retain(|_, (tokens, at)| {
+                *tokens + now.duration_since(*at).as_secs_f64() * rate < burst
+            });
+        }
+        let (burst, rate) = (self.burst, self.rate);
+        let (tokens, at) = self.buckets.entry(ip).or_insert((burst, now));
+        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * rate).min(burst);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 /// Decrements the tracker when a connection task ends, however it ends.
@@ -410,6 +463,7 @@ async fn accept_loop(
     tracker: Arc<Mutex<Tracker>>,
 ) {
     let mut next_id = 0u64;
+    let mut throttle = Throttle::new(config.connect_burst, config.connect_rate);
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -421,6 +475,18 @@ async fn accept_loop(
             }
         };
         let ip = peer.ip();
+        if !throttle.admit(ip, std::time::Instant::now()) {
+            tracing::info!(%peer, "refused connection: connecting too fast");
+            tokio::spawn(refuse(
+                stream,
+                ErrorCode::ConnectionThrottled,
+                format!(
+                    "{ip} opens connections too fast (limit {} a second); wait a moment",
+                    config.connect_rate
+                ),
+            ));
+            continue;
+        }
         let refusal = {
             let mut t = tracker.lock().unwrap_or_else(|e| e.into_inner());
             let from_ip = t.per_ip.get(&ip).copied().unwrap_or(0);

@@ -366,7 +366,7 @@ impl Server {
         };
         let script = format!(
             "ulimit -n $(ulimit -Hn) 2>/dev/null; exec {pin}{} --listen {addr} {memory} \
-             --flood-rate 0 --ping-interval 3600 --max-connections 200000 --max-per-ip 200000 {queue} {}",
+             --flood-rate 0 --connect-rate 0 --ping-interval 3600 --max-connections 200000 --max-per-ip 200000 {queue} {}",
             binary.display(),
             extra.join(" ")
         );

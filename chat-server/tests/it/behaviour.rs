@@ -301,3 +301,23 @@ async fn a_room_that_left_memory_comes_back_with_its_history_and_topic() {
     assert_eq!(alice.expect("message").await["text"], "and again");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn an_address_that_reconnects_in_a_loop_is_throttled() {
+    let server = TestServer::start(&["--connect-burst", "3", "--connect-rate", "1"]).await;
+    let mut first = Vec::new();
+    for i in 0..3 {
+        first.push(server.client(&format!("loop{i}")).await);
+    }
+    // The fourth within the same second is refused with a reason, then closed.
+    let mut fourth = Client::connect(server.addr).await;
+    assert_eq!(fourth.expect_error().await, "connection_throttled");
+    assert_eq!(
+        fourth.expect_closed().await.as_deref(),
+        Some("connection_throttled")
+    );
+    // A second later the bucket has a token again.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    server.client("later").await;
+    server.stop().await;
+}

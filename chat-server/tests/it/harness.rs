@@ -30,6 +30,9 @@ impl TestServer {
         if !flags.contains(&"--flood-rate") {
             args.extend(["--flood-rate", "0"]);
         }
+        if !flags.contains(&"--connect-rate") {
+            args.extend(["--connect-rate", "0"]);
+        }
         args.extend_from_slice(flags);
         let config = chat_server::Config::parse_from(args);
         let listener = chat_server::bind(&config).await.unwrap();
