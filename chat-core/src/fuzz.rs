@@ -91,6 +91,7 @@ pub fn hub(data: &[u8]) {
         room_create_per_minute: 2,
         room_expiry: 5_000,
         dedupe_window: 4,
+        max_held: 5,
         max_rooms_per_conn: 3,
         ping_interval: 10_000,
         ping_timeout: 5_000,
@@ -147,13 +148,17 @@ pub fn hub(data: &[u8]) {
                     "a deadline at or before now survived handle_timeout"
                 );
             }
-            _ => {
-                // The store catches up, and answers the loads it was asked for.
-                hub.handle(now, Input::Committed { through: stored });
-                for key in loads.drain(..) {
-                    hub.handle(now, Input::RoomLoaded { key, room: None });
+            _ => match next().unwrap_or(2) % 4 {
+                0 => hub.handle(now, Input::StoreDown),
+                1 => hub.handle(now, Input::StoreUp),
+                _ => {
+                    // The store catches up, and answers the loads it was asked for.
+                    hub.handle(now, Input::Committed { through: stored });
+                    for key in loads.drain(..) {
+                        hub.handle(now, Input::RoomLoaded { key, room: None });
+                    }
                 }
-            }
+            },
         }
         while let Some(output) = hub.poll_output() {
             match output {

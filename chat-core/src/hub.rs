@@ -114,6 +114,11 @@ pub struct HubConfig {
     pub room_expiry: u64,
     /// How many recent client message ids (`cid`) are remembered to answer repeats.
     pub dedupe_window: usize,
+    /// Most messages held for the store's commit; past it new messages are refused
+    /// (`store_unavailable`) instead of queued.
+    pub max_held: usize,
+    /// Most bytes of text held for the store's commit, likewise.
+    pub max_held_bytes: usize,
 }
 
 impl Default for HubConfig {
@@ -142,6 +147,8 @@ impl Default for HubConfig {
             room_create_per_minute: 5,
             room_expiry: 3_600_000,
             dedupe_window: 100_000,
+            max_held: 10_000,
+            max_held_bytes: 16 << 20,
         }
     }
 }
@@ -181,6 +188,11 @@ pub enum Input {
         /// What the store holds.
         room: Option<RestoredRoom>,
     },
+    /// The store has failed to commit for a while: refuse new messages (`store_unavailable`)
+    /// and tell the senders of held ones that they wait. Held messages are kept, in order.
+    StoreDown,
+    /// The store commits again: accept messages again.
+    StoreUp,
     /// The server is shutting down: tell everyone and close every connection.
     Shutdown,
 }
@@ -361,8 +373,9 @@ struct Conn {
 enum Pending {
     Room {
         msg: ChatMessage,
-        /// The sender and its cid, to acknowledge.
-        ack: Option<(ConnId, String)>,
+        /// The sender, to acknowledge (with its cid) or to tell that the message waits.
+        from: ConnId,
+        cid: Option<String>,
     },
     Direct {
         msg: ServerMsg,
@@ -381,7 +394,33 @@ enum Pending {
         topic: String,
         by: String,
         ts: UnixMillis,
+        from: ConnId,
     },
+}
+
+impl Pending {
+    /// What holding it costs, in bytes, for [`HubConfig::max_held_bytes`] (acks cost nothing).
+    fn weight(&self) -> usize {
+        match self {
+            Pending::Room { msg, .. } => 64 + msg.text.len() + msg.room.len() + msg.from.len(),
+            Pending::Direct { msg, .. } => match msg {
+                ServerMsg::Direct { text, from, to, .. } => 64 + text.len() + from.len() + to.len(),
+                _ => 64,
+            },
+            Pending::Topic { topic, by, .. } => 64 + topic.len() + by.len(),
+            Pending::Ack { .. } => 0,
+        }
+    }
+
+    /// Who sent it.
+    fn sender(&self) -> ConnId {
+        match self {
+            Pending::Room { from, .. }
+            | Pending::Direct { from, .. }
+            | Pending::Topic { from, .. } => *from,
+            Pending::Ack { conn, .. } => *conn,
+        }
+    }
 }
 
 /// The server-side state machine. See the module documentation.
@@ -415,6 +454,11 @@ pub struct Hub<E: Encode = JsonLines> {
     releases: BTreeSet<(UnixMillis, ConnId)>,
     /// Id-bearing events held until committed, in id order.
     pending: VecDeque<(MsgId, Pending)>,
+    /// Messages in `pending` (acks aside), and their weight, against the held limits.
+    held: usize,
+    held_bytes: usize,
+    /// The store reported failing commits: refuse new messages until it recovers.
+    store_down: bool,
     next_id: MsgId,
     /// Timestamps never go backwards, even if the wall clock does.
     last_ts: UnixMillis,
@@ -451,6 +495,9 @@ impl<E: Encode> Hub<E> {
             timers: BTreeSet::new(),
             releases: BTreeSet::new(),
             pending: VecDeque::new(),
+            held: 0,
+            held_bytes: 0,
+            store_down: false,
             next_id: 1,
             last_ts: 0,
             outputs: VecDeque::new(),
@@ -642,6 +689,14 @@ impl<E: Encode> Hub<E> {
         if self.cids.len() != self.cid_order.len() || self.cids.len() > self.config.dedupe_window {
             return Err("the cid memory is out of step or over its bound".into());
         }
+        let held = self
+            .pending
+            .iter()
+            .filter(|(_, p)| !matches!(p, Pending::Ack { .. }))
+            .count();
+        if held != self.held || held > self.config.max_held {
+            return Err(format!("{held} held messages, counted {}", self.held));
+        }
         let mut last = 0;
         for (id, _) in &self.pending {
             if *id < last {
@@ -683,6 +738,8 @@ impl<E: Encode> Hub<E> {
             Input::Disconnect { conn, reason } => self.drop_conn(now, conn, &reason, false),
             Input::Committed { through } => self.handle_committed(through),
             Input::RoomLoaded { key, room } => self.handle_room_loaded(now, key, room),
+            Input::StoreDown => self.handle_store_down(),
+            Input::StoreUp => self.store_down = false,
             Input::Shutdown => self.handle_shutdown(now),
         }
     }
@@ -910,6 +967,47 @@ impl<E: Encode> Hub<E> {
         }
     }
 
+    fn handle_store_down(&mut self) {
+        if self.store_down {
+            return;
+        }
+        self.store_down = true;
+        let mut senders: Vec<ConnId> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| !matches!(p, Pending::Ack { .. }))
+            .map(|(_, p)| p.sender())
+            .filter(|c| self.conns.contains_key(c))
+            .collect();
+        senders.sort_unstable();
+        senders.dedup();
+        let notice = error(
+            ErrorCode::StoreUnavailable,
+            "the server cannot store messages right now; yours are held and will be delivered \
+             when storage recovers, and new ones are refused until then",
+        );
+        self.send(senders, &notice);
+    }
+
+    /// Refuses a new message when the store cannot take it (see [`HubConfig::max_held`]).
+    fn store_can_take(&mut self, conn: ConnId, weight: usize) -> bool {
+        if !self.config.durable {
+            return true;
+        }
+        let full = self.held >= self.config.max_held
+            || self.held_bytes + weight > self.config.max_held_bytes;
+        if !self.store_down && !full {
+            return true;
+        }
+        let why = if self.store_down {
+            "the server cannot store messages right now (its storage is failing); try again later"
+        } else {
+            "too many messages are waiting to be stored; try again in a moment"
+        };
+        self.reply(conn, &error(ErrorCode::StoreUnavailable, why));
+        false
+    }
+
     fn handle_committed(&mut self, through: MsgId) {
         // A repeat may wait behind a later id than its own: it is released no earlier than
         // its original, never later than what was queued after it.
@@ -918,6 +1016,10 @@ impl<E: Encode> Hub<E> {
                 break;
             }
             let (_, pending) = self.pending.pop_front().expect("checked non-empty");
+            if !matches!(pending, Pending::Ack { .. }) {
+                self.held -= 1;
+                self.held_bytes -= pending.weight();
+            }
             self.release(pending);
         }
     }
@@ -1525,6 +1627,9 @@ impl<E: Encode> Hub<E> {
         if !self.valid_text(conn, &text) {
             return;
         }
+        if !self.store_can_take(conn, 64 + text.len()) {
+            return;
+        }
         let id = self.take_id();
         let ts = self.stamp(now);
         let msg = ChatMessage {
@@ -1544,8 +1649,14 @@ impl<E: Encode> Hub<E> {
                 cid: cid.clone(),
             }));
         }
-        let ack = cid.map(|cid| (conn, cid));
-        self.sequence(id, Pending::Room { msg, ack });
+        self.sequence(
+            id,
+            Pending::Room {
+                msg,
+                from: conn,
+                cid,
+            },
+        );
     }
 
     fn cmd_direct(
@@ -1571,6 +1682,9 @@ impl<E: Encode> Hub<E> {
             return;
         };
         if !self.valid_text(conn, &text) {
+            return;
+        }
+        if !self.store_can_take(conn, 64 + text.len()) {
             return;
         }
         let id = self.take_id();
@@ -1641,6 +1755,9 @@ impl<E: Encode> Hub<E> {
             );
             return;
         }
+        if !self.store_can_take(conn, 64 + topic.len()) {
+            return;
+        }
         let id = self.take_id();
         let ts = self.stamp(now);
         let by = self.name_of(conn);
@@ -1660,6 +1777,7 @@ impl<E: Encode> Hub<E> {
                 topic,
                 by,
                 ts,
+                from: conn,
             },
         );
     }
@@ -1731,6 +1849,10 @@ impl<E: Encode> Hub<E> {
     /// Delivers an id-bearing event now, or once the store has committed it.
     fn sequence(&mut self, id: MsgId, pending: Pending) {
         if self.config.durable || !self.pending.is_empty() {
+            if !matches!(pending, Pending::Ack { .. }) {
+                self.held += 1;
+                self.held_bytes += pending.weight();
+            }
             self.pending.push_back((id, pending));
         } else {
             self.release(pending);
@@ -1739,7 +1861,7 @@ impl<E: Encode> Hub<E> {
 
     fn release(&mut self, pending: Pending) {
         match pending {
-            Pending::Room { msg, ack } => {
+            Pending::Room { msg, from, cid } => {
                 let key = names::key(&msg.room);
                 let id = msg.id;
                 let Some(room) = self.rooms.get_mut(&key) else {
@@ -1757,8 +1879,12 @@ impl<E: Encode> Hub<E> {
                     room.evicted_through = msg.id;
                 }
                 self.send(members, &ServerMsg::Message(msg));
-                if let Some((conn, cid)) = ack {
-                    self.release(Pending::Ack { conn, cid, id });
+                if let Some(cid) = cid {
+                    self.release(Pending::Ack {
+                        conn: from,
+                        cid,
+                        id,
+                    });
                 }
             }
             Pending::Direct { msg, from, to, cid } => {
@@ -1786,6 +1912,7 @@ impl<E: Encode> Hub<E> {
                 topic,
                 by,
                 ts,
+                ..
             } => {
                 let Some(room) = self.rooms.get_mut(&room_key) else {
                     return;

@@ -387,6 +387,10 @@ pub enum ErrorCode {
     RoomLimit,
     /// The client made new rooms faster than the server allows; try again in a minute.
     RoomCreationThrottled,
+    /// The server cannot store messages now (its storage is failing, or too many messages wait
+    /// for it). With a `cid`, that message was refused and never will be delivered; without one,
+    /// it is news: messages already accepted wait and are delivered when storage recovers.
+    StoreUnavailable,
 }
 
 impl ErrorCode {
@@ -417,6 +421,7 @@ impl ErrorCode {
             ErrorCode::Flooding => "flooding",
             ErrorCode::RoomLimit => "room_limit",
             ErrorCode::RoomCreationThrottled => "room_creation_throttled",
+            ErrorCode::StoreUnavailable => "store_unavailable",
         }
     }
 }

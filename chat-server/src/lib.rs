@@ -110,6 +110,10 @@ pub struct Config {
     /// Keep only the newest this many stored messages per room; 0 keeps them all.
     #[arg(long, env = "CHAT_RETENTION_MESSAGES", default_value_t = 0)]
     pub retention_messages: u64,
+    /// Seconds of failing commits after which new messages are refused (`store_unavailable`)
+    /// until the store recovers; accepted ones are held and retried, never dropped.
+    #[arg(long, env = "CHAT_STORE_DOWN_AFTER", default_value_t = 5.0)]
+    pub store_down_after: f64,
 }
 
 impl Config {
@@ -262,6 +266,16 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    serve_with_faults(config, listener, shutdown, Arc::default()).await
+}
+
+/// [`serve`], with storage faults to inject (tests of what happens when the disk fails).
+pub async fn serve_with_faults(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+    faults: Arc<store::Faults>,
+) -> anyhow::Result<()> {
     let (events_tx, events_rx) = mpsc::channel::<Event>(4096);
     let (reports_tx, reports_rx) = mpsc::unbounded_channel::<store::Report>();
     let hub_config = config.hub_config();
@@ -280,6 +294,11 @@ pub async fn serve(
             std::slice::from_ref(&hub_config.default_room),
             hub_config.dedupe_window,
             retention,
+            store::Patience {
+                down_after: Duration::from_secs_f64(config.store_down_after.max(0.0)),
+                faults,
+                ..store::Patience::default()
+            },
             move |report| {
                 // Unbounded: the store thread must never block on the hub, even at shutdown.
                 let _ = reports_tx.send(report);
@@ -372,6 +391,8 @@ async fn run_hub(
                 let input = match report {
                     store::Report::Committed(through) => Input::Committed { through },
                     store::Report::Loaded { key, room } => Input::RoomLoaded { key, room },
+                    store::Report::Down => Input::StoreDown,
+                    store::Report::Up => Input::StoreUp,
                 };
                 hub.handle(now, input);
                 perform(&mut hub, &mut conns, &mut dirty, store.as_ref(), now);

@@ -15,6 +15,8 @@
 //! [`Retention::per_room`] in a room, are deleted at start and then every ten minutes.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -62,6 +64,10 @@ pub struct Retention {
 pub enum Report {
     /// Every record up to this id is committed.
     Committed(MsgId),
+    /// Commits have failed for longer than the configured patience; they are still retried.
+    Down,
+    /// A commit succeeded again after [`Report::Down`].
+    Up,
     /// The answer to [`Store::load`].
     Loaded {
         /// The key asked for.
@@ -69,6 +75,49 @@ pub enum Report {
         /// The room, if the store has anything of it.
         room: Option<RestoredRoom>,
     },
+}
+
+/// Faults to inject into the store, for tests of what the server does when storage fails.
+#[derive(Debug, Default)]
+pub struct Faults {
+    /// How many of the next commits fail as an I/O error would (`usize::MAX`: all, until
+    /// set back to 0).
+    pub fail_commits: AtomicUsize,
+}
+
+impl Faults {
+    /// True (and one fewer to come) when this commit is to fail.
+    fn take_failure(&self) -> bool {
+        self.fail_commits
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| match n {
+                0 => None,
+                usize::MAX => Some(usize::MAX),
+                n => Some(n - 1),
+            })
+            .is_ok()
+    }
+}
+
+/// How the store thread behaves when commits fail.
+#[derive(Debug, Clone)]
+pub struct Patience {
+    /// Failing this long makes the store report [`Report::Down`].
+    pub down_after: Duration,
+    /// At shutdown, how long a failing batch is still retried before it is given up (and
+    /// logged: those messages were never acknowledged).
+    pub at_shutdown: Duration,
+    /// Injected faults (tests).
+    pub faults: Arc<Faults>,
+}
+
+impl Default for Patience {
+    fn default() -> Self {
+        Self {
+            down_after: Duration::from_secs(5),
+            at_shutdown: Duration::from_secs(5),
+            faults: Arc::default(),
+        }
+    }
 }
 
 /// Work for the store thread.
@@ -94,6 +143,7 @@ impl Store {
         rooms: &[String],
         dedupe_window: usize,
         retention: Retention,
+        patience: Patience,
         report: impl Fn(Report) + Send + 'static,
     ) -> anyhow::Result<(Store, Restored)> {
         std::fs::create_dir_all(dir)
@@ -139,7 +189,7 @@ impl Store {
         let (tx, rx) = std_mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("chat-store".into())
-            .spawn(move || store_loop(conn, rx, history, retention, report))
+            .spawn(move || store_loop(conn, rx, history, retention, patience, report))
             .context("cannot start the store thread")?;
         Ok((
             Store {
@@ -351,14 +401,39 @@ fn store_loop(
     rx: std_mpsc::Receiver<Job>,
     history: usize,
     retention: Retention,
+    patience: Patience,
     report: impl Fn(Report),
 ) {
-    let mut batch = Vec::with_capacity(256);
+    let mut batch: Vec<Record> = Vec::with_capacity(256);
     let mut loads = Vec::new();
     let mut pruned_at = Instant::now();
-    // Blocks for the first job, then takes whatever else is already waiting.
-    while let Ok(first) = rx.recv() {
-        let mut next = Some(first);
+    // While a batch fails: since when, whether the hub was told, and the wait before a retry.
+    let mut failing_since: Option<Instant> = None;
+    let mut down = false;
+    let mut backoff = Duration::from_millis(50);
+    let mut closed = false;
+    loop {
+        // Idle: block for the first job. With a failed batch waiting: no longer than the backoff.
+        let first = if batch.is_empty() {
+            match rx.recv() {
+                Ok(job) => Some(job),
+                Err(_) => break,
+            }
+        } else if closed {
+            std::thread::sleep(backoff);
+            None
+        } else {
+            match rx.recv_timeout(backoff) {
+                Ok(job) => Some(job),
+                Err(std_mpsc::RecvTimeoutError::Timeout) => None,
+                Err(std_mpsc::RecvTimeoutError::Disconnected) => {
+                    closed = true;
+                    None
+                }
+            }
+        };
+        // Then whatever else is already waiting.
+        let mut next = first;
         while let Some(job) = next.take() {
             match job {
                 Job::Append(record) => batch.push(record),
@@ -370,17 +445,57 @@ fn store_loop(
         }
         if !batch.is_empty() {
             let through = batch.iter().map(Record::id).max().unwrap_or(0);
-            match write_batch(&mut conn, &batch) {
-                Ok(()) => report(Report::Committed(through)),
+            let written = if patience.faults.take_failure() {
+                Err(rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_IOERR),
+                    Some("injected fault".into()),
+                ))
+            } else {
+                write_batch(&mut conn, &batch)
+            };
+            match written {
+                Ok(()) => {
+                    batch.clear();
+                    report(Report::Committed(through));
+                    if let Some(since) = failing_since.take() {
+                        tracing::warn!(after = ?since.elapsed(), "store: commits succeed again");
+                        if down {
+                            down = false;
+                            report(Report::Up);
+                        }
+                    }
+                    backoff = Duration::from_millis(50);
+                }
                 Err(err) => {
-                    // The messages stay unacknowledged: their senders never see the echo. Keep
-                    // going, so a transient error (disk full) does not stop later commits.
-                    tracing::error!(%err, records = batch.len(), "store: commit failed");
+                    // Nothing in this batch is acknowledged, nor anything after it: the batch is
+                    // kept, retried (with what arrives meanwhile), and no id past it is reported.
+                    let since = *failing_since.get_or_insert_with(Instant::now);
+                    tracing::error!(
+                        %err,
+                        records = batch.len(),
+                        failing_for = ?since.elapsed(),
+                        "store: commit failed; retrying"
+                    );
+                    if !down && since.elapsed() >= patience.down_after {
+                        down = true;
+                        tracing::error!(
+                            "store: commits keep failing; new messages are refused until they succeed"
+                        );
+                        report(Report::Down);
+                    }
+                    if closed && since.elapsed() >= patience.at_shutdown {
+                        tracing::error!(
+                            records = batch.len(),
+                            "store: giving up at shutdown; these messages were never acknowledged and are not stored"
+                        );
+                        break;
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
                 }
             }
-            batch.clear();
         }
-        // Loads run after the commit of everything queued before them.
+        // Loads run after the commit of everything queued before them (while commits fail,
+        // they see what is committed; held messages reach joiners live once they commit).
         for key in loads.drain(..) {
             let room = load_room(&conn, &key, history).unwrap_or_else(|err| {
                 tracing::error!(%err, %key, "store: cannot load a room");
@@ -393,6 +508,9 @@ fn store_loop(
             if let Err(err) = prune(&conn, retention, now_millis()) {
                 tracing::error!(%err, "store: retention policy failed");
             }
+        }
+        if closed && batch.is_empty() {
+            break;
         }
     }
     if let Err(err) = conn.pragma_update(None, "wal_checkpoint", "TRUNCATE") {
@@ -484,11 +602,18 @@ mod tests {
 
     fn open(dir: &Path, retention: Retention) -> (Store, Restored, std_mpsc::Receiver<Report>) {
         let (tx, rx) = std_mpsc::channel();
-        let (store, restored) =
-            Store::open(dir, 100, &["#lobby".into()], 10, retention, move |r| {
+        let (store, restored) = Store::open(
+            dir,
+            100,
+            &["#lobby".into()],
+            10,
+            retention,
+            Patience::default(),
+            move |r| {
                 let _ = tx.send(r);
-            })
-            .unwrap();
+            },
+        )
+        .unwrap();
         (store, restored, rx)
     }
 

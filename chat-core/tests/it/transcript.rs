@@ -10,7 +10,8 @@
 //! - `disconnect NAME [reason]` reports the connection gone;
 //! - `advance 90s` / `advance 250ms` moves time, running every deadline on the way;
 //! - `commit ID` reports the store has committed through ID; `shutdown`; `# comment`;
-//! - `absent KEY` answers a `load` of room KEY: the store has nothing of it.
+//! - `absent KEY` answers a `load` of room KEY: the store has nothing of it;
+//! - `store_down` / `store_up` report the store failing and recovering.
 //!
 //! Run with `INSTA_UPDATE=always` (or `cargo insta review`) to accept new snapshots.
 
@@ -169,6 +170,8 @@ impl Harness {
                     self.hub().handle(now, Input::Committed { through });
                 }
                 "shutdown" => self.hub().handle(now, Input::Shutdown),
+                "store_down" => self.hub().handle(now, Input::StoreDown),
+                "store_up" => self.hub().handle(now, Input::StoreUp),
                 "absent" => {
                     let key = rest[0].to_string();
                     self.hub()
@@ -221,6 +224,7 @@ fn set_config(c: &mut HubConfig, key: &str, value: &str) {
         "room_create_per_minute" => c.room_create_per_minute = n() as u32,
         "room_expiry" => c.room_expiry = parse_duration(value),
         "dedupe_window" => c.dedupe_window = n() as usize,
+        "max_held" => c.max_held = n() as usize,
         "motd" => c.motd = Some(value.replace('_', " ")),
         other => panic!("unknown config key {other}"),
     }

@@ -23,6 +23,14 @@ pub struct TestServer {
 impl TestServer {
     /// Starts a server with these extra flags (in memory unless `--data-dir` is given).
     pub async fn start(flags: &[&str]) -> TestServer {
+        Self::start_with_faults(flags, std::sync::Arc::default()).await
+    }
+
+    /// [`TestServer::start`], with storage faults the test can switch on and off.
+    pub async fn start_with_faults(
+        flags: &[&str],
+        faults: std::sync::Arc<chat_server::store::Faults>,
+    ) -> TestServer {
         let mut args = vec!["chat-server", "--listen", "127.0.0.1:0"];
         if !flags.contains(&"--data-dir") {
             args.push("--in-memory");
@@ -38,9 +46,14 @@ impl TestServer {
         let listener = chat_server::bind(&config).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel();
-        let task = tokio::spawn(chat_server::serve(config, listener, async {
-            let _ = stopped.await;
-        }));
+        let task = tokio::spawn(chat_server::serve_with_faults(
+            config,
+            listener,
+            async {
+                let _ = stopped.await;
+            },
+            faults,
+        ));
         TestServer {
             addr,
             stop: Some(stop),

@@ -261,3 +261,98 @@ async fn after_kill_9_a_client_that_resends_everything_gets_each_message_stored_
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+/// Sends a `say` with a cid.
+async fn say_cid(client: &mut Client, text: &str, cid: &str) {
+    client
+        .send(json!({"type":"say","room":"#lobby","text":text,"cid":cid}))
+        .await;
+}
+
+/// Reads lines until `n` acks arrived, returning their cids; panics on an error line.
+async fn acks(client: &mut Client, n: usize) -> Vec<String> {
+    let mut got = Vec::new();
+    while got.len() < n {
+        let v = client.next().await.expect("connection open");
+        assert_ne!(v["type"], "error", "{v}");
+        if v["type"] == "ack" {
+            got.push(v["cid"].as_str().unwrap().to_string());
+        }
+    }
+    got
+}
+
+#[tokio::test]
+async fn failed_commits_are_retried_never_acknowledged_early_and_nothing_acknowledged_is_lost() {
+    use chat_server::store::Faults;
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let faults = Arc::new(Faults::default());
+    let server = TestServer::start_with_faults(
+        &["--data-dir", data, "--store-down-after", "0.5"],
+        faults.clone(),
+    )
+    .await;
+    let mut alice = server.client("alice").await;
+    let mut acked = Vec::new();
+    for i in 0..5 {
+        say_cid(&mut alice, &format!("m{i}"), &format!("a-{i}")).await;
+    }
+    acked.extend(acks(&mut alice, 5).await);
+
+    // A passing fault: the next two commits fail. The batch is retried, and acknowledged only
+    // once it is in the database.
+    faults.fail_commits.store(2, Ordering::Relaxed);
+    for i in 5..10 {
+        say_cid(&mut alice, &format!("m{i}"), &format!("a-{i}")).await;
+    }
+    acked.extend(acks(&mut alice, 5).await);
+
+    // A lasting fault: nothing is acknowledged; after the patience, the sender hears why, and
+    // new messages are refused by name.
+    faults.fail_commits.store(usize::MAX, Ordering::Relaxed);
+    for i in 10..15 {
+        say_cid(&mut alice, &format!("m{i}"), &format!("a-{i}")).await;
+    }
+    let notice = alice.expect("error").await;
+    assert_eq!(notice["code"], "store_unavailable");
+    assert!(notice.get("cid").is_none(), "held, not refused: {notice}");
+    say_cid(&mut alice, "refused", "a-refused").await;
+    let refusal = alice.expect("error").await;
+    assert_eq!(refusal["code"], "store_unavailable");
+    assert_eq!(refusal["cid"], "a-refused");
+    // Reading still works.
+    alice.send(json!({"type":"who","room":"#lobby"})).await;
+    alice.expect("members").await;
+
+    // The fault goes away: the held messages are stored, delivered and acknowledged, in order.
+    faults.fail_commits.store(0, Ordering::Relaxed);
+    let late = acks(&mut alice, 5).await;
+    assert_eq!(late, (10..15).map(|i| format!("a-{i}")).collect::<Vec<_>>());
+    acked.extend(late);
+    say_cid(&mut alice, "after", "a-after").await;
+    acked.extend(acks(&mut alice, 1).await);
+    server.stop().await;
+
+    let db = rusqlite::Connection::open(dir.path().join("chat.sqlite3")).unwrap();
+    let stored: Vec<String> = db
+        .prepare("SELECT cid FROM messages WHERE cid IS NOT NULL ORDER BY id")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let missing: Vec<&String> = acked.iter().filter(|c| !stored.contains(c)).collect();
+    assert_eq!(
+        missing,
+        Vec::<&String>::new(),
+        "acknowledged but not stored"
+    );
+    assert_eq!(
+        stored, acked,
+        "stored exactly what was acknowledged, in order"
+    );
+}
