@@ -76,6 +76,9 @@ pub struct Config {
     /// Messages queued for one client before it is disconnected as too slow.
     #[arg(long, env = "CHAT_SEND_QUEUE", default_value_t = 1024)]
     pub send_queue: usize,
+    /// Bytes queued for a slow reader before it is disconnected as too slow.
+    #[arg(long, env = "CHAT_SEND_QUEUE_BYTES", default_value_t = 4 << 20)]
+    pub send_queue_bytes: usize,
     /// Messages a client may send in a burst before throttling.
     #[arg(long, env = "CHAT_FLOOD_BURST", default_value_t = 10)]
     pub flood_burst: u32,
@@ -548,6 +551,7 @@ async fn accept_loop(
             events.clone(),
             config.max_line,
             config.send_queue,
+            config.send_queue_bytes,
             guard,
         ));
     }
@@ -584,11 +588,12 @@ async fn connection(
     events: mpsc::Sender<Event>,
     max_line: usize,
     send_queue: usize,
+    send_queue_bytes: usize,
     _guard: TrackerGuard,
 ) {
     let _ = stream.set_nodelay(true);
     let stream = Arc::new(stream);
-    let (outbox, writer) = outbox::outbox(stream.clone(), send_queue);
+    let (outbox, writer) = outbox::outbox(stream.clone(), send_queue, send_queue_bytes);
     if events.send(Event::Accepted { conn, outbox }).await.is_err() {
         return;
     }

@@ -56,6 +56,8 @@ enum Mode {
 
 struct State {
     queue: VecDeque<Bytes>,
+    /// Bytes in `queue`, against `Shared::limit_bytes`.
+    queued_bytes: usize,
     mode: Mode,
     /// What a flusher could not write, for the writer task (in [`Mode::Slow`]).
     rest: Option<Bytes>,
@@ -78,6 +80,8 @@ struct Shared {
     flushed: Condvar,
     socket: Arc<TcpStream>,
     limit: usize,
+    /// The bound in bytes: a few large messages weigh as much as many small ones.
+    limit_bytes: usize,
 }
 
 impl Shared {
@@ -96,7 +100,7 @@ pub struct Outbox {
 /// A connection with something to write, on its way to a flusher.
 pub struct Dirty(Arc<Shared>);
 
-/// The push did not fit: the client has `limit` messages waiting already.
+/// The push did not fit: the client has `limit` messages or `limit_bytes` bytes waiting already.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Full;
 
@@ -118,11 +122,13 @@ pub enum Stopped {
     TimedOut,
 }
 
-/// A new queue of at most `limit` messages not yet taken for writing to `socket`.
-pub fn outbox(socket: Arc<TcpStream>, limit: usize) -> (Outbox, Writer) {
+/// A new queue of at most `limit` messages and `limit_bytes` bytes (but always room for one
+/// message) not yet taken for writing to `socket`.
+pub fn outbox(socket: Arc<TcpStream>, limit: usize, limit_bytes: usize) -> (Outbox, Writer) {
     let shared = Arc::new(Shared {
         state: Mutex::new(State {
             queue: VecDeque::new(),
+            queued_bytes: 0,
             mode: Mode::Idle,
             rest: None,
             closed: false,
@@ -134,6 +140,7 @@ pub fn outbox(socket: Arc<TcpStream>, limit: usize) -> (Outbox, Writer) {
         flushed: Condvar::new(),
         socket,
         limit: limit.max(1),
+        limit_bytes,
     });
     (
         Outbox {
@@ -182,9 +189,12 @@ impl Outbox {
         if state.killed {
             return Ok(None);
         }
-        if state.queue.len() >= self.shared.limit {
+        let over_bytes =
+            !state.queue.is_empty() && state.queued_bytes + bytes.len() > self.shared.limit_bytes;
+        if state.queue.len() >= self.shared.limit || over_bytes {
             return Err(bytes);
         }
+        state.queued_bytes += bytes.len();
         state.queue.push_back(bytes);
         if state.mode == Mode::Idle {
             state.mode = Mode::Dirty;
@@ -199,6 +209,7 @@ impl Outbox {
             let mut state = self.shared.lock();
             state.killed = true;
             state.queue = VecDeque::new();
+            state.queued_bytes = 0;
             state.rest = None;
             let waiting = std::mem::take(&mut state.push_waiting);
             ([state.work.take(), state.kill.take()], waiting)
@@ -293,7 +304,7 @@ fn begin_flush(conn: &Shared) -> Option<VecDeque<Bytes>> {
         return None;
     }
     state.mode = Mode::Flushing;
-    Some(std::mem::take(&mut state.queue))
+    Some(take_queue(&mut state))
 }
 
 /// Records how a flusher's write went and ends [`Mode::Flushing`]; see [`flush_shared`].
@@ -339,6 +350,12 @@ fn finish_flush(conn: &Shared, bytes: Bytes, written: std::io::Result<usize>) ->
         conn.flushed.notify_all();
     }
     again
+}
+
+/// Takes the whole queue for writing.
+fn take_queue(state: &mut State) -> VecDeque<Bytes> {
+    state.queued_bytes = 0;
+    std::mem::take(&mut state.queue)
 }
 
 fn wake(waker: Option<Waker>) {
@@ -436,7 +453,7 @@ impl Writer {
                     state.mode = Mode::Idle;
                     break;
                 }
-                let batch = std::mem::take(&mut state.queue);
+                let batch = take_queue(&mut state);
                 drop(state);
                 bytes = join(batch, &mut out);
             }
@@ -467,7 +484,7 @@ impl Writer {
                     // Closing: write the rest here rather than wait for a flusher.
                     Mode::Dirty => {
                         state.mode = Mode::Slow;
-                        let batch = std::mem::take(&mut state.queue);
+                        let batch = take_queue(&mut state);
                         let mut out = BytesMut::new();
                         return Poll::Ready(Work::Write(join(batch, &mut out)));
                     }
@@ -565,7 +582,7 @@ mod tests {
     #[tokio::test]
     async fn the_first_push_makes_a_connection_dirty_and_one_flush_writes_all_in_order() {
         let (socket, mut client) = pair().await;
-        let (outbox, _writer) = outbox(socket, 8);
+        let (outbox, _writer) = outbox(socket, 8, usize::MAX);
         let first = outbox.push(Bytes::from("a\n")).unwrap();
         assert!(first.is_some(), "an idle connection becomes dirty");
         assert!(outbox.push(Bytes::from("b\n")).unwrap().is_none());
@@ -586,7 +603,7 @@ mod tests {
     #[tokio::test]
     async fn a_burst_bigger_than_the_queue_reaches_a_client_that_reads() {
         let (socket, mut client) = pair().await;
-        let (outbox, _writer) = outbox(socket, 16);
+        let (outbox, _writer) = outbox(socket, 16, usize::MAX);
         let reader = tokio::spawn(async move { read_exactly(&mut client, 1000 * 4).await });
         // 1000 pushes with no flusher running: the queue holds 16, so the pushes write.
         let mut dirty = Vec::new();
@@ -609,7 +626,7 @@ mod tests {
     #[tokio::test]
     async fn a_queue_that_fills_while_a_flusher_writes_is_not_full_for_a_reading_client() {
         let (socket, mut client) = pair().await;
-        let (outbox, _writer) = outbox(socket, 4);
+        let (outbox, _writer) = outbox(socket, 4, usize::MAX);
         let outbox = Arc::new(outbox);
         outbox.push(Bytes::from("0\n")).unwrap().unwrap();
         // A flusher takes the queue and is about to write it...
@@ -648,7 +665,7 @@ mod tests {
     #[tokio::test]
     async fn a_full_socket_is_handed_to_the_writer_which_finishes_the_job() {
         let (socket, mut client) = pair().await;
-        let (outbox, writer) = outbox(socket, 1000);
+        let (outbox, writer) = outbox(socket, 1000, usize::MAX);
         let writer = tokio::spawn(writer.run());
         // Far more than the socket buffers hold while the client is not reading.
         let chunk = Bytes::from(vec![b'x'; 64 * 1024]);
@@ -678,7 +695,7 @@ mod tests {
     #[tokio::test]
     async fn the_bound_counts_untaken_messages_and_a_kill_stops_a_blocked_writer() {
         let (socket, _client) = pair().await; // never reads
-        let (outbox, writer) = outbox(socket, 4);
+        let (outbox, writer) = outbox(socket, 4, usize::MAX);
         let writer = tokio::spawn(writer.run());
         let chunk = Bytes::from(vec![b'x'; 1 << 20]);
         // Write until the socket is full and the writer task has the connection.
@@ -710,7 +727,7 @@ mod tests {
     #[tokio::test]
     async fn closing_writes_what_is_queued_then_half_closes() {
         let (socket, mut client) = pair().await;
-        let (outbox, writer) = outbox(socket, 8);
+        let (outbox, writer) = outbox(socket, 8, usize::MAX);
         let writer = tokio::spawn(writer.run());
         // Queued and dirty, but no flusher ever runs: the writer writes it on close.
         let _dirty = outbox.push(Bytes::from("bye\n")).unwrap();
@@ -727,7 +744,7 @@ mod tests {
     #[tokio::test]
     async fn a_flush_to_a_reset_connection_ends_it_as_lost() {
         let (socket, client) = pair().await;
-        let (outbox, writer) = outbox(socket, 8);
+        let (outbox, writer) = outbox(socket, 8, usize::MAX);
         let writer = tokio::spawn(writer.run());
         // Unread data at close makes the client's kernel answer with RST.
         socket2::SockRef::from(&client)

@@ -191,3 +191,36 @@ async fn clean_and_abrupt_disconnects_in_every_state() {
     assert_eq!(watcher.expect_error().await, "no_such_room");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_client_that_asks_for_big_replies_and_never_reads_is_dropped_by_bytes() {
+    // A 50-byte join can ask for a room's whole history; repeated by a client that never
+    // reads, only the byte bound on its queue stops it from holding the server's memory.
+    let server = TestServer::start(&["--send-queue-bytes", "1048576", "--history", "1000"]).await;
+    let mut alice = server.client("alice").await;
+    alice.send(json!({"type":"join","room":"#big"})).await;
+    alice.expect("history").await;
+    let text = "x".repeat(4000);
+    for _ in 0..300 {
+        alice.say("#big", &text).await;
+    }
+    for _ in 0..300 {
+        alice.expect("message").await;
+    }
+    let mut mallory = Client::connect(server.addr).await;
+    let mut burst = Vec::new();
+    burst.extend_from_slice(b"{\"type\":\"hello\",\"version\":1,\"name\":\"mallory\"}\n");
+    for _ in 0..40 {
+        burst.extend_from_slice(b"{\"type\":\"join\",\"room\":\"#big\",\"since\":0}\n");
+    }
+    mallory.raw(&burst).await;
+    // mallory never reads; alice sees it dropped for its queue, within a few replies.
+    loop {
+        let v = alice.next().await.expect("alice stays connected");
+        if v["type"] == "quit" && v["name"] == "mallory" {
+            assert_eq!(v["reason"], "send queue exceeded");
+            break;
+        }
+    }
+    server.stop().await;
+}
