@@ -446,7 +446,7 @@ async fn drive<C: Connector>(
                 let now = now_millis();
                 match received {
                     Ok(Received::Msg(msg)) => lock().handle_server(now, msg),
-                    Ok(Received::Bad(_)) => {}
+                    Ok(Received::Bad(err)) => lock().handle_unreadable(now, &err.to_string()),
                     Ok(Received::Closed) => {
                         transport = None;
                         lock().handle_disconnected(now, "the server closed the connection");

@@ -119,6 +119,9 @@ pub struct HubConfig {
     pub max_held: usize,
     /// Most bytes of text held for the store's commit, likewise.
     pub max_held_bytes: usize,
+    /// New people (not messaged with lately) who may send one user direct messages per minute;
+    /// 0 means no limit. Stops a swarm of throwaway names from flooding someone's client.
+    pub direct_new_senders_per_minute: u32,
 }
 
 impl Default for HubConfig {
@@ -149,6 +152,7 @@ impl Default for HubConfig {
             dedupe_window: 100_000,
             max_held: 10_000,
             max_held_bytes: 16 << 20,
+            direct_new_senders_per_minute: 10,
         }
     }
 }
@@ -362,11 +366,19 @@ struct Conn {
     /// A room this connection is joining that the store is loading: its frames wait in
     /// `delayed` until the room is here, so they keep their order.
     loading: Option<String>,
+    /// People this connection exchanged direct messages with lately (name key to when), at
+    /// most [`DIRECT_PEERS`]: they are not new senders.
+    direct_peers: HashMap<String, UnixMillis>,
+    /// When new senders' first direct messages arrived, within the last minute.
+    direct_new: VecDeque<UnixMillis>,
     /// Room-creation token bucket, in thousandths of a room.
     room_tokens: u64,
     /// When `room_tokens` was last refilled.
     room_tokens_at: UnixMillis,
 }
+
+/// Direct-message peers remembered per connection.
+const DIRECT_PEERS: usize = 256;
 
 /// A message waiting for the store's commit before it is delivered.
 #[derive(Debug)]
@@ -827,6 +839,8 @@ impl<E: Encode> Hub<E> {
                 delayed: VecDeque::new(),
                 release_at: None,
                 loading: None,
+                direct_peers: HashMap::new(),
+                direct_new: VecDeque::new(),
                 room_tokens: u64::from(self.config.room_create_burst) * 1000,
                 room_tokens_at: now,
             },
@@ -1684,6 +1698,9 @@ impl<E: Encode> Hub<E> {
         if !self.valid_text(conn, &text) {
             return;
         }
+        if !self.direct_allowed(now, conn, target) {
+            return;
+        }
         if !self.store_can_take(conn, 64 + text.len()) {
             return;
         }
@@ -1722,6 +1739,50 @@ impl<E: Encode> Hub<E> {
                 cid,
             },
         );
+    }
+
+    /// Limits how many new people may message one user each minute; people who exchanged
+    /// messages lately are not new, in either direction.
+    fn direct_allowed(&mut self, now: UnixMillis, from: ConnId, to: ConnId) -> bool {
+        let limit = self.config.direct_new_senders_per_minute as usize;
+        if limit == 0 || from == to {
+            return true;
+        }
+        let (from_key, to_key) = (
+            names::key(&self.name_of(from)),
+            names::key(&self.name_of(to)),
+        );
+        let Some(recipient) = self.conns.get_mut(&to) else {
+            return true;
+        };
+        if !recipient.direct_peers.contains_key(&from_key) {
+            while recipient
+                .direct_new
+                .front()
+                .is_some_and(|&t| t + 60_000 <= now)
+            {
+                recipient.direct_new.pop_front();
+            }
+            if recipient.direct_new.len() >= limit {
+                let shown = self.name_of(to);
+                self.reply(
+                    from,
+                    &error(
+                        ErrorCode::DirectThrottled,
+                        &format!(
+                            "{shown} is getting direct messages from too many new people; try again in a minute"
+                        ),
+                    ),
+                );
+                return false;
+            }
+            recipient.direct_new.push_back(now);
+        }
+        remember_peer(&mut recipient.direct_peers, from_key, now);
+        if let Some(sender) = self.conns.get_mut(&from) {
+            remember_peer(&mut sender.direct_peers, to_key, now);
+        }
+        true
     }
 
     fn cmd_topic(&mut self, now: UnixMillis, conn: ConnId, raw: &str, topic: Option<String>) {
@@ -2050,6 +2111,20 @@ impl<E: Encode> Hub<E> {
             None => true,
         }
     }
+}
+
+/// Notes a direct-message peer, forgetting the one quiet the longest past [`DIRECT_PEERS`].
+fn remember_peer(peers: &mut HashMap<String, UnixMillis>, key: String, now: UnixMillis) {
+    if peers.len() >= DIRECT_PEERS
+        && !peers.contains_key(&key)
+        && let Some(oldest) = peers
+            .iter()
+            .min_by_key(|(_, t)| **t)
+            .map(|(k, _)| k.clone())
+    {
+        peers.remove(&oldest);
+    }
+    peers.insert(key, now);
 }
 
 /// Adds the tokens earned since the last refill, capped at the burst.

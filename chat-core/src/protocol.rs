@@ -391,6 +391,8 @@ pub enum ErrorCode {
     /// for it). With a `cid`, that message was refused and never will be delivered; without one,
     /// it is news: messages already accepted wait and are delivered when storage recovers.
     StoreUnavailable,
+    /// The recipient is getting direct messages from too many new people; try again later.
+    DirectThrottled,
 }
 
 impl ErrorCode {
@@ -422,6 +424,7 @@ impl ErrorCode {
             ErrorCode::RoomLimit => "room_limit",
             ErrorCode::RoomCreationThrottled => "room_creation_throttled",
             ErrorCode::StoreUnavailable => "store_unavailable",
+            ErrorCode::DirectThrottled => "direct_throttled",
         }
     }
 }

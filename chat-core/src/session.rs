@@ -44,6 +44,10 @@ pub struct SessionConfig {
     pub forward_server_messages: bool,
     /// Rooms to join once registered (the last one becomes active), as `--room` asks.
     pub autojoin: Vec<String>,
+    /// Most direct conversations kept. Opening one more closes the one quiet the longest (not
+    /// the active one), so a flood of messages from throwaway names cannot grow the client
+    /// without limit.
+    pub max_direct: usize,
     /// Starts every client message id (`cid`) this session makes. The server treats cids as
     /// unique across all clients, so this must be unguessable and unique: the default is 128
     /// random bits. Tests set it to get the same cids every run.
@@ -73,6 +77,7 @@ impl Default for SessionConfig {
             ping_timeout: 30_000,
             forward_server_messages: false,
             autojoin: Vec::new(),
+            max_direct: 100,
             cid_prefix: random_prefix(),
         }
     }
@@ -498,6 +503,18 @@ impl Session {
         self.pinged_at = None;
         self.set_state(ConnState::Registering);
         self.send_hello();
+    }
+
+    /// The driver received a line it could not read (too long, or not a message it knows).
+    /// It is not dropped silently: the user is told, since something may be missing.
+    pub fn handle_unreadable(&mut self, now: UnixMillis, reason: &str) {
+        let reason = text::sanitize(reason);
+        self.local(
+            now,
+            LineKind::Error(format!(
+                "the server sent something this client cannot read ({reason}); some messages may be missing: /history shows what the server keeps"
+            )),
+        );
     }
 
     /// The driver could not connect.
@@ -1280,6 +1297,9 @@ impl Session {
     /// the status lines (welcome, message of the day), so they stay in view.
     fn open(&mut self, name: &str, kind: ConversationKind) -> String {
         let key = names::key(name);
+        if !self.conversations.contains_key(&key) && kind == ConversationKind::Direct {
+            self.make_room_for_a_direct_conversation();
+        }
         if !self.conversations.contains_key(&key) {
             let mut c = Conversation::new(name.to_string(), kind);
             if self.conversations.is_empty() {
@@ -1288,6 +1308,29 @@ impl Session {
             self.conversations.insert(key.clone(), c);
         }
         key
+    }
+
+    /// Closes the direct conversation quiet the longest when there are `max_direct` already.
+    fn make_room_for_a_direct_conversation(&mut self) {
+        let directs = self
+            .conversations
+            .values()
+            .filter(|c| c.kind == ConversationKind::Direct)
+            .count();
+        if directs < self.config.max_direct.max(1) {
+            return;
+        }
+        let quietest = self
+            .conversations
+            .iter()
+            .filter(|(k, c)| {
+                c.kind == ConversationKind::Direct && self.active.as_deref() != Some(k.as_str())
+            })
+            .min_by_key(|(_, c)| c.lines.back().map_or(0, |l| l.ts))
+            .map(|(k, _)| k.clone());
+        if let Some(key) = quietest {
+            self.close_conversation(&key);
+        }
     }
 
     fn close_conversation(&mut self, key: &str) {

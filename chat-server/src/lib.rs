@@ -104,6 +104,9 @@ pub struct Config {
     /// New rooms one connection may create per minute after its burst; 0 means no limit.
     #[arg(long, env = "CHAT_ROOM_CREATE_RATE", default_value_t = 5)]
     pub room_create_rate: u32,
+    /// New people who may send one user direct messages per minute; 0 means no limit.
+    #[arg(long, env = "CHAT_DIRECT_NEW_SENDERS", default_value_t = 10)]
+    pub direct_new_senders: u32,
     /// Seconds an empty room stays in memory (its history stays on disk).
     #[arg(long, env = "CHAT_ROOM_EXPIRY", default_value_t = 3600.0)]
     pub room_expiry: f64,
@@ -138,6 +141,7 @@ impl Config {
             room_create_burst: self.room_create_burst,
             room_create_per_minute: self.room_create_rate,
             room_expiry: ms(self.room_expiry),
+            direct_new_senders_per_minute: self.direct_new_senders,
             ..HubConfig::default()
         }
     }

@@ -774,3 +774,51 @@ fn other_peoples_text_reaches_the_view_with_controls_made_visible() {
             .any(|ch| ch == '\u{1b}' || ch == '\u{9b}' || ch == '\u{7}')
     );
 }
+
+#[test]
+fn direct_conversations_are_capped_by_closing_the_quietest() {
+    let config = SessionConfig {
+        max_direct: 3,
+        ..config()
+    };
+    let mut s = Session::new(config, "alice");
+    s.start(T);
+    s.handle_connected(T);
+    feed(
+        &mut s,
+        &[
+            &welcome("alice"),
+            r##"{"type":"join","room":"#lobby","name":"alice","ts":1}"##,
+        ],
+    );
+    for i in 0..10u64 {
+        let dm = format!(
+            r#"{{"type":"direct","id":{},"ts":{},"from":"spam{i}","to":"alice","text":"hi"}}"#,
+            10 + i,
+            100 + i
+        );
+        feed(&mut s, &[&dm]);
+        if i == 0 {
+            // The user is reading the first one: it stays.
+            s.handle_input(T, "/switch spam0");
+        }
+    }
+    let directs: Vec<String> = s
+        .conversations()
+        .filter(|c| c.kind == ConversationKind::Direct)
+        .map(|c| c.name.clone())
+        .collect();
+    assert_eq!(directs, ["spam0", "spam8", "spam9"]);
+    assert!(s.conversation("#lobby").is_some(), "rooms are not touched");
+}
+
+#[test]
+fn an_unreadable_line_is_reported_not_dropped() {
+    let mut s = online();
+    s.handle_unreadable(T, "line too long\u{1b}[2J");
+    let last = &s.active().unwrap().lines.back().unwrap().kind;
+    assert!(
+        matches!(last, LineKind::Error(e) if e.contains("cannot read (line too long␛[2J)")),
+        "{last:?}"
+    );
+}

@@ -225,6 +225,7 @@ fn set_config(c: &mut HubConfig, key: &str, value: &str) {
         "room_expiry" => c.room_expiry = parse_duration(value),
         "dedupe_window" => c.dedupe_window = n() as usize,
         "max_held" => c.max_held = n() as usize,
+        "direct_new_senders_per_minute" => c.direct_new_senders_per_minute = n() as u32,
         "motd" => c.motd = Some(value.replace('_', " ")),
         other => panic!("unknown config key {other}"),
     }
