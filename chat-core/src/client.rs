@@ -224,11 +224,20 @@ impl Connector for MemoryConnector {
     }
 }
 
-/// The current time as the state machines take it.
+/// The current time as the session takes it: the wall clock when the process first asked,
+/// moved on by the monotonic clock. Reconnect backoff, pings and pacing therefore never jump
+/// when the system clock is stepped; the times shown on local notices stay close to the wall
+/// clock (messages carry the server's own stamps).
 pub fn now_millis() -> UnixMillis {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    static START: std::sync::OnceLock<(std::time::Instant, UnixMillis)> =
+        std::sync::OnceLock::new();
+    let (instant, wall) = START.get_or_init(|| {
+        let wall = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        (std::time::Instant::now(), wall)
+    });
+    wall + instant.elapsed().as_millis() as u64
 }
 
 type Action = Box<dyn FnOnce(&mut Session, UnixMillis) + Send>;

@@ -9,7 +9,7 @@ use bytes::BytesMut;
 
 use crate::codec::{LineDecoder, decode_client, decode_server};
 use crate::hub::{ConnId, Hub, HubConfig, Input, Output};
-use crate::protocol::{MsgId, ServerMsg};
+use crate::protocol::{ChatMessage, MsgId, ServerMsg};
 
 /// Splits `data` into lines with a decoder whose limit comes from the first byte, decodes every
 /// line as a client and as a server message, and checks that no line over the limit comes out.
@@ -105,8 +105,11 @@ pub fn hub(data: &[u8]) {
     let mut stored: MsgId = 0;
     let mut delivered: MsgId = 0;
     let mut loads: Vec<String> = Vec::new();
+    let mut wall = now;
+    let mut last_stamp = (0, 0);
     while let Some(op) = next() {
         let pick = |n: u8, len: usize| usize::from(n) % len.max(1);
+        hub.set_wall_clock(wall);
         match op % 8 {
             0 if open.len() < 6 => {
                 next_conn += 1;
@@ -140,7 +143,15 @@ pub fn hub(data: &[u8]) {
                 hub.handle(now, Input::Disconnect { conn, reason });
             }
             6 => {
-                now += u64::from(next().unwrap_or(0)) * 100;
+                let step = u64::from(next().unwrap_or(0)) * 100;
+                now += step;
+                // The wall clock usually follows, but is sometimes stepped back.
+                wall = if step % 700 == 0 {
+                    wall.saturating_sub(3_600_000)
+                } else {
+                    wall + step
+                };
+                hub.set_wall_clock(wall);
                 hub.handle_timeout(now);
                 // Everything due has run: the next deadline is in the future.
                 assert!(
@@ -166,6 +177,22 @@ pub fn hub(data: &[u8]) {
                     assert!(bytes.ends_with(b"\n"), "unterminated output");
                     for line in bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
                         let msg = decode_server(line).expect("the hub sends what it can read");
+                        // Stamps never go backwards, whatever the wall clock does: messages
+                        // in id order, presence in the order it is sent.
+                        if let ServerMsg::Message(ChatMessage { ts, .. })
+                        | ServerMsg::Direct { ts, .. } = &msg
+                        {
+                            assert!(*ts >= last_stamp.0, "stamp {ts} after {}", last_stamp.0);
+                            last_stamp.0 = *ts;
+                        }
+                        if let ServerMsg::Join { ts, .. }
+                        | ServerMsg::Part { ts, .. }
+                        | ServerMsg::Quit { ts, .. }
+                        | ServerMsg::Nick { ts, .. } = &msg
+                        {
+                            assert!(*ts >= last_stamp.1, "stamp {ts} after {}", last_stamp.1);
+                            last_stamp.1 = *ts;
+                        }
                         if let ServerMsg::Message(m) = &msg {
                             assert!(m.id > delivered, "message id {} after {delivered}", m.id);
                             delivered = m.id;

@@ -6,6 +6,12 @@
 //! every recipient), connections to close, and records to store. The same inputs always give the
 //! same outputs, which is what the transcript tests rely on.
 //!
+//! Two clocks: the `now` passed to [`Hub::handle`] and [`Hub::handle_timeout`] is *monotonic*
+//! (milliseconds from any origin; the server uses `Instant`) and drives every deadline: pings,
+//! registration, flood control, room expiry. The wall clock, given by [`Hub::set_wall_clock`],
+//! only stamps messages, and stamps never go backwards even when it does. Stepping the system
+//! clock therefore moves no deadline.
+//!
 //! Durability: with [`HubConfig::durable`] set, a message that gets an id is first handed out as
 //! [`Output::Store`] and held back; it is delivered (and so acknowledged to its sender) only when
 //! the shell reports [`Input::Committed`] for its id. Messages are released strictly in id order.
@@ -474,6 +480,8 @@ pub struct Hub<E: Encode = JsonLines> {
     next_id: MsgId,
     /// Timestamps never go backwards, even if the wall clock does.
     last_ts: UnixMillis,
+    /// The wall clock, as last set by [`Hub::set_wall_clock`].
+    wall: UnixMillis,
     outputs: VecDeque<Output>,
     /// Reused encoding buffer; each message is split off it as `Bytes`.
     scratch: BytesMut,
@@ -512,6 +520,7 @@ impl<E: Encode> Hub<E> {
             store_down: false,
             next_id: 1,
             last_ts: 0,
+            wall: 0,
             outputs: VecDeque::new(),
             scratch: BytesMut::new(),
             shutting_down: false,
@@ -741,6 +750,12 @@ impl<E: Encode> Hub<E> {
     }
 
     // ----- inputs -----
+
+    /// Sets the wall clock (milliseconds since the Unix epoch) that stamps messages from now on.
+    /// Call it before each batch of inputs; it may jump either way without harm.
+    pub fn set_wall_clock(&mut self, wall: UnixMillis) {
+        self.wall = wall;
+    }
 
     /// Feeds one input.
     pub fn handle(&mut self, now: UnixMillis, input: Input) {
@@ -1902,8 +1917,10 @@ impl<E: Encode> Hub<E> {
         id
     }
 
-    fn stamp(&mut self, now: UnixMillis) -> UnixMillis {
-        self.last_ts = self.last_ts.max(now);
+    /// A timestamp for a message: the wall clock, never going backwards. (`_now` is monotonic
+    /// and only orders deadlines.)
+    fn stamp(&mut self, _now: UnixMillis) -> UnixMillis {
+        self.last_ts = self.last_ts.max(self.wall);
         self.last_ts
     }
 

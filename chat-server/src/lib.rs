@@ -252,11 +252,27 @@ pub fn stats() -> (u64, u64) {
 /// How long shutdown waits for writers to flush their goodbyes.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
-/// The current time as the hub takes it.
-fn now_millis() -> UnixMillis {
+/// The wall clock, for stamping messages.
+fn wall_millis() -> UnixMillis {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The monotonic clock the hub's deadlines follow: milliseconds since the server started.
+/// Stepping the system clock does not move it.
+fn mono_millis() -> u64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    START
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_millis() as u64
+}
+
+/// Reads both clocks: sets the hub's wall clock, and returns the monotonic time to pass in.
+fn tick(hub: &mut Hub) -> u64 {
+    hub.set_wall_clock(wall_millis());
+    mono_millis()
 }
 
 /// Binds the listening socket named in the configuration.
@@ -317,7 +333,8 @@ pub async fn serve_with_faults(
             next_id = restored.next_id,
             "storage: SQLite (rooms load when joined)"
         );
-        for name in hub.restore(now_millis(), restored.rooms, restored.next_id) {
+        let now = tick(&mut hub);
+        for name in hub.restore(now, restored.rooms, restored.next_id) {
             tracing::warn!(room = ?name, "a stored room's name is not valid any more; its history stays on disk, unreachable");
         }
         hub.restore_cids(restored.cids);
@@ -365,7 +382,7 @@ async fn run_hub(
         let sleep = async {
             match hub.poll_timeout() {
                 Some(at) => {
-                    let wait = at.saturating_sub(now_millis());
+                    let wait = at.saturating_sub(mono_millis());
                     tokio::time::sleep(Duration::from_millis(wait)).await;
                 }
                 None => std::future::pending().await,
@@ -376,7 +393,7 @@ async fn run_hub(
                 if n == 0 {
                     break;
                 }
-                let now = now_millis();
+                let now = tick(&mut hub);
                 for event in batch.drain(..) {
                     let input = match event {
                         Event::Accepted { conn, outbox } => {
@@ -394,7 +411,7 @@ async fn run_hub(
                 }
             }
             Some(report) = reports.recv() => {
-                let now = now_millis();
+                let now = tick(&mut hub);
                 let input = match report {
                     store::Report::Committed(through) => Input::Committed { through },
                     store::Report::Loaded { key, room } => Input::RoomLoaded { key, room },
@@ -405,7 +422,7 @@ async fn run_hub(
                 perform(&mut hub, &mut conns, &mut dirty, store.as_ref(), now);
             }
             () = sleep => {
-                let now = now_millis();
+                let now = tick(&mut hub);
                 hub.handle_timeout(now);
                 perform(&mut hub, &mut conns, &mut dirty, store.as_ref(), now);
             }
@@ -414,7 +431,7 @@ async fn run_hub(
         // Everything this batch queued goes out in one pass, many messages per write.
         flushers.dispatch(&mut dirty);
     }
-    let now = now_millis();
+    let now = tick(&mut hub);
     hub.handle(now, Input::Shutdown);
     perform(&mut hub, &mut conns, &mut dirty, store.as_ref(), now);
     flushers.dispatch(&mut dirty);

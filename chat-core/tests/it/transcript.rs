@@ -11,7 +11,8 @@
 //! - `advance 90s` / `advance 250ms` moves time, running every deadline on the way;
 //! - `commit ID` reports the store has committed through ID; `shutdown`; `# comment`;
 //! - `absent KEY` answers a `load` of room KEY: the store has nothing of it;
-//! - `store_down` / `store_up` report the store failing and recovering.
+//! - `store_down` / `store_up` report the store failing and recovering;
+//! - `wallclock -1h`-style steps (`-3600s`) move only the wall clock, not deadlines.
 //!
 //! Run with `INSTA_UPDATE=always` (or `cargo insta review`) to accept new snapshots.
 
@@ -28,6 +29,8 @@ struct Harness {
     hub: Option<Hub>,
     config: HubConfig,
     now: u64,
+    /// How far the wall clock is from script time (`wallclock` steps it).
+    wall_offset: i64,
     conns: BTreeMap<String, ConnId>,
     decoders: BTreeMap<String, (LineDecoder, BytesMut)>,
     out: String,
@@ -44,6 +47,7 @@ impl Harness {
                 ..HubConfig::default()
             },
             now: T0,
+            wall_offset: 0,
             conns: BTreeMap::new(),
             decoders: BTreeMap::new(),
             out: String::new(),
@@ -54,7 +58,10 @@ impl Harness {
         if self.hub.is_none() {
             self.hub = Some(Hub::new(self.config.clone()));
         }
-        self.hub.as_mut().unwrap()
+        let wall = self.now.saturating_add_signed(self.wall_offset);
+        let hub = self.hub.as_mut().unwrap();
+        hub.set_wall_clock(wall);
+        hub
     }
 
     fn name_of(&self, conn: ConnId) -> String {
@@ -170,6 +177,15 @@ impl Harness {
                     self.hub().handle(now, Input::Committed { through });
                 }
                 "shutdown" => self.hub().handle(now, Input::Shutdown),
+                "wallclock" => {
+                    // Steps only the wall clock, as an administrator or NTP might.
+                    let step = rest[0];
+                    let (sign, amount) = match step.strip_prefix('-') {
+                        Some(a) => (-1, a),
+                        None => (1, step.trim_start_matches('+')),
+                    };
+                    self.wall_offset += sign * parse_duration(amount) as i64;
+                }
                 "store_down" => self.hub().handle(now, Input::StoreDown),
                 "store_up" => self.hub().handle(now, Input::StoreUp),
                 "absent" => {
