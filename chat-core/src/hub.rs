@@ -1290,8 +1290,9 @@ impl<E: Encode> Hub<E> {
             ClientMsg::History {
                 room,
                 before,
+                after,
                 limit,
-            } => self.cmd_history(conn, &room, before, limit),
+            } => self.cmd_history(conn, &room, before, after, limit),
         }
     }
 
@@ -1515,25 +1516,42 @@ impl<E: Encode> Hub<E> {
         self.reply(conn, &topic);
         self.cmd_who(conn, &key);
         let room = &self.rooms[&key];
-        let (messages, more) = match since {
+        let budget = self.page_budget(room);
+        let (messages, more, newer) = match since {
             Some(since) => {
+                // Catch-up: what was missed, oldest first, a page at a time.
                 let start = room.history.partition_point(|m| m.id <= since);
+                let (page, cut) = fit(
+                    room.history.range(start..),
+                    self.config.history_page_max,
+                    budget,
+                );
                 // Missed messages older than what is kept cannot be replayed; say so.
                 let lost = room.evicted_through > since;
-                (room.history.range(start..).cloned().collect(), lost)
+                (page, lost, cut)
             }
             None => {
-                let n = self.config.join_history.min(room.history.len());
-                let start = room.history.len() - n;
-                (room.history.range(start..).cloned().collect(), start > 0)
+                let (mut page, cut) =
+                    fit(room.history.iter().rev(), self.config.join_history, budget);
+                page.reverse();
+                (page, cut, false)
             }
         };
         let history = ServerMsg::History {
             room: room.name.clone(),
             messages,
             more,
+            newer,
         };
         self.reply(conn, &history);
+    }
+
+    /// Bytes of messages that fit in one `history` line within the announced line limit.
+    fn page_budget(&self, room: &Room) -> usize {
+        self.config
+            .max_line
+            .saturating_sub(128 + room.name.len())
+            .max(1)
     }
 
     /// Brings a room that is not in memory into it: loads it from the store (the join runs
@@ -1890,21 +1908,42 @@ impl<E: Encode> Hub<E> {
         self.reply(conn, &ServerMsg::RoomList { rooms });
     }
 
-    fn cmd_history(&mut self, conn: ConnId, raw: &str, before: Option<MsgId>, limit: u32) {
+    fn cmd_history(
+        &mut self,
+        conn: ConnId,
+        raw: &str,
+        before: Option<MsgId>,
+        after: Option<MsgId>,
+        limit: u32,
+    ) {
         let Some((key, _)) = self.existing_room(conn, raw) else {
             return;
         };
         let room = &self.rooms[&key];
-        let end = match before {
-            Some(before) => room.history.partition_point(|m| m.id < before),
-            None => room.history.len(),
+        let budget = self.page_budget(room);
+        let count = (limit as usize).min(self.config.history_page_max);
+        let (messages, more, newer) = match after {
+            Some(after) => {
+                let start = room.history.partition_point(|m| m.id <= after);
+                let (page, cut) = fit(room.history.range(start..), count, budget);
+                (page, start > 0, cut)
+            }
+            None => {
+                let end = match before {
+                    Some(before) => room.history.partition_point(|m| m.id < before),
+                    None => room.history.len(),
+                };
+                let (mut page, _) = fit(room.history.range(..end).rev(), count, budget);
+                page.reverse();
+                let more = end > page.len();
+                (page, more, false)
+            }
         };
-        let n = (limit as usize).min(self.config.history_page_max).min(end);
-        let start = end - n;
         let msg = ServerMsg::History {
             room: room.name.clone(),
-            messages: room.history.range(start..end).cloned().collect(),
-            more: start > 0,
+            messages,
+            more,
+            newer,
         };
         self.reply(conn, &msg);
     }
@@ -2128,6 +2167,28 @@ impl<E: Encode> Hub<E> {
             None => true,
         }
     }
+}
+
+/// Takes messages in the order given while they fit in `budget` bytes of JSON (at least one,
+/// at most `count`). Returns them and whether any were left.
+fn fit<'a>(
+    messages: impl Iterator<Item = &'a ChatMessage>,
+    count: usize,
+    budget: usize,
+) -> (Vec<ChatMessage>, bool) {
+    let mut page = Vec::new();
+    let mut used = 0;
+    let mut messages = messages.peekable();
+    while let Some(m) = messages.peek() {
+        let size = serde_json::to_string(m).map_or(0, |s| s.len() + 1);
+        if page.len() >= count || (!page.is_empty() && used + size > budget) {
+            break;
+        }
+        used += size;
+        page.push((*m).clone());
+        messages.next();
+    }
+    (page, messages.peek().is_some())
 }
 
 /// Notes a direct-message peer, forgetting the one quiet the longest past [`DIRECT_PEERS`].

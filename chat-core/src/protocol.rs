@@ -103,13 +103,17 @@ pub enum ClientMsg {
     },
     /// Asks for the list of rooms with their member counts.
     Rooms,
-    /// Pages back through a room's history.
+    /// Pages through a room's history: back from `before` (or the newest), or forward from
+    /// `after` (to continue a catch-up).
     History {
         /// Room name.
         room: String,
         /// Only messages with a smaller id; without it, the newest messages.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         before: Option<MsgId>,
+        /// Only messages with a larger id, oldest first (then `before` is ignored).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after: Option<MsgId>,
         /// At most this many messages (the server caps it).
         #[serde(default = "default_history_limit")]
         limit: u32,
@@ -249,6 +253,11 @@ pub enum ServerMsg {
         /// True when older messages exist before the first one sent (or, on catch-up, when some
         /// missed messages are no longer kept).
         more: bool,
+        /// True when newer messages follow the last one sent that did not fit in this reply (on
+        /// catch-up, and for `history` with `after`): ask for them with `history` and `after`
+        /// set to the last id received.
+        #[serde(default, skip_serializing_if = "is_false")]
+        newer: bool,
     },
     /// Liveness check; answer with `pong` and the same token.
     Ping {

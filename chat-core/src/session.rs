@@ -333,6 +333,8 @@ pub struct Session {
     awaiting_room: bool,
     /// Lines typed in that window (with their input numbers), run once the room is there.
     held: Vec<(u64, String)>,
+    /// Rooms rejoined with `since` whose catch-up reply has not come yet.
+    catching_up: std::collections::HashSet<String>,
     outputs: VecDeque<Output>,
 }
 
@@ -363,6 +365,7 @@ impl Session {
             joining: None,
             awaiting_room: false,
             held: Vec::new(),
+            catching_up: std::collections::HashSet::new(),
             outputs: VecDeque::new(),
         }
     }
@@ -765,8 +768,32 @@ impl Session {
                 room,
                 messages,
                 more,
+                newer,
             } => {
                 let key = names::key(&room);
+                if newer && let Some(last) = messages.last() {
+                    // A catch-up that did not fit in one reply: ask for the rest.
+                    self.send(
+                        now,
+                        ClientMsg::History {
+                            room: room.clone(),
+                            before: None,
+                            after: Some(last.id),
+                            limit: 200,
+                        },
+                    );
+                }
+                if self.catching_up.remove(&key) && more {
+                    self.push(
+                        Some(key.clone()),
+                        system(
+                            now,
+                            LineKind::Notice(format!(
+                                "some messages in {room} from while you were away are no longer kept"
+                            )),
+                        ),
+                    );
+                }
                 if let Some(c) = self.conversations.get_mut(&key) {
                     if c.lines.iter().all(|l| l.id.is_none()) || messages.is_empty() {
                         c.more_history = more;
@@ -965,6 +992,7 @@ impl Session {
                         ClientMsg::History {
                             room,
                             before,
+                            after: None,
                             limit,
                         },
                     );
@@ -1101,6 +1129,7 @@ impl Session {
         // `unacked` and is sent again, under the same cids, once registered again.
         self.tx.clear();
         self.limits = None;
+        self.catching_up.clear();
         let attempt = self.reconnect_attempt;
         self.reconnect_attempt += 1;
         let delay = self
@@ -1156,6 +1185,9 @@ impl Session {
                 .map(|c| c.name.clone())
                 .collect();
             for room in rooms {
+                if self.last_id.is_some() {
+                    self.catching_up.insert(names::key(&room));
+                }
                 self.send(
                     now,
                     ClientMsg::Join {

@@ -35,13 +35,18 @@ fn client_msg() -> impl Strategy<Value = ClientMsg> {
             .prop_map(|(room, topic)| ClientMsg::Topic { room, topic }),
         text().prop_map(|room| ClientMsg::Who { room }),
         Just(ClientMsg::Rooms),
-        (text(), proptest::option::of(any::<u64>()), any::<u32>()).prop_map(
-            |(room, before, limit)| ClientMsg::History {
+        (
+            text(),
+            proptest::option::of(any::<u64>()),
+            proptest::option::of(any::<u64>()),
+            any::<u32>()
+        )
+            .prop_map(|(room, before, after, limit)| ClientMsg::History {
                 room,
                 before,
+                after,
                 limit
-            }
-        ),
+            }),
         text().prop_map(|token| ClientMsg::Ping { token }),
         proptest::option::of(text()).prop_map(|reason| ClientMsg::Quit { reason }),
     ]
@@ -72,12 +77,14 @@ fn server_msg() -> impl Strategy<Value = ServerMsg> {
         (
             text(),
             proptest::collection::vec(chat(), 0..4),
+            any::<bool>(),
             any::<bool>()
         )
-            .prop_map(|(room, messages, more)| ServerMsg::History {
+            .prop_map(|(room, messages, more, newer)| ServerMsg::History {
                 room,
                 messages,
-                more
+                more,
+                newer
             }),
         (text(), text(), any::<u64>()).prop_map(|(room, name, ts)| ServerMsg::Join {
             room,

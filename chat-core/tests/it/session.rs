@@ -190,6 +190,7 @@ fn every_command_sends_the_right_message() {
             ClientMsg::History {
                 room: "#lobby".into(),
                 before: None,
+                after: None,
                 limit: 5,
             },
         ),
@@ -356,6 +357,7 @@ fn scrollback_is_bounded_and_history_pages_in_order() {
         vec![ClientMsg::History {
             room: "#lobby".into(),
             before: Some(12),
+            after: None,
             limit: 2
         }]
     );
@@ -820,5 +822,60 @@ fn an_unreadable_line_is_reported_not_dropped() {
     assert!(
         matches!(last, LineKind::Error(e) if e.contains("cannot read (line too long␛[2J)")),
         "{last:?}"
+    );
+}
+
+#[test]
+fn a_paged_catch_up_asks_for_the_rest_and_a_gap_is_told() {
+    let mut s = online();
+    feed(&mut s, &[&msg(3, "#lobby", "bob", "three")]);
+    s.handle_disconnected(T, "reset");
+    s.handle_timeout(T + 1000);
+    s.handle_connected(T + 1000);
+    feed(&mut s, &[&welcome("alice")]);
+    sent(&mut s);
+    // The server replays what fits, says newer ones follow, and that some are gone.
+    feed(
+        &mut s,
+        &[&format!(
+            r##"{{"type":"history","room":"#lobby","messages":[{}],"more":true,"newer":true}}"##,
+            msg(9, "#lobby", "bob", "nine").replace(r##""type":"message","##, ""),
+        )],
+    );
+    assert_eq!(
+        sent(&mut s),
+        vec![ClientMsg::History {
+            room: "#lobby".into(),
+            before: None,
+            after: Some(9),
+            limit: 200,
+        }]
+    );
+    let notices: Vec<String> = s
+        .active()
+        .unwrap()
+        .lines
+        .iter()
+        .filter_map(|l| match &l.kind {
+            LineKind::Notice(n) => Some(n.clone()),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        notices.iter().any(|n| n.contains("no longer kept")),
+        "{notices:?}"
+    );
+    // The next page: no more continuation, no second notice.
+    feed(
+        &mut s,
+        &[&format!(
+            r##"{{"type":"history","room":"#lobby","messages":[{}],"more":true}}"##,
+            msg(10, "#lobby", "bob", "ten").replace(r##""type":"message","##, ""),
+        )],
+    );
+    assert!(sent(&mut s).is_empty());
+    assert_eq!(
+        texts(&s, "#lobby"),
+        vec!["<bob> three", "<bob> nine", "<bob> ten"]
     );
 }

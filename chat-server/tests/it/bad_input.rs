@@ -196,7 +196,7 @@ async fn clean_and_abrupt_disconnects_in_every_state() {
 async fn a_client_that_asks_for_big_replies_and_never_reads_is_dropped_by_bytes() {
     // A 50-byte join can ask for a room's whole history; repeated by a client that never
     // reads, only the byte bound on its queue stops it from holding the server's memory.
-    let server = TestServer::start(&["--send-queue-bytes", "1048576", "--history", "1000"]).await;
+    let server = TestServer::start(&["--send-queue-bytes", "262144", "--history", "1000"]).await;
     let mut alice = server.client("alice").await;
     alice.send(json!({"type":"join","room":"#big"})).await;
     alice.expect("history").await;
@@ -210,7 +210,8 @@ async fn a_client_that_asks_for_big_replies_and_never_reads_is_dropped_by_bytes(
     let mut mallory = Client::connect(server.addr).await;
     let mut burst = Vec::new();
     burst.extend_from_slice(b"{\"type\":\"hello\",\"version\":1,\"name\":\"mallory\"}\n");
-    for _ in 0..40 {
+    // Each reply is one page (at most the 16 KiB line limit); 600 of them are ~10 MB.
+    for _ in 0..600 {
         burst.extend_from_slice(b"{\"type\":\"join\",\"room\":\"#big\",\"since\":0}\n");
     }
     mallory.raw(&burst).await;
