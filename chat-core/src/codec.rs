@@ -304,7 +304,7 @@ mod tests {
     fn type_lists_match_the_enums() {
         use crate::protocol::*;
         let client = [
-            ClientMsg::Rooms,
+            ClientMsg::Rooms { after: None },
             ClientMsg::Quit { reason: None },
             ClientMsg::Ping { token: "t".into() },
         ];
@@ -315,7 +315,14 @@ mod tests {
             assert!(CLIENT_TYPES.contains(&v["type"].as_str().unwrap()));
         }
         let mut out = BytesMut::new();
-        encode(&ServerMsg::RoomList { rooms: vec![] }, &mut out);
+        encode(
+            &ServerMsg::RoomList {
+                rooms: vec![],
+                more: false,
+                after: None,
+            },
+            &mut out,
+        );
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert!(SERVER_TYPES.contains(&v["type"].as_str().unwrap()));
     }

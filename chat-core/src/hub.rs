@@ -1285,8 +1285,8 @@ impl<E: Encode> Hub<E> {
                 hub.cmd_direct(now, conn, &to, text, action, cid);
             }),
             ClientMsg::Topic { room, topic } => self.cmd_topic(now, conn, &room, topic),
-            ClientMsg::Who { room } => self.cmd_who(conn, &room),
-            ClientMsg::Rooms => self.cmd_rooms(conn),
+            ClientMsg::Who { room, after } => self.cmd_who(conn, &room, after),
+            ClientMsg::Rooms { after } => self.cmd_rooms(conn, after),
             ClientMsg::History {
                 room,
                 before,
@@ -1514,7 +1514,7 @@ impl<E: Encode> Hub<E> {
             ts: room.topic_set.as_ref().map(|(_, ts)| *ts),
         };
         self.reply(conn, &topic);
-        self.cmd_who(conn, &key);
+        self.cmd_who(conn, &key, None);
         let room = &self.rooms[&key];
         let budget = self.page_budget(room);
         let (messages, more, newer) = match since {
@@ -1876,36 +1876,60 @@ impl<E: Encode> Hub<E> {
         );
     }
 
-    fn cmd_who(&mut self, conn: ConnId, raw: &str) {
+    fn cmd_who(&mut self, conn: ConnId, raw: &str, after: Option<String>) {
         let Some((key, _)) = self.existing_room(conn, raw) else {
             return;
         };
         let room = &self.rooms[&key];
-        let mut names: Vec<String> = room
+        let mut names: Vec<(String, String)> = room
             .members
             .iter()
             .filter_map(|m| self.conns.get(m).and_then(|c| c.name.clone()))
+            .map(|n| (names::key(&n), n))
             .collect();
-        names.sort_by_cached_key(|n| names::key(n));
+        names.sort_unstable();
+        let from = after.as_deref().map(names::key);
+        let budget = self.page_budget(room);
+        let (page, more) = fit_by_size(
+            names
+                .into_iter()
+                .filter(|(k, _)| from.as_ref().is_none_or(|f| k > f))
+                .map(|(_, n)| n),
+            budget,
+            |n| n.len() + 3,
+        );
         let msg = ServerMsg::Members {
             room: room.name.clone(),
-            names,
+            names: page,
+            more,
+            after,
         };
         self.reply(conn, &msg);
     }
 
-    fn cmd_rooms(&mut self, conn: ConnId) {
-        let mut rooms: Vec<RoomInfo> = self
+    fn cmd_rooms(&mut self, conn: ConnId, after: Option<String>) {
+        let from = after.as_deref().map(names::key);
+        let mut rooms: Vec<(String, RoomInfo)> = self
             .rooms
-            .values()
-            .map(|r| RoomInfo {
-                name: r.name.clone(),
-                members: r.members.len() as u32,
-                topic: r.topic.clone(),
+            .iter()
+            .filter(|(k, _)| from.as_ref().is_none_or(|f| *k > f))
+            .map(|(k, r)| {
+                (
+                    k.clone(),
+                    RoomInfo {
+                        name: r.name.clone(),
+                        members: r.members.len() as u32,
+                        topic: r.topic.clone(),
+                    },
+                )
             })
             .collect();
-        rooms.sort_by_cached_key(|r| names::key(&r.name));
-        self.reply(conn, &ServerMsg::RoomList { rooms });
+        rooms.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let budget = self.config.max_line.saturating_sub(128).max(1);
+        let (rooms, more) = fit_by_size(rooms.into_iter().map(|(_, r)| r), budget, |r| {
+            r.name.len() + r.topic.len() + 48
+        });
+        self.reply(conn, &ServerMsg::RoomList { rooms, more, after });
     }
 
     fn cmd_history(
@@ -2189,6 +2213,27 @@ fn fit<'a>(
         messages.next();
     }
     (page, messages.peek().is_some())
+}
+
+/// Takes items while their estimated sizes fit in `budget` (at least one). Returns them and
+/// whether any were left.
+fn fit_by_size<T>(
+    items: impl Iterator<Item = T>,
+    budget: usize,
+    size: impl Fn(&T) -> usize,
+) -> (Vec<T>, bool) {
+    let mut page = Vec::new();
+    let mut used = 0;
+    let mut items = items.peekable();
+    while let Some(item) = items.peek() {
+        let n = size(item);
+        if !page.is_empty() && used + n > budget {
+            break;
+        }
+        used += n;
+        page.extend(items.next());
+    }
+    (page, items.peek().is_some())
 }
 
 /// Notes a direct-message peer, forgetting the one quiet the longest past [`DIRECT_PEERS`].

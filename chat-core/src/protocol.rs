@@ -100,9 +100,16 @@ pub enum ClientMsg {
     Who {
         /// Room name.
         room: String,
+        /// Continue a long list: only members after this name (in the list's order).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after: Option<String>,
     },
     /// Asks for the list of rooms with their member counts.
-    Rooms,
+    Rooms {
+        /// Continue a long list: only rooms after this name (in the list's order).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after: Option<String>,
+    },
     /// Pages through a room's history: back from `before` (or the newest), or forward from
     /// `after` (to continue a catch-up).
     History {
@@ -238,11 +245,23 @@ pub enum ServerMsg {
         room: String,
         /// Member names, sorted case-insensitively.
         names: Vec<String>,
+        /// More members follow that did not fit: ask with `who` and `after` = the last name.
+        #[serde(default, skip_serializing_if = "is_false")]
+        more: bool,
+        /// Set when this continues a list (the `after` that was asked for).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after: Option<String>,
     },
     /// The list of rooms, in answer to `rooms`.
     RoomList {
-        /// One entry per room.
+        /// One entry per room, sorted case-insensitively.
         rooms: Vec<RoomInfo>,
+        /// More rooms follow that did not fit: ask with `rooms` and `after` = the last name.
+        #[serde(default, skip_serializing_if = "is_false")]
+        more: bool,
+        /// Set when this continues a list (the `after` that was asked for).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after: Option<String>,
     },
     /// A batch of stored room messages, oldest first: on join, on catch-up, or when paging back.
     History {

@@ -745,24 +745,67 @@ impl Session {
                     );
                 }
             }
-            ServerMsg::Members { room, names } => {
+            ServerMsg::Members {
+                room,
+                names,
+                more,
+                after,
+            } => {
                 let key = names::key(&room);
+                let mut total = names.len();
                 if let Some(c) = self.conversations.get_mut(&key) {
-                    c.members = names.clone();
+                    if after.is_none() {
+                        c.members = names.clone();
+                    } else {
+                        // A continuation of a list too long for one reply.
+                        for name in &names {
+                            if !c.members.iter().any(|m| names::key(m) == names::key(name)) {
+                                c.members.push(name.clone());
+                            }
+                        }
+                    }
                     c.members.sort_by_cached_key(|n| names::key(n));
+                    total = c.members.len();
                 }
-                let text = format!("members of {room} ({}): {}", names.len(), names.join(", "));
-                self.push(Some(key), system(now, LineKind::Notice(text)));
+                if more && let Some(last) = names.last() {
+                    self.send(
+                        now,
+                        ClientMsg::Who {
+                            room: room.clone(),
+                            after: Some(last.clone()),
+                        },
+                    );
+                }
+                if !more {
+                    let text = format!("members of {room} ({total})");
+                    let text = match self.conversations.get(&key) {
+                        Some(c) => format!("{text}: {}", c.members.join(", ")),
+                        None => format!("{text}: {}", names.join(", ")),
+                    };
+                    self.push(Some(key), system(now, LineKind::Notice(text)));
+                }
             }
-            ServerMsg::RoomList { rooms } => {
-                let mut text = format!("{} rooms:", rooms.len());
-                for r in rooms {
+            ServerMsg::RoomList { rooms, more, after } => {
+                let mut text = match (&after, more) {
+                    (None, false) => format!("{} rooms:", rooms.len()),
+                    (None, true) => "rooms:".to_string(),
+                    (Some(_), _) => "more rooms:".to_string(),
+                };
+                for r in &rooms {
                     text.push_str(&format!(
                         "\n  {} ({} members) {}",
                         r.name, r.members, r.topic
                     ));
                 }
                 self.local(now, LineKind::Notice(text.trim_end().to_string()));
+                if more && let Some(last) = rooms.last() {
+                    self.send(
+                        now,
+                        ClientMsg::Rooms {
+                            after: Some(last.name.clone()),
+                        },
+                    );
+                }
             }
             ServerMsg::History {
                 room,
@@ -909,7 +952,7 @@ impl Session {
                 self.joining = Some(key);
                 self.submit(now, ClientMsg::Join { room, since: None });
             }
-            Command::Rooms => self.submit(now, ClientMsg::Rooms),
+            Command::Rooms => self.submit(now, ClientMsg::Rooms { after: None }),
             Command::Msg { to, text } => {
                 self.counted(
                     now,
@@ -977,7 +1020,7 @@ impl Session {
                 }
             }
             Command::Who(room) => match room.or_else(|| self.active_room()) {
-                Some(room) => self.submit(now, ClientMsg::Who { room }),
+                Some(room) => self.submit(now, ClientMsg::Who { room, after: None }),
                 None => self.local(now, LineKind::Error("usage: /who #room".into())),
             },
             Command::Topic(topic) => match self.active_room() {

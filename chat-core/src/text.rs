@@ -92,11 +92,15 @@ pub fn clean_server_msg(mut msg: ServerMsg) -> ServerMsg {
             s(topic);
             by.iter_mut().for_each(s);
         }
-        ServerMsg::Members { room, names } => {
+        ServerMsg::Members {
+            room, names, after, ..
+        } => {
             s(room);
             names.iter_mut().for_each(s);
+            after.iter_mut().for_each(s);
         }
-        ServerMsg::RoomList { rooms } => {
+        ServerMsg::RoomList { rooms, after, .. } => {
+            after.iter_mut().for_each(s);
             for RoomInfo { name, topic, .. } in rooms {
                 s(name);
                 s(topic);

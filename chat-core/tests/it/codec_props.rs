@@ -33,8 +33,9 @@ fn client_msg() -> impl Strategy<Value = ClientMsg> {
         ),
         (text(), proptest::option::of(text()))
             .prop_map(|(room, topic)| ClientMsg::Topic { room, topic }),
-        text().prop_map(|room| ClientMsg::Who { room }),
-        Just(ClientMsg::Rooms),
+        (text(), proptest::option::of(text()))
+            .prop_map(|(room, after)| ClientMsg::Who { room, after }),
+        proptest::option::of(text()).prop_map(|after| ClientMsg::Rooms { after }),
         (
             text(),
             proptest::option::of(any::<u64>()),

@@ -5,6 +5,7 @@ mod codec_props;
 mod deps;
 mod driver;
 mod names_props;
+mod paging;
 mod protocol_doc;
 mod session;
 mod transcript;

@@ -168,9 +168,10 @@ fn every_command_sends_the_right_message() {
             "/who",
             ClientMsg::Who {
                 room: "#lobby".into(),
+                after: None,
             },
         ),
-        ("/rooms", ClientMsg::Rooms),
+        ("/rooms", ClientMsg::Rooms { after: None }),
         (
             "/topic",
             ClientMsg::Topic {
@@ -878,4 +879,26 @@ fn a_paged_catch_up_asks_for_the_rest_and_a_gap_is_told() {
         texts(&s, "#lobby"),
         vec!["<bob> three", "<bob> nine", "<bob> ten"]
     );
+}
+
+#[test]
+fn a_member_list_in_pages_is_fetched_whole() {
+    let mut s = online();
+    feed(
+        &mut s,
+        &[r##"{"type":"members","room":"#lobby","names":["alice","bob"],"more":true}"##],
+    );
+    assert_eq!(
+        sent(&mut s),
+        vec![ClientMsg::Who {
+            room: "#lobby".into(),
+            after: Some("bob".into()),
+        }]
+    );
+    feed(
+        &mut s,
+        &[r##"{"type":"members","room":"#lobby","names":["carol"],"after":"bob"}"##],
+    );
+    assert!(sent(&mut s).is_empty());
+    assert_eq!(s.active().unwrap().members, vec!["alice", "bob", "carol"]);
 }
