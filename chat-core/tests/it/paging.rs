@@ -130,3 +130,64 @@ fn members_and_rooms_page_within_the_line_limit() {
     }
     assert_eq!(rooms.len(), 61, "60 rooms and #lobby, each once: {rooms:?}");
 }
+
+#[test]
+fn history_pages_are_capped_at_200_and_default_to_50() {
+    let mut hub = Hub::new(HubConfig {
+        flood_rate: 0,
+        history: 1000,
+        ..HubConfig::default()
+    });
+    let me = ConnId(1);
+    hub.handle(0, Input::Connect { conn: me });
+    send(
+        &mut hub,
+        me,
+        ClientMsg::Hello {
+            version: 1,
+            name: "pager".into(),
+        },
+    );
+    for i in 0..250 {
+        send(
+            &mut hub,
+            me,
+            ClientMsg::Say {
+                room: "#lobby".into(),
+                text: format!("m{i}"),
+                cid: None,
+            },
+        );
+    }
+    replies(&mut hub, me);
+    let mut count = |limit: u32| {
+        send(
+            &mut hub,
+            me,
+            ClientMsg::History {
+                room: "#lobby".into(),
+                before: None,
+                after: None,
+                limit,
+            },
+        );
+        match &replies(&mut hub, me)[..] {
+            [(_, ServerMsg::History { messages, more, .. })] => (messages.len(), *more),
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(count(1000), (200, true), "capped at 200");
+    assert_eq!(count(7), (7, true));
+    let default = chat_core::codec::decode_client(br##"{"type":"history","room":"#lobby"}"##);
+    hub.handle(
+        0,
+        Input::Frame {
+            conn: me,
+            frame: default,
+        },
+    );
+    match &replies(&mut hub, me)[..] {
+        [(_, ServerMsg::History { messages, .. })] => assert_eq!(messages.len(), 50),
+        other => panic!("{other:?}"),
+    }
+}
