@@ -233,6 +233,10 @@ async fn survives_a_server_restart_and_catches_up() {
         .unwrap_or_else(|_| panic!("no {needle:?} in {seen:#?}"));
     };
     expect("joined #lobby", &mut seen).await;
+    // Something is seen before the restart, so that the reconnect catches up from its id
+    // (`since`) rather than starting over.
+    writeln!(stdin, "before the restart").unwrap();
+    expect("<stay> before the restart", &mut seen).await;
     server.stop().await;
     expect("reconnecting", &mut seen).await;
 
@@ -263,6 +267,11 @@ async fn survives_a_server_restart_and_catches_up() {
         .filter(|l| l.contains("while you were away"))
         .count();
     assert_eq!(away, 1, "caught up exactly once: {seen:#?}");
+    let before = seen
+        .iter()
+        .filter(|l| l.contains("before the restart"))
+        .count();
+    assert_eq!(before, 1, "nothing seen twice: {seen:#?}");
     server.stop().await;
 }
 

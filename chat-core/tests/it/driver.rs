@@ -79,11 +79,18 @@ async fn reconnects_and_catches_up_over_the_memory_transport() {
         }
     );
     // The server goes away before acknowledging: the driver reconnects by itself.
+    let dropped = std::time::Instant::now();
     drop(peer);
     let mut peer = tokio::time::timeout(Duration::from_secs(5), incoming.recv())
         .await
         .expect("reconnects in time")
         .unwrap();
+    // Not at once: after the backoff (50 ms here).
+    assert!(
+        dropped.elapsed() >= Duration::from_millis(45),
+        "reconnected after {:?}",
+        dropped.elapsed()
+    );
     assert!(matches!(next(&mut peer).await, ClientMsg::Hello { .. }));
     peer.tx.send(welcome()).unwrap();
     assert_eq!(
