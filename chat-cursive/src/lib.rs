@@ -261,6 +261,25 @@ fn scroll(siv: &mut Cursive, direction: isize) {
 }
 
 /// Redraws every view from the session. Quits when the session is closed.
+/// What the client driver calls with each batch of session events: asks cursive to redraw,
+/// but coalesces: while one redraw is queued, later events add none (the queued one draws the
+/// latest state). A busy room therefore costs at most one redraw per turn of the UI loop, not
+/// one per message.
+pub fn refresher(sink: cursive::CbSink) -> impl Fn() + Send + 'static {
+    let queued = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    move || {
+        if queued.swap(true, std::sync::atomic::Ordering::AcqRel) {
+            return;
+        }
+        let queued = queued.clone();
+        let _ = sink.send(Box::new(move |siv: &mut Cursive| {
+            queued.store(false, std::sync::atomic::Ordering::Release);
+            refresh(siv);
+        }));
+    }
+}
+
+/// Redraws the chat screen from the session's state.
 pub fn refresh(siv: &mut Cursive) {
     let size = siv.screen_size();
     let Some(app) = siv.user_data::<App>() else {

@@ -138,7 +138,7 @@ fn connect_form(siv: &mut Cursive, args: &Args) {
 
 /// Starts the client driver and shows the chat screen.
 fn start(siv: &mut Cursive, host: &str, port: u16, name: &str, room: Option<String>) {
-    let sink = siv.cb_sink().clone();
+    let redraw = chat_cursive::refresher(siv.cb_sink().clone());
     let config = SessionConfig {
         autojoin: room.into_iter().collect(),
         ..SessionConfig::default()
@@ -146,9 +146,7 @@ fn start(siv: &mut Cursive, host: &str, port: u16, name: &str, room: Option<Stri
     let (handle, _task) = client::spawn(
         TcpConnector::new(format!("{host}:{port}")),
         Session::new(config, name),
-        move |_events| {
-            let _ = sink.send(Box::new(chat_cursive::refresh));
-        },
+        move |_events| redraw(),
     );
     chat_cursive::build(siv, handle, Clock::Local);
 }

@@ -299,3 +299,21 @@ fn control_characters_from_others_show_as_symbols() {
     assert!(screen.contains("<U+009B>31mred"), "{screen}");
     assert!(!screen.contains('\u{1b}') && !screen.contains('\u{9b}'));
 }
+
+#[test]
+fn a_burst_of_events_queues_one_redraw() {
+    let (sink, queue) = cursive::reexports::crossbeam_channel::unbounded();
+    let redraw = chat_cursive::refresher(sink);
+    for _ in 0..1000 {
+        redraw();
+    }
+    assert_eq!(queue.len(), 1, "one redraw for the whole burst");
+    let mut siv = Cursive::new();
+    (queue.try_recv().unwrap())(&mut siv);
+    redraw();
+    assert_eq!(
+        queue.len(),
+        1,
+        "after it ran, the next event queues another"
+    );
+}
