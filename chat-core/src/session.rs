@@ -333,6 +333,8 @@ pub struct Session {
     awaiting_room: bool,
     /// Lines typed in that window (with their input numbers), run once the room is there.
     held: Vec<(u64, String)>,
+    /// When an unreadable line last made the session ask again for missed messages.
+    recovered_at: Option<UnixMillis>,
     /// Rooms rejoined with `since` whose catch-up reply has not come yet.
     catching_up: std::collections::HashSet<String>,
     outputs: VecDeque<Output>,
@@ -365,6 +367,7 @@ impl Session {
             joining: None,
             awaiting_room: false,
             held: Vec::new(),
+            recovered_at: None,
             catching_up: std::collections::HashSet::new(),
             outputs: VecDeque::new(),
         }
@@ -510,14 +513,42 @@ impl Session {
 
     /// The driver received a line it could not read (too long, or not a message it knows).
     /// It is not dropped silently: the user is told, since something may be missing.
+    ///
+    /// If it was a page of messages, they are asked for again (`history` after the last id seen
+    /// in each room), at most once every ten seconds so that a server that keeps sending such
+    /// lines cannot make the client loop.
     pub fn handle_unreadable(&mut self, now: UnixMillis, reason: &str) {
         let reason = text::sanitize(reason);
         self.local(
             now,
             LineKind::Error(format!(
-                "the server sent something this client cannot read ({reason}); some messages may be missing: /history shows what the server keeps"
+                "the server sent something this client cannot read ({reason}); asking again for what may be missing"
             )),
         );
+        let due = self.recovered_at.is_none_or(|at| now >= at + 10_000);
+        if !(self.is_online() && due) {
+            return;
+        }
+        self.recovered_at = Some(now);
+        if let Some(last) = self.last_id {
+            let rooms: Vec<String> = self
+                .conversations
+                .values()
+                .filter(|c| c.kind == ConversationKind::Room)
+                .map(|c| c.name.clone())
+                .collect();
+            for room in rooms {
+                self.send(
+                    now,
+                    ClientMsg::History {
+                        room,
+                        before: None,
+                        after: Some(last),
+                        limit: 200,
+                    },
+                );
+            }
+        }
     }
 
     /// The driver could not connect.

@@ -827,6 +827,27 @@ fn an_unreadable_line_is_reported_not_dropped() {
 }
 
 #[test]
+fn after_an_unreadable_line_what_may_be_missing_is_asked_for_again_but_not_in_a_loop() {
+    let mut s = online();
+    feed(&mut s, &[&msg(5, "#lobby", "bob", "five")]);
+    sent(&mut s);
+    s.handle_unreadable(T, "line too long");
+    assert_eq!(
+        sent(&mut s),
+        vec![ClientMsg::History {
+            room: "#lobby".into(),
+            before: None,
+            after: Some(5),
+            limit: 200,
+        }]
+    );
+    s.handle_unreadable(T + 1000, "line too long");
+    assert!(sent(&mut s).is_empty(), "not again within ten seconds");
+    s.handle_unreadable(T + 11_000, "line too long");
+    assert_eq!(sent(&mut s).len(), 1);
+}
+
+#[test]
 fn a_paged_catch_up_asks_for_the_rest_and_a_gap_is_told() {
     let mut s = online();
     feed(&mut s, &[&msg(3, "#lobby", "bob", "three")]);
