@@ -136,14 +136,15 @@ impl Default for LineDecoder {
 }
 
 /// Message types a client may send, used to tell an unknown type from a malformed known one.
-const CLIENT_TYPES: &[&str] = &[
+pub const CLIENT_TYPES: &[&str] = &[
     "hello", "nick", "join", "part", "say", "me", "msg", "topic", "who", "rooms", "history",
     "ping", "pong", "quit",
 ];
 
 /// Message types a server may send.
-const SERVER_TYPES: &[&str] = &[
+pub const SERVER_TYPES: &[&str] = &[
     "welcome",
+    "ack",
     "join",
     "part",
     "quit",

@@ -2,8 +2,8 @@
 //! sequence of bytes makes the decoder panic or hand out a line over the limit.
 
 use bytes::BytesMut;
-use chat_core::codec::{LineDecoder, decode_client, decode_server, encode};
-use chat_core::protocol::{ChatMessage, ClientMsg, ErrorCode, ServerMsg};
+use chat_core::codec::{LineDecoder, SERVER_TYPES, decode_client, decode_server, encode};
+use chat_core::protocol::{ChatMessage, ClientMsg, ErrorCode, Limits, RoomInfo, ServerMsg};
 use proptest::prelude::*;
 
 fn text() -> impl Strategy<Value = String> {
@@ -74,6 +74,101 @@ fn chat() -> impl Strategy<Value = ChatMessage> {
 
 fn server_msg() -> impl Strategy<Value = ServerMsg> {
     prop_oneof![
+        server_msg_more(),
+        (
+            text(),
+            text(),
+            proptest::option::of(text()),
+            any::<[u32; 6]>()
+        )
+            .prop_map(|(name, server, motd, l)| ServerMsg::Welcome {
+                version: 1,
+                name,
+                server,
+                motd,
+                limits: Limits {
+                    max_line: l[0],
+                    max_text: l[1],
+                    max_text_lines: l[2],
+                    max_name: l[3],
+                    flood_burst: l[4],
+                    flood_rate: l[5],
+                },
+            }),
+        (text(), text(), proptest::option::of(text()), any::<u64>()).prop_map(
+            |(room, name, reason, ts)| ServerMsg::Part {
+                room,
+                name,
+                reason,
+                ts
+            }
+        ),
+        (text(), text(), any::<u64>()).prop_map(|(old, new, ts)| ServerMsg::Nick { old, new, ts }),
+        (
+            any::<u64>(),
+            any::<u64>(),
+            text(),
+            text(),
+            text(),
+            any::<bool>()
+        )
+            .prop_map(|(id, ts, from, to, text, action)| ServerMsg::Direct {
+                id,
+                ts,
+                from,
+                to,
+                text,
+                action
+            }),
+        (
+            text(),
+            text(),
+            proptest::option::of(text()),
+            proptest::option::of(any::<u64>())
+        )
+            .prop_map(|(room, topic, by, ts)| ServerMsg::Topic {
+                room,
+                topic,
+                by,
+                ts
+            }),
+    ]
+}
+
+/// The rest of the server messages (one `prop_oneof!` holds only so many).
+fn server_msg_more() -> impl Strategy<Value = ServerMsg> {
+    prop_oneof![
+        (
+            text(),
+            proptest::collection::vec(text(), 0..4),
+            any::<bool>(),
+            proptest::option::of(text())
+        )
+            .prop_map(|(room, names, more, after)| ServerMsg::Members {
+                room,
+                names,
+                more,
+                after
+            }),
+        (
+            proptest::collection::vec((text(), any::<u32>(), text()), 0..3),
+            any::<bool>(),
+            proptest::option::of(text())
+        )
+            .prop_map(|(rooms, more, after)| ServerMsg::RoomList {
+                rooms: rooms
+                    .into_iter()
+                    .map(|(name, members, topic)| RoomInfo {
+                        name,
+                        members,
+                        topic
+                    })
+                    .collect(),
+                more,
+                after
+            }),
+        text().prop_map(|token| ServerMsg::Ping { token }),
+        text().prop_map(|token| ServerMsg::Pong { token }),
         chat().prop_map(ServerMsg::Message),
         (
             text(),
@@ -130,6 +225,11 @@ proptest! {
         prop_assert_eq!(buf.iter().filter(|&&b| b == b'\n').count(), 1);
         let mut decoder = LineDecoder::new(1 << 20);
         let line = decoder.next_line(&mut buf).unwrap().unwrap();
+        let kind = serde_json::from_slice::<serde_json::Value>(&line).unwrap()["type"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        prop_assert!(SERVER_TYPES.contains(&kind.as_str()), "{} is not a known type", kind);
         prop_assert_eq!(decode_server(&line).unwrap(), msg);
     }
 

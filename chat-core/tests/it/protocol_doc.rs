@@ -3,32 +3,10 @@
 
 use std::collections::BTreeSet;
 
-use chat_core::codec::{decode_client, decode_server};
+use bytes::BytesMut;
+use chat_core::codec::{CLIENT_TYPES, SERVER_TYPES, decode_client, decode_server, encode};
 
 const DOC: &str = include_str!("../../../docs/protocol.md");
-
-const CLIENT_TYPES: &[&str] = &[
-    "hello", "nick", "join", "part", "say", "me", "msg", "topic", "who", "rooms", "history",
-    "ping", "pong", "quit",
-];
-const SERVER_TYPES: &[&str] = &[
-    "welcome",
-    "join",
-    "part",
-    "quit",
-    "nick",
-    "message",
-    "direct",
-    "ack",
-    "topic",
-    "members",
-    "room_list",
-    "history",
-    "ping",
-    "pong",
-    "error",
-    "bye",
-];
 
 /// (side, line) for every line inside a ```jsonl client / ```jsonl server block.
 fn examples() -> Vec<(&'static str, &'static str)> {
@@ -60,12 +38,24 @@ fn every_example_parses_and_every_type_is_documented() {
             .as_str()
             .unwrap()
             .to_string();
+        // Each example parses, and encoding what it parsed to gives the same message back.
+        let mut out = BytesMut::new();
         match side {
             "client" => {
-                decode_client(line.as_bytes()).unwrap_or_else(|e| panic!("{line}: {e}"));
+                let msg = decode_client(line.as_bytes()).unwrap_or_else(|e| panic!("{line}: {e}"));
+                encode(&msg, &mut out);
+                let again = decode_client(out.strip_suffix(b"\n").unwrap()).unwrap();
+                assert_eq!(again, msg, "{line} does not survive encoding");
             }
             _ => {
-                decode_server(line.as_bytes()).unwrap_or_else(|e| panic!("{line}: {e}"));
+                let msg = decode_server(line.as_bytes()).unwrap_or_else(|e| panic!("{line}: {e}"));
+                encode(&msg, &mut out);
+                let again = decode_server(out.strip_suffix(b"\n").unwrap()).unwrap();
+                assert_eq!(again, msg, "{line} does not survive encoding");
+                // What the server writes is what the document shows, field for field.
+                let written: serde_json::Value = serde_json::from_slice(&out).unwrap();
+                let shown: serde_json::Value = serde_json::from_str(line).unwrap();
+                assert_eq!(written, shown, "the server would write {line} differently");
             }
         }
         seen.insert(format!("{side}:{kind}"));
