@@ -356,3 +356,46 @@ async fn failed_commits_are_retried_never_acknowledged_early_and_nothing_acknowl
         "stored exactly what was acknowledged, in order"
     );
 }
+
+#[tokio::test]
+async fn every_flag_is_an_environment_variable_and_sigint_exits_zero() {
+    let port = free_port();
+    let child = Command::new(env!("CARGO_BIN_EXE_chat-server"))
+        .env("CHAT_LISTEN", format!("127.0.0.1:{port}"))
+        .env("CHAT_IN_MEMORY", "true")
+        .env("CHAT_MOTD", "set from the environment")
+        .env("CHAT_SERVER_NAME", "envserver")
+        .env("CHAT_FLOOD_RATE", "0")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut child = ServerProcess(child);
+    let mut alice = connect_retrying(port).await;
+    alice
+        .send(json!({"type":"hello","version":1,"name":"alice"}))
+        .await;
+    let welcome = alice.expect("welcome").await;
+    assert_eq!(welcome["motd"], "set from the environment");
+    assert_eq!(welcome["server"], "envserver");
+    assert_eq!(welcome["limits"]["flood_rate"], 0);
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(
+        alice.expect_closed().await.as_deref(),
+        Some("server shutdown")
+    );
+    let mut code = None;
+    for _ in 0..200 {
+        if let Some(status) = child.try_wait().unwrap() {
+            code = status.code();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    assert_eq!(code, Some(0));
+}
