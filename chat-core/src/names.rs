@@ -90,7 +90,8 @@ pub fn normalize_room(raw: &str) -> Result<String, NameError> {
             max: MAX_ROOM_CHARS,
         });
     }
-    check_chars(rest, MAX_ROOM_CHARS - 1)?;
+    // The length is checked above, on the whole name.
+    check_chars(rest, usize::MAX)?;
     if let Some(c) = room.chars().find(|&c| c == ',') {
         return Err(NameError::ForbiddenChar(c));
     }
@@ -285,6 +286,8 @@ mod tests {
             Err(NameError::ForbiddenChar('\u{2066}'))
         );
         assert_eq!(normalize_room("#\u{2800}"), Err(NameError::Invisible));
+        let longest = format!("#{}", "r".repeat(49));
+        assert_eq!(normalize_room(&longest), Ok(longest.clone()));
         assert_eq!(
             normalize_room(&format!("#{}", "r".repeat(50))),
             Err(NameError::TooLong { max: 50 })

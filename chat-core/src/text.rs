@@ -177,5 +177,10 @@ mod tests {
         assert!(!escaped.contains('\u{9b}'));
         let back: String = serde_json::from_str(&escaped).unwrap();
         assert_eq!(back, "a\u{9b}b\u{7f}c\u{1b}");
+        // Other text, accents and emoji included, stays as it is.
+        let plain = serde_json::to_string("zoë 🦀 日本").unwrap();
+        assert!(matches!(escape_json_controls(&plain), Cow::Borrowed(_)));
+        let mixed = serde_json::to_string("é\u{9b}").unwrap();
+        assert_eq!(escape_json_controls(&mixed), "\"é\\u009b\"");
     }
 }
