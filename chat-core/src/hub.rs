@@ -26,7 +26,7 @@
 //! [`HubConfig::room_expiry`]. With a store its history stays there, and a later join loads it
 //! back ([`Output::LoadRoom`], answered by [`Input::RoomLoaded`]) before it goes on.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 
 use bytes::{Bytes, BytesMut};
 use indexmap::IndexSet;
@@ -459,7 +459,7 @@ pub struct Hub<E: Encode = JsonLines> {
     /// Rooms being loaded from the store, with the connections waiting for them.
     loading: HashMap<String, Vec<ConnId>>,
     /// Rooms the store just said it does not have: the next join creates them.
-    absent: HashMap<String, ()>,
+    absent: HashSet<String>,
     /// Recent client message ids and the ids they were stored under.
     cids: HashMap<String, MsgId>,
     /// The same cids, oldest first, to forget the oldest past `dedupe_window`.
@@ -508,7 +508,7 @@ impl<E: Encode> Hub<E> {
             room_skeletons: HashMap::new(),
             expiries: BTreeSet::new(),
             loading: HashMap::new(),
-            absent: HashMap::new(),
+            absent: HashSet::new(),
             cids: HashMap::new(),
             cid_order: VecDeque::new(),
             cid: None,
@@ -818,13 +818,13 @@ impl<E: Encode> Hub<E> {
                         self.mark_empty(now, &key);
                     }
                     _ => {
-                        self.absent.insert(key.clone(), ());
+                        self.absent.insert(key.clone());
                     }
                 }
             }
             Some(_) => {}
             None => {
-                self.absent.insert(key.clone(), ());
+                self.absent.insert(key.clone());
             }
         }
         for conn in waiting {
@@ -1097,7 +1097,7 @@ impl<E: Encode> Hub<E> {
             let mut peers = self.peers(conn);
             peers.retain(|&p| p != conn);
             if !peers.is_empty() {
-                let ts = self.stamp(now);
+                let ts = self.stamp();
                 self.send(
                     peers,
                     &ServerMsg::Quit {
@@ -1263,17 +1263,17 @@ impl<E: Encode> Hub<E> {
                 conn,
                 &error(ErrorCode::NotRegistered, "say hello with a name first"),
             ),
-            ClientMsg::Nick { name } => self.cmd_nick(now, conn, &name),
+            ClientMsg::Nick { name } => self.cmd_nick(conn, &name),
             ClientMsg::Join { room, since } => self.cmd_join(now, conn, &room, since),
             ClientMsg::Part { room, reason } => self.cmd_part(now, conn, &room, reason),
             ClientMsg::Say { room, text, cid } => {
                 self.with_cid(conn, cid, |hub, cid| {
-                    hub.cmd_say(now, conn, &room, text, false, cid);
+                    hub.cmd_say(conn, &room, text, false, cid);
                 });
             }
             ClientMsg::Me { room, text, cid } => {
                 self.with_cid(conn, cid, |hub, cid| {
-                    hub.cmd_say(now, conn, &room, text, true, cid);
+                    hub.cmd_say(conn, &room, text, true, cid);
                 });
             }
             ClientMsg::Msg {
@@ -1284,7 +1284,7 @@ impl<E: Encode> Hub<E> {
             } => self.with_cid(conn, cid, |hub, cid| {
                 hub.cmd_direct(now, conn, &to, text, action, cid);
             }),
-            ClientMsg::Topic { room, topic } => self.cmd_topic(now, conn, &room, topic),
+            ClientMsg::Topic { room, topic } => self.cmd_topic(conn, &room, topic),
             ClientMsg::Who { room, after } => self.cmd_who(conn, &room, after),
             ClientMsg::Rooms { after } => self.cmd_rooms(conn, after),
             ClientMsg::History {
@@ -1441,7 +1441,7 @@ impl<E: Encode> Hub<E> {
         Some(name)
     }
 
-    fn cmd_nick(&mut self, now: UnixMillis, conn: ConnId, raw: &str) {
+    fn cmd_nick(&mut self, conn: ConnId, raw: &str) {
         let old = self.name_of(conn);
         let Some(new) = self.claim_name(conn, raw) else {
             return;
@@ -1453,7 +1453,7 @@ impl<E: Encode> Hub<E> {
             c.name = Some(new.clone());
         }
         let peers = self.peers(conn);
-        let ts = self.stamp(now);
+        let ts = self.stamp();
         self.send(peers, &ServerMsg::Nick { old, new, ts });
     }
 
@@ -1498,7 +1498,7 @@ impl<E: Encode> Hub<E> {
                 c.rooms.insert(key.clone());
             }
             let members: Vec<ConnId> = self.rooms[&key].members.iter().copied().collect();
-            let ts = self.stamp(now);
+            let ts = self.stamp();
             let msg = ServerMsg::Join {
                 room: self.rooms[&key].name.clone(),
                 name: self.name_of(conn),
@@ -1575,7 +1575,7 @@ impl<E: Encode> Hub<E> {
             );
             return false;
         }
-        if self.config.durable && !self.absent.contains_key(key) {
+        if self.config.durable && !self.absent.contains(key) {
             let Some(c) = self.conns.get_mut(&conn) else {
                 return false;
             };
@@ -1645,7 +1645,7 @@ impl<E: Encode> Hub<E> {
             return;
         };
         let members: Vec<ConnId> = self.rooms[&key].members.iter().copied().collect();
-        let ts = self.stamp(now);
+        let ts = self.stamp();
         let msg = ServerMsg::Part {
             room: self.rooms[&key].name.clone(),
             name: self.name_of(conn),
@@ -1661,7 +1661,6 @@ impl<E: Encode> Hub<E> {
 
     fn cmd_say(
         &mut self,
-        now: UnixMillis,
         conn: ConnId,
         raw: &str,
         text: String,
@@ -1678,7 +1677,7 @@ impl<E: Encode> Hub<E> {
             return;
         }
         let id = self.take_id();
-        let ts = self.stamp(now);
+        let ts = self.stamp();
         let msg = ChatMessage {
             id,
             ts,
@@ -1738,7 +1737,7 @@ impl<E: Encode> Hub<E> {
             return;
         }
         let id = self.take_id();
-        let ts = self.stamp(now);
+        let ts = self.stamp();
         let from = self.name_of(conn);
         let to = self.name_of(target);
         if let Some(cid) = &cid {
@@ -1818,7 +1817,7 @@ impl<E: Encode> Hub<E> {
         true
     }
 
-    fn cmd_topic(&mut self, now: UnixMillis, conn: ConnId, raw: &str, topic: Option<String>) {
+    fn cmd_topic(&mut self, conn: ConnId, raw: &str, topic: Option<String>) {
         let Some(topic) = topic else {
             let Some((key, _)) = self.existing_room(conn, raw) else {
                 return;
@@ -1853,7 +1852,7 @@ impl<E: Encode> Hub<E> {
             return;
         }
         let id = self.take_id();
-        let ts = self.stamp(now);
+        let ts = self.stamp();
         let by = self.name_of(conn);
         if self.config.durable {
             self.outputs.push_back(Output::Store(Record::Topic {
@@ -1980,9 +1979,8 @@ impl<E: Encode> Hub<E> {
         id
     }
 
-    /// A timestamp for a message: the wall clock, never going backwards. (`_now` is monotonic
-    /// and only orders deadlines.)
-    fn stamp(&mut self, _now: UnixMillis) -> UnixMillis {
+    /// A timestamp for a message: the wall clock, never going backwards.
+    fn stamp(&mut self) -> UnixMillis {
         self.last_ts = self.last_ts.max(self.wall);
         self.last_ts
     }

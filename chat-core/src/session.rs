@@ -531,12 +531,7 @@ impl Session {
         }
         self.recovered_at = Some(now);
         if let Some(last) = self.last_id {
-            let rooms: Vec<String> = self
-                .conversations
-                .values()
-                .filter(|c| c.kind == ConversationKind::Room)
-                .map(|c| c.name.clone())
-                .collect();
+            let rooms = self.room_names();
             for room in rooms {
                 self.send(
                     now,
@@ -1076,6 +1071,15 @@ impl Session {
         }
     }
 
+    /// The names of the rooms the user is in, in the order opened.
+    fn room_names(&self) -> Vec<String> {
+        self.conversations
+            .values()
+            .filter(|c| c.kind == ConversationKind::Room)
+            .map(|c| c.name.clone())
+            .collect()
+    }
+
     fn active_target(&self) -> (ConversationKind, String) {
         let c = self
             .active()
@@ -1252,12 +1256,7 @@ impl Session {
         if reconnect {
             // Rejoin every room, asking for what was missed since the last id seen. The server
             // put us back in its default room already; `since` fills any gap there too.
-            let rooms: Vec<String> = self
-                .conversations
-                .values()
-                .filter(|c| c.kind == ConversationKind::Room)
-                .map(|c| c.name.clone())
-                .collect();
+            let rooms = self.room_names();
             for room in rooms {
                 if self.last_id.is_some() {
                     self.catching_up.insert(names::key(&room));

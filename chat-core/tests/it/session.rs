@@ -75,6 +75,21 @@ fn welcomed(name: &str) -> Session {
     s
 }
 
+/// A session with this configuration, welcomed as alice and put in #lobby.
+fn in_lobby(config: SessionConfig) -> Session {
+    let mut s = Session::new(config, "alice");
+    s.start(T);
+    s.handle_connected(T);
+    feed(
+        &mut s,
+        &[
+            &welcome("alice"),
+            r##"{"type":"join","room":"#lobby","name":"alice","ts":1}"##,
+        ],
+    );
+    s
+}
+
 /// A session registered as alice and in #lobby with bob.
 fn online() -> Session {
     let mut s = Session::new(config(), "alice");
@@ -333,16 +348,7 @@ fn scrollback_is_bounded_and_history_pages_in_order() {
         scrollback: 3,
         ..config()
     };
-    let mut s = Session::new(config, "alice");
-    s.start(T);
-    s.handle_connected(T);
-    feed(
-        &mut s,
-        &[
-            &welcome("alice"),
-            r##"{"type":"join","room":"#lobby","name":"alice","ts":1}"##,
-        ],
-    );
+    let mut s = in_lobby(config);
     for id in 10..15 {
         feed(&mut s, &[&msg(id, "#lobby", "bob", &format!("m{id}"))]);
     }
@@ -784,16 +790,7 @@ fn direct_conversations_are_capped_by_closing_the_quietest() {
         max_direct: 3,
         ..config()
     };
-    let mut s = Session::new(config, "alice");
-    s.start(T);
-    s.handle_connected(T);
-    feed(
-        &mut s,
-        &[
-            &welcome("alice"),
-            r##"{"type":"join","room":"#lobby","name":"alice","ts":1}"##,
-        ],
-    );
+    let mut s = in_lobby(config);
     for i in 0..10u64 {
         let dm = format!(
             r#"{{"type":"direct","id":{},"ts":{},"from":"spam{i}","to":"alice","text":"hi"}}"#,

@@ -37,6 +37,28 @@ async fn restart_keeps_history_topics_and_ids() {
     server.stop().await;
 }
 
+/// Sends the server `signal`, then checks that the client was told and the process exited 0.
+async fn stops_cleanly_on(child: &mut ServerProcess, signal: &str, client: &mut Client) {
+    let status = Command::new("kill")
+        .args([&format!("-{signal}"), &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(
+        client.expect_closed().await.as_deref(),
+        Some("server shutdown")
+    );
+    let mut code = None;
+    for _ in 0..200 {
+        if let Some(status) = child.try_wait().unwrap() {
+            code = status.code();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    assert_eq!(code, Some(0), "exit status after SIG{signal}");
+}
+
 /// A server process that is killed when dropped, so a failing test leaves none behind.
 struct ServerProcess(Child);
 
@@ -158,24 +180,7 @@ async fn sigterm_exits_zero_after_telling_clients() {
     let mut child = spawn_server(dir.path().to_str().unwrap(), port);
     let mut alice = connect_retrying(port).await;
     alice.hello("alice").await;
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    assert_eq!(
-        alice.expect_closed().await.as_deref(),
-        Some("server shutdown")
-    );
-    let mut code = None;
-    for _ in 0..200 {
-        if let Some(status) = child.try_wait().unwrap() {
-            code = status.code();
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
-    assert_eq!(code, Some(0));
+    stops_cleanly_on(&mut child, "TERM", &mut alice).await;
 }
 
 /// Every message in #lobby's history, oldest first, paging back from the newest.
@@ -380,22 +385,5 @@ async fn every_flag_is_an_environment_variable_and_sigint_exits_zero() {
     assert_eq!(welcome["motd"], "set from the environment");
     assert_eq!(welcome["server"], "envserver");
     assert_eq!(welcome["limits"]["flood_rate"], 0);
-    let status = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    assert_eq!(
-        alice.expect_closed().await.as_deref(),
-        Some("server shutdown")
-    );
-    let mut code = None;
-    for _ in 0..200 {
-        if let Some(status) = child.try_wait().unwrap() {
-            code = status.code();
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
-    assert_eq!(code, Some(0));
+    stops_cleanly_on(&mut child, "INT", &mut alice).await;
 }
