@@ -1,0 +1,116 @@
+//! The hub's tunables and the limits it announces to clients.
+
+use super::*;
+
+/// Tunables of the hub. Every limit is here so that the server can expose it as a flag.
+#[derive(Debug, Clone)]
+pub struct HubConfig {
+    /// Name announced in `welcome`.
+    pub server_name: String,
+    /// Message of the day, sent in `welcome`.
+    pub motd: Option<String>,
+    /// The room every client joins on `hello`.
+    pub default_room: String,
+    /// Line limit the shell's decoder enforces; announced in `welcome`.
+    pub max_line: usize,
+    /// Longest message text, in bytes.
+    pub max_text: usize,
+    /// Most lines in one message text.
+    pub max_text_lines: usize,
+    /// Longest topic, in bytes.
+    pub max_topic: usize,
+    /// Most rooms one connection may be in.
+    pub max_rooms_per_conn: usize,
+    /// Messages kept per room, for joins, paging and catch-up.
+    pub history: usize,
+    /// Messages sent to a member when it joins without `since`.
+    pub join_history: usize,
+    /// Most messages in one `history` answer.
+    pub history_page_max: usize,
+    /// A connection silent this long is pinged, in milliseconds.
+    pub ping_interval: u64,
+    /// A pinged connection silent this much longer is dropped, in milliseconds.
+    pub ping_timeout: u64,
+    /// A connection must complete `hello` within this, in milliseconds.
+    pub register_timeout: u64,
+    /// Messages a client may send at once before throttling starts.
+    pub flood_burst: u32,
+    /// Sustained messages per second allowed; 0 turns flood control off.
+    pub flood_rate: u32,
+    /// Delayed messages held for one client before it is disconnected for flooding.
+    pub flood_queue: usize,
+    /// Hold messages until the store confirms them ([`Input::Committed`]), and load rooms that
+    /// are not in memory from the store ([`Output::LoadRoom`]).
+    pub durable: bool,
+    /// Most rooms held in memory. At the cap, the room empty the longest is let go (its
+    /// history stays in the store) to make space; when none is empty, new rooms are refused.
+    pub max_rooms: usize,
+    /// New rooms one connection may create at once.
+    pub room_create_burst: u32,
+    /// New rooms one connection may create per minute after its burst; 0 means no limit.
+    pub room_create_per_minute: u32,
+    /// A room nobody is in leaves memory this long after its last member left, in
+    /// milliseconds. The default room never does.
+    pub room_expiry: u64,
+    /// How many recent client message ids (`cid`) are remembered to answer repeats.
+    pub dedupe_window: usize,
+    /// Most messages held for the store's commit; past it new messages are refused
+    /// (`store_unavailable`) instead of queued.
+    pub max_held: usize,
+    /// Most bytes of text held for the store's commit, likewise.
+    pub max_held_bytes: usize,
+    /// New people (not messaged with lately) who may send one user direct messages per minute;
+    /// 0 means no limit. Stops a swarm of throwaway names from flooding someone's client.
+    pub direct_new_senders_per_minute: u32,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        Self {
+            server_name: "chat".into(),
+            motd: None,
+            default_room: "#lobby".into(),
+            max_line: crate::codec::DEFAULT_MAX_LINE,
+            max_text: 4096,
+            max_text_lines: 20,
+            max_topic: 390,
+            max_rooms_per_conn: 50,
+            history: 1000,
+            join_history: 50,
+            history_page_max: 200,
+            ping_interval: 60_000,
+            ping_timeout: 30_000,
+            register_timeout: 30_000,
+            flood_burst: 10,
+            flood_rate: 5,
+            flood_queue: 50,
+            durable: false,
+            max_rooms: 10_000,
+            room_create_burst: 5,
+            room_create_per_minute: 5,
+            room_expiry: 3_600_000,
+            dedupe_window: 100_000,
+            max_held: 10_000,
+            max_held_bytes: 16 << 20,
+            direct_new_senders_per_minute: 10,
+        }
+    }
+}
+
+impl<E: Encode> Hub<E> {
+    /// Limits announced to clients.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_line: self.config.max_line as u32,
+            max_text: self.config.max_text as u32,
+            max_text_lines: self.config.max_text_lines as u32,
+            max_name: names::MAX_NAME_CHARS as u32,
+            flood_burst: if self.config.flood_rate == 0 {
+                0
+            } else {
+                self.config.flood_burst
+            },
+            flood_rate: self.config.flood_rate,
+        }
+    }
+}

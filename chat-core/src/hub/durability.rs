@@ -1,0 +1,194 @@
+//! The store's side of the hub: what it persists ([`Record`]), what it loads back
+//! ([`RestoredRoom`]), commits, and what happens while it fails.
+
+use super::*;
+
+/// Something the store keeps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Record {
+    /// A room message.
+    Message {
+        /// The message.
+        msg: ChatMessage,
+        /// The sender's own id for it, kept to recognise a repeat after a restart.
+        cid: Option<String>,
+    },
+    /// A direct message.
+    Direct {
+        /// Server id.
+        id: MsgId,
+        /// Server timestamp.
+        ts: UnixMillis,
+        /// Sender.
+        from: String,
+        /// Recipient.
+        to: String,
+        /// Text.
+        text: String,
+        /// True for an action.
+        action: bool,
+        /// The sender's own id for it.
+        cid: Option<String>,
+    },
+    /// A topic change. Carries the id it was sequenced under.
+    Topic {
+        /// Sequencing id (also consumed from the message id space).
+        id: MsgId,
+        /// Room name.
+        room: String,
+        /// New topic.
+        topic: String,
+        /// Who set it.
+        by: String,
+        /// When.
+        ts: UnixMillis,
+    },
+}
+
+impl Record {
+    /// The id the record was sequenced under.
+    pub fn id(&self) -> MsgId {
+        match self {
+            Record::Message { msg, .. } => msg.id,
+            Record::Direct { id, .. } | Record::Topic { id, .. } => *id,
+        }
+    }
+}
+
+/// A room as loaded back from the store on restart.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RestoredRoom {
+    /// Room name.
+    pub name: String,
+    /// Its topic, empty if none.
+    pub topic: String,
+    /// Who set the topic, and when.
+    pub topic_set: Option<(String, UnixMillis)>,
+    /// Its most recent messages, oldest first.
+    pub history: Vec<ChatMessage>,
+    /// True when the store holds older messages than `history`.
+    pub more: bool,
+}
+
+impl<E: Encode> Hub<E> {
+    /// Loads rooms, topics and history back from the store. `next_id` is one more than the
+    /// highest id the store has seen, so ids keep increasing across restarts.
+    ///
+    /// A stored room whose name the current rules refuse (or that now has the same key as, or
+    /// looks like, a room loaded before it) is not loaded: its history stays in the store,
+    /// untouched, but nobody can join it. Their names are returned, for the server to log.
+    /// Rooms restored with nobody in them start their expiry clock at `now`.
+    pub fn restore(
+        &mut self,
+        now: UnixMillis,
+        rooms: Vec<RestoredRoom>,
+        next_id: MsgId,
+    ) -> Vec<String> {
+        self.next_id = self.next_id.max(next_id);
+        let mut refused = Vec::new();
+        for restored in rooms {
+            let key = names::normalize_room(&restored.name)
+                .ok()
+                .map(|name| names::key(&name));
+            match key {
+                Some(key)
+                    if self.rooms.contains_key(&key) && self.rooms[&key].history.is_empty() =>
+                {
+                    // The default room, made empty at start: fill it.
+                    self.fill_room(&key, restored);
+                }
+                Some(key)
+                    if !self.rooms.contains_key(&key) && self.similar_room(&key).is_none() =>
+                {
+                    let name = names::normalize_room(&restored.name).unwrap_or_default();
+                    self.insert_room(Room::new(name));
+                    self.fill_room(&key, restored);
+                    self.mark_empty(now, &key);
+                }
+                _ => refused.push(restored.name),
+            }
+        }
+        refused
+    }
+
+    /// Remembers the cids of recently stored messages (oldest first), so that a client
+    /// repeating one after a restart gets the original acknowledgement.
+    pub fn restore_cids(&mut self, cids: Vec<(String, MsgId)>) {
+        for (cid, id) in cids {
+            self.remember_cid(cid, id);
+        }
+    }
+
+    pub(super) fn fill_room(&mut self, key: &str, restored: RestoredRoom) {
+        let history_cap = self.config.history;
+        let next_id = self.next_id;
+        let Some(room) = self.rooms.get_mut(key) else {
+            return;
+        };
+        room.topic = restored.topic;
+        room.topic_set = restored.topic_set;
+        let skip = restored.history.len().saturating_sub(history_cap);
+        if skip > 0 || restored.more {
+            let first_kept = restored.history.get(skip).map_or(next_id, |m| m.id);
+            room.evicted_through = first_kept.saturating_sub(1);
+        }
+        room.history = restored.history.into_iter().skip(skip).collect();
+    }
+
+    pub(super) fn handle_store_down(&mut self) {
+        if self.store_down {
+            return;
+        }
+        self.store_down = true;
+        let mut senders: Vec<ConnId> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| !matches!(p, Pending::Ack { .. }))
+            .map(|(_, p)| p.sender())
+            .filter(|c| self.conns.contains_key(c))
+            .collect();
+        senders.sort_unstable();
+        senders.dedup();
+        let notice = error(
+            ErrorCode::StoreUnavailable,
+            "the server cannot store messages right now; yours are held and will be delivered \
+             when storage recovers, and new ones are refused until then",
+        );
+        self.send(senders, &notice);
+    }
+
+    /// Refuses a new message when the store cannot take it (see [`HubConfig::max_held`]).
+    pub(super) fn store_can_take(&mut self, conn: ConnId, weight: usize) -> bool {
+        if !self.config.durable {
+            return true;
+        }
+        let full = self.held >= self.config.max_held
+            || self.held_bytes + weight > self.config.max_held_bytes;
+        if !self.store_down && !full {
+            return true;
+        }
+        let why = if self.store_down {
+            "the server cannot store messages right now (its storage is failing); try again later"
+        } else {
+            "too many messages are waiting to be stored; try again in a moment"
+        };
+        self.reply(conn, &error(ErrorCode::StoreUnavailable, why));
+        false
+    }
+
+    pub(super) fn handle_committed(&mut self, through: MsgId) {
+        // A repeat may wait behind a later id than its own: it is released no earlier than
+        // its original, never later than what was queued after it.
+        while let Some((id, _)) = self.pending.front() {
+            if *id > through {
+                break;
+            }
+            let (_, pending) = self.pending.pop_front().expect("checked non-empty");
+            if !matches!(pending, Pending::Ack { .. }) {
+                self.held -= 1;
+                self.held_bytes -= pending.weight();
+            }
+            self.release(pending);
+        }
+    }
+}

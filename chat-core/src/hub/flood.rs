@@ -1,0 +1,167 @@
+//! Flood control: the per-connection token bucket that delays and then kicks, and the limit on
+//! new direct-message senders.
+
+use super::*;
+
+/// Direct-message peers remembered per connection.
+pub(super) const DIRECT_PEERS: usize = 256;
+
+impl<E: Encode> Hub<E> {
+    pub(super) fn handle_frame(
+        &mut self,
+        now: UnixMillis,
+        conn: ConnId,
+        frame: Result<ClientMsg, FrameError>,
+    ) {
+        let config_rate = self.config.flood_rate;
+        let burst = u64::from(self.config.flood_burst) * 1000;
+        let flood_queue = self.config.flood_queue;
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        c.last_seen = now;
+        let pinged = c.pinged_at.take().is_some();
+        // The pong to our ping only proves liveness: it never waits behind throttled frames.
+        // Any other pong counts against flood control like every other frame, so pongs cannot
+        // be used to make the server work for free.
+        if pinged && matches!(frame, Ok(ClientMsg::Pong { .. })) {
+            return;
+        }
+        if c.loading.is_some() {
+            // A room this connection joins is on its way from the store: keep the order.
+            if c.delayed.len() >= flood_queue {
+                self.kick(now, conn, reason::FLOODING);
+            } else {
+                c.delayed.push_back(frame);
+            }
+            return;
+        }
+        if config_rate == 0 {
+            self.process(now, conn, frame);
+            return;
+        }
+        refill(c, now, config_rate, burst);
+        if c.delayed.is_empty() && c.tokens >= 1000 {
+            c.tokens -= 1000;
+            self.process(now, conn, frame);
+            return;
+        }
+        if c.delayed.len() >= flood_queue {
+            self.kick(now, conn, reason::FLOODING);
+            return;
+        }
+        let first_delay = c.delayed.is_empty();
+        c.delayed.push_back(frame);
+        if c.release_at.is_none() {
+            let at = now + (1000 - c.tokens).div_ceil(u64::from(config_rate));
+            c.release_at = Some(at);
+            self.releases.insert((at, conn));
+        }
+        if first_delay {
+            self.reply(
+                conn,
+                &error(
+                    ErrorCode::Flooding,
+                    "you are sending too fast; your messages are delayed",
+                ),
+            );
+        }
+    }
+
+    pub(super) fn run_delayed(&mut self, now: UnixMillis, conn: ConnId) {
+        let rate = self.config.flood_rate.max(1);
+        let burst = u64::from(self.config.flood_burst) * 1000;
+        let unlimited = self.config.flood_rate == 0;
+        loop {
+            let Some(c) = self.conns.get_mut(&conn) else {
+                return;
+            };
+            if c.loading.is_some() {
+                return;
+            }
+            refill(c, now, rate, burst);
+            if c.delayed.is_empty() {
+                return;
+            }
+            if unlimited {
+                let frame = c.delayed.pop_front().expect("checked non-empty");
+                self.process(now, conn, frame);
+                continue;
+            }
+            if c.tokens < 1000 {
+                let at = now + (1000 - c.tokens).div_ceil(u64::from(rate));
+                c.release_at = Some(at);
+                self.releases.insert((at, conn));
+                return;
+            }
+            c.tokens -= 1000;
+            let frame = c.delayed.pop_front().expect("checked non-empty");
+            self.process(now, conn, frame);
+        }
+    }
+
+    /// Limits how many new people may message one user each minute; people who exchanged
+    /// messages lately are not new, in either direction.
+    pub(super) fn direct_allowed(&mut self, now: UnixMillis, from: ConnId, to: ConnId) -> bool {
+        let limit = self.config.direct_new_senders_per_minute as usize;
+        if limit == 0 || from == to {
+            return true;
+        }
+        let (from_key, to_key) = (
+            names::key(&self.name_of(from)),
+            names::key(&self.name_of(to)),
+        );
+        let Some(recipient) = self.conns.get_mut(&to) else {
+            return true;
+        };
+        if !recipient.direct_peers.contains_key(&from_key) {
+            while recipient
+                .direct_new
+                .front()
+                .is_some_and(|&t| t + 60_000 <= now)
+            {
+                recipient.direct_new.pop_front();
+            }
+            if recipient.direct_new.len() >= limit {
+                let shown = self.name_of(to);
+                self.reply(
+                    from,
+                    &error(
+                        ErrorCode::DirectThrottled,
+                        &format!(
+                            "{shown} is getting direct messages from too many new people; try again in a minute"
+                        ),
+                    ),
+                );
+                return false;
+            }
+            recipient.direct_new.push_back(now);
+        }
+        remember_peer(&mut recipient.direct_peers, from_key, now);
+        if let Some(sender) = self.conns.get_mut(&from) {
+            remember_peer(&mut sender.direct_peers, to_key, now);
+        }
+        true
+    }
+}
+
+/// Notes a direct-message peer, forgetting the one quiet the longest past [`DIRECT_PEERS`].
+pub(super) fn remember_peer(peers: &mut HashMap<String, UnixMillis>, key: String, now: UnixMillis) {
+    if peers.len() >= DIRECT_PEERS
+        && !peers.contains_key(&key)
+        && let Some(oldest) = peers
+            .iter()
+            .min_by_key(|(_, t)| **t)
+            .map(|(k, _)| k.clone())
+    {
+        peers.remove(&oldest);
+    }
+    peers.insert(key, now);
+}
+
+/// Adds the tokens earned since the last refill, capped at the burst.
+pub(super) fn refill(c: &mut Conn, now: UnixMillis, rate: u32, burst: u64) {
+    let elapsed = now.saturating_sub(c.tokens_at);
+    c.tokens = (c.tokens + elapsed * u64::from(rate)).min(burst);
+    c.tokens_at = now;
+}

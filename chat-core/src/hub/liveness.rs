@@ -1,0 +1,208 @@
+//! Connections: accepting them, pinging the silent, dropping the dead, and saying goodbye.
+
+use super::*;
+
+/// Registration and liveness state of one connection.
+#[derive(Debug)]
+pub(super) struct Conn {
+    /// Display name once registered.
+    pub(super) name: Option<String>,
+    /// Keys of the rooms it is in, in join order.
+    pub(super) rooms: IndexSet<String>,
+    /// Time of the last frame received, for liveness.
+    pub(super) last_seen: UnixMillis,
+    /// When the outstanding ping was sent, if one is.
+    pub(super) pinged_at: Option<UnixMillis>,
+    /// The one entry this connection has in `Hub::timers`.
+    pub(super) check_at: UnixMillis,
+    /// Token bucket, in thousandths of a message.
+    pub(super) tokens: u64,
+    /// When `tokens` was last refilled.
+    pub(super) tokens_at: UnixMillis,
+    /// Frames held back by flood control, oldest first.
+    pub(super) delayed: VecDeque<Result<ClientMsg, FrameError>>,
+    /// When the first delayed frame may run; the entry in `Hub::releases`.
+    pub(super) release_at: Option<UnixMillis>,
+    /// A room this connection is joining that the store is loading: its frames wait in
+    /// `delayed` until the room is here, so they keep their order.
+    pub(super) loading: Option<String>,
+    /// People this connection exchanged direct messages with lately (name key to when), at
+    /// most [`DIRECT_PEERS`]: they are not new senders.
+    pub(super) direct_peers: HashMap<String, UnixMillis>,
+    /// When new senders' first direct messages arrived, within the last minute.
+    pub(super) direct_new: VecDeque<UnixMillis>,
+    /// Room-creation token bucket, in thousandths of a room.
+    pub(super) room_tokens: u64,
+    /// When `room_tokens` was last refilled.
+    pub(super) room_tokens_at: UnixMillis,
+}
+
+impl<E: Encode> Hub<E> {
+    pub(super) fn handle_connect(&mut self, now: UnixMillis, conn: ConnId) {
+        if self.shutting_down || self.conns.contains_key(&conn) {
+            return;
+        }
+        let check_at = now + self.config.register_timeout;
+        self.conns.insert(
+            conn,
+            Conn {
+                name: None,
+                rooms: IndexSet::new(),
+                last_seen: now,
+                pinged_at: None,
+                check_at,
+                tokens: u64::from(self.config.flood_burst) * 1000,
+                tokens_at: now,
+                delayed: VecDeque::new(),
+                release_at: None,
+                loading: None,
+                direct_peers: HashMap::new(),
+                direct_new: VecDeque::new(),
+                room_tokens: u64::from(self.config.room_create_burst) * 1000,
+                room_tokens_at: now,
+            },
+        );
+        self.timers.insert((check_at, conn));
+    }
+
+    pub(super) fn check_liveness(&mut self, now: UnixMillis, conn: ConnId) {
+        let (ping_interval, ping_timeout) = (self.config.ping_interval, self.config.ping_timeout);
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let verdict = if c.name.is_none() {
+            Err(reason::REGISTRATION_TIMEOUT)
+        } else {
+            match c.pinged_at {
+                Some(pinged) if c.last_seen < pinged => {
+                    if now >= pinged + ping_timeout {
+                        Err(reason::PING_TIMEOUT)
+                    } else {
+                        Ok((pinged + ping_timeout, false))
+                    }
+                }
+                _ => {
+                    let idle_at = c.last_seen + ping_interval;
+                    if now >= idle_at {
+                        c.pinged_at = Some(now);
+                        Ok((now + ping_timeout, true))
+                    } else {
+                        Ok((idle_at, false))
+                    }
+                }
+            }
+        };
+        match verdict {
+            Ok((next, ping)) => {
+                c.check_at = next;
+                self.timers.insert((next, conn));
+                if ping {
+                    let token = now.to_string();
+                    self.reply(conn, &ServerMsg::Ping { token });
+                }
+            }
+            Err(why) => self.kick(now, conn, why),
+        }
+    }
+
+    pub(super) fn handle_shutdown(&mut self, now: UnixMillis) {
+        if self.shutting_down {
+            return;
+        }
+        self.shutting_down = true;
+        let mut all: Vec<ConnId> = self.conns.keys().copied().collect();
+        all.sort_unstable();
+        self.send(
+            all.clone(),
+            &ServerMsg::Bye {
+                reason: reason::SERVER_SHUTDOWN.into(),
+            },
+        );
+        for conn in all {
+            self.forget(now, conn);
+            self.outputs.push_back(Output::Close {
+                conn,
+                reason: reason::SERVER_SHUTDOWN.into(),
+            });
+        }
+    }
+
+    /// Says goodbye with a reason, then drops the connection.
+    pub(super) fn kick(&mut self, now: UnixMillis, conn: ConnId, why: &str) {
+        self.reply(
+            conn,
+            &ServerMsg::Bye {
+                reason: why.to_string(),
+            },
+        );
+        self.drop_conn(now, conn, why, true);
+    }
+
+    /// Removes a connection, announcing its quit to everyone who shared a room with it.
+    /// `close` asks the shell to close the socket (the hub decided); otherwise the shell
+    /// already knows the connection is gone.
+    pub(super) fn drop_conn(&mut self, now: UnixMillis, conn: ConnId, why: &str, close: bool) {
+        let Some(name) = self.conns.get(&conn).map(|c| c.name.clone()) else {
+            return;
+        };
+        if let Some(name) = name {
+            let mut peers = self.peers(conn);
+            peers.retain(|&p| p != conn);
+            if !peers.is_empty() {
+                let ts = self.stamp();
+                self.send(
+                    peers,
+                    &ServerMsg::Quit {
+                        name,
+                        reason: why.to_string(),
+                        ts,
+                    },
+                );
+            }
+        }
+        self.forget(now, conn);
+        if close {
+            self.outputs.push_back(Output::Close {
+                conn,
+                reason: why.to_string(),
+            });
+        }
+    }
+
+    /// Removes every trace of a connection, without announcing anything.
+    pub(super) fn forget(&mut self, now: UnixMillis, conn: ConnId) {
+        let Some(c) = self.conns.remove(&conn) else {
+            return;
+        };
+        self.timers.remove(&(c.check_at, conn));
+        if let Some(at) = c.release_at {
+            self.releases.remove(&(at, conn));
+        }
+        if let Some(name) = &c.name {
+            self.release_name(name);
+        }
+        for key in &c.rooms {
+            self.leave_room(now, key, conn);
+        }
+        if let Some(key) = &c.loading
+            && let Some(waiting) = self.loading.get_mut(key)
+        {
+            waiting.retain(|w| *w != conn);
+        }
+    }
+
+    /// Every connection sharing at least one room with `conn`, and `conn` itself, sorted.
+    pub(super) fn peers(&self, conn: ConnId) -> Vec<ConnId> {
+        let mut peers = vec![conn];
+        if let Some(c) = self.conns.get(&conn) {
+            for key in &c.rooms {
+                if let Some(room) = self.rooms.get(key) {
+                    peers.extend(room.members.iter().copied());
+                }
+            }
+        }
+        peers.sort_unstable();
+        peers.dedup();
+        peers
+    }
+}

@@ -1,0 +1,152 @@
+//! Room messages, actions and direct messages: validation, then sequencing.
+
+use super::*;
+
+impl<E: Encode> Hub<E> {
+    pub(super) fn cmd_say(
+        &mut self,
+        conn: ConnId,
+        raw: &str,
+        text: String,
+        action: bool,
+        cid: Option<String>,
+    ) {
+        let Some((key, _)) = self.member_room(conn, raw) else {
+            return;
+        };
+        if !self.valid_text(conn, &text) {
+            return;
+        }
+        if !self.store_can_take(conn, 64 + text.len()) {
+            return;
+        }
+        let id = self.take_id();
+        let ts = self.stamp();
+        let msg = ChatMessage {
+            id,
+            ts,
+            room: self.rooms[&key].name.clone(),
+            from: self.name_of(conn),
+            text,
+            action,
+        };
+        if let Some(cid) = &cid {
+            self.remember_cid(cid.clone(), id);
+        }
+        if self.config.durable {
+            self.outputs.push_back(Output::Store(Record::Message {
+                msg: msg.clone(),
+                cid: cid.clone(),
+            }));
+        }
+        self.sequence(
+            id,
+            Pending::Room {
+                msg,
+                from: conn,
+                cid,
+            },
+        );
+    }
+
+    pub(super) fn cmd_direct(
+        &mut self,
+        now: UnixMillis,
+        conn: ConnId,
+        raw: &str,
+        text: String,
+        action: bool,
+        cid: Option<String>,
+    ) {
+        let target = names::normalize_name(raw)
+            .ok()
+            .and_then(|n| self.names.get(&names::key(&n)).copied());
+        let Some(target) = target else {
+            self.reply(
+                conn,
+                &error(
+                    ErrorCode::NoSuchUser,
+                    &format!("nobody called {raw} is here"),
+                ),
+            );
+            return;
+        };
+        if !self.valid_text(conn, &text) {
+            return;
+        }
+        if !self.direct_allowed(now, conn, target) {
+            return;
+        }
+        if !self.store_can_take(conn, 64 + text.len()) {
+            return;
+        }
+        let id = self.take_id();
+        let ts = self.stamp();
+        let from = self.name_of(conn);
+        let to = self.name_of(target);
+        if let Some(cid) = &cid {
+            self.remember_cid(cid.clone(), id);
+        }
+        if self.config.durable {
+            self.outputs.push_back(Output::Store(Record::Direct {
+                id,
+                ts,
+                from: from.clone(),
+                to: to.clone(),
+                text: text.clone(),
+                action,
+                cid: cid.clone(),
+            }));
+        }
+        let msg = ServerMsg::Direct {
+            id,
+            ts,
+            from,
+            to,
+            text,
+            action,
+        };
+        self.sequence(
+            id,
+            Pending::Direct {
+                msg,
+                from: conn,
+                to: target,
+                cid,
+            },
+        );
+    }
+
+    pub(super) fn valid_text(&mut self, conn: ConnId, text: &str) -> bool {
+        let problem = if text.trim().is_empty() {
+            Some((ErrorCode::EmptyText, "the message is empty".to_string()))
+        } else if text.len() > self.config.max_text {
+            Some((
+                ErrorCode::TextTooLong,
+                format!(
+                    "the message is {} bytes; the limit is {}",
+                    text.len(),
+                    self.config.max_text
+                ),
+            ))
+        } else if text.lines().count() > self.config.max_text_lines {
+            Some((
+                ErrorCode::TooManyLines,
+                format!(
+                    "the message has {} lines; the limit is {}",
+                    text.lines().count(),
+                    self.config.max_text_lines
+                ),
+            ))
+        } else {
+            None
+        };
+        match problem {
+            Some((code, message)) => {
+                self.reply(conn, &error(code, &message));
+                false
+            }
+            None => true,
+        }
+    }
+}

@@ -1,0 +1,460 @@
+//! The server-side state machine: a [`Hub`] of connections and the [`Room`]s they share.
+//!
+//! The hub does no I/O and reads no clock. The server shell feeds it [`Input`]s with the current
+//! time, calls [`Hub::handle_timeout`] when [`Hub::poll_timeout`] says so, and drains
+//! [`Hub::poll_output`]: bytes to transmit (each outgoing message encoded once, the same bytes for
+//! every recipient), connections to close, and records to store. The same inputs always give the
+//! same outputs, which is what the transcript tests rely on.
+//!
+//! Two clocks: the `now` passed to [`Hub::handle`] and [`Hub::handle_timeout`] is *monotonic*
+//! (milliseconds from any origin; the server uses `Instant`) and drives every deadline: pings,
+//! registration, flood control, room expiry. The wall clock, given by [`Hub::set_wall_clock`],
+//! only stamps messages, and stamps never go backwards even when it does. Stepping the system
+//! clock therefore moves no deadline.
+//!
+//! Durability: with [`HubConfig::durable`] set, a message that gets an id is first handed out as
+//! [`Output::Store`] and held back; it is delivered (and so acknowledged to its sender) only when
+//! the shell reports [`Input::Committed`] for its id. Messages are released strictly in id order.
+//!
+//! Exactly-once sends: a `say`, `me` or `msg` may carry the client's own id (`cid`). The hub
+//! remembers the most recent [`HubConfig::dedupe_window`] cids with the id they were stored
+//! under, answers a repeat with the original `ack` instead of a second message, and acknowledges
+//! a new one with `ack` once it is delivered.
+//!
+//! Bounded growth: rooms are capped ([`HubConfig::max_rooms`]), each connection may create only
+//! so many new rooms a minute, and a room nobody is in leaves memory after
+//! [`HubConfig::room_expiry`]. With a store its history stays there, and a later join loads it
+//! back ([`Output::LoadRoom`], answered by [`Input::RoomLoaded`]) before it goes on.
+
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+
+use bytes::{Bytes, BytesMut};
+use indexmap::IndexSet;
+
+use crate::codec::{Encode, FrameError, JsonLines};
+use crate::names::{self, NameError};
+use crate::protocol::{
+    ChatMessage, ClientMsg, ErrorCode, Limits, MsgId, PROTOCOL_VERSION, RoomInfo, ServerMsg,
+    UnixMillis,
+};
+
+mod config;
+mod delivery;
+mod durability;
+mod flood;
+mod history;
+mod identity;
+mod invariants;
+mod liveness;
+mod messages;
+mod rooms;
+#[cfg(test)]
+mod tests;
+
+pub use config::HubConfig;
+pub use durability::{Record, RestoredRoom};
+pub use rooms::Room;
+
+use delivery::Pending;
+use history::fit_by_size;
+use liveness::Conn;
+
+/// Identifies one connection. Assigned by the shell; never reused while the hub runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ConnId(pub u64);
+
+impl std::fmt::Display for ConnId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "c{}", self.0)
+    }
+}
+
+/// Reasons the hub gives when someone leaves the server, as sent in `quit` and `bye`.
+pub mod reason {
+    /// The client sent `quit` without a message.
+    pub const QUIT: &str = "quit";
+    /// The client stopped answering pings.
+    pub const PING_TIMEOUT: &str = "ping timeout";
+    /// The connection closed or failed without a `quit`.
+    pub const CONNECTION_LOST: &str = "connection lost";
+    /// The client kept sending over the flood limit.
+    pub const FLOODING: &str = "flooding";
+    /// The client did not read its messages fast enough.
+    pub const SEND_QUEUE_EXCEEDED: &str = "send queue exceeded";
+    /// The server is shutting down.
+    pub const SERVER_SHUTDOWN: &str = "server shutdown";
+    /// The client never completed `hello`.
+    pub const REGISTRATION_TIMEOUT: &str = "registration timeout";
+    /// The client asked for a protocol version the server does not speak.
+    pub const UNSUPPORTED_VERSION: &str = "unsupported protocol version";
+}
+
+/// What the shell tells the hub.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    /// A connection was accepted.
+    Connect {
+        /// Its id.
+        conn: ConnId,
+    },
+    /// A line arrived on a connection, decoded or not.
+    Frame {
+        /// From whom.
+        conn: ConnId,
+        /// The message, or why the line could not be read.
+        frame: Result<ClientMsg, FrameError>,
+    },
+    /// A connection ended without the hub asking for it (EOF, reset, write failure, full queue).
+    Disconnect {
+        /// Which one.
+        conn: ConnId,
+        /// Why, as the other members will read it (see [`reason`]).
+        reason: String,
+    },
+    /// The store has durably committed every record up to and including this id.
+    Committed {
+        /// The highest committed id.
+        through: MsgId,
+    },
+    /// The answer to [`Output::LoadRoom`]: the room as stored, or `None` if the store has
+    /// nothing of it.
+    RoomLoaded {
+        /// The key asked for.
+        key: String,
+        /// What the store holds.
+        room: Option<RestoredRoom>,
+    },
+    /// The store has failed to commit for a while: refuse new messages (`store_unavailable`)
+    /// and tell the senders of held ones that they wait. Held messages are kept, in order.
+    StoreDown,
+    /// The store commits again: accept messages again.
+    StoreUp,
+    /// The server is shutting down: tell everyone and close every connection.
+    Shutdown,
+}
+
+/// What the hub asks of the shell.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Queue these bytes on each of these connections.
+    Transmit {
+        /// The recipients.
+        to: Vec<ConnId>,
+        /// One or more encoded messages, shared by every recipient.
+        bytes: Bytes,
+    },
+    /// Flush what is queued for this connection, then close it. The hub has already forgotten it.
+    Close {
+        /// Which one.
+        conn: ConnId,
+        /// Why (for logs).
+        reason: String,
+    },
+    /// Persist this record, then report [`Input::Committed`].
+    Store(Record),
+    /// Load this room (by key) from the store, then report [`Input::RoomLoaded`]. Someone is
+    /// joining it and it is not in memory.
+    LoadRoom {
+        /// The room's key ([`names::key`]).
+        key: String,
+    },
+}
+
+/// The server-side state machine. See the module documentation.
+pub struct Hub<E: Encode = JsonLines> {
+    config: HubConfig,
+    encoder: E,
+    conns: HashMap<ConnId, Conn>,
+    /// Name key to connection, for uniqueness and direct messages.
+    names: HashMap<String, ConnId>,
+    /// Skeleton of each name in use to its key, to refuse look-alikes.
+    name_skeletons: HashMap<String, String>,
+    /// Room key to room.
+    rooms: HashMap<String, Room>,
+    /// Skeleton of each room in memory to its key.
+    room_skeletons: HashMap<String, String>,
+    /// Empty rooms by the time they leave memory.
+    expiries: BTreeSet<(UnixMillis, String)>,
+    /// Rooms being loaded from the store, with the connections waiting for them.
+    loading: HashMap<String, Vec<ConnId>>,
+    /// Rooms the store just said it does not have: the next join creates them.
+    absent: HashSet<String>,
+    /// Recent client message ids and the ids they were stored under.
+    cids: HashMap<String, MsgId>,
+    /// The same cids, oldest first, to forget the oldest past `dedupe_window`.
+    cid_order: VecDeque<String>,
+    /// The cid of the message being handled, attached to any refusal of it.
+    cid: Option<String>,
+    /// Liveness and registration deadlines, one per connection.
+    timers: BTreeSet<(UnixMillis, ConnId)>,
+    /// Flood-control release times of connections with delayed frames.
+    releases: BTreeSet<(UnixMillis, ConnId)>,
+    /// Id-bearing events held until committed, in id order.
+    pending: VecDeque<(MsgId, Pending)>,
+    /// Messages in `pending` (acks aside), and their weight, against the held limits.
+    held: usize,
+    held_bytes: usize,
+    /// The store reported failing commits: refuse new messages until it recovers.
+    store_down: bool,
+    next_id: MsgId,
+    /// Timestamps never go backwards, even if the wall clock does.
+    last_ts: UnixMillis,
+    /// The wall clock, as last set by [`Hub::set_wall_clock`].
+    wall: UnixMillis,
+    outputs: VecDeque<Output>,
+    /// Reused encoding buffer; each message is split off it as `Bytes`.
+    scratch: BytesMut,
+    shutting_down: bool,
+}
+
+impl Hub<JsonLines> {
+    /// A hub speaking the native JSON Lines protocol.
+    pub fn new(config: HubConfig) -> Self {
+        Self::with_encoder(config, JsonLines)
+    }
+}
+
+impl<E: Encode> Hub<E> {
+    /// A hub whose outgoing messages are encoded by `encoder`.
+    pub fn with_encoder(config: HubConfig, encoder: E) -> Self {
+        let mut hub = Self {
+            config,
+            encoder,
+            conns: HashMap::new(),
+            names: HashMap::new(),
+            name_skeletons: HashMap::new(),
+            rooms: HashMap::new(),
+            room_skeletons: HashMap::new(),
+            expiries: BTreeSet::new(),
+            loading: HashMap::new(),
+            absent: HashSet::new(),
+            cids: HashMap::new(),
+            cid_order: VecDeque::new(),
+            cid: None,
+            timers: BTreeSet::new(),
+            releases: BTreeSet::new(),
+            pending: VecDeque::new(),
+            held: 0,
+            held_bytes: 0,
+            store_down: false,
+            next_id: 1,
+            last_ts: 0,
+            wall: 0,
+            outputs: VecDeque::new(),
+            scratch: BytesMut::new(),
+            shutting_down: false,
+        };
+        let lobby = hub.config.default_room.clone();
+        hub.insert_room(Room::new(lobby));
+        hub
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &HubConfig {
+        &self.config
+    }
+
+    /// Number of open connections, registered or not.
+    pub fn connection_count(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// Number of registered users.
+    pub fn user_count(&self) -> usize {
+        self.names.len()
+    }
+
+    /// Looks up a room by name (any case).
+    pub fn room(&self, name: &str) -> Option<&Room> {
+        self.rooms.get(&names::key(name))
+    }
+
+    /// The id the next message will get.
+    pub fn next_id(&self) -> MsgId {
+        self.next_id
+    }
+
+    /// The next thing for the shell to do, if any.
+    #[must_use]
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// When [`Hub::handle_timeout`] should next be called.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<UnixMillis> {
+        [
+            self.timers.first().map(|(t, _)| *t),
+            self.releases.first().map(|(t, _)| *t),
+            self.expiries.first().map(|(t, _)| *t),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// Sets the wall clock (milliseconds since the Unix epoch) that stamps messages from now on.
+    /// Call it before each batch of inputs; it may jump either way without harm.
+    pub fn set_wall_clock(&mut self, wall: UnixMillis) {
+        self.wall = wall;
+    }
+
+    /// Feeds one input.
+    pub fn handle(&mut self, now: UnixMillis, input: Input) {
+        match input {
+            Input::Connect { conn } => self.handle_connect(now, conn),
+            Input::Frame { conn, frame } => self.handle_frame(now, conn, frame),
+            Input::Disconnect { conn, reason } => self.drop_conn(now, conn, &reason, false),
+            Input::Committed { through } => self.handle_committed(through),
+            Input::RoomLoaded { key, room } => self.handle_room_loaded(now, key, room),
+            Input::StoreDown => self.handle_store_down(),
+            Input::StoreUp => self.store_down = false,
+            Input::Shutdown => self.handle_shutdown(now),
+        }
+    }
+
+    /// Runs every deadline that is due at `now`: pings, timeouts, delayed frames.
+    pub fn handle_timeout(&mut self, now: UnixMillis) {
+        while let Some(&(at, conn)) = self.timers.first() {
+            if at > now {
+                break;
+            }
+            self.timers.pop_first();
+            self.check_liveness(now, conn);
+        }
+        while let Some(&(at, conn)) = self.releases.first() {
+            if at > now {
+                break;
+            }
+            self.releases.pop_first();
+            if let Some(c) = self.conns.get_mut(&conn) {
+                c.release_at = None;
+            }
+            self.run_delayed(now, conn);
+        }
+        while let Some((at, key)) = self.expiries.first().cloned() {
+            if at > now {
+                break;
+            }
+            self.expiries.pop_first();
+            if self
+                .rooms
+                .get(&key)
+                .is_some_and(|r| r.empty_since.is_some())
+            {
+                self.remove_room(&key);
+            }
+        }
+    }
+
+    fn process(&mut self, now: UnixMillis, conn: ConnId, frame: Result<ClientMsg, FrameError>) {
+        let msg = match frame {
+            Ok(msg) => msg,
+            Err(err) => {
+                self.reply(conn, &error(err.code(), &err.to_string()));
+                return;
+            }
+        };
+        let registered = self.conns.get(&conn).is_some_and(|c| c.name.is_some());
+        match msg {
+            ClientMsg::Hello { version, name } => self.cmd_hello(now, conn, version, &name),
+            ClientMsg::Ping { token } => self.reply(conn, &ServerMsg::Pong { token }),
+            ClientMsg::Pong { .. } => {}
+            ClientMsg::Quit { reason } => {
+                let why = match reason {
+                    Some(r) if !r.trim().is_empty() => r,
+                    _ => reason::QUIT.to_string(),
+                };
+                self.kick(now, conn, &why);
+            }
+            _ if !registered => self.reply(
+                conn,
+                &error(ErrorCode::NotRegistered, "say hello with a name first"),
+            ),
+            ClientMsg::Nick { name } => self.cmd_nick(conn, &name),
+            ClientMsg::Join { room, since } => self.cmd_join(now, conn, &room, since),
+            ClientMsg::Part { room, reason } => self.cmd_part(now, conn, &room, reason),
+            ClientMsg::Say { room, text, cid } => {
+                self.with_cid(conn, cid, |hub, cid| {
+                    hub.cmd_say(conn, &room, text, false, cid);
+                });
+            }
+            ClientMsg::Me { room, text, cid } => {
+                self.with_cid(conn, cid, |hub, cid| {
+                    hub.cmd_say(conn, &room, text, true, cid);
+                });
+            }
+            ClientMsg::Msg {
+                to,
+                text,
+                action,
+                cid,
+            } => self.with_cid(conn, cid, |hub, cid| {
+                hub.cmd_direct(now, conn, &to, text, action, cid);
+            }),
+            ClientMsg::Topic { room, topic } => self.cmd_topic(conn, &room, topic),
+            ClientMsg::Who { room, after } => self.cmd_who(conn, &room, after),
+            ClientMsg::Rooms { after } => self.cmd_rooms(conn, after),
+            ClientMsg::History {
+                room,
+                before,
+                after,
+                limit,
+            } => self.cmd_history(conn, &room, before, after, limit),
+        }
+    }
+
+    /// Encodes `msg` once and queues the bytes for every connection in `to`.
+    fn send(&mut self, to: Vec<ConnId>, msg: &ServerMsg) {
+        if to.is_empty() {
+            return;
+        }
+        self.encoder.encode(msg, &mut self.scratch);
+        let bytes = self.scratch.split().freeze();
+        self.outputs.push_back(Output::Transmit { to, bytes });
+    }
+
+    /// Sends `msg` to one connection. A refusal of a message that carried a cid names it.
+    fn reply(&mut self, conn: ConnId, msg: &ServerMsg) {
+        if let (
+            Some(cid),
+            ServerMsg::Error {
+                code,
+                message,
+                cid: None,
+            },
+        ) = (&self.cid, msg)
+        {
+            let named = ServerMsg::Error {
+                code: *code,
+                message: message.clone(),
+                cid: Some(cid.clone()),
+            };
+            self.send(vec![conn], &named);
+            return;
+        }
+        self.send(vec![conn], msg);
+    }
+
+    fn name_of(&self, conn: ConnId) -> String {
+        self.conns
+            .get(&conn)
+            .and_then(|c| c.name.clone())
+            .unwrap_or_default()
+    }
+}
+
+fn error(code: ErrorCode, message: &str) -> ServerMsg {
+    ServerMsg::Error {
+        code,
+        message: message.to_string(),
+        cid: None,
+    }
+}
+
+fn name_error(err: &NameError) -> String {
+    format!(
+        "{err}; a name is 1 to {} characters without spaces",
+        names::MAX_NAME_CHARS
+    )
+}

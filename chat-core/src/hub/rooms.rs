@@ -1,0 +1,501 @@
+//! Rooms: joining (creating or loading from the store), parting, topics, member and room
+//! lists, and letting empty rooms go.
+
+use super::*;
+
+/// A chat room: members, topic and recent history.
+#[derive(Debug)]
+pub struct Room {
+    /// Display name.
+    pub(super) name: String,
+    pub(super) topic: String,
+    pub(super) topic_set: Option<(String, UnixMillis)>,
+    /// In join order; the fan-out iterates this.
+    pub(super) members: IndexSet<ConnId>,
+    /// Oldest first, at most `HubConfig::history` long.
+    pub(super) history: VecDeque<ChatMessage>,
+    /// Highest id of a message that is no longer kept, so catch-up can tell a client that some
+    /// of what it missed is gone.
+    pub(super) evicted_through: MsgId,
+    /// When the last member left; the room's entry in `Hub::expiries`.
+    pub(super) empty_since: Option<UnixMillis>,
+}
+
+impl Room {
+    pub(super) fn new(name: String) -> Self {
+        Self {
+            name,
+            topic: String::new(),
+            topic_set: None,
+            members: IndexSet::new(),
+            history: VecDeque::new(),
+            evicted_through: 0,
+            empty_since: None,
+        }
+    }
+
+    /// Display name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Number of members.
+    pub fn member_count(&self) -> usize {
+        self.members.len()
+    }
+
+    /// Rooms nobody is in and with nothing worth keeping are dropped.
+    pub(super) fn is_disposable(&self) -> bool {
+        self.members.is_empty() && self.history.is_empty() && self.topic.is_empty()
+    }
+}
+
+impl<E: Encode> Hub<E> {
+    pub(super) fn handle_room_loaded(
+        &mut self,
+        now: UnixMillis,
+        key: String,
+        room: Option<RestoredRoom>,
+    ) {
+        let waiting = self.loading.remove(&key).unwrap_or_default();
+        match room {
+            Some(restored) if !self.rooms.contains_key(&key) => {
+                let name = names::normalize_room(&restored.name).ok();
+                match name.filter(|n| names::key(n) == key) {
+                    Some(name) if self.make_space() => {
+                        self.insert_room(Room::new(name));
+                        self.fill_room(&key, restored);
+                        // Nobody may be left to join it: it expires like any empty room.
+                        self.mark_empty(now, &key);
+                    }
+                    _ => {
+                        self.absent.insert(key.clone());
+                    }
+                }
+            }
+            Some(_) => {}
+            None => {
+                self.absent.insert(key.clone());
+            }
+        }
+        for conn in waiting {
+            if let Some(c) = self.conns.get_mut(&conn) {
+                c.loading = None;
+            }
+            self.run_delayed(now, conn);
+        }
+        self.absent.remove(&key);
+    }
+
+    pub(super) fn cmd_join(
+        &mut self,
+        now: UnixMillis,
+        conn: ConnId,
+        raw: &str,
+        since: Option<MsgId>,
+    ) {
+        let Some((key, name)) = self.valid_room(conn, raw) else {
+            return;
+        };
+        let already = self
+            .conns
+            .get(&conn)
+            .is_some_and(|c| c.rooms.contains(&key));
+        if !already {
+            if self
+                .conns
+                .get(&conn)
+                .is_some_and(|c| c.rooms.len() >= self.config.max_rooms_per_conn)
+            {
+                self.reply(
+                    conn,
+                    &error(
+                        ErrorCode::TooManyRooms,
+                        &format!(
+                            "you are in {} rooms already; part one first",
+                            self.config.max_rooms_per_conn
+                        ),
+                    ),
+                );
+                return;
+            }
+            if !self.rooms.contains_key(&key) && !self.create_room(now, conn, &key, name, since) {
+                return;
+            }
+            let expiry = self.config.room_expiry;
+            let Some(room) = self.rooms.get_mut(&key) else {
+                return;
+            };
+            if let Some(since) = room.empty_since.take() {
+                self.expiries.remove(&(since + expiry, key.clone()));
+            }
+            room.members.insert(conn);
+            if let Some(c) = self.conns.get_mut(&conn) {
+                c.rooms.insert(key.clone());
+            }
+            let members: Vec<ConnId> = self.rooms[&key].members.iter().copied().collect();
+            let ts = self.stamp();
+            let msg = ServerMsg::Join {
+                room: self.rooms[&key].name.clone(),
+                name: self.name_of(conn),
+                ts,
+            };
+            self.send(members, &msg);
+        }
+        let room = &self.rooms[&key];
+        let topic = ServerMsg::Topic {
+            room: room.name.clone(),
+            topic: room.topic.clone(),
+            by: room.topic_set.as_ref().map(|(by, _)| by.clone()),
+            ts: room.topic_set.as_ref().map(|(_, ts)| *ts),
+        };
+        self.reply(conn, &topic);
+        self.cmd_who(conn, &key, None);
+        self.join_history(conn, &key, since);
+    }
+
+    /// Brings a room that is not in memory into it: loads it from the store (the join runs
+    /// again once it is here), or creates it within the limits. True when it is here now.
+    pub(super) fn create_room(
+        &mut self,
+        now: UnixMillis,
+        conn: ConnId,
+        key: &str,
+        name: String,
+        since: Option<MsgId>,
+    ) -> bool {
+        if let Some(similar) = self.similar_room(key) {
+            let shown = self.rooms[&similar].name.clone();
+            self.reply(
+                conn,
+                &error(
+                    ErrorCode::InvalidRoom,
+                    &format!("{name} looks too much like {shown}; join that or pick another name"),
+                ),
+            );
+            return false;
+        }
+        if self.config.durable && !self.absent.contains(key) {
+            let Some(c) = self.conns.get_mut(&conn) else {
+                return false;
+            };
+            c.loading = Some(key.to_string());
+            c.delayed
+                .push_front(Ok(ClientMsg::Join { room: name, since }));
+            let waiting = self.loading.entry(key.to_string()).or_default();
+            waiting.push(conn);
+            if waiting.len() == 1 {
+                self.outputs.push_back(Output::LoadRoom {
+                    key: key.to_string(),
+                });
+            }
+            return false;
+        }
+        let (burst, per_minute) = (
+            self.config.room_create_burst,
+            self.config.room_create_per_minute,
+        );
+        if per_minute > 0 {
+            let Some(c) = self.conns.get_mut(&conn) else {
+                return false;
+            };
+            let elapsed = now.saturating_sub(c.room_tokens_at);
+            c.room_tokens = (c.room_tokens + elapsed * u64::from(per_minute) / 60)
+                .min(u64::from(burst.max(1)) * 1000);
+            c.room_tokens_at = now;
+            if c.room_tokens < 1000 {
+                let wait = (1000 - c.room_tokens) * 60 / u64::from(per_minute);
+                self.reply(
+                    conn,
+                    &error(
+                        ErrorCode::RoomCreationThrottled,
+                        &format!(
+                            "you may create {per_minute} new rooms a minute; try again in {} s",
+                            wait.div_ceil(1000).max(1)
+                        ),
+                    ),
+                );
+                return false;
+            }
+        }
+        if !self.make_space() {
+            self.reply(
+                conn,
+                &error(
+                    ErrorCode::RoomLimit,
+                    &format!(
+                        "the server holds its maximum of {} rooms; join an existing one",
+                        self.config.max_rooms
+                    ),
+                ),
+            );
+            return false;
+        }
+        if per_minute > 0
+            && let Some(c) = self.conns.get_mut(&conn)
+        {
+            c.room_tokens -= 1000;
+        }
+        self.insert_room(Room::new(name));
+        true
+    }
+
+    pub(super) fn cmd_part(
+        &mut self,
+        now: UnixMillis,
+        conn: ConnId,
+        raw: &str,
+        why: Option<String>,
+    ) {
+        let Some((key, _)) = self.member_room(conn, raw) else {
+            return;
+        };
+        let members: Vec<ConnId> = self.rooms[&key].members.iter().copied().collect();
+        let ts = self.stamp();
+        let msg = ServerMsg::Part {
+            room: self.rooms[&key].name.clone(),
+            name: self.name_of(conn),
+            reason: why.filter(|r| !r.trim().is_empty()),
+            ts,
+        };
+        self.send(members, &msg);
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.rooms.shift_remove(&key);
+        }
+        self.leave_room(now, &key, conn);
+    }
+
+    pub(super) fn cmd_topic(&mut self, conn: ConnId, raw: &str, topic: Option<String>) {
+        let Some(topic) = topic else {
+            let Some((key, _)) = self.existing_room(conn, raw) else {
+                return;
+            };
+            let room = &self.rooms[&key];
+            let msg = ServerMsg::Topic {
+                room: room.name.clone(),
+                topic: room.topic.clone(),
+                by: room.topic_set.as_ref().map(|(by, _)| by.clone()),
+                ts: room.topic_set.as_ref().map(|(_, ts)| *ts),
+            };
+            self.reply(conn, &msg);
+            return;
+        };
+        let Some((key, _)) = self.member_room(conn, raw) else {
+            return;
+        };
+        if topic.len() > self.config.max_topic || topic.contains(['\n', '\r']) {
+            self.reply(
+                conn,
+                &error(
+                    ErrorCode::TopicTooLong,
+                    &format!(
+                        "a topic is one line of at most {} bytes",
+                        self.config.max_topic
+                    ),
+                ),
+            );
+            return;
+        }
+        if !self.store_can_take(conn, 64 + topic.len()) {
+            return;
+        }
+        let id = self.take_id();
+        let ts = self.stamp();
+        let by = self.name_of(conn);
+        if self.config.durable {
+            self.outputs.push_back(Output::Store(Record::Topic {
+                id,
+                room: self.rooms[&key].name.clone(),
+                topic: topic.clone(),
+                by: by.clone(),
+                ts,
+            }));
+        }
+        self.sequence(
+            id,
+            Pending::Topic {
+                room_key: key,
+                topic,
+                by,
+                ts,
+                from: conn,
+            },
+        );
+    }
+
+    pub(super) fn cmd_who(&mut self, conn: ConnId, raw: &str, after: Option<String>) {
+        let Some((key, _)) = self.existing_room(conn, raw) else {
+            return;
+        };
+        let room = &self.rooms[&key];
+        let mut names: Vec<(String, String)> = room
+            .members
+            .iter()
+            .filter_map(|m| self.conns.get(m).and_then(|c| c.name.clone()))
+            .map(|n| (names::key(&n), n))
+            .collect();
+        names.sort_unstable();
+        let from = after.as_deref().map(names::key);
+        let budget = self.page_budget(room);
+        let (page, more) = fit_by_size(
+            names
+                .into_iter()
+                .filter(|(k, _)| from.as_ref().is_none_or(|f| k > f))
+                .map(|(_, n)| n),
+            budget,
+            |n| n.len() + 3,
+        );
+        let msg = ServerMsg::Members {
+            room: room.name.clone(),
+            names: page,
+            more,
+            after,
+        };
+        self.reply(conn, &msg);
+    }
+
+    pub(super) fn cmd_rooms(&mut self, conn: ConnId, after: Option<String>) {
+        let from = after.as_deref().map(names::key);
+        let mut rooms: Vec<(String, RoomInfo)> = self
+            .rooms
+            .iter()
+            .filter(|(k, _)| from.as_ref().is_none_or(|f| *k > f))
+            .map(|(k, r)| {
+                (
+                    k.clone(),
+                    RoomInfo {
+                        name: r.name.clone(),
+                        members: r.members.len() as u32,
+                        topic: r.topic.clone(),
+                    },
+                )
+            })
+            .collect();
+        rooms.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let budget = self.config.max_line.saturating_sub(128).max(1);
+        let (rooms, more) = fit_by_size(rooms.into_iter().map(|(_, r)| r), budget, |r| {
+            r.name.len() + r.topic.len() + 48
+        });
+        self.reply(conn, &ServerMsg::RoomList { rooms, more, after });
+    }
+
+    pub(super) fn leave_room(&mut self, now: UnixMillis, key: &str, conn: ConnId) {
+        let Some(room) = self.rooms.get_mut(key) else {
+            return;
+        };
+        room.members.shift_remove(&conn);
+        if !room.members.is_empty() || key == names::key(&self.config.default_room) {
+            return;
+        }
+        if room.is_disposable() {
+            self.remove_room(key);
+        } else {
+            self.mark_empty(now, key);
+        }
+    }
+
+    /// Starts the expiry clock of a room nobody is in.
+    pub(super) fn mark_empty(&mut self, now: UnixMillis, key: &str) {
+        let expiry = self.config.room_expiry;
+        if key == names::key(&self.config.default_room) {
+            return;
+        }
+        if let Some(room) = self.rooms.get_mut(key)
+            && room.members.is_empty()
+            && room.empty_since.is_none()
+        {
+            room.empty_since = Some(now);
+            self.expiries.insert((now + expiry, key.to_string()));
+        }
+    }
+
+    /// Adds a room to memory.
+    pub(super) fn insert_room(&mut self, room: Room) {
+        let key = names::key(&room.name);
+        self.room_skeletons
+            .insert(names::skeleton(&room.name), key.clone());
+        self.rooms.insert(key, room);
+    }
+
+    /// Lets a room go from memory (its history stays in the store, if there is one).
+    pub(super) fn remove_room(&mut self, key: &str) {
+        let Some(room) = self.rooms.remove(key) else {
+            return;
+        };
+        if let Some(since) = room.empty_since {
+            self.expiries
+                .remove(&(since + self.config.room_expiry, key.to_string()));
+        }
+        let skeleton = names::skeleton(&room.name);
+        if self.room_skeletons.get(&skeleton).map(String::as_str) == Some(key) {
+            self.room_skeletons.remove(&skeleton);
+        }
+    }
+
+    /// The key of a room in memory that looks like `key` without being it.
+    pub(super) fn similar_room(&self, key: &str) -> Option<String> {
+        self.room_skeletons
+            .get(&names::skeleton(key))
+            .filter(|k| k.as_str() != key)
+            .cloned()
+    }
+
+    /// Makes room for one more room under [`HubConfig::max_rooms`], letting go of the room that
+    /// has been empty the longest. False when every room has members.
+    pub(super) fn make_space(&mut self) -> bool {
+        if self.rooms.len() < self.config.max_rooms.max(1) {
+            return true;
+        }
+        let Some((_, key)) = self.expiries.first().cloned() else {
+            return false;
+        };
+        self.remove_room(&key);
+        true
+    }
+
+    pub(super) fn valid_room(&mut self, conn: ConnId, raw: &str) -> Option<(String, String)> {
+        match names::normalize_room(raw) {
+            Ok(name) => Some((names::key(&name), name)),
+            Err(err) => {
+                self.reply(
+                    conn,
+                    &error(
+                        ErrorCode::InvalidRoom,
+                        &format!("bad room name {raw:?}: {err}"),
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    pub(super) fn existing_room(&mut self, conn: ConnId, raw: &str) -> Option<(String, String)> {
+        let (key, name) = self.valid_room(conn, raw)?;
+        if self.rooms.contains_key(&key) {
+            Some((key, name))
+        } else {
+            self.reply(
+                conn,
+                &error(ErrorCode::NoSuchRoom, &format!("there is no room {name}")),
+            );
+            None
+        }
+    }
+
+    pub(super) fn member_room(&mut self, conn: ConnId, raw: &str) -> Option<(String, String)> {
+        let (key, name) = self.valid_room(conn, raw)?;
+        if self
+            .conns
+            .get(&conn)
+            .is_some_and(|c| c.rooms.contains(&key))
+        {
+            Some((key, name))
+        } else {
+            self.reply(
+                conn,
+                &error(ErrorCode::NotInRoom, &format!("you are not in {name}")),
+            );
+            None
+        }
+    }
+}
