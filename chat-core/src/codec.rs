@@ -137,13 +137,34 @@ impl Default for LineDecoder {
 
 /// Message types a client may send, used to tell an unknown type from a malformed known one.
 pub const CLIENT_TYPES: &[&str] = &[
-    "hello", "nick", "join", "part", "say", "me", "msg", "topic", "who", "rooms", "history",
-    "ping", "pong", "quit",
+    "hello",
+    "nick",
+    "join",
+    "part",
+    "say",
+    "me",
+    "msg",
+    "topic",
+    "who",
+    "rooms",
+    "history",
+    "ping",
+    "pong",
+    "quit",
+    "register",
+    "login",
+    "logout",
+    "passwd",
+    "unregister",
 ];
 
 /// Message types a server may send.
 pub const SERVER_TYPES: &[&str] = &[
     "welcome",
+    "logged_in",
+    "logged_out",
+    "password_changed",
+    "account_deleted",
     "ack",
     "join",
     "part",

@@ -1,5 +1,7 @@
 //! What a user types: slash commands and plain text, parsed once for every front-end.
 
+use crate::protocol::Secret;
+
 /// One parsed input line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
@@ -43,6 +45,26 @@ pub enum Command {
     Quit(Option<String>),
     /// `/help`.
     Help,
+    /// `/register password`: register the current name as an account.
+    Register(Secret),
+    /// `/login account password`.
+    Login {
+        /// The account.
+        account: String,
+        /// Its password.
+        password: Secret,
+    },
+    /// `/logout`.
+    Logout,
+    /// `/passwd old new`.
+    Passwd {
+        /// The current password.
+        old: Secret,
+        /// The new one.
+        new: Secret,
+    },
+    /// `/unregister password`: delete the account.
+    Unregister(Secret),
 }
 
 /// Every command with its usage and a one-line description, for `/help` and completion.
@@ -72,6 +94,19 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
     ),
     ("/close", "/close", "close a conversation or leave the room"),
     ("/quit", "/quit [reason]", "leave the server"),
+    (
+        "/register",
+        "/register password",
+        "register your name as an account",
+    ),
+    ("/login", "/login account password", "log in to an account"),
+    ("/logout", "/logout", "log out (and disconnect)"),
+    (
+        "/passwd",
+        "/passwd old new",
+        "change your account's password",
+    ),
+    ("/unregister", "/unregister password", "delete your account"),
     ("/help", "/help", "show this list"),
 ];
 
@@ -180,6 +215,37 @@ pub fn parse(line: &str) -> Result<Command, CommandError> {
         "close" => Command::Close,
         "quit" | "exit" | "bye" => Command::Quit(arg()),
         "help" | "?" => Command::Help,
+        "register" => Command::Register(Secret::new(
+            args.split_whitespace()
+                .next()
+                .ok_or_else(|| usage("/register"))?,
+        )),
+        "login" | "identify" => {
+            let mut words = args.split_whitespace();
+            match (words.next(), words.next()) {
+                (Some(account), Some(password)) => Command::Login {
+                    account: account.to_string(),
+                    password: Secret::new(password),
+                },
+                _ => return Err(usage("/login")),
+            }
+        }
+        "logout" => Command::Logout,
+        "passwd" | "password" => {
+            let mut words = args.split_whitespace();
+            match (words.next(), words.next()) {
+                (Some(old), Some(new)) => Command::Passwd {
+                    old: Secret::new(old),
+                    new: Secret::new(new),
+                },
+                _ => return Err(usage("/passwd")),
+            }
+        }
+        "unregister" => Command::Unregister(Secret::new(
+            args.split_whitespace()
+                .next()
+                .ok_or_else(|| usage("/unregister"))?,
+        )),
         _ => return Err(CommandError::Unknown(format!("/{name}"))),
     };
     Ok(cmd)

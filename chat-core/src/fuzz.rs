@@ -8,7 +8,8 @@
 use bytes::BytesMut;
 
 use crate::codec::{LineDecoder, decode_client, decode_server};
-use crate::hub::{ConnId, Hub, HubConfig, Input, Output};
+use crate::hub::{ConnId, Hub, HubConfig, Input, Output, PasswordWork};
+use crate::password::PasswordCost;
 use crate::protocol::{ChatMessage, MsgId, ServerMsg};
 
 /// Splits `data` into lines with a decoder whose limit comes from the first byte, decodes every
@@ -66,6 +67,15 @@ const LINES: &[&str] = &[
     r#"{"type":"pong","token":"p"}"#,
     r#"{"type":"quit","reason":"done"}"#,
     r#"{"type":"nope"}"#,
+    r#"{"type":"register","password":"password1"}"#,
+    r#"{"type":"register","password":"short"}"#,
+    r#"{"type":"hello","version":1,"name":"ann","password":"password1"}"#,
+    r#"{"type":"hello","version":1,"name":"ann","password":"wrong password"}"#,
+    r#"{"type":"login","account":"ANN","password":"password1"}"#,
+    r#"{"type":"login","account":"bob","password":"password2"}"#,
+    r#"{"type":"logout"}"#,
+    r#"{"type":"passwd","old":"password1","new":"password2"}"#,
+    r#"{"type":"unregister","password":"password1"}"#,
 ];
 
 /// Drives a hub with connections, frames, disconnects, time, commits and store answers taken
@@ -107,6 +117,7 @@ pub fn hub(data: &[u8]) {
     let mut loads: Vec<String> = Vec::new();
     let mut wall = now;
     let mut last_stamp = (0, 0);
+    let mut work = Vec::new();
     while let Some(op) = next() {
         let pick = |n: u8, len: usize| usize::from(n) % len.max(1);
         hub.set_wall_clock(wall);
@@ -115,7 +126,13 @@ pub fn hub(data: &[u8]) {
                 next_conn += 1;
                 let conn = ConnId(next_conn);
                 open.push(conn);
-                hub.handle(now, Input::Connect { conn });
+                hub.handle(
+                    now,
+                    Input::Connect {
+                        conn,
+                        addr: std::net::Ipv4Addr::LOCALHOST.into(),
+                    },
+                );
             }
             1..=3 if !open.is_empty() => {
                 let conn = open[pick(next().unwrap_or(0), open.len())];
@@ -168,6 +185,18 @@ pub fn hub(data: &[u8]) {
                     for key in loads.drain(..) {
                         hub.handle(now, Input::RoomLoaded { key, room: None });
                     }
+                    // And password work finishes.
+                    for (conn, w) in std::mem::take(&mut work) {
+                        let (verified, hash) = PasswordWork::perform(&w, &PasswordCost::TEST);
+                        hub.handle(
+                            now,
+                            Input::PasswordDone {
+                                conn,
+                                verified,
+                                hash,
+                            },
+                        );
+                    }
                 }
             },
         }
@@ -216,6 +245,13 @@ pub fn hub(data: &[u8]) {
                     stored = record.id();
                 }
                 Output::LoadRoom { key } => loads.push(key),
+                Output::Password { conn, work: w } => work.push((conn, w)),
+                Output::LoginFailed { conn, .. } => {
+                    assert!(
+                        open.contains(&conn),
+                        "a failed login of {conn}, which is gone"
+                    );
+                }
             }
         }
         if let Err(broken) = hub.check_invariants() {

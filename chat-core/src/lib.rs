@@ -21,6 +21,7 @@ pub mod fuzz;
 pub mod hub;
 pub mod input;
 pub mod names;
+pub mod password;
 pub mod protocol;
 pub mod session;
 pub mod text;

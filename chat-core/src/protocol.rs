@@ -21,11 +21,43 @@ pub type UnixMillis = u64;
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ClientMsg {
     /// Opens the session: the protocol version the client speaks and the name it asks for.
+    /// With a password, `name` is an account to log in to, and the session starts logged in.
     Hello {
         /// Must be [`PROTOCOL_VERSION`].
         version: u32,
         /// The requested name; the server normalises and validates it.
         name: String,
+        /// The account's password, to log in as `name`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        password: Option<Secret>,
+    },
+    /// Registers the current name as an account with this password, and logs in to it. From
+    /// then on nobody else may use the name, whether its owner is online or not.
+    Register {
+        /// The new account's password.
+        password: Secret,
+    },
+    /// Logs in to an account; the connection takes the account's name.
+    Login {
+        /// The account's name.
+        account: String,
+        /// Its password.
+        password: Secret,
+    },
+    /// Logs this connection out of its account; the server then closes it.
+    Logout {},
+    /// Changes the password of the account this connection is logged in to.
+    Passwd {
+        /// The current password.
+        old: Secret,
+        /// The new one.
+        new: Secret,
+    },
+    /// Deletes the account this connection is logged in to. Its other connections are closed;
+    /// this one stays, as a guest with the same name.
+    Unregister {
+        /// The account's password, to confirm.
+        password: Secret,
     },
     /// Asks for another name.
     Nick {
@@ -168,6 +200,30 @@ pub enum ServerMsg {
         motd: Option<String>,
         /// Limits the client should respect.
         limits: Limits,
+        /// The account the session is logged in to, when `hello` carried a password.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        account: Option<String>,
+    },
+    /// The connection is logged in to this account (after `register`, `login`, or a `hello`
+    /// with a password). The name is the account's.
+    LoggedIn {
+        /// The account's name.
+        account: String,
+    },
+    /// The connection is logged out of this account; the server closes it next.
+    LoggedOut {
+        /// The account's name.
+        account: String,
+    },
+    /// The account's password was changed.
+    PasswordChanged {
+        /// The account's name.
+        account: String,
+    },
+    /// The account was deleted; the connection stays, as a guest.
+    AccountDeleted {
+        /// The account's name.
+        account: String,
     },
     /// Someone (possibly the receiver) joined a room.
     Join {
@@ -314,6 +370,30 @@ pub enum ServerMsg {
     },
 }
 
+/// A password or other secret. Its `Debug` form never shows it, so it stays out of logs and
+/// panic messages; [`Secret::expose`] is the one way to read it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(secret: impl Into<String>) -> Self {
+        Self(secret.into())
+    }
+
+    /// The secret itself.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
 /// A stored room message (say or action), as delivered live and in history.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChatMessage {
@@ -421,6 +501,24 @@ pub enum ErrorCode {
     StoreUnavailable,
     /// The recipient is getting direct messages from too many new people; try again later.
     DirectThrottled,
+    /// Wrong password, or no such account (the server does not say which).
+    BadCredentials,
+    /// Too many failed logins for this account or from this address; try again later.
+    LoginThrottled,
+    /// The name belongs to a registered account: log in to use it, or pick another.
+    NameReserved,
+    /// An account of that name (or one that looks like it) exists already.
+    AccountExists,
+    /// This address created accounts faster than the server allows.
+    RegistrationThrottled,
+    /// The server lets only registered accounts in: say `hello` with a password.
+    AccountRequired,
+    /// The connection is not logged in to an account.
+    NotLoggedIn,
+    /// The connection is logged in already.
+    AlreadyLoggedIn,
+    /// The password is too short or too long.
+    WeakPassword,
 }
 
 impl ErrorCode {
@@ -453,6 +551,15 @@ impl ErrorCode {
             ErrorCode::RoomCreationThrottled => "room_creation_throttled",
             ErrorCode::StoreUnavailable => "store_unavailable",
             ErrorCode::DirectThrottled => "direct_throttled",
+            ErrorCode::BadCredentials => "bad_credentials",
+            ErrorCode::LoginThrottled => "login_throttled",
+            ErrorCode::NameReserved => "name_reserved",
+            ErrorCode::AccountExists => "account_exists",
+            ErrorCode::RegistrationThrottled => "registration_throttled",
+            ErrorCode::AccountRequired => "account_required",
+            ErrorCode::NotLoggedIn => "not_logged_in",
+            ErrorCode::AlreadyLoggedIn => "already_logged_in",
+            ErrorCode::WeakPassword => "weak_password",
         }
     }
 }

@@ -23,7 +23,8 @@ use indexmap::IndexMap;
 use crate::command::{self, COMMANDS, Command};
 use crate::names;
 use crate::protocol::{
-    ChatMessage, ClientMsg, ErrorCode, Limits, MsgId, PROTOCOL_VERSION, ServerMsg, UnixMillis,
+    ChatMessage, ClientMsg, ErrorCode, Limits, MsgId, PROTOCOL_VERSION, Secret, ServerMsg,
+    UnixMillis,
 };
 use crate::text;
 
@@ -298,6 +299,12 @@ pub struct Session {
     name_retries: u32,
     /// The name the server confirmed.
     name: Option<String>,
+    /// The account's password, sent in every `hello` so that reconnects log in again.
+    password: Option<Secret>,
+    /// The account the server says this session is logged in to.
+    account: Option<String>,
+    /// An account command on its way, with the password it will leave in force.
+    auth_pending: Option<Secret>,
     /// Conversations by key, in the order they were opened.
     conversations: IndexMap<String, Conversation>,
     active: Option<String>,
@@ -349,6 +356,9 @@ impl Session {
             wanted_name: name.into(),
             name_retries: 0,
             name: None,
+            password: None,
+            account: None,
+            auth_pending: None,
             conversations: IndexMap::new(),
             active: None,
             status: VecDeque::new(),
@@ -383,6 +393,22 @@ impl Session {
     /// The name the server confirmed, once registered.
     pub fn name(&self) -> Option<&str> {
         self.name.as_deref()
+    }
+
+    /// The account the session is logged in to.
+    pub fn account(&self) -> Option<&str> {
+        self.account.as_deref()
+    }
+
+    /// Logs in to `account` at every `hello` from now on (the front-end's `--account`).
+    pub fn set_account(&mut self, account: &str, password: Secret) {
+        self.wanted_name = account.trim().to_string();
+        self.password = Some(password);
+        self.name_retries = 0;
+        if matches!(self.state, ConnState::NameRejected { .. }) {
+            self.set_state(ConnState::Registering);
+            self.send_hello();
+        }
     }
 
     /// The name the session asks for.
@@ -589,6 +615,8 @@ impl Session {
     /// Picks another name after the server refused one.
     pub fn set_name(&mut self, _now: UnixMillis, name: &str) {
         self.wanted_name = name.trim().to_string();
+        // A new name is a guest's: whatever account was asked for is not wanted any more.
+        self.password = None;
         self.name_retries = 0;
         if matches!(self.state, ConnState::NameRejected { .. }) {
             self.set_state(ConnState::Registering);
@@ -661,8 +689,48 @@ impl Session {
                 motd,
                 server,
                 limits,
+                account,
                 ..
-            } => self.on_welcome(now, name, server, motd, limits),
+            } => {
+                self.account = account;
+                self.on_welcome(now, name, server, motd, limits);
+            }
+            ServerMsg::LoggedIn { account } => {
+                if let Some(password) = self.auth_pending.take() {
+                    self.password = Some(password);
+                }
+                self.wanted_name = account.clone();
+                self.local(now, LineKind::Notice(format!("logged in as {account}")));
+                self.account = Some(account);
+            }
+            ServerMsg::LoggedOut { account } => {
+                self.account = None;
+                self.password = None;
+                self.set_state(ConnState::Closed {
+                    reason: format!("logged out of {account}"),
+                });
+                self.local(now, LineKind::Notice(format!("logged out of {account}")));
+            }
+            ServerMsg::PasswordChanged { account } => {
+                if let Some(password) = self.auth_pending.take() {
+                    self.password = Some(password);
+                }
+                self.local(
+                    now,
+                    LineKind::Notice(format!("the password of {account} is changed")),
+                );
+            }
+            ServerMsg::AccountDeleted { account } => {
+                self.account = None;
+                self.password = None;
+                self.auth_pending = None;
+                self.local(
+                    now,
+                    LineKind::Notice(format!(
+                        "the account {account} is deleted; you are a guest now"
+                    )),
+                );
+            }
             ServerMsg::Join { room, name, ts } => {
                 let me = self.is_me(&name);
                 let key = names::key(&room);
@@ -979,6 +1047,22 @@ impl Session {
                 self.submit(now, ClientMsg::Join { room, since: None });
             }
             Command::Rooms => self.submit(now, ClientMsg::Rooms { after: None }),
+            Command::Register(password) => {
+                self.auth_pending = Some(password.clone());
+                self.submit(now, ClientMsg::Register { password });
+            }
+            Command::Login { account, password } => {
+                self.auth_pending = Some(password.clone());
+                self.submit(now, ClientMsg::Login { account, password });
+            }
+            Command::Logout => self.submit(now, ClientMsg::Logout {}),
+            Command::Passwd { old, new } => {
+                self.auth_pending = Some(new.clone());
+                self.submit(now, ClientMsg::Passwd { old, new });
+            }
+            Command::Unregister(password) => {
+                self.submit(now, ClientMsg::Unregister { password });
+            }
             Command::Msg { to, text } => {
                 self.counted(
                     now,
@@ -1180,6 +1264,7 @@ impl Session {
         self.send_now(ClientMsg::Hello {
             version: PROTOCOL_VERSION,
             name,
+            password: self.password.clone(),
         });
     }
 
@@ -1347,7 +1432,12 @@ impl Session {
 
     fn on_error(&mut self, now: UnixMillis, code: ErrorCode, message: String) {
         match code {
-            ErrorCode::NameTaken | ErrorCode::InvalidName
+            ErrorCode::NameTaken
+            | ErrorCode::InvalidName
+            | ErrorCode::NameReserved
+            | ErrorCode::AccountRequired
+            | ErrorCode::BadCredentials
+            | ErrorCode::LoginThrottled
                 if self.state == ConnState::Registering =>
             {
                 // After a reconnect our old connection may still hold the name for a while:
@@ -1360,6 +1450,17 @@ impl Session {
                 self.set_state(ConnState::NameRejected {
                     reason: message.clone(),
                 });
+                self.local(now, LineKind::Error(message));
+            }
+            ErrorCode::BadCredentials
+            | ErrorCode::LoginThrottled
+            | ErrorCode::WeakPassword
+            | ErrorCode::AccountExists
+            | ErrorCode::RegistrationThrottled
+            | ErrorCode::AlreadyLoggedIn
+            | ErrorCode::NotLoggedIn => {
+                // The account command failed: the password in force stays what it was.
+                self.auth_pending = None;
                 self.local(now, LineKind::Error(message));
             }
             ErrorCode::UnsupportedVersion => {

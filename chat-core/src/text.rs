@@ -54,12 +54,21 @@ pub fn clean_server_msg(mut msg: ServerMsg) -> ServerMsg {
     let s = sanitize_in_place;
     match &mut msg {
         ServerMsg::Welcome {
-            name, server, motd, ..
+            name,
+            server,
+            motd,
+            account,
+            ..
         } => {
+            account.iter_mut().for_each(s);
             s(name);
             s(server);
             motd.iter_mut().for_each(s);
         }
+        ServerMsg::LoggedIn { account }
+        | ServerMsg::LoggedOut { account }
+        | ServerMsg::PasswordChanged { account }
+        | ServerMsg::AccountDeleted { account } => s(account),
         ServerMsg::Join { room, name, .. } => {
             s(room);
             s(name);

@@ -27,7 +27,8 @@ use std::time::Duration;
 use anyhow::Context;
 use bytes::BytesMut;
 use chat_core::codec::{self, FrameError, LineDecoder};
-use chat_core::hub::{ConnId, Hub, HubConfig, Input, Output, reason};
+use chat_core::hub::{ConnId, Hub, HubConfig, Input, Output, PasswordWork, reason};
+use chat_core::password::PasswordCost;
 use chat_core::protocol::{ClientMsg, ErrorCode, ServerMsg, UnixMillis};
 use clap::Parser;
 use tokio::io::AsyncWriteExt;
@@ -120,6 +121,28 @@ pub struct Config {
     /// until the store recovers; accepted ones are held and retried, never dropped.
     #[arg(long, env = "CHAT_STORE_DOWN_AFTER", default_value_t = 5.0)]
     pub store_down_after: f64,
+    /// Admit registered accounts only: guests are refused at hello.
+    #[arg(long, env = "CHAT_REQUIRE_ACCOUNT")]
+    pub require_account: bool,
+    /// Failed logins per minute that lock an account (for a minute, doubling up to an hour);
+    /// 0 means no limit.
+    #[arg(long, env = "CHAT_LOGIN_FAILURES_PER_ACCOUNT", default_value_t = 3)]
+    pub login_failures_per_account: u32,
+    /// Failed logins per minute that lock an address (an IPv6 /64), likewise.
+    #[arg(long, env = "CHAT_LOGIN_FAILURES_PER_ADDR", default_value_t = 10)]
+    pub login_failures_per_addr: u32,
+    /// Accounts one address may register per hour; 0 means no limit.
+    #[arg(long, env = "CHAT_REGISTRATIONS_PER_HOUR", default_value_t = 3)]
+    pub registrations_per_hour: u32,
+    /// Shortest password accepted, in characters.
+    #[arg(long, env = "CHAT_MIN_PASSWORD", default_value_t = 8)]
+    pub min_password: usize,
+    /// Memory per password hash (argon2id), in KiB.
+    #[arg(long, env = "CHAT_PASSWORD_MEMORY_KIB", default_value_t = PasswordCost::default().memory_kib)]
+    pub password_memory_kib: u32,
+    /// Passes per password hash (argon2id).
+    #[arg(long, env = "CHAT_PASSWORD_ITERATIONS", default_value_t = PasswordCost::default().iterations)]
+    pub password_iterations: u32,
 }
 
 impl Config {
@@ -142,8 +165,45 @@ impl Config {
             room_create_per_minute: self.room_create_rate,
             room_expiry: ms(self.room_expiry),
             direct_new_senders_per_minute: self.direct_new_senders,
+            require_account: self.require_account,
+            login_failures_per_account: self.login_failures_per_account,
+            login_failures_per_addr: self.login_failures_per_addr,
+            registrations_per_addr_per_hour: self.registrations_per_hour,
+            min_password: self.min_password,
             ..HubConfig::default()
         }
+    }
+
+    /// The cost of each password hash.
+    pub fn password_cost(&self) -> PasswordCost {
+        PasswordCost {
+            memory_kib: self.password_memory_kib.max(8),
+            iterations: self.password_iterations.max(1),
+            lanes: 1,
+        }
+    }
+}
+
+/// Runs password work (argon2id, slow on purpose) on the blocking pool, at most one job per
+/// core at a time, and hands the results back to the hub task. The hub never waits for it.
+struct Passwords {
+    cost: PasswordCost,
+    permits: Arc<tokio::sync::Semaphore>,
+    done: mpsc::UnboundedSender<(ConnId, bool, Option<String>)>,
+}
+
+impl Passwords {
+    fn start(&self, conn: ConnId, work: PasswordWork) {
+        let (cost, permits, done) = (self.cost, self.permits.clone(), self.done.clone());
+        tokio::spawn(async move {
+            let Ok(_permit) = permits.acquire_owned().await else {
+                return;
+            };
+            let result = tokio::task::spawn_blocking(move || work.perform(&cost)).await;
+            // A failed job is a failed check: the client hears `bad_credentials`, never nothing.
+            let (verified, hash) = result.unwrap_or((false, None));
+            let _ = done.send((conn, verified, hash));
+        });
     }
 }
 
@@ -153,6 +213,7 @@ enum Event {
     /// client is too slow, and dropping it lets the writer flush what is queued, then close).
     Accepted {
         conn: ConnId,
+        addr: IpAddr,
         outbox: Outbox,
     },
     Frame {
@@ -338,6 +399,10 @@ pub async fn serve_with_faults(
             tracing::warn!(room = ?name, "a stored room's name is not valid any more; its history stays on disk, unreachable");
         }
         hub.restore_cids(restored.cids);
+        for name in hub.restore_accounts(restored.accounts) {
+            tracing::warn!(account = ?name, "a stored account's name is not valid any more; it cannot log in");
+        }
+        tracing::info!(accounts = hub.account_count(), "accounts loaded");
         Some(store)
     };
     let local = listener.local_addr()?;
@@ -345,7 +410,21 @@ pub async fn serve_with_faults(
 
     let tracker = Arc::new(Mutex::new(Tracker::default()));
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
-    let hub_task = tokio::spawn(run_hub(hub, events_rx, reports_rx, store, stop_rx));
+    let (done_tx, done_rx) = mpsc::unbounded_channel();
+    let passwords = Passwords {
+        cost: config.password_cost(),
+        permits: Arc::new(tokio::sync::Semaphore::new(
+            std::thread::available_parallelism().map_or(1, |n| n.get()),
+        )),
+        done: done_tx,
+    };
+    let shell = Shell {
+        conns: HashMap::new(),
+        addrs: HashMap::new(),
+        store,
+        passwords,
+    };
+    let hub_task = tokio::spawn(run_hub(hub, shell, events_rx, reports_rx, done_rx, stop_rx));
     tokio::select! {
         () = accept_loop(listener, config, events_tx, tracker.clone()) => {}
         () = shutdown => tracing::info!("shutting down"),
@@ -365,15 +444,25 @@ fn open_connections(tracker: &Mutex<Tracker>) -> usize {
     tracker.lock().map_or(0, |t| t.total)
 }
 
+/// What the hub task holds besides the hub: the connections' queues, the store, and the
+/// password workers.
+struct Shell {
+    conns: HashMap<ConnId, Outbox>,
+    /// Peer addresses, for the log.
+    addrs: HashMap<ConnId, IpAddr>,
+    store: Option<store::Store>,
+    passwords: Passwords,
+}
+
 /// Owns the hub: feeds it events and deadlines, performs its outputs.
 async fn run_hub(
     mut hub: Hub,
+    mut shell: Shell,
     mut events: mpsc::Receiver<Event>,
     mut reports: mpsc::UnboundedReceiver<store::Report>,
-    mut store: Option<store::Store>,
+    mut passwords: mpsc::UnboundedReceiver<(ConnId, bool, Option<String>)>,
     mut stop: tokio::sync::oneshot::Receiver<()>,
 ) {
-    let mut conns: HashMap<ConnId, Outbox> = HashMap::new();
     let mut batch = Vec::with_capacity(256);
     let workers = tokio::runtime::Handle::current().metrics().num_workers();
     let flushers = outbox::Flusher::spawn(workers);
@@ -396,18 +485,20 @@ async fn run_hub(
                 let now = tick(&mut hub);
                 for event in batch.drain(..) {
                     let input = match event {
-                        Event::Accepted { conn, outbox } => {
-                            conns.insert(conn, outbox);
-                            Input::Connect { conn }
+                        Event::Accepted { conn, addr, outbox } => {
+                            shell.conns.insert(conn, outbox);
+                            shell.addrs.insert(conn, addr);
+                            Input::Connect { conn, addr }
                         }
                         Event::Frame { conn, frame } => Input::Frame { conn, frame },
                         Event::Closed { conn, reason } => {
-                            conns.remove(&conn);
+                            shell.conns.remove(&conn);
+                            shell.addrs.remove(&conn);
                             Input::Disconnect { conn, reason }
                         }
                     };
                     hub.handle(now, input);
-                    perform(&mut hub, &mut conns, &mut dirty, store.as_ref(), now);
+                    shell.perform(&mut hub, &mut dirty, now);
                 }
             }
             Some(report) = reports.recv() => {
@@ -419,12 +510,17 @@ async fn run_hub(
                     store::Report::Up => Input::StoreUp,
                 };
                 hub.handle(now, input);
-                perform(&mut hub, &mut conns, &mut dirty, store.as_ref(), now);
+                shell.perform(&mut hub, &mut dirty, now);
+            }
+            Some((conn, verified, hash)) = passwords.recv() => {
+                let now = tick(&mut hub);
+                hub.handle(now, Input::PasswordDone { conn, verified, hash });
+                shell.perform(&mut hub, &mut dirty, now);
             }
             () = sleep => {
                 let now = tick(&mut hub);
                 hub.handle_timeout(now);
-                perform(&mut hub, &mut conns, &mut dirty, store.as_ref(), now);
+                shell.perform(&mut hub, &mut dirty, now);
             }
             _ = &mut stop => break,
         }
@@ -433,68 +529,71 @@ async fn run_hub(
     }
     let now = tick(&mut hub);
     hub.handle(now, Input::Shutdown);
-    perform(&mut hub, &mut conns, &mut dirty, store.as_ref(), now);
+    shell.perform(&mut hub, &mut dirty, now);
     flushers.dispatch(&mut dirty);
-    if let Some(store) = store.as_mut() {
+    if let Some(store) = shell.store.as_mut() {
         store.close();
         tracing::info!("store flushed");
     }
 }
 
-/// Performs everything the hub asked for.
-fn perform(
-    hub: &mut Hub,
-    conns: &mut HashMap<ConnId, Outbox>,
-    dirty: &mut DirtySet,
-    store: Option<&store::Store>,
-    now: UnixMillis,
-) {
-    let mut too_slow = Vec::new();
-    loop {
-        while let Some(output) = hub.poll_output() {
-            match output {
-                Output::Transmit { to, bytes } => {
-                    DELIVERIES.fetch_add(to.len() as u64, Ordering::Relaxed);
-                    for conn in to {
-                        let Some(outbox) = conns.get(&conn) else {
-                            continue;
-                        };
-                        match outbox.push(bytes.clone()) {
-                            Ok(Some(d)) => dirty.add(conn.0, d),
-                            Ok(None) => {}
-                            Err(outbox::Full) => too_slow.push(conn),
+impl Shell {
+    /// Performs everything the hub asked for.
+    fn perform(&mut self, hub: &mut Hub, dirty: &mut DirtySet, now: UnixMillis) {
+        let conns = &mut self.conns;
+        let store = self.store.as_ref();
+        let mut too_slow = Vec::new();
+        loop {
+            while let Some(output) = hub.poll_output() {
+                match output {
+                    Output::Transmit { to, bytes } => {
+                        DELIVERIES.fetch_add(to.len() as u64, Ordering::Relaxed);
+                        for conn in to {
+                            let Some(outbox) = conns.get(&conn) else {
+                                continue;
+                            };
+                            match outbox.push(bytes.clone()) {
+                                Ok(Some(d)) => dirty.add(conn.0, d),
+                                Ok(None) => {}
+                                Err(outbox::Full) => too_slow.push(conn),
+                            }
                         }
                     }
-                }
-                Output::Close { conn, reason } => {
-                    tracing::debug!(%conn, %reason, "closing");
-                    // Dropping the queue's sender lets the writer flush what is queued, then close.
-                    conns.remove(&conn);
-                }
-                Output::Store(record) => match store {
-                    Some(store) => store.append(record),
-                    None => tracing::error!("a durable hub without a store"),
-                },
-                Output::LoadRoom { key } => match store {
-                    Some(store) => store.load(key),
-                    None => hub.handle(now, Input::RoomLoaded { key, room: None }),
-                },
-            }
-        }
-        if too_slow.is_empty() {
-            return;
-        }
-        for conn in too_slow.drain(..) {
-            if let Some(outbox) = conns.remove(&conn) {
-                tracing::info!(%conn, "dropping a client that does not read: send queue exceeded");
-                outbox.kill();
-                hub.handle(
-                    now,
-                    Input::Disconnect {
-                        conn,
-                        reason: reason::SEND_QUEUE_EXCEEDED.into(),
+                    Output::Close { conn, reason } => {
+                        tracing::debug!(%conn, %reason, "closing");
+                        // Dropping the queue's sender lets the writer flush what is queued, then close.
+                        conns.remove(&conn);
+                    }
+                    Output::Store(record) => match store {
+                        Some(store) => store.append(record),
+                        None => tracing::error!("a durable hub without a store"),
                     },
-                );
+                    Output::LoadRoom { key } => match store {
+                        Some(store) => store.load(key),
+                        None => hub.handle(now, Input::RoomLoaded { key, room: None }),
+                    },
+                    Output::Password { conn, work } => self.passwords.start(conn, work),
+                    Output::LoginFailed { conn, account } => {
+                        let addr = self.addrs.get(&conn);
+                        tracing::warn!(%conn, addr = ?addr, ?account, "failed login");
+                    }
+                }
+            }
+            if too_slow.is_empty() {
+                return;
+            }
+            for conn in too_slow.drain(..) {
+                if let Some(outbox) = conns.remove(&conn) {
+                    tracing::info!(%conn, "dropping a client that does not read: send queue exceeded");
+                    outbox.kill();
+                    hub.handle(
+                        now,
+                        Input::Disconnect {
+                            conn,
+                            reason: reason::SEND_QUEUE_EXCEEDED.into(),
+                        },
+                    );
+                }
             }
         }
     }
@@ -615,7 +714,14 @@ async fn connection(
     let _ = stream.set_nodelay(true);
     let stream = Arc::new(stream);
     let (outbox, writer) = outbox::outbox(stream.clone(), send_queue, send_queue_bytes);
-    if events.send(Event::Accepted { conn, outbox }).await.is_err() {
+    let addr = stream
+        .peer_addr()
+        .map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |a| a.ip());
+    if events
+        .send(Event::Accepted { conn, addr, outbox })
+        .await
+        .is_err()
+    {
         return;
     }
     let reason = tokio::select! {

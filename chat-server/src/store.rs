@@ -22,7 +22,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use chat_core::hub::{Record, RestoredRoom};
+use chat_core::hub::{Record, RestoredRoom, StoredAccount};
 use chat_core::names;
 use chat_core::protocol::{ChatMessage, MsgId};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -48,6 +48,8 @@ pub struct Restored {
     pub messages: u64,
     /// The client ids of the most recent messages, oldest first, with their ids.
     pub cids: Vec<(String, MsgId)>,
+    /// Every registered account.
+    pub accounts: Vec<StoredAccount>,
 }
 
 /// How long stored messages are kept. Zero means no limit.
@@ -178,6 +180,13 @@ impl Store {
                  topic TEXT NOT NULL,
                  set_by TEXT NOT NULL,
                  ts INTEGER NOT NULL,
+                 id INTEGER NOT NULL
+             );
+             CREATE TABLE IF NOT EXISTS accounts (
+                 key TEXT PRIMARY KEY,
+                 name TEXT NOT NULL,
+                 hash TEXT NOT NULL,
+                 rooms TEXT NOT NULL DEFAULT '',
                  id INTEGER NOT NULL
              );",
         )
@@ -311,7 +320,8 @@ fn load(
     let next_id: i64 = conn.query_row(
         "SELECT MAX(COALESCE((SELECT MAX(id) FROM messages), 0),
                     COALESCE((SELECT MAX(id) FROM directs), 0),
-                    COALESCE((SELECT MAX(id) FROM topics), 0)) + 1",
+                    COALESCE((SELECT MAX(id) FROM topics), 0),
+                    COALESCE((SELECT MAX(id) FROM accounts), 0)) + 1",
         [],
         |r| r.get(0),
     )?;
@@ -334,11 +344,23 @@ fn load(
         })?
         .collect::<Result<_, _>>()?;
     cids.reverse();
+    let accounts = conn
+        .prepare("SELECT name, hash, rooms FROM accounts ORDER BY id")?
+        .query_map([], |r| {
+            let rooms: String = r.get(2)?;
+            Ok(StoredAccount {
+                name: r.get(0)?,
+                hash: r.get(1)?,
+                rooms: rooms.lines().map(str::to_string).collect(),
+            })
+        })?
+        .collect::<Result<_, _>>()?;
     Ok(Restored {
         rooms: restored_rooms,
         next_id: next_id as u64,
         messages: messages as u64,
         cids,
+        accounts,
     })
 }
 
@@ -534,8 +556,28 @@ fn write_batch(conn: &mut Connection, batch: &[Record]) -> rusqlite::Result<()> 
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)
              ON CONFLICT (room_key) DO UPDATE SET room = ?2, topic = ?3, set_by = ?4, ts = ?5, id = ?6",
         )?;
+        let mut account = tx.prepare_cached(
+            "INSERT INTO accounts (key, name, hash, id) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (key) DO UPDATE SET name = ?2, hash = ?3, id = ?4",
+        )?;
+        let mut account_rooms =
+            tx.prepare_cached("UPDATE accounts SET rooms = ?2, id = ?3 WHERE key = ?1")?;
+        let mut account_deleted = tx.prepare_cached("DELETE FROM accounts WHERE key = ?1")?;
         for record in batch {
             match record {
+                Record::Account { id, name, hash } => {
+                    account.execute(params![names::key(name), name, hash, *id as i64])?;
+                }
+                Record::AccountRooms { id, account, rooms } => {
+                    account_rooms.execute(params![
+                        names::key(account),
+                        rooms.join("\n"),
+                        *id as i64
+                    ])?;
+                }
+                Record::AccountDeleted { account, .. } => {
+                    account_deleted.execute(params![names::key(account)])?;
+                }
                 Record::Message { msg: m, cid } => {
                     message.execute(params![
                         m.id as i64,

@@ -62,6 +62,18 @@ pub struct HubConfig {
     /// New people (not messaged with lately) who may send one user direct messages per minute;
     /// 0 means no limit. Stops a swarm of throwaway names from flooding someone's client.
     pub direct_new_senders_per_minute: u32,
+    /// Only registered accounts may come in (`hello` with a password); guests are refused.
+    pub require_account: bool,
+    /// Failed logins one account may take within a minute before it is locked: for a minute
+    /// the first time, twice as long each time after, up to an hour. 0 means no limit.
+    pub login_failures_per_account: u32,
+    /// Failed logins one address (an IPv6 /64) may make within a minute before it is locked,
+    /// likewise. 0 means no limit.
+    pub login_failures_per_addr: u32,
+    /// Accounts one address may register per hour; 0 means no limit.
+    pub registrations_per_addr_per_hour: u32,
+    /// Shortest password accepted, in characters.
+    pub min_password: usize,
 }
 
 impl Default for HubConfig {
@@ -93,6 +105,11 @@ impl Default for HubConfig {
             max_held: 10_000,
             max_held_bytes: 16 << 20,
             direct_new_senders_per_minute: 10,
+            require_account: false,
+            login_failures_per_account: 3,
+            login_failures_per_addr: 10,
+            registrations_per_addr_per_hour: 3,
+            min_password: 8,
         }
     }
 }

@@ -15,10 +15,14 @@ pub(super) enum Pending {
     },
     Direct {
         msg: ServerMsg,
+        /// The sending connection, acknowledged.
         from: ConnId,
-        to: ConnId,
+        /// Every device of the sender and of the recipient.
+        to: Vec<ConnId>,
         cid: Option<String>,
     },
+    /// An answer that must wait for the store: an account made, changed or deleted.
+    Reply { conn: ConnId, msg: ServerMsg },
     /// A repeat of a cid whose original is still waiting for its commit.
     Ack {
         conn: ConnId,
@@ -44,8 +48,14 @@ impl Pending {
                 _ => 64,
             },
             Pending::Topic { topic, by, .. } => 64 + topic.len() + by.len(),
-            Pending::Ack { .. } => 0,
+            Pending::Ack { .. } | Pending::Reply { .. } => 0,
         }
+    }
+
+    /// True for a message held against [`HubConfig::max_held`] (not an acknowledgement or an
+    /// answer).
+    pub(super) fn is_held(&self) -> bool {
+        !matches!(self, Pending::Ack { .. } | Pending::Reply { .. })
     }
 
     /// Who sent it.
@@ -54,7 +64,7 @@ impl Pending {
             Pending::Room { from, .. }
             | Pending::Direct { from, .. }
             | Pending::Topic { from, .. } => *from,
-            Pending::Ack { conn, .. } => *conn,
+            Pending::Ack { conn, .. } | Pending::Reply { conn, .. } => *conn,
         }
     }
 }
@@ -129,7 +139,7 @@ impl<E: Encode> Hub<E> {
     /// Delivers an id-bearing event now, or once the store has committed it.
     pub(super) fn sequence(&mut self, id: MsgId, pending: Pending) {
         if self.config.durable || !self.pending.is_empty() {
-            if !matches!(pending, Pending::Ack { .. }) {
+            if pending.is_held() {
                 self.held += 1;
                 self.held_bytes += pending.weight();
             }
@@ -168,11 +178,13 @@ impl<E: Encode> Hub<E> {
                 }
             }
             Pending::Direct { msg, from, to, cid } => {
-                let mut recipients: Vec<ConnId> = [from, to]
+                // The sender's devices first, then the recipient's; each once.
+                let recipients: Vec<ConnId> = to
                     .into_iter()
                     .filter(|c| self.conns.contains_key(c))
+                    .collect::<IndexSet<_>>()
+                    .into_iter()
                     .collect();
-                recipients.dedup();
                 self.send(recipients, &msg);
                 if let (Some(cid), ServerMsg::Direct { id, .. }) = (cid, &msg) {
                     self.release(Pending::Ack {
@@ -180,6 +192,11 @@ impl<E: Encode> Hub<E> {
                         cid,
                         id: *id,
                     });
+                }
+            }
+            Pending::Reply { conn, msg } => {
+                if self.conns.contains_key(&conn) {
+                    self.reply(conn, &msg);
                 }
             }
             Pending::Ack { conn, cid, id } => {

@@ -30,6 +30,31 @@ pub enum Record {
         /// The sender's own id for it.
         cid: Option<String>,
     },
+    /// An account, made or with a new password: upsert by name.
+    Account {
+        /// Sequencing id.
+        id: MsgId,
+        /// The account's name.
+        name: String,
+        /// Its password hash (PHC string).
+        hash: String,
+    },
+    /// The rooms an account is in, replacing what was stored.
+    AccountRooms {
+        /// Sequencing id.
+        id: MsgId,
+        /// The account's name.
+        account: String,
+        /// Room names.
+        rooms: Vec<String>,
+    },
+    /// An account was deleted.
+    AccountDeleted {
+        /// Sequencing id.
+        id: MsgId,
+        /// The account's name.
+        account: String,
+    },
     /// A topic change. Carries the id it was sequenced under.
     Topic {
         /// Sequencing id (also consumed from the message id space).
@@ -50,7 +75,11 @@ impl Record {
     pub fn id(&self) -> MsgId {
         match self {
             Record::Message { msg, .. } => msg.id,
-            Record::Direct { id, .. } | Record::Topic { id, .. } => *id,
+            Record::Direct { id, .. }
+            | Record::Topic { id, .. }
+            | Record::Account { id, .. }
+            | Record::AccountRooms { id, .. }
+            | Record::AccountDeleted { id, .. } => *id,
         }
     }
 }
@@ -143,7 +172,7 @@ impl<E: Encode> Hub<E> {
         let mut senders: Vec<ConnId> = self
             .pending
             .iter()
-            .filter(|(_, p)| !matches!(p, Pending::Ack { .. }))
+            .filter(|(_, p)| p.is_held())
             .map(|(_, p)| p.sender())
             .filter(|c| self.conns.contains_key(c))
             .collect();
@@ -184,7 +213,7 @@ impl<E: Encode> Hub<E> {
                 break;
             }
             let (_, pending) = self.pending.pop_front().expect("checked non-empty");
-            if !matches!(pending, Pending::Ack { .. }) {
+            if pending.is_held() {
                 self.held -= 1;
                 self.held_bytes -= pending.weight();
             }

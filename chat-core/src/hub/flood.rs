@@ -27,9 +27,10 @@ impl<E: Encode> Hub<E> {
         if pinged && matches!(frame, Ok(ClientMsg::Pong { .. })) {
             return;
         }
-        if c.loading.is_some() {
-            // A room this connection joins is on its way from the store: keep the order.
-            if c.delayed.len() >= flood_queue {
+        if c.waiting() {
+            // A room this connection joins is on its way from the store, or its password is
+            // being checked: keep the order.
+            if c.delayed.len() - c.free >= flood_queue {
                 self.kick(now, conn, reason::FLOODING);
             } else {
                 c.delayed.push_back(frame);
@@ -46,7 +47,7 @@ impl<E: Encode> Hub<E> {
             self.process(now, conn, frame);
             return;
         }
-        if c.delayed.len() >= flood_queue {
+        if c.delayed.len() - c.free >= flood_queue {
             self.kick(now, conn, reason::FLOODING);
             return;
         }
@@ -76,14 +77,17 @@ impl<E: Encode> Hub<E> {
             let Some(c) = self.conns.get_mut(&conn) else {
                 return;
             };
-            if c.loading.is_some() {
+            if c.waiting() {
                 return;
             }
             refill(c, now, rate, burst);
             if c.delayed.is_empty() {
                 return;
             }
-            if unlimited {
+            if unlimited || c.free > 0 {
+                // Frames the hub queued itself (joins waiting for a room or a login) cost
+                // the client nothing.
+                c.free = c.free.saturating_sub(1);
                 let frame = c.delayed.pop_front().expect("checked non-empty");
                 self.process(now, conn, frame);
                 continue;

@@ -1,9 +1,17 @@
-//! Who someone is: `hello`, name claims (unique by key and by look-alike skeleton), renames.
+//! Who someone is: `hello`, name claims (unique by key and by look-alike skeleton, and never a
+//! registered account's name), renames.
 
 use super::*;
 
 impl<E: Encode> Hub<E> {
-    pub(super) fn cmd_hello(&mut self, now: UnixMillis, conn: ConnId, version: u32, raw: &str) {
+    pub(super) fn cmd_hello(
+        &mut self,
+        now: UnixMillis,
+        conn: ConnId,
+        version: u32,
+        raw: &str,
+        password: Option<Secret>,
+    ) {
         if self.conns.get(&conn).is_some_and(|c| c.name.is_some()) {
             self.reply(
                 conn,
@@ -22,14 +30,44 @@ impl<E: Encode> Hub<E> {
             self.kick(now, conn, reason::UNSUPPORTED_VERSION);
             return;
         }
+        if let Some(password) = password {
+            self.start_login(now, conn, raw, password, true);
+            return;
+        }
+        if self.config.require_account {
+            self.reply(
+                conn,
+                &error(
+                    ErrorCode::AccountRequired,
+                    "this server is for registered accounts only: say hello with your password",
+                ),
+            );
+            return;
+        }
         let Some(name) = self.claim_name(conn, raw) else {
             return;
         };
-        let c = self.conns.get_mut(&conn).expect("caller checked");
+        self.finish_hello(now, conn, name, None);
+    }
+
+    /// Registers a connection under `name` (already claimed): welcome, the default room, and
+    /// for an account, the rooms it is in.
+    pub(super) fn finish_hello(
+        &mut self,
+        now: UnixMillis,
+        conn: ConnId,
+        name: String,
+        account: Option<String>,
+    ) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
         c.name = Some(name.clone());
         self.timers.remove(&(c.check_at, conn));
         c.check_at = c.last_seen + self.config.ping_interval;
         self.timers.insert((c.check_at, conn));
+        let shown = account.as_ref().map(|key| self.accounts[key].name.clone());
+        c.account = account;
         self.reply(
             conn,
             &ServerMsg::Welcome {
@@ -38,14 +76,16 @@ impl<E: Encode> Hub<E> {
                 server: self.config.server_name.clone(),
                 motd: self.config.motd.clone(),
                 limits: self.limits(),
+                account: shown,
             },
         );
         let lobby = self.config.default_room.clone();
         self.cmd_join(now, conn, &lobby, None);
+        self.queue_account_rooms(conn);
     }
 
     /// Validates a requested name and reserves it for `conn`, replying with an error if it is
-    /// invalid or taken. Releases the connection's previous name, if any.
+    /// invalid, taken, or a registered account's. Releases the connection's previous name.
     pub(super) fn claim_name(&mut self, conn: ConnId, raw: &str) -> Option<String> {
         let name = match names::normalize_name(raw) {
             Ok(name) => name,
@@ -55,25 +95,37 @@ impl<E: Encode> Hub<E> {
             }
         };
         let key = names::key(&name);
-        match self.names.get(&key) {
-            Some(owner) if *owner != conn => {
-                self.reply(
-                    conn,
-                    &error(
-                        ErrorCode::NameTaken,
-                        &format!("the name {name} is taken; pick another"),
-                    ),
-                );
-                return None;
-            }
-            _ => {}
-        }
         let skeleton = names::skeleton(&name);
+        let account = self.account_like(&key, &skeleton);
+        if let Some(account) = account {
+            let shown = self.accounts[&account].name.clone();
+            let message = if account == key {
+                format!(
+                    "the name {shown} belongs to a registered account: log in to use it, or pick another"
+                )
+            } else {
+                format!(
+                    "the name {name} looks too much like the registered account {shown}; pick another"
+                )
+            };
+            self.reply(conn, &error(ErrorCode::NameReserved, &message));
+            return None;
+        }
+        if self.names.get(&key).is_some_and(|h| h != &[conn]) {
+            self.reply(
+                conn,
+                &error(
+                    ErrorCode::NameTaken,
+                    &format!("the name {name} is taken; pick another"),
+                ),
+            );
+            return None;
+        }
         if let Some(similar) = self.name_skeletons.get(&skeleton)
             && *similar != key
-            && self.names.get(similar).is_some_and(|owner| *owner != conn)
+            && let Some(&owner) = self.names.get(similar).and_then(|h| h.first())
+            && owner != conn
         {
-            let owner = self.names[similar];
             let shown = self.name_of(owner);
             self.reply(
                 conn,
@@ -86,19 +138,45 @@ impl<E: Encode> Hub<E> {
             );
             return None;
         }
-        if let Some(old) = self.conns.get(&conn).and_then(|c| c.name.clone()) {
-            self.release_name(&old);
-        }
-        self.names.insert(key.clone(), conn);
-        self.name_skeletons.insert(skeleton, key);
+        self.hold_name(conn, &name);
         Some(name)
     }
 
+    /// Makes `name` the one `conn` holds in the index (the caller checked it may), letting go
+    /// of the one it held before.
+    pub(super) fn hold_name(&mut self, conn: ConnId, name: &str) {
+        if let Some(old) = self.conns.get(&conn).and_then(|c| c.name.clone()) {
+            self.release_name(&old, conn);
+        }
+        let key = names::key(name);
+        let holders = self.names.entry(key.clone()).or_default();
+        if !holders.contains(&conn) {
+            holders.push(conn);
+        }
+        self.name_skeletons.insert(names::skeleton(name), key);
+    }
+
     pub(super) fn cmd_nick(&mut self, conn: ConnId, raw: &str) {
-        let old = self.name_of(conn);
+        if let Some(account) = self.conns.get(&conn).and_then(|c| c.account.clone()) {
+            let shown = self.accounts[&account].name.clone();
+            self.reply(
+                conn,
+                &error(
+                    ErrorCode::NameReserved,
+                    &format!("you are logged in as {shown}: your name is your account's"),
+                ),
+            );
+            return;
+        }
         let Some(new) = self.claim_name(conn, raw) else {
             return;
         };
+        self.rename(conn, new);
+    }
+
+    /// Gives `conn` the name it now holds in the index, telling everyone who shares a room.
+    pub(super) fn rename(&mut self, conn: ConnId, new: String) {
+        let old = self.name_of(conn);
         if new == old {
             return;
         }
@@ -110,12 +188,60 @@ impl<E: Encode> Hub<E> {
         self.send(peers, &ServerMsg::Nick { old, new, ts });
     }
 
-    pub(super) fn release_name(&mut self, name: &str) {
+    /// Gives up `conn`'s hold on `name`; the name is free once no device of it is left.
+    pub(super) fn release_name(&mut self, name: &str, conn: ConnId) {
         let key = names::key(name);
+        let Some(holders) = self.names.get_mut(&key) else {
+            return;
+        };
+        holders.retain(|&h| h != conn);
+        if !holders.is_empty() {
+            return;
+        }
         self.names.remove(&key);
         let skeleton = names::skeleton(name);
         if self.name_skeletons.get(&skeleton) == Some(&key) {
             self.name_skeletons.remove(&skeleton);
+        }
+    }
+
+    /// The other connections holding `conn`'s name: the other devices of its account.
+    pub(super) fn other_devices(&self, conn: ConnId) -> Vec<ConnId> {
+        let Some(name) = self.conns.get(&conn).and_then(|c| c.name.as_deref()) else {
+            return Vec::new();
+        };
+        self.names
+            .get(&names::key(name))
+            .map(|h| h.iter().copied().filter(|&d| d != conn).collect())
+            .unwrap_or_default()
+    }
+
+    /// True when another device of `conn`'s account is in the room.
+    pub(super) fn name_in_room(&self, key: &str, conn: ConnId) -> bool {
+        let Some(room) = self.rooms.get(key) else {
+            return false;
+        };
+        self.other_devices(conn)
+            .iter()
+            .any(|d| room.members.contains(d))
+    }
+
+    /// A free name for a guest who must give theirs up.
+    pub(super) fn fallback_name(&self, conn: ConnId) -> String {
+        let base = format!("Guest{}", conn.0);
+        let mut name = base.clone();
+        let mut n = 1;
+        loop {
+            let key = names::key(&name);
+            let skeleton = names::skeleton(&name);
+            let free = !self.names.contains_key(&key)
+                && self.name_skeletons.get(&skeleton).is_none_or(|k| k == &key)
+                && self.account_like(&key, &skeleton).is_none();
+            if free {
+                return name;
+            }
+            n += 1;
+            name = format!("{base}_{n}");
         }
     }
 }

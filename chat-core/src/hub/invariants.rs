@@ -46,11 +46,14 @@ impl<E: Encode> Hub<E> {
             if !self.timers.contains(&(c.check_at, *id)) {
                 return Err(format!("{id} has no liveness timer"));
             }
-            if c.delayed.len() > self.config.flood_queue + 1 {
+            if c.free > c.delayed.len() || c.delayed.len() - c.free > self.config.flood_queue + 1 {
                 return Err(format!("{id} holds {} delayed frames", c.delayed.len()));
             }
             if let Some(name) = &c.name
-                && self.names.get(&names::key(name)) != Some(id)
+                && !self
+                    .names
+                    .get(&names::key(name))
+                    .is_some_and(|h| h.contains(id))
             {
                 return Err(format!("{id}'s name {name} is not in the index"));
             }
@@ -62,10 +65,35 @@ impl<E: Encode> Hub<E> {
                 self.conns.len()
             ));
         }
-        for (key, owner) in &self.names {
-            let holder = self.conns.get(owner).and_then(|c| c.name.as_deref());
-            if holder.map(names::key).as_ref() != Some(key) {
-                return Err(format!("name {key} points at {owner}, who is not it"));
+        for (key, holders) in &self.names {
+            for owner in holders {
+                let holder = self.conns.get(owner).and_then(|c| c.name.as_deref());
+                if holder.map(names::key).as_ref() != Some(key) {
+                    return Err(format!("name {key} points at {owner}, who is not it"));
+                }
+                // Only an account's devices share a name.
+                let account = self.conns.get(owner).and_then(|c| c.account.as_ref());
+                if holders.len() > 1 && account != Some(key) {
+                    return Err(format!("{owner} shares the name {key} without its account"));
+                }
+            }
+            if holders.is_empty() {
+                return Err(format!("name {key} is held by nobody"));
+            }
+        }
+        for (id, c) in &self.conns {
+            if let Some(account) = &c.account
+                && (!self.accounts.contains_key(account)
+                    || c.name.as_deref().map(names::key).as_ref() != Some(account))
+            {
+                return Err(format!("{id} is logged in to {account} under another name"));
+            }
+        }
+        for key in self.account_skeletons.values() {
+            if !self.accounts.contains_key(key) {
+                return Err(format!(
+                    "an account skeleton points at {key}, which is no account"
+                ));
             }
         }
         for key in self.name_skeletons.values() {
@@ -76,11 +104,7 @@ impl<E: Encode> Hub<E> {
         if self.cids.len() != self.cid_order.len() || self.cids.len() > self.config.dedupe_window {
             return Err("the cid memory is out of step or over its bound".into());
         }
-        let held = self
-            .pending
-            .iter()
-            .filter(|(_, p)| !matches!(p, Pending::Ack { .. }))
-            .count();
+        let held = self.pending.iter().filter(|(_, p)| p.is_held()).count();
         if held != self.held || held > self.config.max_held {
             return Err(format!("{held} held messages, counted {}", self.held));
         }

@@ -31,14 +31,30 @@ pub(super) struct Conn {
     pub(super) direct_peers: HashMap<String, UnixMillis>,
     /// When new senders' first direct messages arrived, within the last minute.
     pub(super) direct_new: VecDeque<UnixMillis>,
+    /// How many frames at the front of `delayed` the hub queued itself (a join waiting for its
+    /// room, the rooms of an account that just logged in): they cost no flood tokens.
+    pub(super) free: usize,
+    /// The address it comes from (an IPv6 address cut to its /64), for login throttling.
+    pub(super) addr: IpAddr,
+    /// The account it is logged in to (its key), if any.
+    pub(super) account: Option<String>,
+    /// Password work the shell is doing for it; its frames wait in `delayed` meanwhile.
+    pub(super) auth: Option<AuthWait>,
     /// Room-creation token bucket, in thousandths of a room.
     pub(super) room_tokens: u64,
     /// When `room_tokens` was last refilled.
     pub(super) room_tokens_at: UnixMillis,
 }
 
+impl Conn {
+    /// Its frames wait: a room it joins is loading, or its password is being checked.
+    pub(super) fn waiting(&self) -> bool {
+        self.loading.is_some() || self.auth.is_some()
+    }
+}
+
 impl<E: Encode> Hub<E> {
-    pub(super) fn handle_connect(&mut self, now: UnixMillis, conn: ConnId) {
+    pub(super) fn handle_connect(&mut self, now: UnixMillis, conn: ConnId, addr: IpAddr) {
         if self.shutting_down || self.conns.contains_key(&conn) {
             return;
         }
@@ -58,6 +74,10 @@ impl<E: Encode> Hub<E> {
                 loading: None,
                 direct_peers: HashMap::new(),
                 direct_new: VecDeque::new(),
+                free: 0,
+                addr: addr_key(addr),
+                account: None,
+                auth: None,
                 room_tokens: u64::from(self.config.room_create_burst) * 1000,
                 room_tokens_at: now,
             },
@@ -141,11 +161,31 @@ impl<E: Encode> Hub<E> {
     /// Removes a connection, announcing its quit to everyone who shared a room with it.
     /// `close` asks the shell to close the socket (the hub decided); otherwise the shell
     /// already knows the connection is gone.
+    ///
+    /// An account with other devices still connected does not quit: it parts the rooms this
+    /// was its last device in, with the same reason.
     pub(super) fn drop_conn(&mut self, now: UnixMillis, conn: ConnId, why: &str, close: bool) {
         let Some(name) = self.conns.get(&conn).map(|c| c.name.clone()) else {
             return;
         };
-        if let Some(name) = name {
+        if name.is_some() && !self.other_devices(conn).is_empty() {
+            let rooms: Vec<String> = self.conns[&conn].rooms.iter().cloned().collect();
+            for key in rooms {
+                if self.name_in_room(&key, conn) {
+                    continue;
+                }
+                let mut members: Vec<ConnId> = self.rooms[&key].members.iter().copied().collect();
+                members.retain(|&m| m != conn);
+                let ts = self.stamp();
+                let msg = ServerMsg::Part {
+                    room: self.rooms[&key].name.clone(),
+                    name: self.name_of(conn),
+                    reason: Some(why.to_string()),
+                    ts,
+                };
+                self.send(members, &msg);
+            }
+        } else if let Some(name) = name {
             let mut peers = self.peers(conn);
             peers.retain(|&p| p != conn);
             if !peers.is_empty() {
@@ -179,7 +219,7 @@ impl<E: Encode> Hub<E> {
             self.releases.remove(&(at, conn));
         }
         if let Some(name) = &c.name {
-            self.release_name(name);
+            self.release_name(name, conn);
         }
         for key in &c.rooms {
             self.leave_room(now, key, conn);

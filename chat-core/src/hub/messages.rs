@@ -58,9 +58,12 @@ impl<E: Encode> Hub<E> {
         action: bool,
         cid: Option<String>,
     ) {
-        let target = names::normalize_name(raw)
-            .ok()
-            .and_then(|n| self.names.get(&names::key(&n)).copied());
+        let target = names::normalize_name(raw).ok().and_then(|n| {
+            self.names
+                .get(&names::key(&n))
+                .and_then(|h| h.first())
+                .copied()
+        });
         let Some(target) = target else {
             self.reply(
                 conn,
@@ -111,7 +114,13 @@ impl<E: Encode> Hub<E> {
             Pending::Direct {
                 msg,
                 from: conn,
-                to: target,
+                to: [
+                    vec![conn],
+                    self.other_devices(conn),
+                    vec![target],
+                    self.other_devices(target),
+                ]
+                .concat(),
                 cid,
             },
         );

@@ -27,6 +27,7 @@
 //! back ([`Output::LoadRoom`], answered by [`Input::RoomLoaded`]) before it goes on.
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::net::IpAddr;
 
 use bytes::{Bytes, BytesMut};
 use indexmap::IndexSet;
@@ -34,10 +35,11 @@ use indexmap::IndexSet;
 use crate::codec::{Encode, FrameError, JsonLines};
 use crate::names::{self, NameError};
 use crate::protocol::{
-    ChatMessage, ClientMsg, ErrorCode, Limits, MsgId, PROTOCOL_VERSION, RoomInfo, ServerMsg,
-    UnixMillis,
+    ChatMessage, ClientMsg, ErrorCode, Limits, MsgId, PROTOCOL_VERSION, RoomInfo, Secret,
+    ServerMsg, UnixMillis,
 };
 
+mod accounts;
 mod config;
 mod delivery;
 mod durability;
@@ -51,10 +53,12 @@ mod rooms;
 #[cfg(test)]
 mod tests;
 
+pub use accounts::{MAX_PASSWORD, PasswordWork, StoredAccount};
 pub use config::HubConfig;
 pub use durability::{Record, RestoredRoom};
 pub use rooms::Room;
 
+use accounts::{Account, AuthWait, Throttle, addr_key};
 use delivery::Pending;
 use history::fit_by_size;
 use liveness::Conn;
@@ -96,6 +100,8 @@ pub enum Input {
     Connect {
         /// Its id.
         conn: ConnId,
+        /// The peer's address, for per-address login throttling.
+        addr: IpAddr,
     },
     /// A line arrived on a connection, decoded or not.
     Frame {
@@ -129,6 +135,16 @@ pub enum Input {
     StoreDown,
     /// The store commits again: accept messages again.
     StoreUp,
+    /// The answer to [`Output::Password`].
+    PasswordDone {
+        /// The connection the work was for.
+        conn: ConnId,
+        /// The password matched the hash (for [`PasswordWork::Verify`] and
+        /// [`PasswordWork::Change`]).
+        verified: bool,
+        /// The new hash (for [`PasswordWork::Hash`], and [`PasswordWork::Change`] when verified).
+        hash: Option<String>,
+    },
     /// The server is shutting down: tell everyone and close every connection.
     Shutdown,
 }
@@ -152,6 +168,21 @@ pub enum Output {
     },
     /// Persist this record, then report [`Input::Committed`].
     Store(Record),
+    /// Do this password work away from the hub (it is slow on purpose), then report
+    /// [`Input::PasswordDone`]. The connection's other frames wait meanwhile.
+    Password {
+        /// For whom.
+        conn: ConnId,
+        /// What to do.
+        work: PasswordWork,
+    },
+    /// A login failed: wrong password or no such account (for the log; no password in it).
+    LoginFailed {
+        /// From which connection.
+        conn: ConnId,
+        /// The account it tried, as given (at most 64 characters).
+        account: String,
+    },
     /// Load this room (by key) from the store, then report [`Input::RoomLoaded`]. Someone is
     /// joining it and it is not in memory.
     LoadRoom {
@@ -166,7 +197,7 @@ pub struct Hub<E: Encode = JsonLines> {
     encoder: E,
     conns: HashMap<ConnId, Conn>,
     /// Name key to connection, for uniqueness and direct messages.
-    names: HashMap<String, ConnId>,
+    names: HashMap<String, Vec<ConnId>>,
     /// Skeleton of each name in use to its key, to refuse look-alikes.
     name_skeletons: HashMap<String, String>,
     /// Room key to room.
@@ -205,6 +236,16 @@ pub struct Hub<E: Encode = JsonLines> {
     /// Reused encoding buffer; each message is split off it as `Bytes`.
     scratch: BytesMut,
     shutting_down: bool,
+    /// Registered accounts by key.
+    accounts: HashMap<String, Account>,
+    /// Skeleton of each account's name to its key, to refuse look-alikes.
+    account_skeletons: HashMap<String, String>,
+    /// Failed logins per account key.
+    login_throttles: HashMap<String, Throttle>,
+    /// Failed logins per address.
+    addr_throttles: HashMap<IpAddr, Throttle>,
+    /// When each address registered accounts, within the last hour.
+    registrations: HashMap<IpAddr, VecDeque<UnixMillis>>,
 }
 
 impl Hub<JsonLines> {
@@ -243,6 +284,11 @@ impl<E: Encode> Hub<E> {
             outputs: VecDeque::new(),
             scratch: BytesMut::new(),
             shutting_down: false,
+            accounts: HashMap::new(),
+            account_skeletons: HashMap::new(),
+            login_throttles: HashMap::new(),
+            addr_throttles: HashMap::new(),
+            registrations: HashMap::new(),
         };
         let lobby = hub.config.default_room.clone();
         hub.insert_room(Room::new(lobby));
@@ -302,13 +348,18 @@ impl<E: Encode> Hub<E> {
     /// Feeds one input.
     pub fn handle(&mut self, now: UnixMillis, input: Input) {
         match input {
-            Input::Connect { conn } => self.handle_connect(now, conn),
+            Input::Connect { conn, addr } => self.handle_connect(now, conn, addr),
             Input::Frame { conn, frame } => self.handle_frame(now, conn, frame),
             Input::Disconnect { conn, reason } => self.drop_conn(now, conn, &reason, false),
             Input::Committed { through } => self.handle_committed(through),
             Input::RoomLoaded { key, room } => self.handle_room_loaded(now, key, room),
             Input::StoreDown => self.handle_store_down(),
             Input::StoreUp => self.store_down = false,
+            Input::PasswordDone {
+                conn,
+                verified,
+                hash,
+            } => self.handle_password_done(now, conn, verified, hash),
             Input::Shutdown => self.handle_shutdown(now),
         }
     }
@@ -357,7 +408,11 @@ impl<E: Encode> Hub<E> {
         };
         let registered = self.conns.get(&conn).is_some_and(|c| c.name.is_some());
         match msg {
-            ClientMsg::Hello { version, name } => self.cmd_hello(now, conn, version, &name),
+            ClientMsg::Hello {
+                version,
+                name,
+                password,
+            } => self.cmd_hello(now, conn, version, &name, password),
             ClientMsg::Ping { token } => self.reply(conn, &ServerMsg::Pong { token }),
             ClientMsg::Pong { .. } => {}
             ClientMsg::Quit { reason } => {
@@ -372,6 +427,13 @@ impl<E: Encode> Hub<E> {
                 &error(ErrorCode::NotRegistered, "say hello with a name first"),
             ),
             ClientMsg::Nick { name } => self.cmd_nick(conn, &name),
+            ClientMsg::Register { password } => self.cmd_register(now, conn, password),
+            ClientMsg::Login { account, password } => {
+                self.cmd_login(now, conn, &account, password);
+            }
+            ClientMsg::Logout {} => self.cmd_logout(now, conn),
+            ClientMsg::Passwd { old, new } => self.cmd_passwd(now, conn, old, new),
+            ClientMsg::Unregister { password } => self.cmd_unregister(now, conn, password),
             ClientMsg::Join { room, since } => self.cmd_join(now, conn, &room, since),
             ClientMsg::Part { room, reason } => self.cmd_part(now, conn, &room, reason),
             ClientMsg::Say { room, text, cid } => {

@@ -122,27 +122,56 @@ impl<E: Encode> Hub<E> {
             if !self.rooms.contains_key(&key) && !self.create_room(now, conn, &key, name, since) {
                 return;
             }
-            let expiry = self.config.room_expiry;
-            let Some(room) = self.rooms.get_mut(&key) else {
-                return;
-            };
-            if let Some(since) = room.empty_since.take() {
-                self.expiries.remove(&(since + expiry, key.clone()));
-            }
-            room.members.insert(conn);
-            if let Some(c) = self.conns.get_mut(&conn) {
-                c.rooms.insert(key.clone());
-            }
-            let members: Vec<ConnId> = self.rooms[&key].members.iter().copied().collect();
-            let ts = self.stamp();
-            let msg = ServerMsg::Join {
-                room: self.rooms[&key].name.clone(),
-                name: self.name_of(conn),
-                ts,
-            };
-            self.send(members, &msg);
+            self.enter(conn, &key);
+            self.account_room(conn, &key, true);
         }
-        let room = &self.rooms[&key];
+        self.room_state(conn, &key, since);
+        if !already {
+            // The account's other devices share its rooms.
+            let max = self.config.max_rooms_per_conn;
+            for device in self.other_devices(conn) {
+                let c = &self.conns[&device];
+                if c.rooms.contains(&key) || c.rooms.len() >= max {
+                    continue;
+                }
+                self.enter(device, &key);
+                self.room_state(device, &key, None);
+            }
+        }
+    }
+
+    /// Makes `conn` a member. The room hears of the join unless another device of the same
+    /// account is in it already; then only `conn` does.
+    fn enter(&mut self, conn: ConnId, key: &str) {
+        let expiry = self.config.room_expiry;
+        let present = self.name_in_room(key, conn);
+        let Some(room) = self.rooms.get_mut(key) else {
+            return;
+        };
+        if let Some(since) = room.empty_since.take() {
+            self.expiries.remove(&(since + expiry, key.to_string()));
+        }
+        room.members.insert(conn);
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.rooms.insert(key.to_string());
+        }
+        let to = if present {
+            vec![conn]
+        } else {
+            self.rooms[key].members.iter().copied().collect()
+        };
+        let ts = self.stamp();
+        let msg = ServerMsg::Join {
+            room: self.rooms[key].name.clone(),
+            name: self.name_of(conn),
+            ts,
+        };
+        self.send(to, &msg);
+    }
+
+    /// What a member gets on joining: the topic, the members, and history.
+    fn room_state(&mut self, conn: ConnId, key: &str, since: Option<MsgId>) {
+        let room = &self.rooms[key];
         let topic = ServerMsg::Topic {
             room: room.name.clone(),
             topic: room.topic.clone(),
@@ -150,8 +179,8 @@ impl<E: Encode> Hub<E> {
             ts: room.topic_set.as_ref().map(|(_, ts)| *ts),
         };
         self.reply(conn, &topic);
-        self.cmd_who(conn, &key, None);
-        self.join_history(conn, &key, since);
+        self.cmd_who(conn, key, None);
+        self.join_history(conn, key, since);
     }
 
     /// Brings a room that is not in memory into it: loads it from the store (the join runs
@@ -250,7 +279,13 @@ impl<E: Encode> Hub<E> {
         let Some((key, _)) = self.member_room(conn, raw) else {
             return;
         };
-        let members: Vec<ConnId> = self.rooms[&key].members.iter().copied().collect();
+        // Another device of the same account stays: the room does not see the account leave.
+        let present = self.name_in_room(&key, conn);
+        let to = if present {
+            vec![conn]
+        } else {
+            self.rooms[&key].members.iter().copied().collect()
+        };
         let ts = self.stamp();
         let msg = ServerMsg::Part {
             room: self.rooms[&key].name.clone(),
@@ -258,7 +293,10 @@ impl<E: Encode> Hub<E> {
             reason: why.filter(|r| !r.trim().is_empty()),
             ts,
         };
-        self.send(members, &msg);
+        self.send(to, &msg);
+        if !present {
+            self.account_room(conn, &key, false);
+        }
         if let Some(c) = self.conns.get_mut(&conn) {
             c.rooms.shift_remove(&key);
         }
@@ -335,6 +373,8 @@ impl<E: Encode> Hub<E> {
             .map(|n| (names::key(&n), n))
             .collect();
         names.sort_unstable();
+        // An account connected from several devices is listed once.
+        names.dedup();
         let from = after.as_deref().map(names::key);
         let budget = self.page_budget(room);
         let (page, more) = fit_by_size(
@@ -365,7 +405,7 @@ impl<E: Encode> Hub<E> {
                     k.clone(),
                     RoomInfo {
                         name: r.name.clone(),
-                        members: r.members.len() as u32,
+                        members: self.people_in(r) as u32,
                         topic: r.topic.clone(),
                     },
                 )
@@ -497,5 +537,17 @@ impl<E: Encode> Hub<E> {
             );
             None
         }
+    }
+
+    /// People in a room: an account on several devices counts once.
+    fn people_in(&self, room: &Room) -> usize {
+        if room.members.len() < 2 {
+            return room.members.len();
+        }
+        room.members
+            .iter()
+            .filter_map(|m| self.conns.get(m).and_then(|c| c.name.as_deref()))
+            .collect::<HashSet<_>>()
+            .len()
     }
 }

@@ -2,7 +2,13 @@ use super::*;
 
 fn hello(hub: &mut Hub, conn: u64, name: &str) {
     let conn = ConnId(conn);
-    hub.handle(0, Input::Connect { conn });
+    hub.handle(
+        0,
+        Input::Connect {
+            conn,
+            addr: std::net::Ipv4Addr::LOCALHOST.into(),
+        },
+    );
     hub.handle(
         0,
         Input::Frame {
@@ -10,6 +16,7 @@ fn hello(hub: &mut Hub, conn: u64, name: &str) {
             frame: Ok(ClientMsg::Hello {
                 version: 1,
                 name: name.into(),
+                password: None,
             }),
         },
     );
@@ -36,7 +43,13 @@ fn getters_say_what_the_hub_holds() {
     assert_eq!(hub.config().server_name, "here");
     hello(&mut hub, 1, "ann");
     hello(&mut hub, 2, "bob");
-    hub.handle(0, Input::Connect { conn: ConnId(3) });
+    hub.handle(
+        0,
+        Input::Connect {
+            conn: ConnId(3),
+            addr: std::net::Ipv4Addr::LOCALHOST.into(),
+        },
+    );
     assert_eq!(hub.connection_count(), 3);
     assert_eq!(hub.user_count(), 2);
     let lobby = hub.room("#LOBBY").expect("the default room");
@@ -183,7 +196,7 @@ fn check_invariants_finds_broken_state() {
     hub.timers.clear();
     assert!(hub.check_invariants().is_err(), "no liveness timers");
     let mut hub = healthy();
-    hub.names.insert("carol".into(), ConnId(1));
+    hub.names.insert("carol".into(), vec![ConnId(1)]);
     assert!(
         hub.check_invariants().is_err(),
         "a name pointing at someone else"
@@ -197,4 +210,136 @@ fn check_invariants_finds_broken_state() {
     let mut hub = healthy();
     hub.rooms.get_mut("#lobby").unwrap().empty_since = Some(1);
     assert!(hub.check_invariants().is_err(), "an expiry out of step");
+}
+
+/// Everything sent to `conn` since the last call, as text.
+fn sent_to(hub: &mut Hub, conn: u64) -> String {
+    let mut out = String::new();
+    while let Some(output) = hub.poll_output() {
+        if let Output::Transmit { to, bytes } = output
+            && to.contains(&ConnId(conn))
+        {
+            out.push_str(std::str::from_utf8(&bytes).unwrap());
+        }
+    }
+    out
+}
+
+#[test]
+fn the_owner_logging_in_displaces_a_guest_using_the_name() {
+    let mut hub = Hub::new(HubConfig::default());
+    hello(&mut hub, 1, "zed");
+    hello(&mut hub, 2, "amy");
+    // The account arrives while a guest holds its name (an import at run time).
+    let hash = crate::password::hash("zed's password", &crate::password::PasswordCost::TEST);
+    let refused = hub.restore_accounts(vec![
+        StoredAccount {
+            name: "zed".into(),
+            hash,
+            rooms: vec!["#lobby".into()],
+        },
+        StoredAccount {
+            name: "ZED".into(),
+            hash: "$argon2id$v=19$m=8,t=1,p=1$AAAAAAAAAAA$AAAAAAAAAAA".into(),
+            rooms: vec![],
+        },
+        StoredAccount {
+            name: "no spaces allowed".into(),
+            ..StoredAccount::default()
+        },
+    ]);
+    assert_eq!(refused, ["ZED", "no spaces allowed"]);
+    assert_eq!(hub.account_count(), 1);
+    hub.handle(
+        0,
+        Input::Frame {
+            conn: ConnId(2),
+            frame: Ok(ClientMsg::Login {
+                account: "zed".into(),
+                password: Secret::new("zed's password"),
+            }),
+        },
+    );
+    let Some(Output::Password { conn, work }) = hub.poll_output() else {
+        panic!("no password work asked for");
+    };
+    let (verified, hash) = work.perform(&crate::password::PasswordCost::TEST);
+    hub.handle(
+        0,
+        Input::PasswordDone {
+            conn,
+            verified,
+            hash,
+        },
+    );
+    let guest = sent_to(&mut hub, 1);
+    assert!(
+        guest.contains(r#""code":"name_reserved""#) && guest.contains("you are now Guest1"),
+        "{guest}"
+    );
+    assert!(
+        guest.contains(r#"{"type":"nick","old":"zed","new":"Guest1""#),
+        "{guest}"
+    );
+    assert!(
+        guest.contains(r#"{"type":"nick","old":"amy","new":"zed""#),
+        "{guest}"
+    );
+    assert_eq!(hub.check_invariants(), Ok(()));
+    // The guest cannot take the name back.
+    hub.handle(
+        0,
+        Input::Frame {
+            conn: ConnId(1),
+            frame: Ok(ClientMsg::Nick { name: "zed".into() }),
+        },
+    );
+    assert!(sent_to(&mut hub, 1).contains(r#""code":"name_reserved""#));
+}
+
+#[test]
+fn throttles_lock_for_longer_each_time_and_forget_when_idle() {
+    let mut t = Throttle::default();
+    for at in [0, 1, 2] {
+        assert_eq!(t.wait(at), None);
+        t.fail(at, 3);
+    }
+    assert_eq!(t.wait(2), Some(60_000));
+    assert!(!t.idle(30_000));
+    for at in [62_002, 62_003, 62_004] {
+        t.fail(at, 3);
+    }
+    assert_eq!(t.wait(62_004), Some(120_000));
+    // Fewer than three failures within any minute never lock.
+    let mut slow = Throttle::default();
+    for n in 0..10 {
+        slow.fail(n * 30_001, 3);
+        assert_eq!(slow.wait(n * 30_001), None, "failure {n}");
+    }
+    assert!(!slow.idle(9 * 30_001 + 59_999));
+    assert!(slow.idle(9 * 30_001 + 60_000));
+    // Lockouts stop growing at an hour.
+    let mut t = Throttle::default();
+    let mut now = 0;
+    for _ in 0..12 {
+        for _ in 0..3 {
+            t.fail(now, 3);
+        }
+        now += t.wait(now).unwrap();
+    }
+    t.fail(now, 3);
+    t.fail(now, 3);
+    t.fail(now, 3);
+    assert_eq!(t.wait(now), Some(3_600_000));
+}
+
+#[test]
+fn ipv6_addresses_count_by_their_64() {
+    let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+    let b: IpAddr = "2001:db8:1:2:bbbb::2".parse().unwrap();
+    let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+    assert_eq!(addr_key(a), addr_key(b));
+    assert_ne!(addr_key(a), addr_key(c));
+    let v4: IpAddr = "192.0.2.7".parse().unwrap();
+    assert_eq!(addr_key(v4), v4);
 }

@@ -3,7 +3,7 @@
 
 use bytes::BytesMut;
 use chat_core::codec::{LineDecoder, SERVER_TYPES, decode_client, decode_server, encode};
-use chat_core::protocol::{ChatMessage, ClientMsg, ErrorCode, Limits, RoomInfo, ServerMsg};
+use chat_core::protocol::{ChatMessage, ClientMsg, ErrorCode, Limits, RoomInfo, Secret, ServerMsg};
 use proptest::prelude::*;
 
 fn text() -> impl Strategy<Value = String> {
@@ -13,7 +13,14 @@ fn text() -> impl Strategy<Value = String> {
 
 fn client_msg() -> impl Strategy<Value = ClientMsg> {
     prop_oneof![
-        (any::<u32>(), text()).prop_map(|(version, name)| ClientMsg::Hello { version, name }),
+        (any::<u32>(), text(), proptest::option::of(secret())).prop_map(
+            |(version, name, password)| ClientMsg::Hello {
+                version,
+                name,
+                password
+            }
+        ),
+        account_msg(),
         text().prop_map(|name| ClientMsg::Nick { name }),
         (text(), proptest::option::of(any::<u64>()))
             .prop_map(|(room, since)| ClientMsg::Join { room, since }),
@@ -53,6 +60,21 @@ fn client_msg() -> impl Strategy<Value = ClientMsg> {
     ]
 }
 
+fn secret() -> impl Strategy<Value = Secret> {
+    text().prop_map(Secret::new)
+}
+
+/// The account commands.
+fn account_msg() -> impl Strategy<Value = ClientMsg> {
+    prop_oneof![
+        secret().prop_map(|password| ClientMsg::Register { password }),
+        (text(), secret()).prop_map(|(account, password)| ClientMsg::Login { account, password }),
+        Just(ClientMsg::Logout {}),
+        (secret(), secret()).prop_map(|(old, new)| ClientMsg::Passwd { old, new }),
+        secret().prop_map(|password| ClientMsg::Unregister { password }),
+    ]
+}
+
 fn chat() -> impl Strategy<Value = ChatMessage> {
     (
         any::<u64>(),
@@ -79,9 +101,10 @@ fn server_msg() -> impl Strategy<Value = ServerMsg> {
             text(),
             text(),
             proptest::option::of(text()),
-            any::<[u32; 6]>()
+            any::<[u32; 6]>(),
+            proptest::option::of(text())
         )
-            .prop_map(|(name, server, motd, l)| ServerMsg::Welcome {
+            .prop_map(|(name, server, motd, l, account)| ServerMsg::Welcome {
                 version: 1,
                 name,
                 server,
@@ -94,7 +117,12 @@ fn server_msg() -> impl Strategy<Value = ServerMsg> {
                     flood_burst: l[4],
                     flood_rate: l[5],
                 },
+                account,
             }),
+        text().prop_map(|account| ServerMsg::LoggedIn { account }),
+        text().prop_map(|account| ServerMsg::LoggedOut { account }),
+        text().prop_map(|account| ServerMsg::PasswordChanged { account }),
+        text().prop_map(|account| ServerMsg::AccountDeleted { account }),
         (text(), text(), proptest::option::of(text()), any::<u64>()).prop_map(
             |(room, name, reason, ts)| ServerMsg::Part {
                 room,

@@ -28,6 +28,7 @@ fn welcome() -> ServerMsg {
             flood_burst: 0,
             flood_rate: 0,
         },
+        account: None,
     }
 }
 
@@ -45,7 +46,8 @@ async fn reconnects_and_catches_up_over_the_memory_transport() {
         next(&mut peer).await,
         ClientMsg::Hello {
             version: 1,
-            name: "alice".into()
+            name: "alice".into(),
+            password: None
         }
     );
     for msg in [

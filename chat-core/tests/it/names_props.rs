@@ -56,7 +56,13 @@ fn tricky() -> impl Strategy<Value = String> {
 
 fn register(hub: &mut Hub, conn: u64, name: &str) -> bool {
     let conn = ConnId(conn);
-    hub.handle(0, Input::Connect { conn });
+    hub.handle(
+        0,
+        Input::Connect {
+            conn,
+            addr: std::net::Ipv4Addr::LOCALHOST.into(),
+        },
+    );
     hub.handle(
         0,
         Input::Frame {
@@ -64,6 +70,7 @@ fn register(hub: &mut Hub, conn: u64, name: &str) -> bool {
             frame: Ok(ClientMsg::Hello {
                 version: 1,
                 name: name.into(),
+                password: None,
             }),
         },
     );

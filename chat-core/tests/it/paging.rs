@@ -42,13 +42,20 @@ fn members_and_rooms_page_within_the_line_limit() {
     });
     for i in 1..=60u64 {
         let conn = ConnId(i);
-        hub.handle(0, Input::Connect { conn });
+        hub.handle(
+            0,
+            Input::Connect {
+                conn,
+                addr: std::net::Ipv4Addr::LOCALHOST.into(),
+            },
+        );
         send(
             &mut hub,
             conn,
             ClientMsg::Hello {
                 version: 1,
                 name: format!("member{i:02}"),
+                password: None,
             },
         );
         send(
@@ -139,13 +146,20 @@ fn history_pages_are_capped_at_200_and_default_to_50() {
         ..HubConfig::default()
     });
     let me = ConnId(1);
-    hub.handle(0, Input::Connect { conn: me });
+    hub.handle(
+        0,
+        Input::Connect {
+            conn: me,
+            addr: std::net::Ipv4Addr::LOCALHOST.into(),
+        },
+    );
     send(
         &mut hub,
         me,
         ClientMsg::Hello {
             version: 1,
             name: "pager".into(),
+            password: None,
         },
     );
     for i in 0..250 {

@@ -3,7 +3,7 @@
 //! catches up with no gap and no duplicate.
 
 use chat_core::codec::decode_server;
-use chat_core::protocol::{ClientMsg, ServerMsg};
+use chat_core::protocol::{ClientMsg, Secret, ServerMsg};
 use chat_core::session::{
     ConnState, ConversationKind, Event, LineKind, Output, Session, SessionConfig,
 };
@@ -101,7 +101,8 @@ fn online() -> Session {
         sent(&mut s),
         vec![ClientMsg::Hello {
             version: 1,
-            name: "alice".into()
+            name: "alice".into(),
+            password: None
         }]
     );
     feed(
@@ -442,7 +443,8 @@ fn reconnect_backs_off_then_catches_up_without_gap_or_duplicate() {
         sent(&mut s),
         vec![ClientMsg::Hello {
             version: 1,
-            name: "alice_".into()
+            name: "alice_".into(),
+            password: None
         }]
     );
     feed(&mut s, &[&welcome("alice_")]);
@@ -499,7 +501,8 @@ fn a_refused_name_can_be_changed_without_restarting() {
         sent(&mut s),
         vec![ClientMsg::Hello {
             version: 1,
-            name: "bobby".into()
+            name: "bobby".into(),
+            password: None
         }]
     );
     feed(
@@ -511,7 +514,8 @@ fn a_refused_name_can_be_changed_without_restarting() {
         sent(&mut s),
         vec![ClientMsg::Hello {
             version: 1,
-            name: "robert".into()
+            name: "robert".into(),
+            password: None
         }]
     );
 }
@@ -919,4 +923,150 @@ fn a_member_list_in_pages_is_fetched_whole() {
     );
     assert!(sent(&mut s).is_empty());
     assert_eq!(s.active().unwrap().members, vec!["alice", "bob", "carol"]);
+}
+
+#[test]
+fn register_then_reconnect_logs_in_again_with_the_same_password() {
+    let mut s = online();
+    s.handle_input(T, "/register hunter2hunter2");
+    assert_eq!(
+        sent(&mut s),
+        vec![ClientMsg::Register {
+            password: Secret::new("hunter2hunter2")
+        }]
+    );
+    // Nothing of the password shows in what the session can be asked to print.
+    assert!(!format!("{s:?}").contains("hunter2"));
+    feed(&mut s, &[r#"{"type":"logged_in","account":"alice"}"#]);
+    assert_eq!(s.account(), Some("alice"));
+    s.handle_disconnected(T, "reset");
+    s.handle_timeout(T + 60_000);
+    s.handle_connected(T + 60_000);
+    assert_eq!(
+        sent(&mut s),
+        vec![ClientMsg::Hello {
+            version: 1,
+            name: "alice".into(),
+            password: Some(Secret::new("hunter2hunter2")),
+        }]
+    );
+}
+
+#[test]
+fn account_commands_and_their_answers() {
+    let mut s = online();
+    s.handle_input(T, "/login");
+    s.handle_input(T, "/login bob");
+    assert!(sent(&mut s).is_empty(), "a bad /login sends nothing");
+    s.handle_input(T, "/login Bob his password");
+    assert_eq!(
+        sent(&mut s),
+        vec![ClientMsg::Login {
+            account: "Bob".into(),
+            password: Secret::new("his")
+        }]
+    );
+    // A refusal leaves no password in force.
+    feed(
+        &mut s,
+        &[
+            r#"{"type":"error","code":"bad_credentials","message":"wrong account name or password"}"#,
+        ],
+    );
+    assert_eq!(s.account(), None);
+    s.handle_input(T, "/login bob right-password");
+    sent(&mut s);
+    feed(
+        &mut s,
+        &[
+            r#"{"type":"nick","old":"alice","new":"bob","ts":1}"#,
+            r#"{"type":"logged_in","account":"bob"}"#,
+        ],
+    );
+    assert_eq!((s.account(), s.name()), (Some("bob"), Some("bob")));
+    s.handle_input(T, "/passwd right-password newer-password");
+    assert_eq!(
+        sent(&mut s),
+        vec![ClientMsg::Passwd {
+            old: Secret::new("right-password"),
+            new: Secret::new("newer-password")
+        }]
+    );
+    feed(&mut s, &[r#"{"type":"password_changed","account":"bob"}"#]);
+    s.handle_input(T, "/unregister newer-password");
+    assert_eq!(
+        sent(&mut s),
+        vec![ClientMsg::Unregister {
+            password: Secret::new("newer-password")
+        }]
+    );
+    feed(&mut s, &[r#"{"type":"account_deleted","account":"bob"}"#]);
+    assert_eq!(s.account(), None);
+    s.handle_input(T, "/logout");
+    assert_eq!(sent(&mut s), vec![ClientMsg::Logout {}]);
+    feed(
+        &mut s,
+        &[
+            r#"{"type":"logged_out","account":"bob"}"#,
+            r#"{"type":"bye","reason":"logged out"}"#,
+        ],
+    );
+    // Logged out is final: no reconnect.
+    s.handle_disconnected(T, "closed");
+    assert!(
+        matches!(s.state(), ConnState::Closed { .. }),
+        "{:?}",
+        s.state()
+    );
+    s.handle_timeout(T + 600_000);
+    assert!(!std::iter::from_fn(|| s.poll_output()).any(|o| o == Output::Connect));
+}
+
+#[test]
+fn a_reserved_name_or_a_wrong_password_at_hello_waits_for_the_user() {
+    let mut s = Session::new(config(), "carol");
+    s.set_account("carol", Secret::new("wrong one"));
+    s.start(T);
+    s.handle_connected(T);
+    assert_eq!(
+        sent(&mut s),
+        vec![ClientMsg::Hello {
+            version: 1,
+            name: "carol".into(),
+            password: Some(Secret::new("wrong one")),
+        }]
+    );
+    feed(
+        &mut s,
+        &[
+            r#"{"type":"error","code":"bad_credentials","message":"wrong account name or password"}"#,
+        ],
+    );
+    assert!(matches!(s.state(), ConnState::NameRejected { .. }));
+    // Trying the right password goes straight out.
+    s.set_account("carol", Secret::new("right one"));
+    assert_eq!(
+        sent(&mut s),
+        vec![ClientMsg::Hello {
+            version: 1,
+            name: "carol".into(),
+            password: Some(Secret::new("right one")),
+        }]
+    );
+    feed(
+        &mut s,
+        &[
+            r#"{"type":"error","code":"name_reserved","message":"the name carol belongs to a registered account"}"#,
+        ],
+    );
+    // Picking another name goes as a guest: no password.
+    s.set_name(T, "carol2");
+    assert_eq!(
+        sent(&mut s),
+        vec![ClientMsg::Hello {
+            version: 1,
+            name: "carol2".into(),
+            password: None,
+        }]
+    );
 }

@@ -3,7 +3,7 @@
 //!
 //! Script lines:
 //! - `config key=value ...` sets [`HubConfig`] fields before the first connection;
-//! - `connect NAME` opens a connection called NAME;
+//! - `connect NAME [ADDRESS]` opens a connection called NAME (from 127.0.0.1 by default);
 //! - `NAME> text` sends one raw line (through the real line decoder and message parser);
 //!   `{c*N}` repeats character c N times and `{0xHH}` inserts a raw byte;
 //! - `NAME: text` says `text` in #lobby, shorthand for a `say` frame;
@@ -12,7 +12,8 @@
 //! - `commit ID` reports the store has committed through ID; `shutdown`; `# comment`;
 //! - `absent KEY` answers a `load` of room KEY: the store has nothing of it;
 //! - `store_down` / `store_up` report the store failing and recovering;
-//! - `wallclock -1h`-style steps (`-3600s`) move only the wall clock, not deadlines.
+//! - `wallclock -1h`-style steps (`-3600s`) move only the wall clock, not deadlines;
+//! - `passwords` finishes the password work the hub asked for (argon2id at its test cost).
 //!
 //! Run with `INSTA_UPDATE=always` (or `cargo insta review`) to accept new snapshots.
 
@@ -21,7 +22,8 @@ use std::fmt::Write as _;
 
 use bytes::BytesMut;
 use chat_core::codec::{LineDecoder, decode_client};
-use chat_core::hub::{ConnId, Hub, HubConfig, Input, Output, Record};
+use chat_core::hub::{ConnId, Hub, HubConfig, Input, Output, PasswordWork, Record};
+use chat_core::password::PasswordCost;
 
 const T0: u64 = 1_700_000_000_000;
 
@@ -34,6 +36,8 @@ struct Harness {
     conns: BTreeMap<String, ConnId>,
     decoders: BTreeMap<String, (LineDecoder, BytesMut)>,
     out: String,
+    /// Password work asked for and not finished yet.
+    work: Vec<(ConnId, PasswordWork)>,
 }
 
 impl Harness {
@@ -51,6 +55,7 @@ impl Harness {
             conns: BTreeMap::new(),
             decoders: BTreeMap::new(),
             out: String::new(),
+            work: Vec::new(),
         }
     }
 
@@ -85,6 +90,18 @@ impl Harness {
                 }
                 Output::Store(record) => format!("{t} store {}", fmt_record(&record)),
                 Output::LoadRoom { key } => format!("{t} load {key}"),
+                Output::Password { conn, work } => {
+                    let what = match &work {
+                        PasswordWork::Hash { .. } => "hash",
+                        PasswordWork::Verify { .. } => "verify",
+                        PasswordWork::Change { .. } => "change",
+                    };
+                    self.work.push((conn, work));
+                    format!("{t} password {what} for {}", self.name_of(conn))
+                }
+                Output::LoginFailed { conn, account } => {
+                    format!("{t} login failed: {} as {account}", self.name_of(conn))
+                }
             };
             writeln!(self.out, "{line}").unwrap();
         }
@@ -149,7 +166,10 @@ impl Harness {
                         rest[0].to_string(),
                         (LineDecoder::new(max), BytesMut::new()),
                     );
-                    self.hub().handle(now, Input::Connect { conn });
+                    let addr = rest
+                        .get(1)
+                        .map_or(std::net::Ipv4Addr::LOCALHOST.into(), |a| a.parse().unwrap());
+                    self.hub().handle(now, Input::Connect { conn, addr });
                 }
                 "hello" => {
                     // Shorthand: connect and register under the same name.
@@ -185,6 +205,19 @@ impl Harness {
                         None => (1, step.trim_start_matches('+')),
                     };
                     self.wall_offset += sign * parse_duration(amount) as i64;
+                }
+                "passwords" => {
+                    for (conn, work) in std::mem::take(&mut self.work) {
+                        let (verified, hash) = work.perform(&PasswordCost::TEST);
+                        self.hub().handle(
+                            now,
+                            Input::PasswordDone {
+                                conn,
+                                verified,
+                                hash,
+                            },
+                        );
+                    }
                 }
                 "store_down" => self.hub().handle(now, Input::StoreDown),
                 "store_up" => self.hub().handle(now, Input::StoreUp),
@@ -243,6 +276,11 @@ fn set_config(c: &mut HubConfig, key: &str, value: &str) {
         "max_held" => c.max_held = n() as usize,
         "direct_new_senders_per_minute" => c.direct_new_senders_per_minute = n() as u32,
         "motd" => c.motd = Some(value.replace('_', " ")),
+        "require_account" => c.require_account = value == "true",
+        "login_failures_per_account" => c.login_failures_per_account = n() as u32,
+        "login_failures_per_addr" => c.login_failures_per_addr = n() as u32,
+        "registrations_per_addr_per_hour" => c.registrations_per_addr_per_hour = n() as u32,
+        "min_password" => c.min_password = n() as usize,
         other => panic!("unknown config key {other}"),
     }
 }
@@ -291,6 +329,15 @@ fn fmt_record(r: &Record) -> String {
         } => {
             format!("topic #{id} {room} by {by}: {topic}")
         }
+        // The hash is salted at random: show its parameters only.
+        Record::Account { id, name, hash } => format!(
+            "account #{id} {name} ({})",
+            hash.rsplitn(3, '$').nth(2).unwrap_or("no hash")
+        ),
+        Record::AccountRooms { id, account, rooms } => {
+            format!("account_rooms #{id} {account}: {}", rooms.join(" "))
+        }
+        Record::AccountDeleted { id, account } => format!("account_deleted #{id} {account}"),
     }
 }
 

@@ -238,7 +238,8 @@ fn a_taken_name_is_asked_again_in_place() {
         sent,
         vec![ClientMsg::Hello {
             version: 1,
-            name: "bobby".into()
+            name: "bobby".into(),
+            password: None
         }]
     );
 }

@@ -148,7 +148,8 @@ fn connect_form_validates_connects_and_retries_a_taken_name() {
     let hello = gui.with_driver(|d| d.connected());
     assert!(hello.contains(&Output::Send(ClientMsg::Hello {
         version: 1,
-        name: "alice".into()
+        name: "alice".into(),
+        password: None
     })));
     gui.server(&[
         r#"{"type":"error","code":"name_taken","message":"the name alice is taken; pick another"}"#,
@@ -160,7 +161,8 @@ fn connect_form_validates_connects_and_retries_a_taken_name() {
         gui.sent(),
         vec![ClientMsg::Hello {
             version: 1,
-            name: "alice2".into()
+            name: "alice2".into(),
+            password: None
         }]
     );
     // Still one connection: the new name went over the same one.

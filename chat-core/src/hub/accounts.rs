@@ -1,0 +1,707 @@
+//! Accounts: registering a name, logging in (at `hello` or later), several devices under one
+//! account, password changes, deletion, and login throttling.
+//!
+//! Password hashing is slow on purpose, so the hub never does it: it asks the shell with
+//! [`Output::Password`] and goes on with [`Input::PasswordDone`]. Meanwhile the connection's
+//! frames wait in order, like a join waiting for its room. Throttles are checked before any work
+//! is asked for, so a guessing client cannot make the server hash for it faster than the limits.
+
+use std::net::IpAddr;
+
+use super::*;
+
+/// Longest password accepted, in bytes, so that nobody can make the server hash megabytes.
+pub const MAX_PASSWORD: usize = 1024;
+
+/// A registered account, as the hub keeps it.
+#[derive(Debug)]
+pub(super) struct Account {
+    /// Display name (the name its owner uses).
+    pub(super) name: String,
+    /// The password hash in PHC string format, with its parameters.
+    pub(super) hash: String,
+    /// Keys of the rooms it is in, joined again when it logs in.
+    pub(super) rooms: IndexSet<String>,
+}
+
+/// An account as loaded back from the store on restart.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoredAccount {
+    /// Display name.
+    pub name: String,
+    /// Password hash (PHC string).
+    pub hash: String,
+    /// Names of the rooms it is in.
+    pub rooms: Vec<String>,
+}
+
+/// Slow password work the shell does away from the hub, answered by [`Input::PasswordDone`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PasswordWork {
+    /// Hash a new password (registration).
+    Hash {
+        /// The password.
+        password: Secret,
+    },
+    /// Check a password against a stored hash (login, deletion).
+    Verify {
+        /// The password given.
+        password: Secret,
+        /// The stored hash.
+        hash: String,
+    },
+    /// Check `password` against `hash` and, if it matches, hash `new` (password change).
+    Change {
+        /// The current password, as given.
+        password: Secret,
+        /// The stored hash.
+        hash: String,
+        /// The new password.
+        new: Secret,
+    },
+}
+
+/// What a connection waits for while the shell does its password work.
+#[derive(Debug)]
+pub(super) enum AuthWait {
+    /// `hello` with a password, or `login`: log in to this account (key).
+    Login { account: String, at_hello: bool },
+    /// `register` of the connection's name.
+    Register,
+    /// `passwd`.
+    Change,
+    /// `unregister`.
+    Delete,
+}
+
+/// Failed logins of one account or one address, and the lockout they earned.
+#[derive(Debug, Default)]
+pub(super) struct Throttle {
+    /// Failures within the last minute.
+    failures: VecDeque<UnixMillis>,
+    /// No attempt is checked before this.
+    locked_until: UnixMillis,
+    /// Lockouts so far; each one lasts twice as long as the one before.
+    lockouts: u32,
+}
+
+/// A throttle's window.
+const MINUTE: u64 = 60_000;
+/// The longest lockout.
+const MAX_LOCKOUT: u64 = 3_600_000;
+/// Throttles kept before the inactive ones are let go.
+const THROTTLES_KEPT: usize = 10_000;
+
+impl Throttle {
+    /// How long until the next attempt may be checked, if it is locked.
+    pub(super) fn wait(&self, now: UnixMillis) -> Option<u64> {
+        (now < self.locked_until).then(|| self.locked_until - now)
+    }
+
+    /// Counts a failure; at `limit` failures within a minute it locks, for one minute the first
+    /// time and twice as long each time after, up to an hour.
+    pub(super) fn fail(&mut self, now: UnixMillis, limit: u32) {
+        while self.failures.front().is_some_and(|&t| t + MINUTE <= now) {
+            self.failures.pop_front();
+        }
+        self.failures.push_back(now);
+        if self.failures.len() >= limit as usize {
+            self.lockouts += 1;
+            let lockout = MINUTE.saturating_mul(1 << (self.lockouts - 1).min(6));
+            self.locked_until = now + lockout.min(MAX_LOCKOUT);
+            self.failures.clear();
+        }
+    }
+
+    /// Nothing left to remember.
+    pub(super) fn idle(&self, now: UnixMillis) -> bool {
+        now >= self.locked_until && self.failures.back().is_none_or(|&t| t + MINUTE <= now)
+    }
+}
+
+/// The address a throttle counts against: IPv4 as it is, IPv6 cut to its /64 (one host's
+/// usual allocation, so that one machine cannot rotate through addresses).
+pub(super) fn addr_key(addr: IpAddr) -> IpAddr {
+    match addr {
+        IpAddr::V4(_) => addr,
+        IpAddr::V6(v6) => {
+            let mut segments = v6.segments();
+            segments[4..].fill(0);
+            IpAddr::V6(segments.into())
+        }
+    }
+}
+
+impl<E: Encode> Hub<E> {
+    /// Loads accounts back from the store. Accounts whose names the current rules refuse (or
+    /// that collide with one loaded before) are not loaded; their names are returned for the
+    /// server to log.
+    pub fn restore_accounts(&mut self, accounts: Vec<StoredAccount>) -> Vec<String> {
+        let mut refused = Vec::new();
+        for stored in accounts {
+            let Ok(name) = names::normalize_name(&stored.name) else {
+                refused.push(stored.name);
+                continue;
+            };
+            let key = names::key(&name);
+            let skeleton = names::skeleton(&name);
+            if self.account_like(&key, &skeleton).is_some() {
+                refused.push(stored.name);
+                continue;
+            }
+            let rooms = stored
+                .rooms
+                .iter()
+                .filter_map(|r| names::normalize_room(r).ok())
+                .map(|r| names::key(&r))
+                .collect();
+            self.account_skeletons.insert(skeleton, key.clone());
+            self.accounts.insert(
+                key,
+                Account {
+                    name,
+                    hash: stored.hash,
+                    rooms,
+                },
+            );
+        }
+        refused
+    }
+
+    /// Number of registered accounts.
+    pub fn account_count(&self) -> usize {
+        self.accounts.len()
+    }
+
+    /// The account whose name is `key` or looks like it (same `skeleton`), if any.
+    pub(super) fn account_like(&self, key: &str, skeleton: &str) -> Option<String> {
+        if self.accounts.contains_key(key) {
+            return Some(key.to_string());
+        }
+        self.account_skeletons.get(skeleton).cloned()
+    }
+
+    pub(super) fn cmd_register(&mut self, now: UnixMillis, conn: ConnId, password: Secret) {
+        if self.logged_in(conn).is_some() {
+            self.reply(
+                conn,
+                &error(
+                    ErrorCode::AlreadyLoggedIn,
+                    "you are logged in to an account",
+                ),
+            );
+            return;
+        }
+        if !self.acceptable_password(conn, &password) {
+            return;
+        }
+        let name = self.name_of(conn);
+        let key = names::key(&name);
+        if let Some(account) = self.account_like(&key, &names::skeleton(&name)) {
+            let shown = self.accounts[&account].name.clone();
+            self.reply(
+                conn,
+                &error(
+                    ErrorCode::AccountExists,
+                    &format!("the account {shown} exists already"),
+                ),
+            );
+            return;
+        }
+        let limit = self.config.registrations_per_addr_per_hour as usize;
+        let addr = self.conns[&conn].addr;
+        if limit > 0 {
+            let made = self.registrations.entry(addr).or_default();
+            while made.front().is_some_and(|&t| t + 60 * MINUTE <= now) {
+                made.pop_front();
+            }
+            if made.len() >= limit {
+                self.reply(
+                    conn,
+                    &error(
+                        ErrorCode::RegistrationThrottled,
+                        &format!("your address may register {limit} accounts an hour; try later"),
+                    ),
+                );
+                return;
+            }
+            made.push_back(now);
+            if self.registrations.len() > THROTTLES_KEPT {
+                self.registrations
+                    .retain(|_, made| made.back().is_some_and(|&t| t + 60 * MINUTE > now));
+            }
+        }
+        self.wait_for_password(conn, AuthWait::Register, PasswordWork::Hash { password });
+    }
+
+    pub(super) fn cmd_login(
+        &mut self,
+        now: UnixMillis,
+        conn: ConnId,
+        account: &str,
+        password: Secret,
+    ) {
+        if self.logged_in(conn).is_some() {
+            self.reply(
+                conn,
+                &error(
+                    ErrorCode::AlreadyLoggedIn,
+                    "you are logged in to an account; log out first",
+                ),
+            );
+            return;
+        }
+        self.start_login(now, conn, account, password, false);
+    }
+
+    /// Checks the throttles, then asks the shell to verify the password.
+    pub(super) fn start_login(
+        &mut self,
+        now: UnixMillis,
+        conn: ConnId,
+        raw: &str,
+        password: Secret,
+        at_hello: bool,
+    ) {
+        let key = names::normalize_name(raw).map_or_else(|_| raw.to_string(), |n| names::key(&n));
+        if !self.may_try(now, conn, &key) {
+            return;
+        }
+        let hash = self.accounts.get(&key).map(|a| a.hash.clone());
+        match hash {
+            Some(hash) if password.expose().len() <= MAX_PASSWORD => self.wait_for_password(
+                conn,
+                AuthWait::Login {
+                    account: key,
+                    at_hello,
+                },
+                PasswordWork::Verify { password, hash },
+            ),
+            _ => self.login_failed(now, conn, &key, raw),
+        }
+    }
+
+    pub(super) fn cmd_logout(&mut self, now: UnixMillis, conn: ConnId) {
+        let Some(account) = self.require_login(conn) else {
+            return;
+        };
+        let shown = self.accounts[&account].name.clone();
+        self.reply(conn, &ServerMsg::LoggedOut { account: shown });
+        self.kick(now, conn, "logged out");
+    }
+
+    pub(super) fn cmd_passwd(&mut self, now: UnixMillis, conn: ConnId, old: Secret, new: Secret) {
+        let Some(account) = self.require_login(conn) else {
+            return;
+        };
+        if !self.acceptable_password(conn, &new) || !self.may_try(now, conn, &account) {
+            return;
+        }
+        let hash = self.accounts[&account].hash.clone();
+        let work = if old.expose().len() <= MAX_PASSWORD {
+            PasswordWork::Change {
+                password: old,
+                hash,
+                new,
+            }
+        } else {
+            PasswordWork::Verify {
+                password: Secret::new(""),
+                hash,
+            }
+        };
+        self.wait_for_password(conn, AuthWait::Change, work);
+    }
+
+    pub(super) fn cmd_unregister(&mut self, now: UnixMillis, conn: ConnId, password: Secret) {
+        let Some(account) = self.require_login(conn) else {
+            return;
+        };
+        if !self.may_try(now, conn, &account) {
+            return;
+        }
+        let hash = self.accounts[&account].hash.clone();
+        let password = if password.expose().len() <= MAX_PASSWORD {
+            password
+        } else {
+            Secret::new("")
+        };
+        self.wait_for_password(
+            conn,
+            AuthWait::Delete,
+            PasswordWork::Verify { password, hash },
+        );
+    }
+
+    /// The shell finished a connection's password work.
+    pub(super) fn handle_password_done(
+        &mut self,
+        now: UnixMillis,
+        conn: ConnId,
+        verified: bool,
+        hash: Option<String>,
+    ) {
+        let Some(wait) = self.conns.get_mut(&conn).and_then(|c| c.auth.take()) else {
+            return;
+        };
+        let account = self.logged_in(conn);
+        match wait {
+            AuthWait::Login { account, at_hello } => {
+                if verified && self.accounts.contains_key(&account) {
+                    self.login_throttles.remove(&account);
+                    if at_hello {
+                        let name = self.accounts[&account].name.clone();
+                        self.take_account_name(conn, &account);
+                        self.finish_hello(now, conn, name, Some(account));
+                    } else {
+                        self.log_in(conn, &account);
+                    }
+                } else {
+                    let shown = self.accounts.get(&account).map(|a| a.name.clone());
+                    self.login_failed(now, conn, &account, shown.as_deref().unwrap_or(&account));
+                }
+            }
+            AuthWait::Register => {
+                if let Some(hash) = hash {
+                    self.create_account(conn, hash);
+                }
+            }
+            AuthWait::Change => match (account, verified, hash) {
+                (Some(account), true, Some(hash)) if self.accounts.contains_key(&account) => {
+                    self.login_throttles.remove(&account);
+                    let acc = self.accounts.get_mut(&account).expect("checked");
+                    acc.hash = hash;
+                    let shown = acc.name.clone();
+                    let id = self.store_account(&account);
+                    self.sequence(
+                        id,
+                        Pending::Reply {
+                            conn,
+                            msg: ServerMsg::PasswordChanged { account: shown },
+                        },
+                    );
+                }
+                (Some(account), _, _) => {
+                    let shown = self.name_of(conn);
+                    self.login_failed(now, conn, &account, &shown);
+                }
+                (None, _, _) => {}
+            },
+            AuthWait::Delete => match account {
+                Some(account) if verified && self.accounts.contains_key(&account) => {
+                    self.delete_account(now, conn, &account);
+                }
+                Some(account) => {
+                    let shown = self.name_of(conn);
+                    self.login_failed(now, conn, &account, &shown);
+                }
+                None => {}
+            },
+        }
+        self.run_delayed(now, conn);
+    }
+
+    /// The account `conn` is logged in to.
+    pub(super) fn logged_in(&self, conn: ConnId) -> Option<String> {
+        self.conns.get(&conn).and_then(|c| c.account.clone())
+    }
+
+    fn require_login(&mut self, conn: ConnId) -> Option<String> {
+        let account = self.logged_in(conn);
+        if account.is_none() {
+            self.reply(
+                conn,
+                &error(
+                    ErrorCode::NotLoggedIn,
+                    "you are not logged in to an account",
+                ),
+            );
+        }
+        account
+    }
+
+    fn acceptable_password(&mut self, conn: ConnId, password: &Secret) -> bool {
+        let chars = password.expose().chars().count();
+        let min = self.config.min_password;
+        if chars >= min && password.expose().len() <= MAX_PASSWORD {
+            return true;
+        }
+        self.reply(
+            conn,
+            &error(
+                ErrorCode::WeakPassword,
+                &format!("a password is {min} to {MAX_PASSWORD} bytes long"),
+            ),
+        );
+        false
+    }
+
+    /// False (and an error sent) when the account or the address is locked out.
+    fn may_try(&mut self, now: UnixMillis, conn: ConnId, account: &str) -> bool {
+        let addr = self.conns[&conn].addr;
+        let wait = [
+            self.login_throttles.get(account).and_then(|t| t.wait(now)),
+            self.addr_throttles.get(&addr).and_then(|t| t.wait(now)),
+        ]
+        .into_iter()
+        .flatten()
+        .max();
+        let Some(wait) = wait else {
+            return true;
+        };
+        self.reply(
+            conn,
+            &error(
+                ErrorCode::LoginThrottled,
+                &format!(
+                    "too many failed logins; try again in {} s",
+                    wait.div_ceil(1000)
+                ),
+            ),
+        );
+        false
+    }
+
+    /// Counts a failed password against the account (if it exists) and the address, tells the
+    /// client, and tells the shell (to log it; never with the password).
+    fn login_failed(&mut self, now: UnixMillis, conn: ConnId, key: &str, shown: &str) {
+        let addr = self.conns[&conn].addr;
+        let (per_account, per_addr) = (
+            self.config.login_failures_per_account,
+            self.config.login_failures_per_addr,
+        );
+        if per_account > 0 && self.accounts.contains_key(key) {
+            self.login_throttles
+                .entry(key.to_string())
+                .or_default()
+                .fail(now, per_account);
+        }
+        if per_addr > 0 {
+            self.addr_throttles
+                .entry(addr)
+                .or_default()
+                .fail(now, per_addr);
+        }
+        for throttles in [self.addr_throttles.len(), self.login_throttles.len()] {
+            if throttles > THROTTLES_KEPT {
+                self.addr_throttles.retain(|_, t| !t.idle(now));
+                self.login_throttles.retain(|_, t| !t.idle(now));
+            }
+        }
+        self.reply(
+            conn,
+            &error(ErrorCode::BadCredentials, "wrong account name or password"),
+        );
+        self.outputs.push_back(Output::LoginFailed {
+            conn,
+            account: shown.chars().take(64).collect(),
+        });
+    }
+
+    fn wait_for_password(&mut self, conn: ConnId, wait: AuthWait, work: PasswordWork) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.auth = Some(wait);
+            self.outputs.push_back(Output::Password { conn, work });
+        }
+    }
+
+    /// Takes an account's name for `conn`: any guest using it gets a clear error and a
+    /// fallback name, and `conn` joins the devices holding it.
+    fn take_account_name(&mut self, conn: ConnId, account: &str) {
+        let name = self.accounts[account].name.clone();
+        let guests: Vec<ConnId> = self
+            .names
+            .get(account)
+            .map(|h| {
+                h.iter()
+                    .copied()
+                    .filter(|&g| g != conn && self.logged_in(g).is_none())
+                    .collect()
+            })
+            .unwrap_or_default();
+        for guest in guests {
+            let fallback = self.fallback_name(guest);
+            self.reply(
+                guest,
+                &error(
+                    ErrorCode::NameReserved,
+                    &format!(
+                        "{name} is a registered account and its owner has logged in; you are now {fallback}"
+                    ),
+                ),
+            );
+            self.hold_name(guest, &fallback);
+            self.rename(guest, fallback);
+        }
+        self.hold_name(conn, &name);
+    }
+
+    /// Logs a registered connection in: it takes the account's name and rooms.
+    fn log_in(&mut self, conn: ConnId, account: &str) {
+        let name = self.accounts[account].name.clone();
+        self.take_account_name(conn, account);
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.account = Some(account.to_string());
+        }
+        self.rename(conn, name.clone());
+        self.reply(conn, &ServerMsg::LoggedIn { account: name });
+        self.queue_account_rooms(conn);
+    }
+
+    /// Queues joins of the rooms the account is in (stored, or joined by its other devices)
+    /// that `conn` is not in yet. They run in order, loading rooms from the store if need be,
+    /// before anything else the client sent, and cost it no flood tokens.
+    pub(super) fn queue_account_rooms(&mut self, conn: ConnId) {
+        let Some(account) = self.logged_in(conn) else {
+            return;
+        };
+        let mut keys: IndexSet<String> = self.accounts[&account].rooms.clone();
+        for device in self.other_devices(conn) {
+            keys.extend(self.conns[&device].rooms.iter().cloned());
+        }
+        let names_of: Vec<String> = keys
+            .iter()
+            .filter(|k| !self.conns[&conn].rooms.contains(*k))
+            .map(|k| {
+                self.rooms
+                    .get(k)
+                    .map_or_else(|| k.clone(), |r| r.name.clone())
+            })
+            .collect();
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        for room in names_of {
+            c.delayed
+                .insert(c.free, Ok(ClientMsg::Join { room, since: None }));
+            c.free += 1;
+        }
+    }
+
+    fn create_account(&mut self, conn: ConnId, hash: String) {
+        let name = self.name_of(conn);
+        let key = names::key(&name);
+        let skeleton = names::skeleton(&name);
+        if name.is_empty() || self.account_like(&key, &skeleton).is_some() {
+            self.reply(
+                conn,
+                &error(
+                    ErrorCode::AccountExists,
+                    &format!("the account {name} exists already"),
+                ),
+            );
+            return;
+        }
+        let rooms = self.conns[&conn].rooms.clone();
+        self.account_skeletons.insert(skeleton, key.clone());
+        self.accounts.insert(
+            key.clone(),
+            Account {
+                name: name.clone(),
+                hash,
+                rooms,
+            },
+        );
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.account = Some(key.clone());
+        }
+        let id = self.store_account(&key);
+        self.store_account_rooms(&key);
+        self.sequence(
+            id,
+            Pending::Reply {
+                conn,
+                msg: ServerMsg::LoggedIn { account: name },
+            },
+        );
+    }
+
+    fn delete_account(&mut self, now: UnixMillis, conn: ConnId, account: &str) {
+        let Some(deleted) = self.accounts.remove(account) else {
+            return;
+        };
+        self.login_throttles.remove(account);
+        let skeleton = names::skeleton(&deleted.name);
+        if self.account_skeletons.get(&skeleton).map(String::as_str) == Some(account) {
+            self.account_skeletons.remove(&skeleton);
+        }
+        for device in self.other_devices(conn) {
+            self.kick(now, device, "account deleted");
+        }
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.account = None;
+        }
+        let id = self.take_id();
+        if self.config.durable {
+            self.outputs
+                .push_back(Output::Store(Record::AccountDeleted {
+                    id,
+                    account: deleted.name.clone(),
+                }));
+        }
+        self.sequence(
+            id,
+            Pending::Reply {
+                conn,
+                msg: ServerMsg::AccountDeleted {
+                    account: deleted.name,
+                },
+            },
+        );
+    }
+
+    /// Hands the account (name and hash) to the store; returns the id it was sequenced under.
+    fn store_account(&mut self, key: &str) -> MsgId {
+        let id = self.take_id();
+        if self.config.durable {
+            let account = &self.accounts[key];
+            self.outputs.push_back(Output::Store(Record::Account {
+                id,
+                name: account.name.clone(),
+                hash: account.hash.clone(),
+            }));
+        }
+        id
+    }
+
+    /// Hands the account's rooms to the store.
+    pub(super) fn store_account_rooms(&mut self, key: &str) {
+        if !self.config.durable {
+            return;
+        }
+        let id = self.take_id();
+        let account = &self.accounts[key];
+        let rooms = account
+            .rooms
+            .iter()
+            .map(|k| {
+                self.rooms
+                    .get(k)
+                    .map_or_else(|| k.clone(), |r| r.name.clone())
+            })
+            .collect();
+        self.outputs.push_back(Output::Store(Record::AccountRooms {
+            id,
+            account: account.name.clone(),
+            rooms,
+        }));
+    }
+
+    /// Notes that `conn`'s account is in (or, with `joined` false, left) the room.
+    pub(super) fn account_room(&mut self, conn: ConnId, key: &str, joined: bool) {
+        let Some(account) = self.logged_in(conn) else {
+            return;
+        };
+        let Some(acc) = self.accounts.get_mut(&account) else {
+            return;
+        };
+        let changed = if joined {
+            acc.rooms.insert(key.to_string())
+        } else {
+            acc.rooms.shift_remove(key)
+        };
+        if changed {
+            self.store_account_rooms(&account);
+        }
+    }
+}
