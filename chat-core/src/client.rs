@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
@@ -56,10 +56,14 @@ pub trait Connector: Send + Sync + 'static {
     fn describe(&self) -> String;
 }
 
-/// The native protocol over TCP.
-#[derive(Debug)]
+/// A byte stream a [`TcpTransport`] can run over: TCP, or TLS over TCP.
+pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+
+/// The native protocol over TCP, or over TLS.
 pub struct TcpTransport {
-    stream: TcpStream,
+    stream: Box<dyn Stream>,
     decoder: LineDecoder,
     /// Bytes read but not yet decoded; lives here so `recv` is cancel-safe.
     read_buf: BytesMut,
@@ -70,6 +74,11 @@ impl TcpTransport {
     /// Wraps a connected stream.
     pub fn new(stream: TcpStream, max_line: usize) -> Self {
         let _ = stream.set_nodelay(true);
+        Self::over(Box::new(stream), max_line)
+    }
+
+    /// Runs over any byte stream (a TLS one, say).
+    pub fn over(stream: Box<dyn Stream>, max_line: usize) -> Self {
         Self {
             stream,
             decoder: LineDecoder::new(max_line),
@@ -106,13 +115,21 @@ impl Transport for TcpTransport {
     }
 }
 
-/// Connects over TCP to `addr` (`host:port`).
+impl std::fmt::Debug for TcpTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TcpTransport").finish_non_exhaustive()
+    }
+}
+
+/// Connects over TCP to `addr` (`host:port`), with TLS if it has a configuration.
 #[derive(Debug, Clone)]
 pub struct TcpConnector {
     /// `host:port`.
     pub addr: String,
     /// Longest line accepted from the server.
     pub max_line: usize,
+    /// TLS, if the connection is encrypted.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl TcpConnector {
@@ -121,7 +138,18 @@ impl TcpConnector {
         Self {
             addr: addr.into(),
             max_line: 1 << 20,
+            tls: None,
         }
+    }
+
+    /// A connector for `host:port` over TLS, trusting what `trust` trusts.
+    pub fn tls(addr: impl Into<String>, trust: crate::tls::Trust) -> io::Result<Self> {
+        let addr = addr.into();
+        let config = crate::tls::client_config(&addr, trust)?;
+        Ok(Self {
+            tls: Some(config),
+            ..Self::new(addr)
+        })
     }
 }
 
@@ -130,10 +158,27 @@ impl Connector for TcpConnector {
     type Transport = TcpTransport;
 
     async fn connect(&self) -> io::Result<TcpTransport> {
+        let timed_out = || io::Error::new(io::ErrorKind::TimedOut, "connection timed out");
         let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&self.addr))
             .await
-            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connection timed out"))??;
-        Ok(TcpTransport::new(stream, self.max_line))
+            .map_err(|_| timed_out())??;
+        let Some(config) = &self.tls else {
+            return Ok(TcpTransport::new(stream, self.max_line));
+        };
+        let _ = stream.set_nodelay(true);
+        let host = self
+            .addr
+            .rsplit_once(':')
+            .map_or(self.addr.as_str(), |(h, _)| h)
+            .trim_start_matches('[')
+            .trim_end_matches(']');
+        let name = rustls::pki_types::ServerName::try_from(host.to_string())
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let connector = tokio_rustls::TlsConnector::from(config.clone());
+        let tls = tokio::time::timeout(CONNECT_TIMEOUT, connector.connect(name, stream))
+            .await
+            .map_err(|_| timed_out())??;
+        Ok(TcpTransport::over(Box::new(tls), self.max_line))
     }
 
     fn describe(&self) -> String {

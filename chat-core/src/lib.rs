@@ -25,6 +25,8 @@ pub mod password;
 pub mod protocol;
 pub mod session;
 pub mod text;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 #[cfg(feature = "tokio")]
 pub mod client;

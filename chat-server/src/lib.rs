@@ -14,7 +14,9 @@
 //!   the hub delivers (acknowledges) them.
 
 pub mod outbox;
+pub mod socket;
 pub mod store;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -36,14 +38,33 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
 use crate::outbox::{DirtySet, Outbox, Stopped, WRITE_CALLS};
+use crate::socket::Socket;
 
 /// Server configuration: every flag is also an environment variable.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "chat-server", version, about = "A self-hostable chat server")]
 pub struct Config {
-    /// Address to listen on.
+    /// Address to listen on: TLS when a certificate is given, plaintext otherwise (which
+    /// needs --allow-plaintext unless the address is loopback).
     #[arg(long, env = "CHAT_LISTEN", default_value = "127.0.0.1:53000")]
     pub listen: String,
+    /// TLS certificate chain (PEM) for --listen; reloaded on SIGHUP.
+    #[arg(long, env = "CHAT_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long, env = "CHAT_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Serve TLS with a self-signed certificate made on first start and kept in the data
+    /// directory (for demos and tests; clients trust it on first use).
+    #[arg(long, env = "CHAT_TLS_SELF_SIGNED", conflicts_with = "tls_cert")]
+    pub tls_self_signed: bool,
+    /// A second, plaintext listener beside a TLS one (loopback unless --allow-plaintext).
+    #[arg(long, env = "CHAT_PLAIN_LISTEN")]
+    pub plain_listen: Option<String>,
+    /// Allow plaintext on an address other than loopback: passwords and messages then cross
+    /// the network unencrypted.
+    #[arg(long, env = "CHAT_ALLOW_PLAINTEXT")]
+    pub allow_plaintext: bool,
     /// Directory holding the SQLite database (chat.sqlite3).
     #[arg(long, env = "CHAT_DATA_DIR", default_value = "./chat-data")]
     pub data_dir: PathBuf,
@@ -146,6 +167,34 @@ pub struct Config {
 }
 
 impl Config {
+    /// True when --listen serves TLS.
+    pub fn tls(&self) -> bool {
+        self.tls_cert.is_some() || self.tls_self_signed
+    }
+
+    /// The certificates for --listen, if it serves TLS (making the self-signed one if asked).
+    pub fn certificates(&self) -> anyhow::Result<Option<Arc<tls::Certificates>>> {
+        let (cert, key) = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => (cert.clone(), key.clone()),
+            _ if self.tls_self_signed => {
+                let host = self
+                    .listen
+                    .rsplit_once(':')
+                    .map_or(self.listen.as_str(), |(h, _)| h)
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .to_string();
+                let mut hosts = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+                if !hosts.contains(&host) && !host.is_empty() && host != "0.0.0.0" && host != "::" {
+                    hosts.push(host);
+                }
+                tls::self_signed(&self.data_dir.join("tls"), &hosts)?
+            }
+            _ => return Ok(None),
+        };
+        tls::Certificates::load(&cert, &key).map(Some)
+    }
+
     /// The configuration the hub state machine takes.
     pub fn hub_config(&self) -> HubConfig {
         let ms = |secs: f64| (secs.max(0.0) * 1000.0) as u64;
@@ -336,11 +385,34 @@ fn tick(hub: &mut Hub) -> u64 {
     mono_millis()
 }
 
-/// Binds the listening socket named in the configuration.
+/// Binds the listening socket named in the configuration. Refuses plaintext on an address
+/// other than loopback unless `--allow-plaintext` says so.
 pub async fn bind(config: &Config) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(&config.listen)
+    let listener = TcpListener::bind(&config.listen)
         .await
-        .with_context(|| format!("cannot listen on {}", config.listen))
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    if !config.tls() {
+        plaintext_allowed(config, &listener)?;
+    }
+    Ok(listener)
+}
+
+/// Checks the plaintext policy for a bound listener: loopback, or `--allow-plaintext` (and a
+/// warning).
+fn plaintext_allowed(config: &Config, listener: &TcpListener) -> anyhow::Result<()> {
+    let local = listener.local_addr()?;
+    if local.ip().is_loopback() {
+        return Ok(());
+    }
+    if !config.allow_plaintext {
+        anyhow::bail!(
+            "refusing to serve plaintext on {local}, which is not loopback: give --tls-cert and \
+             --tls-key (or --tls-self-signed), or --allow-plaintext to accept that passwords and \
+             messages cross the network unencrypted"
+        );
+    }
+    tracing::warn!(%local, "serving PLAINTEXT on a non-loopback address: passwords and messages are not encrypted");
+    Ok(())
 }
 
 /// Runs the server on `listener` until `shutdown` completes, then tells every client, flushes
@@ -406,7 +478,32 @@ pub async fn serve_with_faults(
         Some(store)
     };
     let local = listener.local_addr()?;
-    tracing::info!(%local, "listening");
+    let certificates = config.certificates()?;
+    let acceptor = match &certificates {
+        Some(certs) => {
+            tracing::info!(%local, fingerprint = %certs.fingerprint(), "listening (TLS)");
+            Some(tokio_rustls::TlsAcceptor::from(certs.server_config()?))
+        }
+        None => {
+            tracing::info!(%local, "listening (plaintext)");
+            None
+        }
+    };
+    let plain = match &config.plain_listen {
+        Some(addr) => {
+            let plain = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr}"))?;
+            plaintext_allowed(&config, &plain)?;
+            tracing::info!(local = %plain.local_addr()?, "listening (plaintext)");
+            Some(plain)
+        }
+        None => None,
+    };
+    #[cfg(unix)]
+    if let Some(certs) = certificates.clone() {
+        tokio::spawn(reload_on_sighup(certs));
+    }
 
     let tracker = Arc::new(Mutex::new(Tracker::default()));
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
@@ -425,8 +522,39 @@ pub async fn serve_with_faults(
         passwords,
     };
     let hub_task = tokio::spawn(run_hub(hub, shell, events_rx, reports_rx, done_rx, stop_rx));
+    let ids = Arc::new(AtomicU64::new(0));
+    let throttle = Arc::new(Mutex::new(Throttle::new(
+        config.connect_burst,
+        config.connect_rate,
+    )));
+    let accepting = async {
+        let main = accept_loop(
+            listener,
+            acceptor,
+            config.clone(),
+            events_tx.clone(),
+            tracker.clone(),
+            ids.clone(),
+            throttle.clone(),
+        );
+        match plain {
+            Some(plain) => {
+                let second = accept_loop(
+                    plain,
+                    None,
+                    config.clone(),
+                    events_tx,
+                    tracker.clone(),
+                    ids,
+                    throttle,
+                );
+                tokio::join!(main, second);
+            }
+            None => main.await,
+        }
+    };
     tokio::select! {
-        () = accept_loop(listener, config, events_tx, tracker.clone()) => {}
+        () = accepting => {}
         () = shutdown => tracing::info!("shutting down"),
     }
     let _ = stop_tx.send(());
@@ -438,6 +566,24 @@ pub async fn serve_with_faults(
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Reloads the TLS certificate on every SIGHUP; connections in progress keep theirs.
+#[cfg(unix)]
+async fn reload_on_sighup(certs: Arc<tls::Certificates>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot watch SIGHUP: the TLS certificate will not reload");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        match certs.reload() {
+            Ok(()) => {
+                tracing::info!(fingerprint = %certs.fingerprint(), "TLS certificate reloaded");
+            }
+            Err(err) => tracing::error!("TLS certificate not reloaded, the old one stays: {err:#}"),
+        }
+    }
 }
 
 fn open_connections(tracker: &Mutex<Tracker>) -> usize {
@@ -602,12 +748,13 @@ impl Shell {
 /// Accepts connections, enforcing the total and per-address limits.
 async fn accept_loop(
     listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     config: Config,
     events: mpsc::Sender<Event>,
     tracker: Arc<Mutex<Tracker>>,
+    ids: Arc<AtomicU64>,
+    throttle: Arc<Mutex<Throttle>>,
 ) {
-    let mut next_id = 0u64;
-    let mut throttle = Throttle::new(config.connect_burst, config.connect_rate);
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -619,7 +766,11 @@ async fn accept_loop(
             }
         };
         let ip = peer.ip();
-        if !throttle.admit(ip, std::time::Instant::now()) {
+        let admitted = throttle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .admit(ip, std::time::Instant::now());
+        if !admitted {
             tracing::info!(%peer, "refused connection: connecting too fast");
             tokio::spawn(refuse(
                 stream,
@@ -658,8 +809,7 @@ async fn accept_loop(
             tokio::spawn(refuse(stream, code, message));
             continue;
         }
-        next_id += 1;
-        let conn = ConnId(next_id);
+        let conn = ConnId(ids.fetch_add(1, Ordering::Relaxed) + 1);
         let guard = TrackerGuard {
             tracker: tracker.clone(),
             ip,
@@ -667,11 +817,14 @@ async fn accept_loop(
         tracing::debug!(%conn, %peer, "accepted");
         tokio::spawn(connection(
             stream,
+            tls.clone(),
             conn,
             events.clone(),
-            config.max_line,
-            config.send_queue,
-            config.send_queue_bytes,
+            Bounds {
+                max_line: config.max_line,
+                send_queue: config.send_queue,
+                send_queue_bytes: config.send_queue_bytes,
+            },
             guard,
         ));
     }
@@ -701,22 +854,52 @@ async fn refuse(mut stream: TcpStream, code: ErrorCode, message: String) {
     .await;
 }
 
-/// Runs one connection: a reader and a writer, until either ends.
-async fn connection(
-    stream: TcpStream,
-    conn: ConnId,
-    events: mpsc::Sender<Event>,
+/// A connection's limits: the longest line it may send, and how much may queue for it.
+#[derive(Debug, Clone, Copy)]
+struct Bounds {
     max_line: usize,
     send_queue: usize,
     send_queue_bytes: usize,
+}
+
+/// How long a client has to complete the TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Runs one connection: the TLS handshake if any, then a reader and a writer, until either
+/// ends.
+async fn connection(
+    stream: TcpStream,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    conn: ConnId,
+    events: mpsc::Sender<Event>,
+    bounds: Bounds,
     _guard: TrackerGuard,
 ) {
     let _ = stream.set_nodelay(true);
-    let stream = Arc::new(stream);
-    let (outbox, writer) = outbox::outbox(stream.clone(), send_queue, send_queue_bytes);
     let addr = stream
         .peer_addr()
         .map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |a| a.ip());
+    let socket = match tls {
+        None => Socket::from(Arc::new(stream)),
+        Some(acceptor) => {
+            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                Ok(Ok(tls)) => {
+                    let (tcp, session) = tls.into_inner();
+                    Socket::tls(tcp, session)
+                }
+                Ok(Err(err)) => {
+                    tracing::debug!(%conn, %addr, %err, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%conn, %addr, "TLS handshake timed out");
+                    return;
+                }
+            }
+        }
+    };
+    let (outbox, writer) =
+        outbox::outbox(socket.clone(), bounds.send_queue, bounds.send_queue_bytes);
     if events
         .send(Event::Accepted { conn, addr, outbox })
         .await
@@ -725,7 +908,8 @@ async fn connection(
         return;
     }
     let reason = tokio::select! {
-        why = read_frames(&stream, conn, &events, max_line) => why,
+        why = read_frames(&socket, conn, &events, bounds.max_line) => why,
+        () = socket.drain() => reason::CONNECTION_LOST.into(),
         why = writer.run() => match why {
             Stopped::Closed => "closed by server".into(),
             Stopped::Killed => reason::SEND_QUEUE_EXCEEDED.into(),
@@ -739,7 +923,7 @@ async fn connection(
 
 /// Reads lines, decodes them and hands them to the hub. Returns why the connection ended.
 async fn read_frames(
-    rd: &TcpStream,
+    rd: &Socket,
     conn: ConnId,
     events: &mpsc::Sender<Event>,
     max_line: usize,
@@ -753,19 +937,24 @@ async fn read_frames(
                 return reason::SERVER_SHUTDOWN.into();
             }
         }
+        // Read what is there first: over TLS, data may already wait inside the session.
+        buf.reserve(4096);
+        match rd.try_read(&mut buf) {
+            Ok(None) => return "connection closed".into(),
+            Ok(Some(0)) => {}
+            Ok(Some(_)) => {
+                // Yield now and then to the other connections on this worker.
+                tokio::task::consume_budget().await;
+                continue;
+            }
+            Err(_) => return reason::CONNECTION_LOST.into(),
+        }
         if buf.is_empty() {
             // An idle connection holds no read buffer.
             buf = BytesMut::new();
         }
         if let Err(err) = rd.readable().await {
             return format!("{}: {err}", reason::CONNECTION_LOST);
-        }
-        buf.reserve(4096);
-        match rd.try_read_buf(&mut buf) {
-            Ok(0) => return "connection closed".into(),
-            Ok(_) => {}
-            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(_) => return reason::CONNECTION_LOST.into(),
         }
     }
 }

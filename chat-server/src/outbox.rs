@@ -25,15 +25,15 @@
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
-use std::net::Shutdown;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::task::{Poll, Waker};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
+
+use crate::socket::Socket;
 
 /// A client that accepts no bytes for this long is gone.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -78,7 +78,7 @@ struct Shared {
     /// Signalled when a flusher finishes a write ([`Mode::Flushing`] ends), for a push that
     /// found the queue full meanwhile: the flusher's write never waits, so neither does it long.
     flushed: Condvar,
-    socket: Arc<TcpStream>,
+    socket: Socket,
     limit: usize,
     /// The bound in bytes: a few large messages weigh as much as many small ones.
     limit_bytes: usize,
@@ -126,7 +126,8 @@ pub enum Stopped {
 
 /// A new queue of at most `limit` messages and `limit_bytes` bytes (but always room for one
 /// message) not yet taken for writing to `socket`.
-pub fn outbox(socket: Arc<TcpStream>, limit: usize, limit_bytes: usize) -> (Outbox, Writer) {
+pub fn outbox(socket: impl Into<Socket>, limit: usize, limit_bytes: usize) -> (Outbox, Writer) {
+    let socket = socket.into();
     let shared = Arc::new(Shared {
         state: Mutex::new(State {
             queue: VecDeque::new(),
@@ -442,6 +443,10 @@ impl Writer {
         let mut out = BytesMut::new();
         loop {
             let mut bytes = match self.work().await {
+                Work::Stop(Stopped::Closed) => {
+                    self.shared.socket.finish().await;
+                    return Stopped::Closed;
+                }
                 Work::Stop(why) => return why,
                 Work::Write(bytes) => bytes,
             };
@@ -480,12 +485,7 @@ impl Writer {
             }
             if state.closed {
                 match state.mode {
-                    Mode::Idle => {
-                        // Tokio's `shutdown` needs the socket exclusively; it is shared here.
-                        let _ =
-                            socket2::SockRef::from(&*self.shared.socket).shutdown(Shutdown::Write);
-                        return Poll::Ready(Work::Stop(Stopped::Closed));
-                    }
+                    Mode::Idle => return Poll::Ready(Work::Stop(Stopped::Closed)),
                     // Closing: write the rest here rather than wait for a flusher.
                     Mode::Dirty => {
                         state.mode = Mode::Slow;
@@ -559,6 +559,7 @@ mod tests {
     use super::*;
     use tokio::io::AsyncReadExt;
     use tokio::net::TcpListener;
+    use tokio::net::TcpStream;
 
     /// A connected pair: the server's socket (shared, as the server holds it) and the client.
     async fn pair() -> (Arc<TcpStream>, TcpStream) {

@@ -5,3 +5,4 @@ mod bad_input;
 mod behaviour;
 mod harness;
 mod persistence;
+mod tls;

@@ -1,0 +1,291 @@
+//! TLS on the client side, and certificate fingerprints on both.
+//!
+//! A client verifies the server's certificate against the system's roots (or a CA file). A
+//! server with a self-signed certificate is trusted on first use, as ssh does: the user sees
+//! the certificate's SHA-256 fingerprint and accepts it once; it is remembered per host in
+//! `known_hosts` in the client's configuration directory, and a different certificate for that
+//! host later is refused, loudly, until the user removes the old line.
+
+/// The SHA-256 fingerprint of a DER certificate, as colon-separated upper-case hex pairs (the
+/// form `openssl x509 -fingerprint -sha256` prints).
+pub fn fingerprint(der: &[u8]) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, der);
+    digest
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+#[cfg(feature = "tokio")]
+pub use client::*;
+
+#[cfg(feature = "tokio")]
+mod client {
+    use std::io;
+    use std::path::{Path, PathBuf};
+    use std::sync::Arc;
+
+    use rustls::client::WebPkiServerVerifier;
+    use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+    use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+    use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+
+    use super::fingerprint;
+
+    /// What the client knows of hosts' self-signed certificates: `host:port fingerprint` lines.
+    #[derive(Debug, Clone)]
+    pub struct KnownHosts {
+        path: PathBuf,
+    }
+
+    impl KnownHosts {
+        /// The file at `path` (it need not exist yet).
+        pub fn at(path: impl Into<PathBuf>) -> Self {
+            Self { path: path.into() }
+        }
+
+        /// `known_hosts` in the client's configuration directory: `$CHAT_CONFIG_DIR`, or the
+        /// platform's (`~/.config/chat` on Linux).
+        pub fn default_location() -> Self {
+            Self::at(config_dir().join("known_hosts"))
+        }
+
+        /// The file.
+        pub fn path(&self) -> &Path {
+            &self.path
+        }
+
+        /// The fingerprint remembered for `host` (`host:port`).
+        pub fn get(&self, host: &str) -> Option<String> {
+            let text = std::fs::read_to_string(&self.path).ok()?;
+            text.lines()
+                .filter_map(|l| l.split_once(' '))
+                .find(|(h, _)| *h == host)
+                .map(|(_, fp)| fp.trim().to_string())
+        }
+
+        /// Remembers `fingerprint` for `host`, replacing nothing: a host already known keeps
+        /// its line (a changed certificate must be removed by hand).
+        pub fn add(&self, host: &str, fingerprint: &str) -> io::Result<()> {
+            if self.get(host).is_some() {
+                return Ok(());
+            }
+            if let Some(dir) = self.path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            use std::io::Write;
+            let mut file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.path)?;
+            writeln!(file, "{host} {fingerprint}")
+        }
+    }
+
+    /// The client's configuration directory.
+    pub fn config_dir() -> PathBuf {
+        if let Some(dir) = std::env::var_os("CHAT_CONFIG_DIR") {
+            return PathBuf::from(dir);
+        }
+        dirs::config_dir()
+            .unwrap_or_else(|| PathBuf::from("."))
+            .join("chat")
+    }
+
+    /// How the client decides to trust a server.
+    #[derive(Debug, Clone)]
+    pub struct Trust {
+        /// Certificates signed by these roots are trusted (the system's, or `--ca`).
+        pub roots: Arc<RootCertStore>,
+        /// Self-signed certificates remembered per host.
+        pub known: KnownHosts,
+        /// A fingerprint the user accepted for this run (`--trust-fingerprint`, or a yes to
+        /// the first-use question); it is also written to `known`.
+        pub accept: Option<String>,
+    }
+
+    impl Trust {
+        /// The system's roots (none if they cannot be read) and the default `known_hosts`.
+        pub fn system() -> Self {
+            let mut roots = RootCertStore::empty();
+            let loaded = rustls_native_certs::load_native_certs();
+            for cert in loaded.certs {
+                let _ = roots.add(cert);
+            }
+            Self {
+                roots: Arc::new(roots),
+                known: KnownHosts::default_location(),
+                accept: None,
+            }
+        }
+
+        /// Only the CA certificates in `file` (PEM), and the default `known_hosts`.
+        pub fn ca_file(file: &Path) -> io::Result<Self> {
+            let mut roots = RootCertStore::empty();
+            for cert in CertificateDer::pem_file_iter(file).map_err(io::Error::other)? {
+                roots
+                    .add(cert.map_err(io::Error::other)?)
+                    .map_err(io::Error::other)?;
+            }
+            Ok(Self {
+                roots: Arc::new(roots),
+                known: KnownHosts::default_location(),
+                accept: None,
+            })
+        }
+    }
+
+    /// Why a server's certificate was not trusted.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub enum Untrusted {
+        /// Self-signed (or from an unknown CA) and never seen: ask the user.
+        Unknown {
+            /// Its fingerprint, to show.
+            fingerprint: String,
+        },
+        /// Not the certificate remembered for this host: refuse.
+        Changed {
+            /// The one remembered.
+            known: String,
+            /// The one offered now.
+            offered: String,
+        },
+    }
+
+    /// Markers in rustls errors, so that [`untrusted`] can tell the two cases apart.
+    const UNKNOWN: &str = "unknown certificate ";
+    const CHANGED: &str = "CERTIFICATE CHANGED ";
+
+    /// Reads why a connection failed on the certificate, from its error.
+    pub fn untrusted(err: &io::Error) -> Option<Untrusted> {
+        let text = err.to_string();
+        if let Some(rest) = text.split(UNKNOWN).nth(1) {
+            let fingerprint = rest.split_whitespace().next()?.to_string();
+            return Some(Untrusted::Unknown { fingerprint });
+        }
+        let rest = text.split(CHANGED).nth(1)?;
+        let mut words = rest.split_whitespace();
+        let (known, offered) = (words.next()?, words.nth(1)?);
+        Some(Untrusted::Changed {
+            known: known.to_string(),
+            offered: offered.trim_end_matches(':').to_string(),
+        })
+    }
+
+    #[derive(Debug)]
+    struct Verifier {
+        host: String,
+        webpki: Option<Arc<WebPkiServerVerifier>>,
+        trust: Trust,
+        provider: Arc<CryptoProvider>,
+    }
+
+    impl ServerCertVerifier for Verifier {
+        fn verify_server_cert(
+            &self,
+            end_entity: &CertificateDer<'_>,
+            intermediates: &[CertificateDer<'_>],
+            server_name: &ServerName<'_>,
+            ocsp: &[u8],
+            now: UnixTime,
+        ) -> Result<ServerCertVerified, rustls::Error> {
+            if let Some(webpki) = &self.webpki
+                && webpki
+                    .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
+                    .is_ok()
+            {
+                return Ok(ServerCertVerified::assertion());
+            }
+            let offered = fingerprint(end_entity);
+            match self.trust.known.get(&self.host) {
+                Some(known) if known == offered => Ok(ServerCertVerified::assertion()),
+                Some(known) => Err(rustls::Error::General(format!(
+                    "{CHANGED}{known} -> {offered}: the certificate of {} is not the one \
+                     trusted before; if the server's owner changed it, remove its line from {}",
+                    self.host,
+                    self.trust.known.path().display()
+                ))),
+                None if self.trust.accept.as_deref() == Some(offered.as_str()) => {
+                    let _ = self.trust.known.add(&self.host, &offered);
+                    Ok(ServerCertVerified::assertion())
+                }
+                None => Err(rustls::Error::General(format!(
+                    "{UNKNOWN}{offered} (self-signed or from an unknown authority)"
+                ))),
+            }
+        }
+
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            verify_tls12_signature(
+                message,
+                cert,
+                dss,
+                &self.provider.signature_verification_algorithms,
+            )
+        }
+
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            verify_tls13_signature(
+                message,
+                cert,
+                dss,
+                &self.provider.signature_verification_algorithms,
+            )
+        }
+
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            self.provider
+                .signature_verification_algorithms
+                .supported_schemes()
+        }
+    }
+
+    /// A rustls client configuration for connecting to `host` (`host:port`) with `trust`.
+    pub fn client_config(host: &str, trust: Trust) -> io::Result<Arc<ClientConfig>> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let webpki = (!trust.roots.is_empty())
+            .then(|| {
+                WebPkiServerVerifier::builder_with_provider(trust.roots.clone(), provider.clone())
+                    .build()
+                    .ok()
+            })
+            .flatten();
+        let verifier = Arc::new(Verifier {
+            host: host.to_string(),
+            webpki,
+            trust,
+            provider: provider.clone(),
+        });
+        let config = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(io::Error::other)?
+            .dangerous()
+            .with_custom_certificate_verifier(verifier)
+            .with_no_client_auth();
+        Ok(Arc::new(config))
+    }
+
+    /// True for hosts where plaintext is the default: loopback names and addresses.
+    pub fn is_loopback(host: &str) -> bool {
+        host == "localhost"
+            || host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    }
+}
