@@ -15,7 +15,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use chat_core::client::{self, ClientHandle, TcpConnector};
+use chat_core::args::SecurityArgs;
+use chat_core::client::{self, ClientHandle};
 use chat_core::session::{ConnState, Event, Line, LineKind, nick_colour};
 use chat_core::text;
 use chat_core::{Session, SessionConfig};
@@ -46,6 +47,8 @@ struct Args {
     /// Never use colours (NO_COLOR is honoured too).
     #[arg(long)]
     no_color: bool,
+    #[command(flatten)]
+    security: SecurityArgs,
 }
 
 /// How long a piped run waits without any acknowledgement arriving before giving up.
@@ -75,7 +78,8 @@ fn main() -> ExitCode {
 async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let interactive = std::io::stdin().is_terminal();
     let mut stdin = BufReader::new(tokio::io::stdin()).lines();
-    let name = match args.name.clone() {
+    let password = args.security.password()?;
+    let name = match args.security.account.clone().or_else(|| args.name.clone()) {
         Some(name) => name,
         None if interactive => {
             prompt("Your name: ");
@@ -100,29 +104,30 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         autojoin: args.room.iter().cloned().collect(),
         ..SessionConfig::default()
     };
-    let addr = format!("{}:{}", args.host, args.port);
+    let connector = chat_core::args::connector(&args.security, &args.host, args.port).await?;
+    let addr = connector.addr.clone();
+    let mut session = Session::new(config, name.clone());
+    if let Some(password) = password {
+        session.set_account(&name, password);
+    }
     let (state_tx, mut state) = watch::channel(ConnState::Connecting);
     let refused = Arc::new(AtomicU64::new(0));
     let refusals = refused.clone();
-    let (handle, mut task) = client::spawn(
-        TcpConnector::new(addr.clone()),
-        Session::new(config, name),
-        move |events| {
-            for event in events {
-                printer.print(event);
-                match event {
-                    Event::State(s) => {
-                        state_tx.send_replace(s.clone());
-                    }
-                    Event::Refused { input, reason, .. } if !interactive => {
-                        refusals.fetch_add(1, Ordering::Relaxed);
-                        eprintln!("chat-cli: line {input} was refused: {reason}");
-                    }
-                    _ => {}
+    let (handle, mut task) = client::spawn(connector, session, move |events| {
+        for event in events {
+            printer.print(event);
+            match event {
+                Event::State(s) => {
+                    state_tx.send_replace(s.clone());
                 }
+                Event::Refused { input, reason, .. } if !interactive => {
+                    refusals.fetch_add(1, Ordering::Relaxed);
+                    eprintln!("chat-cli: line {input} was refused: {reason}");
+                }
+                _ => {}
             }
-        },
-    );
+        }
+    });
 
     // Connect and register, asking for another name as long as the server refuses one.
     loop {

@@ -15,6 +15,8 @@
 //! (milliseconds since the Unix epoch) and drains their outputs. With `default-features = false`
 //! this crate does not depend on tokio at all.
 
+#[cfg(feature = "args")]
+pub mod args;
 pub mod codec;
 pub mod command;
 pub mod fuzz;

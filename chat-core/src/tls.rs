@@ -279,6 +279,103 @@ mod client {
         Ok(Arc::new(config))
     }
 
+    /// Whether a client uses TLS.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub enum TlsMode {
+        /// TLS except to loopback hosts.
+        #[default]
+        Auto,
+        /// Always TLS.
+        On,
+        /// Never TLS.
+        Off,
+    }
+
+    /// How a front-end was asked to connect: `--tls`/`--no-tls`, `--ca`,
+    /// `--trust-fingerprint`.
+    #[derive(Debug, Clone, Default)]
+    pub struct TlsOptions {
+        /// Whether to use TLS.
+        pub mode: TlsMode,
+        /// Trust only the CA certificates in this PEM file instead of the system's.
+        pub ca: Option<PathBuf>,
+        /// Trust a self-signed certificate with this fingerprint (and remember it).
+        pub trust_fingerprint: Option<String>,
+    }
+
+    impl TlsOptions {
+        /// True when connecting to `host` uses TLS.
+        pub fn enabled_for(&self, host: &str) -> bool {
+            match self.mode {
+                TlsMode::On => true,
+                TlsMode::Off => false,
+                TlsMode::Auto => !is_loopback(host),
+            }
+        }
+
+        /// The trust these options describe, with `accept` as an extra fingerprint the user
+        /// agreed to.
+        pub fn trust(&self, accept: Option<String>) -> io::Result<Trust> {
+            let mut trust = match &self.ca {
+                Some(file) => Trust::ca_file(file)?,
+                None => Trust::system(),
+            };
+            trust.accept = accept.or_else(|| self.trust_fingerprint.clone());
+            Ok(trust)
+        }
+
+        /// A connector for `host:port`, over TLS when these options say so.
+        pub fn connector(
+            &self,
+            host: &str,
+            port: u16,
+            accept: Option<String>,
+        ) -> io::Result<crate::client::TcpConnector> {
+            let addr = if host.contains(':') && !host.starts_with('[') {
+                format!("[{host}]:{port}")
+            } else {
+                format!("{host}:{port}")
+            };
+            if self.enabled_for(host) {
+                crate::client::TcpConnector::tls(addr, self.trust(accept)?)
+            } else {
+                Ok(crate::client::TcpConnector::new(addr))
+            }
+        }
+    }
+
+    /// Connects once to find out whether the server's certificate is trusted. `None` when it is
+    /// (or when the connection failed for another reason, which the driver's retries report).
+    pub async fn check_certificate(connector: &crate::client::TcpConnector) -> Option<Untrusted> {
+        use crate::client::{Connector, Transport};
+        connector.tls.as_ref()?;
+        match connector.connect().await {
+            Ok(mut t) => {
+                let _ = t.close().await;
+                None
+            }
+            Err(err) => untrusted(&err),
+        }
+    }
+
+    /// What to tell the user about an untrusted certificate of `addr`.
+    pub fn explain(addr: &str, why: &Untrusted) -> String {
+        match why {
+            Untrusted::Unknown { fingerprint } => format!(
+                "The server at {addr} presents a certificate that no authority you trust has \
+                 signed (self-signed, usually).\nSHA-256 fingerprint: {fingerprint}\nCompare \
+                 it with the one the server printed at start before you trust it."
+            ),
+            Untrusted::Changed { known, offered } => format!(
+                "WARNING: the certificate of {addr} has CHANGED.\nTrusted before: {known}\n\
+                 Offered now:    {offered}\nSomeone may be intercepting the connection. If \
+                 the server's owner replaced the certificate, remove the line for {addr} from \
+                 {}.",
+                KnownHosts::default_location().path().display()
+            ),
+        }
+    }
+
     /// True for hosts where plaintext is the default: loopback names and addresses.
     pub fn is_loopback(host: &str) -> bool {
         host == "localhost"

@@ -1,7 +1,10 @@
 //! `chat-cursive`: the terminal UI binary: flags, the connect form, and the runtime that drives
 //! the session while cursive owns the terminal.
 
+use chat_core::args::SecurityArgs;
 use chat_core::client::{self, TcpConnector};
+use chat_core::protocol::Secret;
+use chat_core::tls::{TlsOptions, Untrusted, check_certificate, explain};
 use chat_core::{Session, SessionConfig};
 use chat_cursive::Clock;
 use clap::Parser;
@@ -25,6 +28,8 @@ struct Args {
     /// A room to join after connecting.
     #[arg(long, env = "CHAT_ROOM")]
     room: Option<String>,
+    #[command(flatten)]
+    security: SecurityArgs,
 }
 
 fn main() -> std::process::ExitCode {
@@ -48,12 +53,17 @@ fn main() -> std::process::ExitCode {
 fn run(args: &Args) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     let _enter = runtime.enter();
+    // Questions for the terminal (the password, a certificate to trust) come before the UI.
+    let password = args.security.password()?;
+    let name = args.security.account.clone().or_else(|| args.name.clone());
     let mut siv = cursive::default();
-    match (&args.host, args.port, &args.name) {
+    match (&args.host, args.port, name) {
         (Some(host), Some(port), Some(name)) => {
-            start(&mut siv, host, port, name, args.room.clone());
+            let connector =
+                runtime.block_on(chat_core::args::connector(&args.security, host, port))?;
+            start(&mut siv, connector, &name, password, args.room.clone());
         }
-        _ => connect_form(&mut siv, args),
+        _ => connect_form(&mut siv, args, password),
     }
     // Two refresh ticks a second: cheap, and lets the layout follow terminal resizes.
     siv.set_fps(2);
@@ -79,11 +89,17 @@ fn run(args: &Args) -> anyhow::Result<()> {
 }
 
 /// Asks for host, port and name, with the usual defaults filled in.
-fn connect_form(siv: &mut Cursive, args: &Args) {
+fn connect_form(siv: &mut Cursive, args: &Args, password: Option<Secret>) {
     let host = args.host.clone().unwrap_or_else(|| "127.0.0.1".into());
     let port = args.port.unwrap_or(53000).to_string();
-    let name = args.name.clone().unwrap_or_default();
+    let name = args
+        .security
+        .account
+        .clone()
+        .or_else(|| args.name.clone())
+        .unwrap_or_default();
     let room = args.room.clone();
+    let tls = args.security.tls_options();
     let submit = move |siv: &mut Cursive| {
         let get = |siv: &mut Cursive, id: &str| {
             siv.call_on_name(id, |v: &mut EditView| v.get_content().trim().to_string())
@@ -101,13 +117,8 @@ fn connect_form(siv: &mut Cursive, args: &Args) {
             return;
         }
         siv.pop_layer();
-        start(
-            siv,
-            &host,
-            port.parse().unwrap_or(53000),
-            &name,
-            room.clone(),
-        );
+        let port = port.parse().unwrap_or(53000);
+        connect_checked(siv, &tls, &host, port, name, password.clone(), room.clone());
     };
     // Enter in any field connects, as the Connect button does.
     let field = |label: &str, value: String, id: &str| {
@@ -136,17 +147,75 @@ fn connect_form(siv: &mut Cursive, args: &Args) {
     siv.focus_name("name").ok();
 }
 
+/// Checks the server's certificate, asks about an unknown self-signed one in a dialog, then
+/// starts.
+fn connect_checked(
+    siv: &mut Cursive,
+    tls: &TlsOptions,
+    host: &str,
+    port: u16,
+    name: String,
+    password: Option<Secret>,
+    room: Option<String>,
+) {
+    let connector = match tls.connector(host, port, None) {
+        Ok(c) => c,
+        Err(err) => {
+            siv.add_layer(Dialog::info(format!("Cannot connect: {err}")));
+            return;
+        }
+    };
+    let runtime = tokio::runtime::Handle::current();
+    match runtime.block_on(check_certificate(&connector)) {
+        None => start(siv, connector, &name, password, room),
+        Some(Untrusted::Unknown { fingerprint }) => {
+            let text = explain(
+                &connector.addr,
+                &Untrusted::Unknown {
+                    fingerprint: fingerprint.clone(),
+                },
+            );
+            let (tls, host) = (tls.clone(), host.to_string());
+            siv.add_layer(
+                Dialog::text(text)
+                    .title("Unknown certificate")
+                    .button("Trust and remember", move |siv| {
+                        siv.pop_layer();
+                        match tls.connector(&host, port, Some(fingerprint.clone())) {
+                            Ok(c) => start(siv, c, &name, password.clone(), room.clone()),
+                            Err(err) => siv.add_layer(Dialog::info(format!("{err}"))),
+                        }
+                    })
+                    .button("Quit", |siv| siv.quit()),
+            );
+        }
+        Some(changed) => {
+            siv.add_layer(
+                Dialog::text(explain(&connector.addr, &changed))
+                    .title("Certificate changed")
+                    .button("Quit", |siv| siv.quit()),
+            );
+        }
+    }
+}
+
 /// Starts the client driver and shows the chat screen.
-fn start(siv: &mut Cursive, host: &str, port: u16, name: &str, room: Option<String>) {
+fn start(
+    siv: &mut Cursive,
+    connector: TcpConnector,
+    name: &str,
+    password: Option<Secret>,
+    room: Option<String>,
+) {
     let redraw = chat_cursive::refresher(siv.cb_sink().clone());
     let config = SessionConfig {
         autojoin: room.into_iter().collect(),
         ..SessionConfig::default()
     };
-    let (handle, _task) = client::spawn(
-        TcpConnector::new(format!("{host}:{port}")),
-        Session::new(config, name),
-        move |_events| redraw(),
-    );
+    let mut session = Session::new(config, name);
+    if let Some(password) = password {
+        session.set_account(name, password);
+    }
+    let (handle, _task) = client::spawn(connector, session, move |_events| redraw());
     chat_cursive::build(siv, handle, Clock::Local);
 }

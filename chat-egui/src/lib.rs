@@ -8,13 +8,45 @@
 
 use chat_core::client::ClientHandle;
 use chat_core::input::InputHistory;
+use chat_core::protocol::Secret;
 use chat_core::session::{
     ConnState, Conversation, ConversationKind, Line, LineKind, Session, nick_colour,
 };
+use chat_core::tls::{Untrusted, is_loopback};
 use eframe::egui::{self, Color32, Key, RichText};
 
-/// Opens a client for `addr` (`host:port`) and `name`; the `egui::Context` is for repaints.
-pub type Connect = Box<dyn FnMut(&str, &str, &egui::Context) -> ClientHandle>;
+/// What the connect screen asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectRequest {
+    /// Server host.
+    pub host: String,
+    /// Server port.
+    pub port: u16,
+    /// The name, or the account when `password` is set.
+    pub name: String,
+    /// The account's password, to log in at hello.
+    pub password: Option<Secret>,
+    /// Encrypt the connection.
+    pub tls: bool,
+    /// A self-signed certificate's fingerprint the user agreed to trust.
+    pub accept: Option<String>,
+}
+
+impl ConnectRequest {
+    /// A session for this request: a guest with this name, or logging in to this account.
+    pub fn session(&self, config: chat_core::SessionConfig) -> Session {
+        let mut session = Session::new(config, &self.name);
+        if let Some(password) = &self.password {
+            session.set_account(&self.name, password.clone());
+        }
+        session
+    }
+}
+
+/// Opens a client, or says why the server's certificate is not trusted (for the connect
+/// screen to ask about); the `egui::Context` is for repaints.
+pub type Connect =
+    Box<dyn FnMut(&ConnectRequest, &egui::Context) -> Result<ClientHandle, Untrusted>>;
 
 /// How timestamps are shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +75,12 @@ pub struct ChatApp {
     host: String,
     port: String,
     name: String,
+    /// An account password; empty to come as a guest.
+    password: String,
+    /// Encrypt: `None` follows the host (TLS except to loopback).
+    tls: Option<bool>,
+    /// The server's certificate is not trusted yet (or has changed): shown with its fingerprint.
+    untrusted: Option<Untrusted>,
     /// A problem with the connect screen's fields.
     form_error: Option<String>,
     /// The client, once Connect was pressed.
@@ -75,6 +113,9 @@ impl ChatApp {
             host: host.to_string(),
             port: port.to_string(),
             name: name.to_string(),
+            password: String::new(),
+            tls: None,
+            untrusted: None,
             form_error: None,
             client: None,
             chatting: false,
@@ -110,7 +151,16 @@ impl ChatApp {
         self.quitting = true;
     }
 
+    /// Whether the connection will be encrypted.
+    fn tls(&self) -> bool {
+        self.tls.unwrap_or_else(|| !is_loopback(self.host.trim()))
+    }
+
     fn start(&mut self, ctx: &egui::Context) {
+        self.start_trusting(ctx, None);
+    }
+
+    fn start_trusting(&mut self, ctx: &egui::Context, accept: Option<String>) {
         let port = self.port.trim();
         self.form_error = match port.parse::<u16>() {
             _ if self.host.trim().is_empty() => Some("Enter the server's host.".into()),
@@ -121,9 +171,23 @@ impl ChatApp {
         if self.form_error.is_some() {
             return;
         }
+        let request = ConnectRequest {
+            host: self.host.trim().to_string(),
+            port: port.parse().unwrap_or_default(),
+            name: self.name.trim().to_string(),
+            password: (!self.password.is_empty()).then(|| Secret::new(self.password.clone())),
+            tls: self.tls(),
+            accept,
+        };
         // A client still trying a previous address quits when its handle is dropped.
-        let addr = format!("{}:{}", self.host.trim(), port);
-        self.client = Some((self.connect)(&addr, self.name.trim(), ctx));
+        self.client = None;
+        match (self.connect)(&request, ctx) {
+            Ok(client) => {
+                self.untrusted = None;
+                self.client = Some(client);
+            }
+            Err(why) => self.untrusted = Some(why),
+        }
     }
 
     /// Draws one frame.
@@ -186,6 +250,24 @@ impl ChatApp {
                     submit |= edit.lost_focus() && ui.input(|i| i.key_pressed(Key::Enter));
                     ui.end_row();
                 }
+                let caption = ui.label("Password");
+                let edit = ui
+                    .add(
+                        egui::TextEdit::singleline(&mut self.password)
+                            .password(true)
+                            .hint_text("only to log in to an account")
+                            .desired_width(220.0)
+                            .id_salt("Password"),
+                    )
+                    .labelled_by(caption.id);
+                submit |= edit.lost_focus() && ui.input(|i| i.key_pressed(Key::Enter));
+                ui.end_row();
+                ui.label("");
+                let mut tls = self.tls();
+                if ui.checkbox(&mut tls, "Encrypt (TLS)").changed() {
+                    self.tls = Some(tls);
+                }
+                ui.end_row();
             });
         ui.add_space(8.0);
         let rejected = matches!(state, Some(ConnState::NameRejected { .. }));
@@ -204,6 +286,30 @@ impl ChatApp {
             }
         }
         ui.add_space(8.0);
+        match self.untrusted.clone() {
+            Some(Untrusted::Unknown { fingerprint }) => {
+                ui.label(
+                    "The server's certificate is not signed by an authority you trust \
+                     (self-signed, usually). Compare its fingerprint with the one the server \
+                     printed at start:",
+                );
+                ui.monospace(&fingerprint);
+                if ui.button("Trust and remember").clicked() {
+                    self.start_trusting(ui.ctx(), Some(fingerprint));
+                }
+            }
+            Some(Untrusted::Changed { known, offered }) => {
+                ui.colored_label(
+                    Color32::from_rgb(0xdc, 0x32, 0x2f),
+                    format!(
+                        "The server's certificate has CHANGED. Someone may be intercepting the \
+                         connection. Trusted before: {known}. Offered now: {offered}. If the \
+                         server's owner replaced it, remove its line from known_hosts."
+                    ),
+                );
+            }
+            None => {}
+        }
         if let Some(error) = &self.form_error {
             ui.colored_label(Color32::from_rgb(0xdc, 0x32, 0x2f), error);
         }

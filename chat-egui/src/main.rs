@@ -1,8 +1,10 @@
 //! `chat-egui`: the desktop client binary: flags, the tokio runtime for the network driver, and
 //! the eframe window.
 
+use chat_core::SessionConfig;
+use chat_core::args::SecurityArgs;
 use chat_core::client::{self, TcpConnector};
-use chat_core::{Session, SessionConfig};
+use chat_core::tls::{TlsMode, check_certificate};
 use chat_egui::{ChatApp, Clock};
 use clap::Parser;
 
@@ -23,6 +25,8 @@ struct Args {
     /// A room to join after connecting.
     #[arg(long, env = "CHAT_ROOM")]
     room: Option<String>,
+    #[command(flatten)]
+    security: SecurityArgs,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -32,7 +36,13 @@ fn main() -> anyhow::Result<()> {
     let auto = args.host.is_some() && args.port.is_some() && args.name.is_some();
     let host = args.host.clone().unwrap_or_else(|| "127.0.0.1".into());
     let port = args.port.unwrap_or(53000);
-    let name = args.name.clone().unwrap_or_default();
+    let name = args
+        .security
+        .account
+        .clone()
+        .or_else(|| args.name.clone())
+        .unwrap_or_default();
+    let security = args.security.clone();
     let room = args.room.clone();
     let options = eframe::NativeOptions {
         viewport: eframe::egui::ViewportBuilder::default()
@@ -45,19 +55,32 @@ fn main() -> anyhow::Result<()> {
         "chat",
         options,
         Box::new(move |cc| {
-            let connect: chat_egui::Connect = Box::new(move |addr, name, ctx| {
+            let connect: chat_egui::Connect = Box::new(move |request, ctx| {
                 let _enter = handle.enter();
                 let ctx = ctx.clone();
                 let config = SessionConfig {
                     autojoin: room.iter().cloned().collect(),
                     ..SessionConfig::default()
                 };
-                let (client, _task) = client::spawn(
-                    TcpConnector::new(addr),
-                    Session::new(config, name),
-                    move |_events| ctx.request_repaint(),
-                );
-                client
+                let mut options = security.tls_options();
+                options.mode = if request.tls {
+                    TlsMode::On
+                } else {
+                    TlsMode::Off
+                };
+                let connector = options
+                    .connector(&request.host, request.port, request.accept.clone())
+                    .unwrap_or_else(|_| {
+                        TcpConnector::new(format!("{}:{}", request.host, request.port))
+                    });
+                if let Some(why) = handle.block_on(check_certificate(&connector)) {
+                    return Err(why);
+                }
+                let (client, _task) =
+                    client::spawn(connector, request.session(config), move |_events| {
+                        ctx.request_repaint()
+                    });
+                Ok(client)
             });
             Ok(Box::new(ChatApp::new(
                 connect,

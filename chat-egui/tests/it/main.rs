@@ -8,9 +8,11 @@ use std::rc::Rc;
 use chat_core::client::{self, LocalDriver};
 use chat_core::codec::decode_server;
 use chat_core::protocol::ClientMsg;
+use chat_core::protocol::Secret;
 use chat_core::session::Output;
-use chat_core::{Session, SessionConfig};
-use chat_egui::{ChatApp, Clock};
+use chat_core::tls::Untrusted;
+use chat_core::SessionConfig;
+use chat_egui::{ChatApp, Clock, ConnectRequest};
 use eframe::egui;
 use eframe::egui::accesskit::Role;
 use egui_kittest::Harness;
@@ -23,32 +25,53 @@ struct Gui {
     harness: Harness<'static, ChatApp>,
     driver: Rc<RefCell<Option<LocalDriver>>>,
     connects: Rc<RefCell<Vec<(String, String)>>>,
+    /// Every request the connect screen made, in full.
+    requests: Rc<RefCell<Vec<ConnectRequest>>>,
+    /// Answers the next requests with "not trusted" while set.
+    refuse: Rc<RefCell<Option<Untrusted>>>,
 }
 
 impl Gui {
     fn new() -> Gui {
+        Gui::at("127.0.0.1")
+    }
+
+    /// The app with `host` in its connect screen.
+    fn at(host: &str) -> Gui {
         let driver = Rc::new(RefCell::new(None));
         let connects = Rc::new(RefCell::new(Vec::new()));
-        let (d, c) = (driver.clone(), connects.clone());
-        let connect: chat_egui::Connect = Box::new(move |addr, name, _ctx| {
-            c.borrow_mut().push((addr.to_string(), name.to_string()));
+        let requests = Rc::new(RefCell::new(Vec::new()));
+        let refuse = Rc::new(RefCell::new(None));
+        let (d, c, r, no) = (
+            driver.clone(),
+            connects.clone(),
+            requests.clone(),
+            refuse.clone(),
+        );
+        let connect: chat_egui::Connect = Box::new(move |request, _ctx| {
+            r.borrow_mut().push(request.clone());
+            if let Some(why) = no.borrow_mut().take() {
+                return Err(why);
+            }
+            let name = request.name.as_str();
+            c.borrow_mut().push((
+                format!("{}:{}", request.host, request.port),
+                name.to_string(),
+            ));
             let (handle, local) = client::local(
-                Session::new(
-                    SessionConfig {
-                        cid_prefix: "t".into(),
-                        ..SessionConfig::default()
-                    },
-                    name,
-                ),
+                request.session(SessionConfig {
+                    cid_prefix: "t".into(),
+                    ..SessionConfig::default()
+                }),
                 T,
             );
             *d.borrow_mut() = Some(local);
-            handle
+            Ok(handle)
         });
         let app = ChatApp::new(
             connect,
             Clock::Utc,
-            "127.0.0.1",
+            host,
             53000,
             "",
             false,
@@ -61,6 +84,8 @@ impl Gui {
             harness,
             driver,
             connects,
+            requests,
+            refuse,
         }
     }
 
@@ -105,12 +130,16 @@ impl Gui {
     }
 
     fn type_into(&mut self, label: &str, text: &str) {
-        self.harness
-            .get_by_role_and_label(Role::TextInput, label)
-            .click();
+        // A password field is its own kind of input, so that screen readers do not read it.
+        let role = if label == "Password" {
+            Role::PasswordInput
+        } else {
+            Role::TextInput
+        };
+        self.harness.get_by_role_and_label(role, label).click();
         self.harness.run();
         self.harness
-            .get_by_role_and_label(Role::TextInput, label)
+            .get_by_role_and_label(role, label)
             .type_text(text);
         self.harness.run();
     }
@@ -289,4 +318,45 @@ fn a_lost_connection_shows_a_banner_and_quit_leaves_cleanly() {
     gui.click_button("Quit");
     assert_eq!(gui.sent(), vec![ClientMsg::Quit { reason: None }]);
     assert!(gui.harness.state().is_quitting());
+}
+
+#[test]
+fn the_connect_screen_asks_about_an_unknown_certificate_and_sends_the_password() {
+    let mut gui = Gui::new();
+    gui.type_into("Name", "alice");
+    gui.type_into("Password", "hunter2hunter2");
+    // Loopback: no TLS unless asked.
+    *gui.refuse.borrow_mut() = Some(Untrusted::Unknown {
+        fingerprint: "AB:CD:EF".into(),
+    });
+    gui.harness.get_by_label("Encrypt (TLS)").click();
+    gui.harness.run();
+    gui.click_button("Connect");
+    gui.harness.get_by_label("AB:CD:EF");
+    gui.harness.snapshot("connect_untrusted");
+    gui.click_button("Trust and remember");
+    let requests = gui.requests.borrow().clone();
+    assert_eq!(requests.len(), 2, "{requests:?}");
+    assert!(requests.iter().all(|r| r.tls), "{requests:?}");
+    assert_eq!(requests[0].accept, None);
+    assert_eq!(requests[1].accept.as_deref(), Some("AB:CD:EF"));
+    assert_eq!(requests[1].password, Some(Secret::new("hunter2hunter2")));
+    // The session logs in at hello with that password.
+    let hello = gui.with_driver(|d| d.connected());
+    assert!(hello.contains(&Output::Send(ClientMsg::Hello {
+        version: 1,
+        name: "alice".into(),
+        password: Some(Secret::new("hunter2hunter2")),
+    })));
+    // A changed certificate is a warning, not a question.
+    let mut gui = Gui::at("chat.example.org");
+    gui.type_into("Name", "bob");
+    *gui.refuse.borrow_mut() = Some(Untrusted::Changed {
+        known: "11:22".into(),
+        offered: "33:44".into(),
+    });
+    gui.click_button("Connect");
+    assert!(gui.requests.borrow()[0].tls, "TLS by default off loopback");
+    gui.harness.get_by_label_contains("has CHANGED");
+    assert!(gui.harness.query_by_label("Trust and remember").is_none());
 }
