@@ -44,6 +44,9 @@ pub enum Part {
     /// The default durable mode (SQLite, group commit) against the in-memory mode:
     /// send-to-acknowledgement and delivery delays at 1k, 10k and 50k messages/s.
     Durable,
+    /// Accounts and TLS: one argon2id hash at the default cost, the TLS handshake, and
+    /// connect-hello-quit over TLS against plaintext.
+    Security,
 }
 
 /// Which protocol the load speaks.
@@ -1155,6 +1158,133 @@ async fn churn(
     Ok(done.load(Ordering::Relaxed) as f64 / secs)
 }
 
+/// The median of some durations, in milliseconds.
+fn median_ms(mut samples: Vec<Duration>) -> f64 {
+    samples.sort_unstable();
+    samples
+        .get(samples.len() / 2)
+        .map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0)
+}
+
+/// Accounts and TLS: what a login costs the server, what a handshake costs, and how many
+/// connect-hello-quit cycles a second a TLS listener takes against a plaintext one.
+async fn security(target: &Target, secs: f64, extra: &mut String) -> anyhow::Result<()> {
+    use chat_core::client::{Connector, Received, Transport};
+    use chat_core::password::{self, PasswordCost};
+    use chat_core::protocol::{ClientMsg, ServerMsg};
+    use chat_core::tls::{KnownHosts, Trust};
+
+    // One hash at the server's default cost, as a login pays it (verify costs the same).
+    let cost = PasswordCost::default();
+    let hashes: Vec<Duration> = (0..15)
+        .map(|_| {
+            let started = Instant::now();
+            password::hash("correct horse battery staple", &cost);
+            started.elapsed()
+        })
+        .collect();
+    let hash_ms = median_ms(hashes);
+    writeln!(
+        extra,
+        "- argon2id at the default cost ({} KiB, {} passes, {} lane): **{hash_ms:.1} ms per hash** (median of 15; a login verifies one)",
+        cost.memory_kib, cost.iterations, cost.lanes
+    )
+    .ok();
+    eprintln!("bench: argon2id {hash_ms:.1} ms");
+
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().to_string_lossy().to_string();
+    let tls_server = Server::start(target, &["--tls-self-signed", "--data-dir", &data])?;
+    let plain_server = Server::start(target, &[])?;
+    let pem = std::fs::read(dir.path().join("tls/self-signed.pem"))?;
+    let der: rustls::pki_types::CertificateDer =
+        rustls::pki_types::pem::PemObject::from_pem_slice(&pem)?;
+    let trust = Trust {
+        roots: rustls::RootCertStore::empty().into(),
+        known: KnownHosts::at(dir.path().join("known_hosts")),
+        accept: Some(chat_core::tls::fingerprint(&der)),
+    };
+    let tls = chat_core::client::TcpConnector::tls(tls_server.addr.to_string(), trust)?;
+    let plain = chat_core::client::TcpConnector::new(plain_server.addr.to_string());
+
+    // Handshakes one after another: TCP connect to TLS established.
+    let mut handshakes = Vec::new();
+    for _ in 0..200 {
+        let started = Instant::now();
+        let mut t = tls.connect().await?;
+        handshakes.push(started.elapsed());
+        let _ = t.close().await;
+    }
+    let mut connects = Vec::new();
+    for _ in 0..200 {
+        let started = Instant::now();
+        let mut t = plain.connect().await?;
+        connects.push(started.elapsed());
+        let _ = t.close().await;
+    }
+    let (handshake_ms, connect_ms) = (median_ms(handshakes), median_ms(connects));
+    writeln!(
+        extra,
+        "- TLS 1.3 handshake (self-signed ECDSA P-256, one client at a time): **{handshake_ms:.2} ms** median from connect to established, against {connect_ms:.2} ms for a plaintext connect"
+    )
+    .ok();
+
+    // Connect, hello, welcome, quit, from 32 clients at once.
+    async fn cycles<C: Connector>(connector: Arc<C>, secs: f64) -> f64 {
+        let done = Arc::new(AtomicU64::new(0));
+        let deadline = Instant::now() + Duration::from_secs_f64(secs);
+        let mut tasks = Vec::new();
+        for p in 0..32 {
+            let (done, connector) = (done.clone(), connector.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut i = 0;
+                while Instant::now() < deadline {
+                    i += 1;
+                    let Ok(mut t) = connector.connect().await else {
+                        continue;
+                    };
+                    let hello = ClientMsg::Hello {
+                        version: 1,
+                        name: format!("c{p}x{i}"),
+                        password: None,
+                    };
+                    if t.send(&hello).await.is_err() {
+                        continue;
+                    }
+                    loop {
+                        match t.recv().await {
+                            Ok(Received::Msg(ServerMsg::Welcome { .. })) => {
+                                done.fetch_add(1, Ordering::Relaxed);
+                                break;
+                            }
+                            Ok(Received::Msg(_) | Received::Bad(_)) => {}
+                            _ => break,
+                        }
+                    }
+                    let _ = t.send(&ClientMsg::Quit { reason: None }).await;
+                    let _ = t.close().await;
+                }
+            }));
+        }
+        for t in tasks {
+            let _ = t.await;
+        }
+        done.load(Ordering::Relaxed) as f64 / secs
+    }
+    let tls_rate = cycles(Arc::new(tls), secs).await;
+    let plain_rate = cycles(Arc::new(plain), secs).await;
+    writeln!(
+        extra,
+        "- connect, hello, welcome, quit from 32 clients at once: **{tls_rate:.0}/s over TLS**, {plain_rate:.0}/s in plaintext ({:.2}x)",
+        tls_rate / plain_rate
+    )
+    .ok();
+    eprintln!(
+        "bench: TLS handshake {handshake_ms:.2} ms, {tls_rate:.0} TLS cycles/s vs {plain_rate:.0} plaintext"
+    );
+    Ok(())
+}
+
 /// The hard limit on open files of this process.
 fn fd_limit() -> usize {
     let out = Command::new("sh").args(["-c", "ulimit -Hn"]).output();
@@ -1340,6 +1470,9 @@ pub fn run_suite(args: &BenchArgs) -> anyhow::Result<()> {
                     rows.push(row);
                 }
             }
+        }
+        if want(Part::Security) && matches!(target, Target::Spawn(_)) {
+            security(&target, secs, &mut extra).await?;
         }
         anyhow::Ok(())
     })?;
