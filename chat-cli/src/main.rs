@@ -78,8 +78,10 @@ fn main() -> ExitCode {
 async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let interactive = std::io::stdin().is_terminal();
     let mut stdin = BufReader::new(tokio::io::stdin()).lines();
+    let mut args = args;
+    let account = args.security.account_for(&args.host, args.port)?;
     let password = args.security.password()?;
-    let name = match args.security.account.clone().or_else(|| args.name.clone()) {
+    let name = match account.or_else(|| args.name.clone()) {
         Some(name) => name,
         None if interactive => {
             prompt("Your name: ");

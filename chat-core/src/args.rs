@@ -27,6 +27,10 @@ pub struct SecurityArgs {
     /// echo; it is never a flag, so it stays out of the shell history and the process list.
     #[arg(long, env = "CHAT_ACCOUNT")]
     pub account: Option<String>,
+    /// Remember --account for this server (in `accounts` in the configuration directory; the
+    /// password is never written), so that next time it is the default.
+    #[arg(long, requires = "account")]
+    pub remember: bool,
 }
 
 impl SecurityArgs {
@@ -43,6 +47,20 @@ impl SecurityArgs {
             ca: self.ca.clone(),
             trust_fingerprint: self.trust_fingerprint.clone(),
         }
+    }
+
+    /// The account to log in to at `host:port`: `--account`, or the one remembered for that
+    /// server. With `--remember`, remembers `--account` for it first.
+    pub fn account_for(&mut self, host: &str, port: u16) -> std::io::Result<Option<String>> {
+        let accounts = RememberedAccounts::default_location();
+        let server = format!("{host}:{port}");
+        if let (Some(account), true) = (&self.account, self.remember) {
+            accounts.set(&server, account)?;
+        }
+        if self.account.is_none() {
+            self.account = accounts.get(&server);
+        }
+        Ok(self.account.clone())
     }
 
     /// The account's password: `CHAT_PASSWORD`, or asked on the terminal without echo.
@@ -108,5 +126,69 @@ pub async fn connector(
             }
         }
         Some(changed) => Err(std::io::Error::other(explain(&connector.addr, &changed))),
+    }
+}
+
+/// Accounts remembered per server: `host:port account` lines in `accounts` in the client's
+/// configuration directory. No password is ever written.
+#[derive(Debug, Clone)]
+pub struct RememberedAccounts {
+    path: PathBuf,
+}
+
+impl RememberedAccounts {
+    /// The file at `path`.
+    pub fn at(path: impl Into<PathBuf>) -> Self {
+        Self { path: path.into() }
+    }
+
+    /// `accounts` in [`crate::tls::config_dir`].
+    pub fn default_location() -> Self {
+        Self::at(crate::tls::config_dir().join("accounts"))
+    }
+
+    /// The account remembered for `server`.
+    pub fn get(&self, server: &str) -> Option<String> {
+        std::fs::read_to_string(&self.path)
+            .ok()?
+            .lines()
+            .filter_map(|l| l.split_once(' '))
+            .find(|(s, _)| *s == server)
+            .map(|(_, a)| a.trim().to_string())
+    }
+
+    /// Remembers `account` for `server`, replacing what was remembered for it.
+    pub fn set(&self, server: &str, account: &str) -> std::io::Result<()> {
+        let old = std::fs::read_to_string(&self.path).unwrap_or_default();
+        let mut text: String = old
+            .lines()
+            .filter(|l| l.split_once(' ').is_none_or(|(s, _)| s != server))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        text.push_str(&format!("{server} {account}\n"));
+        if let Some(dir) = self.path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::write(&self.path, text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remembered_accounts_are_per_server_and_replaced() {
+        let dir = std::env::temp_dir().join(format!("chat-args-{}", std::process::id()));
+        let accounts = RememberedAccounts::at(dir.join("accounts"));
+        assert_eq!(accounts.get("a:1"), None);
+        accounts.set("a:1", "alice").unwrap();
+        accounts.set("b:2", "bob").unwrap();
+        accounts.set("a:1", "alicia").unwrap();
+        assert_eq!(accounts.get("a:1").as_deref(), Some("alicia"));
+        assert_eq!(accounts.get("b:2").as_deref(), Some("bob"));
+        let text = std::fs::read_to_string(dir.join("accounts")).unwrap();
+        assert_eq!(text.lines().count(), 2, "{text}");
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

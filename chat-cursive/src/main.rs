@@ -13,7 +13,7 @@ use cursive::traits::{Nameable, Resizable};
 use cursive::views::{Dialog, EditView, LinearLayout, TextView};
 
 /// Command-line flags, the same as chat-cli's; each is also an environment variable.
-#[derive(Debug, Parser)]
+#[derive(Debug, Clone, Parser)]
 #[command(name = "chat-cursive", version, about = "A terminal chat client")]
 struct Args {
     /// Server host.
@@ -54,8 +54,14 @@ fn run(args: &Args) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     let _enter = runtime.enter();
     // Questions for the terminal (the password, a certificate to trust) come before the UI.
+    let mut args = args.clone();
+    let host = args.host.clone().unwrap_or_else(|| "127.0.0.1".into());
+    let account = args
+        .security
+        .account_for(&host, args.port.unwrap_or(53000))?;
     let password = args.security.password()?;
-    let name = args.security.account.clone().or_else(|| args.name.clone());
+    let name = account.or_else(|| args.name.clone());
+    let args = &args;
     let mut siv = cursive::default();
     match (&args.host, args.port, name) {
         (Some(host), Some(port), Some(name)) => {

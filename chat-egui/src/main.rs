@@ -30,7 +30,12 @@ struct Args {
 }
 
 fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+    let mut args = Args::parse();
+    let (host, port) = (
+        args.host.clone().unwrap_or_else(|| "127.0.0.1".into()),
+        args.port.unwrap_or(53000),
+    );
+    args.security.account_for(&host, port)?;
     let runtime = tokio::runtime::Runtime::new()?;
     let _enter = runtime.enter();
     let auto = args.host.is_some() && args.port.is_some() && args.name.is_some();

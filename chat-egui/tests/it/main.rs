@@ -5,13 +5,13 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
+use chat_core::SessionConfig;
 use chat_core::client::{self, LocalDriver};
 use chat_core::codec::decode_server;
 use chat_core::protocol::ClientMsg;
 use chat_core::protocol::Secret;
 use chat_core::session::Output;
 use chat_core::tls::Untrusted;
-use chat_core::SessionConfig;
 use chat_egui::{ChatApp, Clock, ConnectRequest};
 use eframe::egui;
 use eframe::egui::accesskit::Role;
