@@ -188,3 +188,56 @@ async fn accounts_only_servers_refuse_guests() {
     assert_eq!(guest.expect_error().await, "account_required");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_failed_login_is_logged_with_the_account_and_never_the_password() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_chat-server"))
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--in-memory"])
+        .args(CHEAP)
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut owner = None;
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            owner = Some(Client::connect(([127, 0, 0, 1], port).into()).await);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    let mut owner = owner.expect("the server comes up");
+    owner.hello("erin").await;
+    owner
+        .send(json!({"type":"register","password":"erin's real password"}))
+        .await;
+    owner.expect("logged_in").await;
+    let mut guesser = Client::connect(([127, 0, 0, 1], port).into()).await;
+    guesser
+        .send(json!({"type":"hello","version":1,"name":"erin","password":"guessed-SECRET-1"}))
+        .await;
+    assert_eq!(guesser.expect_error().await, "bad_credentials");
+    guesser.sync().await;
+    let _ = child.kill();
+    let output = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&output.stderr);
+    let line = log
+        .lines()
+        .find(|l| l.contains("failed login"))
+        .unwrap_or_else(|| panic!("no failed login in the log:\n{log}"));
+    assert!(
+        line.contains("erin") && line.contains("127.0.0.1"),
+        "{line}"
+    );
+    assert!(!log.contains("guessed-SECRET-1"), "{log}");
+    assert!(!log.contains("erin's real password"), "{log}");
+}
