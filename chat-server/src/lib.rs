@@ -720,8 +720,9 @@ impl Shell {
                     },
                     Output::Password { conn, work } => self.passwords.start(conn, work),
                     Output::LoginFailed { conn, account } => {
-                        let addr = self.addrs.get(&conn);
-                        tracing::warn!(%conn, addr = ?addr, ?account, "failed login");
+                        let addr = self.addrs.get(&conn).map(ToString::to_string);
+                        let addr = addr.as_deref().unwrap_or("unknown");
+                        tracing::warn!(%conn, addr, ?account, "failed login");
                     }
                 }
             }

@@ -209,7 +209,9 @@ impl<E: Encode> Hub<E> {
             return;
         }
         let limit = self.config.registrations_per_addr_per_hour as usize;
-        let addr = self.conns[&conn].addr;
+        let Some(addr) = self.conns.get(&conn).map(|c| c.addr) else {
+            return;
+        };
         if limit > 0 {
             let made = self.registrations.entry(addr).or_default();
             while made.front().is_some_and(|&t| t + 60 * MINUTE <= now) {
@@ -297,18 +299,17 @@ impl<E: Encode> Hub<E> {
         if !self.acceptable_password(conn, &new) || !self.may_try(now, conn, &account) {
             return;
         }
+        if old.expose().len() > MAX_PASSWORD {
+            // Longer than any password: wrong, without hashing it.
+            let shown = self.name_of(conn);
+            self.login_failed(now, conn, &account, &shown);
+            return;
+        }
         let hash = self.accounts[&account].hash.clone();
-        let work = if old.expose().len() <= MAX_PASSWORD {
-            PasswordWork::Change {
-                password: old,
-                hash,
-                new,
-            }
-        } else {
-            PasswordWork::Verify {
-                password: Secret::new(""),
-                hash,
-            }
+        let work = PasswordWork::Change {
+            password: old,
+            hash,
+            new,
         };
         self.wait_for_password(conn, AuthWait::Change, work);
     }
@@ -320,12 +321,12 @@ impl<E: Encode> Hub<E> {
         if !self.may_try(now, conn, &account) {
             return;
         }
+        if password.expose().len() > MAX_PASSWORD {
+            let shown = self.name_of(conn);
+            self.login_failed(now, conn, &account, &shown);
+            return;
+        }
         let hash = self.accounts[&account].hash.clone();
-        let password = if password.expose().len() <= MAX_PASSWORD {
-            password
-        } else {
-            Secret::new("")
-        };
         self.wait_for_password(
             conn,
             AuthWait::Delete,
@@ -438,7 +439,9 @@ impl<E: Encode> Hub<E> {
 
     /// False (and an error sent) when the account or the address is locked out.
     fn may_try(&mut self, now: UnixMillis, conn: ConnId, account: &str) -> bool {
-        let addr = self.conns[&conn].addr;
+        let Some(addr) = self.conns.get(&conn).map(|c| c.addr) else {
+            return false;
+        };
         let wait = [
             self.login_throttles.get(account).and_then(|t| t.wait(now)),
             self.addr_throttles.get(&addr).and_then(|t| t.wait(now)),
@@ -465,7 +468,9 @@ impl<E: Encode> Hub<E> {
     /// Counts a failed password against the account (if it exists) and the address, tells the
     /// client, and tells the shell (to log it; never with the password).
     fn login_failed(&mut self, now: UnixMillis, conn: ConnId, key: &str, shown: &str) {
-        let addr = self.conns[&conn].addr;
+        let Some(addr) = self.conns.get(&conn).map(|c| c.addr) else {
+            return;
+        };
         let (per_account, per_addr) = (
             self.config.login_failures_per_account,
             self.config.login_failures_per_addr,
