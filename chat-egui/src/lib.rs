@@ -43,6 +43,19 @@ impl ConnectRequest {
     }
 }
 
+/// What the connect screen starts with (from flags and the environment).
+#[derive(Debug, Clone)]
+pub struct Form {
+    /// Server host.
+    pub host: String,
+    /// Server port.
+    pub port: u16,
+    /// Name, or account.
+    pub name: String,
+    /// The account's password (`CHAT_PASSWORD`), to log in.
+    pub password: Option<Secret>,
+}
+
 /// Opens a client, or says why the server's certificate is not trusted (for the connect
 /// screen to ask about); the `egui::Context` is for repaints.
 pub type Connect =
@@ -101,19 +114,20 @@ impl ChatApp {
     pub fn new(
         connect: Connect,
         clock: Clock,
-        host: &str,
-        port: u16,
-        name: &str,
+        form: Form,
         auto: bool,
         ctx: &egui::Context,
     ) -> Self {
         let mut app = Self {
             connect,
             clock,
-            host: host.to_string(),
-            port: port.to_string(),
-            name: name.to_string(),
-            password: String::new(),
+            host: form.host,
+            port: form.port.to_string(),
+            name: form.name,
+            password: form
+                .password
+                .map(|p| p.expose().to_string())
+                .unwrap_or_default(),
             tls: None,
             untrusted: None,
             form_error: None,

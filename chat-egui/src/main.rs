@@ -5,7 +5,7 @@ use chat_core::SessionConfig;
 use chat_core::args::SecurityArgs;
 use chat_core::client::{self, TcpConnector};
 use chat_core::tls::{TlsMode, check_certificate};
-use chat_egui::{ChatApp, Clock};
+use chat_egui::{ChatApp, Clock, Form};
 use clap::Parser;
 
 /// Command-line flags, the same as chat-cli's; each is also an environment variable. With host,
@@ -38,7 +38,9 @@ fn main() -> anyhow::Result<()> {
     args.security.account_for(&host, port)?;
     let runtime = tokio::runtime::Runtime::new()?;
     let _enter = runtime.enter();
-    let auto = args.host.is_some() && args.port.is_some() && args.name.is_some();
+    let auto = args.host.is_some()
+        && args.port.is_some()
+        && (args.name.is_some() || args.security.account.is_some());
     let host = args.host.clone().unwrap_or_else(|| "127.0.0.1".into());
     let port = args.port.unwrap_or(53000);
     let name = args
@@ -48,6 +50,13 @@ fn main() -> anyhow::Result<()> {
         .or_else(|| args.name.clone())
         .unwrap_or_default();
     let security = args.security.clone();
+    // A window has no terminal to ask on: the password comes from the environment, or the form.
+    let password = args
+        .security
+        .account
+        .as_ref()
+        .and(std::env::var_os("CHAT_PASSWORD"))
+        .map(|p| chat_core::protocol::Secret::new(p.to_string_lossy()));
     let room = args.room.clone();
     let options = eframe::NativeOptions {
         viewport: eframe::egui::ViewportBuilder::default()
@@ -90,9 +99,12 @@ fn main() -> anyhow::Result<()> {
             Ok(Box::new(ChatApp::new(
                 connect,
                 Clock::Local,
-                &host,
-                port,
-                &name,
+                Form {
+                    host: host.clone(),
+                    port,
+                    name: name.clone(),
+                    password: password.clone(),
+                },
                 auto,
                 &cc.egui_ctx,
             )))

@@ -12,7 +12,7 @@ use chat_core::protocol::ClientMsg;
 use chat_core::protocol::Secret;
 use chat_core::session::Output;
 use chat_core::tls::Untrusted;
-use chat_egui::{ChatApp, Clock, ConnectRequest};
+use chat_egui::{ChatApp, Clock, ConnectRequest, Form};
 use eframe::egui;
 use eframe::egui::accesskit::Role;
 use egui_kittest::Harness;
@@ -71,9 +71,12 @@ impl Gui {
         let app = ChatApp::new(
             connect,
             Clock::Utc,
-            host,
-            53000,
-            "",
+            Form {
+                host: host.into(),
+                port: 53000,
+                name: String::new(),
+                password: None,
+            },
             false,
             &egui::Context::default(),
         );
