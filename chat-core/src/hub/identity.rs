@@ -79,8 +79,12 @@ impl<E: Encode> Hub<E> {
                 account: shown,
             },
         );
-        let lobby = self.config.default_room.clone();
-        self.cmd_join(now, conn, &lobby, None);
+        // A new device of an account already online takes the account's rooms, not the
+        // default room: joining that would pull the other devices back into it.
+        if self.other_devices(conn).is_empty() {
+            let lobby = self.config.default_room.clone();
+            self.cmd_join(now, conn, &lobby, None);
+        }
         self.queue_account_rooms(conn);
     }
 
