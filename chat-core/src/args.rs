@@ -49,6 +49,11 @@ impl SecurityArgs {
         }
     }
 
+    /// The name to ask for: the account, if there is one, else `name`.
+    pub fn name_or(&self, name: Option<&String>) -> Option<String> {
+        self.account.clone().or_else(|| name.cloned())
+    }
+
     /// The account to log in to at `host:port`: `--account`, or the one remembered for that
     /// server. With `--remember`, remembers `--account` for it first.
     pub fn account_for(&mut self, host: &str, port: u16) -> std::io::Result<Option<String>> {

@@ -100,9 +100,7 @@ fn connect_form(siv: &mut Cursive, args: &Args, password: Option<Secret>) {
     let port = args.port.unwrap_or(53000).to_string();
     let name = args
         .security
-        .account
-        .clone()
-        .or_else(|| args.name.clone())
+        .name_or(args.name.as_ref())
         .unwrap_or_default();
     let room = args.room.clone();
     let tls = args.security.tls_options();

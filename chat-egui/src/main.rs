@@ -45,9 +45,7 @@ fn main() -> anyhow::Result<()> {
     let port = args.port.unwrap_or(53000);
     let name = args
         .security
-        .account
-        .clone()
-        .or_else(|| args.name.clone())
+        .name_or(args.name.as_ref())
         .unwrap_or_default();
     let security = args.security.clone();
     // A window has no terminal to ask on: the password comes from the environment, or the form.

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use serde_json::json;
 
-use crate::harness::{Client, TestServer};
+use crate::harness::{Client, TestServer, free_port};
 
 /// Cheap hashing for the tests that do not measure it.
 const CHEAP: &[&str] = &["--password-memory-kib", "8", "--password-iterations", "1"];
@@ -191,11 +191,7 @@ async fn accounts_only_servers_refuse_guests() {
 
 #[tokio::test]
 async fn a_failed_login_is_logged_with_the_account_and_never_the_password() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_chat-server"))
         .args(["--listen", &format!("127.0.0.1:{port}"), "--in-memory"])
         .args(CHEAP)

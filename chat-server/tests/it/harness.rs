@@ -14,6 +14,15 @@ use tokio::task::JoinHandle;
 /// How long a test waits for any one expected line.
 pub const WAIT: Duration = Duration::from_secs(10);
 
+/// A port on 127.0.0.1 that was free a moment ago, for a server started as a process.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 pub struct TestServer {
     pub addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::harness::{Client, TestServer};
+use crate::harness::{Client, TestServer, free_port};
 
 #[tokio::test]
 async fn restart_keeps_history_topics_and_ids() {
@@ -114,14 +114,6 @@ async fn connect_retrying(port: u16) -> Client {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     panic!("server did not come up on port {port}");
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 #[tokio::test]

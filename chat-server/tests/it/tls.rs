@@ -16,7 +16,7 @@ use rustls::RootCertStore;
 use rustls::pki_types::CertificateDer;
 use tokio::io::AsyncWriteExt;
 
-use crate::harness::{Client, TestServer};
+use crate::harness::{Client, TestServer, free_port};
 
 /// A test CA, and a server certificate it signed for localhost and 127.0.0.1, as PEM files.
 struct Pki {
@@ -114,11 +114,7 @@ async fn tls_end_to_end_beside_a_plaintext_listener() {
     let dir = tempfile::tempdir().unwrap();
     let pki = Pki::new();
     let (cert, key) = pki.server_cert(dir.path());
-    let plain_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let plain_port = free_port();
     let plain_addr = format!("127.0.0.1:{plain_port}");
     let server = TestServer::start(&[
         "--tls-cert",
@@ -282,11 +278,7 @@ async fn sighup_reloads_the_certificate_without_dropping_connections() {
     let dir = tempfile::tempdir().unwrap();
     let pki = Pki::new();
     let (cert, key) = pki.server_cert(dir.path());
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_chat-server"))
         .args(["--listen", &format!("127.0.0.1:{port}"), "--in-memory"])
         .args(["--tls-cert", &cert, "--tls-key", &key, "--flood-rate", "0"])
