@@ -329,3 +329,79 @@ async fn sighup_reloads_the_certificate_without_dropping_connections() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[tokio::test]
+async fn a_tls_client_that_stops_reading_is_dropped_and_slows_nobody() {
+    // The same bound as in plaintext: rustls holds at most a bounded amount of ciphertext, and
+    // past the queue's bound the reader is dropped.
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new();
+    let (cert, key) = pki.server_cert(dir.path());
+    let server = TestServer::start(&[
+        "--tls-cert",
+        &cert,
+        "--tls-key",
+        &key,
+        "--send-queue",
+        "64",
+        "--max-line",
+        "65536",
+    ])
+    .await;
+    let addr = format!("localhost:{}", server.addr.port());
+    let known = dir.path().join("known_hosts");
+    let mut stuck = connect(&addr, pki.trust(&known)).await.unwrap();
+    hello(&mut stuck, "stuck").await;
+    let mut healthy = connect(&addr, pki.trust(&known)).await.unwrap();
+    hello(&mut healthy, "healthy").await;
+    let mut sender = connect(&addr, pki.trust(&known)).await.unwrap();
+    hello(&mut sender, "sender").await;
+    let text = "z".repeat(4000);
+    let total = 3000; // 12 MB: far more than socket buffers, rustls and the queue hold.
+    let reader = tokio::spawn(async move {
+        let mut n = 0;
+        let mut saw_quit = false;
+        while n < total {
+            match tokio::time::timeout(Duration::from_secs(20), healthy.recv()).await {
+                Ok(Ok(Received::Msg(ServerMsg::Message(_)))) => n += 1,
+                Ok(Ok(Received::Msg(ServerMsg::Quit { name, reason, .. }))) => {
+                    saw_quit |= name == "stuck" && reason == "send queue exceeded";
+                }
+                Ok(Ok(Received::Msg(_))) => {}
+                other => panic!("healthy lost its connection: {other:?}"),
+            }
+        }
+        (n, saw_quit)
+    });
+    // The sender reads its own echoes in windows, as a live client does.
+    for _ in 0..total / 30 {
+        for _ in 0..30 {
+            sender
+                .send(&ClientMsg::Say {
+                    room: "#lobby".into(),
+                    text: text.clone(),
+                    cid: None,
+                })
+                .await
+                .unwrap();
+        }
+        for _ in 0..30 {
+            next_text(&mut sender).await;
+        }
+    }
+    let (received, saw_quit) = reader.await.unwrap();
+    assert_eq!(received, total);
+    assert!(saw_quit, "the stuck reader was dropped for its send queue");
+    // The stuck client, reading again, finds its connection ended.
+    let ended = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            match stuck.recv().await {
+                Ok(Received::Msg(_) | Received::Bad(_)) => {}
+                Ok(Received::Closed) | Err(_) => break,
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the stuck client's connection was closed");
+    server.stop().await;
+}
