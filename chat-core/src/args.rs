@@ -183,6 +183,47 @@ mod tests {
     use super::*;
 
     #[test]
+    fn flags_map_to_tls_options_and_the_name() {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            security: SecurityArgs,
+        }
+        let parse = |args: &[&str]| {
+            let mut all = vec!["client"];
+            all.extend_from_slice(args);
+            Cli::try_parse_from(all).map(|c| c.security)
+        };
+        let auto = parse(&[]).unwrap();
+        assert_eq!(auto.tls_options().mode, TlsMode::Auto);
+        assert_eq!(
+            auto.name_or(Some(&"guest".into())).as_deref(),
+            Some("guest")
+        );
+        assert_eq!(auto.password().unwrap(), None, "no account, no password");
+        let on = parse(&["--tls", "--ca", "ca.pem", "--trust-fingerprint", "AA:BB"]).unwrap();
+        let options = on.tls_options();
+        assert_eq!(options.mode, TlsMode::On);
+        assert_eq!(options.ca.as_deref(), Some(std::path::Path::new("ca.pem")));
+        assert_eq!(options.trust_fingerprint.as_deref(), Some("AA:BB"));
+        assert_eq!(
+            parse(&["--no-tls"]).unwrap().tls_options().mode,
+            TlsMode::Off
+        );
+        assert!(parse(&["--tls", "--no-tls"]).is_err(), "the two conflict");
+        assert!(
+            parse(&["--remember"]).is_err(),
+            "--remember needs --account"
+        );
+        let account = parse(&["--account", "alice"]).unwrap();
+        assert_eq!(
+            account.name_or(Some(&"guest".into())).as_deref(),
+            Some("alice")
+        );
+    }
+
+    #[test]
     fn remembered_accounts_are_per_server_and_replaced() {
         let dir = std::env::temp_dir().join(format!("chat-args-{}", std::process::id()));
         let accounts = RememberedAccounts::at(dir.join("accounts"));

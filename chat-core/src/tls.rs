@@ -254,8 +254,8 @@ mod client {
         }
     }
 
-    /// A rustls client configuration for connecting to `host` (`host:port`) with `trust`.
-    pub fn client_config(host: &str, trust: Trust) -> io::Result<Arc<ClientConfig>> {
+    /// The certificate verifier for `host` (`host:port`): roots first, then `known_hosts`.
+    pub(crate) fn verifier(host: &str, trust: Trust) -> Arc<dyn ServerCertVerifier> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let webpki = (!trust.roots.is_empty())
             .then(|| {
@@ -264,12 +264,18 @@ mod client {
                     .ok()
             })
             .flatten();
-        let verifier = Arc::new(Verifier {
+        Arc::new(Verifier {
             host: host.to_string(),
             webpki,
             trust,
-            provider: provider.clone(),
-        });
+            provider,
+        })
+    }
+
+    /// A rustls client configuration for connecting to `host` (`host:port`) with `trust`.
+    pub fn client_config(host: &str, trust: Trust) -> io::Result<Arc<ClientConfig>> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let verifier = verifier(host, trust);
         let config = ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(io::Error::other)?
@@ -384,5 +390,139 @@ mod client {
                 .trim_end_matches(']')
                 .parse::<std::net::IpAddr>()
                 .is_ok_and(|ip| ip.is_loopback())
+    }
+}
+
+#[cfg(all(test, feature = "tokio"))]
+mod tests {
+    use std::io;
+    use std::sync::Arc;
+
+    use rustls::client::danger::ServerCertVerifier;
+    use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+
+    use super::*;
+
+    #[test]
+    fn a_fingerprint_is_sha256_in_colon_separated_hex() {
+        // SHA-256 of "abc", from FIPS 180-2.
+        assert_eq!(
+            fingerprint(b"abc"),
+            "BA:78:16:BF:8F:01:CF:EA:41:41:40:DE:5D:AE:22:23:B0:03:61:A3:96:17:7A:9C:B4:10:FF:61:F2:00:15:AD"
+        );
+    }
+
+    fn temp(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("chat-tls-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    #[test]
+    fn known_hosts_keep_the_first_fingerprint_of_a_host() {
+        let dir = temp("known");
+        let known = KnownHosts::at(dir.join("sub/known_hosts"));
+        assert_eq!(known.get("h:1"), None);
+        known.add("h:1", "AA:BB").unwrap();
+        known.add("h:2", "CC:DD").unwrap();
+        known.add("h:1", "EE:FF").unwrap();
+        assert_eq!(known.get("h:1").as_deref(), Some("AA:BB"));
+        assert_eq!(known.get("h:2").as_deref(), Some("CC:DD"));
+        assert_eq!(known.get("h:3"), None);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    fn cert() -> CertificateDer<'static> {
+        rcgen::generate_simple_self_signed(vec!["localhost".to_string()])
+            .unwrap()
+            .cert
+            .der()
+            .clone()
+    }
+
+    fn verifier(known: &std::path::Path, accept: Option<String>) -> Arc<dyn ServerCertVerifier> {
+        let trust = Trust {
+            roots: rustls::RootCertStore::empty().into(),
+            known: KnownHosts::at(known),
+            accept,
+        };
+        client::verifier("localhost:1", trust)
+    }
+
+    /// What a connection attempt reports when the verifier refuses.
+    fn verify(v: &dyn ServerCertVerifier, cert: &CertificateDer<'_>) -> Result<(), io::Error> {
+        let name = ServerName::try_from("localhost").unwrap();
+        v.verify_server_cert(cert, &[], &name, &[], UnixTime::now())
+            .map(|_| ())
+            .map_err(io::Error::other)
+    }
+
+    #[test]
+    fn trust_on_first_use_then_refuse_a_changed_certificate() {
+        let dir = temp("tofu");
+        let known = dir.join("known_hosts");
+        let (first, second) = (cert(), cert());
+        let offered = fingerprint(&first);
+        // Unknown: refused with the fingerprint to show.
+        let err = verify(verifier(&known, None).as_ref(), &first).unwrap_err();
+        assert_eq!(
+            untrusted(&err),
+            Some(Untrusted::Unknown {
+                fingerprint: offered.clone()
+            })
+        );
+        // Accepted once: trusted and remembered.
+        verify(verifier(&known, Some(offered.clone())).as_ref(), &first).unwrap();
+        assert_eq!(
+            KnownHosts::at(&known).get("localhost:1"),
+            Some(offered.clone())
+        );
+        verify(verifier(&known, None).as_ref(), &first).unwrap();
+        // Another certificate for the host: refused, whatever was "accepted".
+        let err = verify(
+            verifier(&known, Some(fingerprint(&second))).as_ref(),
+            &second,
+        )
+        .unwrap_err();
+        assert_eq!(
+            untrusted(&err),
+            Some(Untrusted::Changed {
+                known: offered,
+                offered: fingerprint(&second)
+            })
+        );
+        assert!(!verifier(&known, None).supported_verify_schemes().is_empty());
+        assert_eq!(untrusted(&io::Error::other("connection refused")), None);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn tls_is_the_default_except_to_loopback() {
+        for host in ["localhost", "127.0.0.1", "::1", "[::1]", "127.1.2.3"] {
+            assert!(is_loopback(host), "{host}");
+        }
+        for host in ["chat.example.org", "10.0.0.1", "::2", "localhost.example"] {
+            assert!(!is_loopback(host), "{host}");
+        }
+        let mode = |mode| TlsOptions {
+            mode,
+            ..TlsOptions::default()
+        };
+        assert!(mode(TlsMode::Auto).enabled_for("chat.example.org"));
+        assert!(!mode(TlsMode::Auto).enabled_for("127.0.0.1"));
+        assert!(mode(TlsMode::On).enabled_for("127.0.0.1"));
+        assert!(!mode(TlsMode::Off).enabled_for("chat.example.org"));
+        let plain = mode(TlsMode::Off).connector("::1", 53000, None).unwrap();
+        assert_eq!(
+            (plain.addr.as_str(), plain.tls.is_some()),
+            ("[::1]:53000", false)
+        );
+        let tls = mode(TlsMode::On)
+            .connector("localhost", 6697, None)
+            .unwrap();
+        assert_eq!(
+            (tls.addr.as_str(), tls.tls.is_some()),
+            ("localhost:6697", true)
+        );
     }
 }
