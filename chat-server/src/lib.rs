@@ -931,6 +931,7 @@ async fn read_frames(
 ) -> String {
     let mut decoder = LineDecoder::new(max_line);
     let mut buf = BytesMut::new();
+    let mut fresh_tls = matches!(rd, Socket::Tls(_));
     loop {
         while let Some(line) = decoder.next_line(&mut buf) {
             let frame = line.and_then(|l| codec::decode_client(&l));
@@ -938,24 +939,22 @@ async fn read_frames(
                 return reason::SERVER_SHUTDOWN.into();
             }
         }
-        // Read what is there first: over TLS, data may already wait inside the session.
-        buf.reserve(4096);
-        match rd.try_read(&mut buf) {
-            Ok(None) => return "connection closed".into(),
-            Ok(Some(0)) => {}
-            Ok(Some(_)) => {
-                // Yield now and then to the other connections on this worker.
-                tokio::task::consume_budget().await;
-                continue;
-            }
-            Err(_) => return reason::CONNECTION_LOST.into(),
-        }
         if buf.is_empty() {
             // An idle connection holds no read buffer.
             buf = BytesMut::new();
         }
-        if let Err(err) = rd.readable().await {
+        // A TLS session may hold data that came with the end of its handshake: read that
+        // before waiting for the socket.
+        if !std::mem::take(&mut fresh_tls)
+            && let Err(err) = rd.readable().await
+        {
             return format!("{}: {err}", reason::CONNECTION_LOST);
+        }
+        buf.reserve(4096);
+        match rd.try_read(&mut buf) {
+            Ok(None) => return "connection closed".into(),
+            Ok(Some(_)) => {}
+            Err(_) => return reason::CONNECTION_LOST.into(),
         }
     }
 }
