@@ -343,3 +343,34 @@ fn ipv6_addresses_count_by_their_64() {
     let v4: IpAddr = "192.0.2.7".parse().unwrap();
     assert_eq!(addr_key(v4), v4);
 }
+
+#[test]
+fn throttle_memory_lets_idle_entries_go_past_its_bound() {
+    let mut hub = Hub::new(HubConfig::default());
+    hello(&mut hub, 1, "ann");
+    let stale: IpAddr = "198.51.100.1".parse().unwrap();
+    for n in 0..10_001u32 {
+        let addr = IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 + n));
+        hub.addr_throttles.insert(addr, Throttle::default());
+    }
+    // A lockout still running stays.
+    let mut locked = Throttle::default();
+    for _ in 0..10 {
+        locked.fail(0, 10);
+    }
+    hub.addr_throttles.insert(stale, locked);
+    hub.handle(
+        0,
+        Input::Frame {
+            conn: ConnId(1),
+            frame: Ok(ClientMsg::Login {
+                account: "nobody".into(),
+                password: Secret::new("wrong"),
+            }),
+        },
+    );
+    assert!(sent_to(&mut hub, 1).contains("bad_credentials"));
+    // Only the failing address and the running lockout are left.
+    assert_eq!(hub.addr_throttles.len(), 2, "{}", hub.addr_throttles.len());
+    assert!(hub.addr_throttles.contains_key(&stale));
+}
