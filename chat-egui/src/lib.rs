@@ -292,9 +292,15 @@ impl ChatApp {
         });
         if submit {
             match (&self.client, rejected) {
-                // Same connection: just try the new name.
+                // Same connection: just try the new name, or the account with its password.
                 (Some(client), true) if !self.name.trim().is_empty() => {
-                    client.set_name(self.name.trim());
+                    let name = self.name.trim().to_string();
+                    if self.password.is_empty() {
+                        client.set_name(&name);
+                    } else {
+                        let password = Secret::new(self.password.clone());
+                        client.act(move |s, _now| s.set_account(&name, password));
+                    }
                 }
                 _ => self.start(ui.ctx()),
             }

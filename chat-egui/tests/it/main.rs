@@ -363,3 +363,28 @@ fn the_connect_screen_asks_about_an_unknown_certificate_and_sends_the_password()
     gui.harness.get_by_label_contains("has CHANGED");
     assert!(gui.harness.query_by_label("Trust and remember").is_none());
 }
+
+#[test]
+fn a_wrong_password_can_be_corrected_on_the_same_connection() {
+    let mut gui = Gui::new();
+    gui.type_into("Name", "alice");
+    gui.type_into("Password", "wrong");
+    gui.click_button("Connect");
+    gui.with_driver(|d| d.connected());
+    gui.server(&[
+        r#"{"type":"error","code":"bad_credentials","message":"wrong account name or password"}"#,
+    ]);
+    gui.harness
+        .get_by_label_contains("wrong account name or password");
+    gui.type_into("Password", "-fixed");
+    gui.click_button("Connect");
+    assert_eq!(
+        gui.sent(),
+        vec![ClientMsg::Hello {
+            version: 1,
+            name: "alice".into(),
+            password: Some(Secret::new("wrong-fixed")),
+        }]
+    );
+    assert_eq!(gui.connects.borrow().len(), 1, "no second connection");
+}
