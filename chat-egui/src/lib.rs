@@ -54,6 +54,8 @@ pub struct Form {
     pub name: String,
     /// The account's password (`CHAT_PASSWORD`), to log in.
     pub password: Option<Secret>,
+    /// Encrypt (`--tls`, `--no-tls`); `None` follows the host: TLS except to loopback.
+    pub tls: Option<bool>,
 }
 
 /// Opens a client, or says why the server's certificate is not trusted (for the connect
@@ -128,7 +130,7 @@ impl ChatApp {
                 .password
                 .map(|p| p.expose().to_string())
                 .unwrap_or_default(),
-            tls: None,
+            tls: form.tls,
             untrusted: None,
             form_error: None,
             client: None,

@@ -48,6 +48,11 @@ fn main() -> anyhow::Result<()> {
         .name_or(args.name.as_ref())
         .unwrap_or_default();
     let security = args.security.clone();
+    let tls = match security.tls_options().mode {
+        TlsMode::On => Some(true),
+        TlsMode::Off => Some(false),
+        TlsMode::Auto => None,
+    };
     // A window has no terminal to ask on: the password comes from the environment, or the form.
     let password = args
         .security
@@ -102,6 +107,7 @@ fn main() -> anyhow::Result<()> {
                     port,
                     name: name.clone(),
                     password: password.clone(),
+                    tls,
                 },
                 auto,
                 &cc.egui_ctx,

@@ -76,6 +76,7 @@ impl Gui {
                 port: 53000,
                 name: String::new(),
                 password: None,
+                tls: None,
             },
             false,
             &egui::Context::default(),
