@@ -550,6 +550,12 @@ impl<E: Encode> Hub<E> {
         }
         self.rename(conn, name.clone());
         self.reply(conn, &ServerMsg::LoggedIn { account: name });
+        // The rooms it was in as a guest become the account's, on every device.
+        let rooms: Vec<String> = self.conns[&conn].rooms.iter().cloned().collect();
+        for key in rooms {
+            self.account_room(conn, &key, true);
+            self.share_room(conn, &key);
+        }
         self.queue_account_rooms(conn);
     }
 

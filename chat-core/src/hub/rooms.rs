@@ -127,16 +127,20 @@ impl<E: Encode> Hub<E> {
         }
         self.room_state(conn, &key, since);
         if !already {
-            // The account's other devices share its rooms.
-            let max = self.config.max_rooms_per_conn;
-            for device in self.other_devices(conn) {
-                let c = &self.conns[&device];
-                if c.rooms.contains(&key) || c.rooms.len() >= max {
-                    continue;
-                }
-                self.enter(device, &key);
-                self.room_state(device, &key, None);
+            self.share_room(conn, &key);
+        }
+    }
+
+    /// Puts the account's other devices in a room `conn` is in: they share its rooms.
+    pub(super) fn share_room(&mut self, conn: ConnId, key: &str) {
+        let max = self.config.max_rooms_per_conn;
+        for device in self.other_devices(conn) {
+            let c = &self.conns[&device];
+            if c.rooms.contains(key) || c.rooms.len() >= max {
+                continue;
             }
+            self.enter(device, key);
+            self.room_state(device, key, None);
         }
     }
 
