@@ -487,11 +487,9 @@ impl<E: Encode> Hub<E> {
                 .or_default()
                 .fail(now, per_addr);
         }
-        for throttles in [self.addr_throttles.len(), self.login_throttles.len()] {
-            if throttles > THROTTLES_KEPT {
-                self.addr_throttles.retain(|_, t| !t.idle(now));
-                self.login_throttles.retain(|_, t| !t.idle(now));
-            }
+        if self.addr_throttles.len().max(self.login_throttles.len()) > THROTTLES_KEPT {
+            self.addr_throttles.retain(|_, t| !t.idle(now));
+            self.login_throttles.retain(|_, t| !t.idle(now));
         }
         self.reply(
             conn,

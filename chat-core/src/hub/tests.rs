@@ -1,3 +1,6 @@
+//! Unit tests of the hub's parts that transcripts cannot reach: getters, restoring from the
+//! store, accounts loaded at run time, throttles, and `check_invariants` finding broken state.
+
 use super::*;
 
 fn hello(hub: &mut Hub, conn: u64, name: &str) {
