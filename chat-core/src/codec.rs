@@ -156,6 +156,20 @@ pub const CLIENT_TYPES: &[&str] = &[
     "logout",
     "passwd",
     "unregister",
+    "kick",
+    "ban",
+    "unban",
+    "bans",
+    "role",
+    "mode",
+    "invite",
+    "kill",
+    "server_ban",
+    "server_unban",
+    "server_bans",
+    "close_room",
+    "open_room",
+    "connections",
 ];
 
 /// Message types a server may send.
@@ -180,6 +194,15 @@ pub const SERVER_TYPES: &[&str] = &[
     "pong",
     "error",
     "bye",
+    "kick",
+    "ban",
+    "unban",
+    "ban_list",
+    "role",
+    "mode",
+    "invite",
+    "room_closed",
+    "connections",
 ];
 
 /// Parses one line (as returned by [`LineDecoder::next_line`]) as a client message.

@@ -1,6 +1,6 @@
 //! What a user types: slash commands and plain text, parsed once for every front-end.
 
-use crate::protocol::Secret;
+use crate::protocol::{Role, Secret};
 
 /// One parsed input line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -9,8 +9,13 @@ pub enum Command {
     Say(String),
     /// `/me waves`.
     Me(String),
-    /// `/join #room`.
-    Join(String),
+    /// `/join #room [key]`.
+    Join {
+        /// The room.
+        room: String,
+        /// Its key, when it has one.
+        key: Option<Secret>,
+    },
     /// `/part [#room] [reason]`.
     Part {
         /// The room; the active one when absent.
@@ -65,6 +70,191 @@ pub enum Command {
     },
     /// `/unregister password`: delete the account.
     Unregister(Secret),
+    /// `/kick name [reason]` in the active room.
+    Kick {
+        /// Who.
+        name: String,
+        /// Why.
+        reason: Option<String>,
+    },
+    /// `/ban target [duration] [reason]` or `/mute ...` in the active room.
+    Ban {
+        /// What the ban matches (see the protocol's `ban`).
+        target: String,
+        /// Seconds until it lifts itself.
+        duration: Option<u64>,
+        /// Why.
+        reason: Option<String>,
+        /// A mute rather than a ban.
+        mute: bool,
+    },
+    /// `/unban target` or `/unmute target` in the active room.
+    Unban {
+        /// The target, as `/bans` lists it.
+        target: String,
+        /// Lift a mute.
+        mute: bool,
+    },
+    /// `/bans`: the active room's bans and mutes.
+    Bans,
+    /// `/op name`, `/deop`, `/voice`, `/devoice`, `/role name role`.
+    Role {
+        /// The account.
+        name: String,
+        /// Its new role.
+        role: Role,
+    },
+    /// `/mode [+mitR-k ...] [key]`: show or change the active room's modes.
+    Mode(ModeChange),
+    /// `/invite name [duration]` to the active room.
+    Invite {
+        /// Who.
+        name: String,
+        /// Seconds until it lapses.
+        duration: Option<u64>,
+    },
+    /// `/kill name [reason]` (server operators).
+    Kill {
+        /// Who.
+        name: String,
+        /// Why.
+        reason: Option<String>,
+    },
+    /// `/gban target [duration] [reason]` (server operators).
+    ServerBan {
+        /// What the ban matches.
+        target: String,
+        /// Seconds until it lifts itself.
+        duration: Option<u64>,
+        /// Why.
+        reason: Option<String>,
+    },
+    /// `/gunban target` (server operators).
+    ServerUnban(String),
+    /// `/gbans` (server operators).
+    ServerBans,
+    /// `/closeroom #room [reason]` (server operators).
+    CloseRoom {
+        /// The room.
+        room: String,
+        /// Why.
+        reason: Option<String>,
+    },
+    /// `/openroom #room` (server operators).
+    OpenRoom(String),
+    /// `/connections` (server operators).
+    Connections,
+}
+
+/// Changes to a room's modes, as `/mode` parses them; all absent asks for the modes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ModeChange {
+    /// `m`: only voiced members speak.
+    pub moderated: Option<bool>,
+    /// `i`: invite-only.
+    pub invite_only: Option<bool>,
+    /// `t`: only operators set the topic.
+    pub topic_lock: Option<bool>,
+    /// `R`: only accounts join.
+    pub registered_only: Option<bool>,
+    /// `k`: the key (empty to remove it).
+    pub key: Option<Secret>,
+}
+
+impl ModeChange {
+    /// True when nothing changes: a query.
+    pub fn is_query(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// Parses `30s`, `10m`, `2h`, `7d` or `1w` into seconds.
+pub fn parse_duration(word: &str) -> Option<u64> {
+    let unit = word.chars().last()?;
+    let scale = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3_600,
+        'd' => 86_400,
+        'w' => 604_800,
+        _ => return None,
+    };
+    let digits = &word[..word.len() - 1];
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse::<u64>().ok()?.checked_mul(scale)
+}
+
+/// `target [duration] [reason]`: the words of `/ban`, `/mute` and `/gban`.
+fn ban_args(args: &str) -> Option<(String, Option<u64>, Option<String>)> {
+    let (target, rest) = match args.split_once(char::is_whitespace) {
+        Some((t, rest)) => (t, rest.trim()),
+        None => (args, ""),
+    };
+    if target.is_empty() {
+        return None;
+    }
+    let (duration, reason) = match rest.split_once(char::is_whitespace) {
+        Some((first, more)) => match parse_duration(first) {
+            Some(d) => (Some(d), more.trim()),
+            None => (None, rest),
+        },
+        None => match parse_duration(rest) {
+            Some(d) => (Some(d), ""),
+            None => (None, rest),
+        },
+    };
+    let reason = (!reason.is_empty()).then(|| reason.to_string());
+    Some((target.to_string(), duration, reason))
+}
+
+/// `name [reason]`.
+fn name_and_reason(args: &str) -> Option<(String, Option<String>)> {
+    let (name, reason) = match args.split_once(char::is_whitespace) {
+        Some((n, r)) => (n, r.trim()),
+        None => (args, ""),
+    };
+    if name.is_empty() {
+        return None;
+    }
+    Some((
+        name.to_string(),
+        (!reason.is_empty()).then(|| reason.to_string()),
+    ))
+}
+
+/// `+mi-t`, `+k key`, `-k`: the words of `/mode`.
+fn mode_args(args: &str) -> Option<ModeChange> {
+    let mut change = ModeChange::default();
+    let mut words = args.split_whitespace();
+    let mut params = Vec::new();
+    let mut flags = Vec::new();
+    for word in words.by_ref() {
+        if word.starts_with(['+', '-']) {
+            flags.push(word);
+        } else {
+            params.push(word);
+        }
+    }
+    let mut params = params.into_iter();
+    for word in flags {
+        let mut on = true;
+        for c in word.chars() {
+            match c {
+                '+' => on = true,
+                '-' => on = false,
+                'm' => change.moderated = Some(on),
+                'i' => change.invite_only = Some(on),
+                't' => change.topic_lock = Some(on),
+                'R' => change.registered_only = Some(on),
+                'k' if on => change.key = Some(Secret::new(params.next()?)),
+                'k' => change.key = Some(Secret::new("")),
+                _ => return None,
+            }
+        }
+    }
+    params.next().is_none().then_some(change)
 }
 
 /// Every command with its usage and a one-line description, for `/help` and completion.
@@ -107,6 +297,78 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
         "change your account's password",
     ),
     ("/unregister", "/unregister password", "delete your account"),
+    (
+        "/kick",
+        "/kick name [reason]",
+        "remove someone from this room (operators)",
+    ),
+    (
+        "/ban",
+        "/ban name|account:A|name:PATTERN|addr:IP [30m|2h|7d] [reason]",
+        "ban from this room (operators)",
+    ),
+    ("/unban", "/unban target", "lift a ban (operators)"),
+    (
+        "/mute",
+        "/mute name|target [30m|2h|7d] [reason]",
+        "let someone read but not speak here (operators)",
+    ),
+    ("/unmute", "/unmute target", "lift a mute (operators)"),
+    ("/bans", "/bans", "list this room's bans and mutes"),
+    ("/op", "/op account", "make an account an operator here"),
+    ("/deop", "/deop account", "take operator away"),
+    (
+        "/voice",
+        "/voice account",
+        "let an account speak when moderated",
+    ),
+    ("/devoice", "/devoice account", "take voice away"),
+    (
+        "/role",
+        "/role account owner|op|voice|member",
+        "give a role in this room",
+    ),
+    (
+        "/mode",
+        "/mode [+m|+i|+t|+R|+k key|-k ...]",
+        "show or set modes: moderated, invite-only, topic lock, accounts only, key",
+    ),
+    (
+        "/invite",
+        "/invite name [duration]",
+        "invite someone to this room (operators)",
+    ),
+    (
+        "/kill",
+        "/kill name [reason]",
+        "disconnect someone (server operators)",
+    ),
+    (
+        "/gban",
+        "/gban target [duration] [reason]",
+        "ban from the server (server operators)",
+    ),
+    (
+        "/gunban",
+        "/gunban target",
+        "lift a server ban (server operators)",
+    ),
+    ("/gbans", "/gbans", "list server bans (server operators)"),
+    (
+        "/closeroom",
+        "/closeroom #room [reason]",
+        "close a room (server operators)",
+    ),
+    (
+        "/openroom",
+        "/openroom #room",
+        "open a closed room (server operators)",
+    ),
+    (
+        "/connections",
+        "/connections",
+        "list connections (server operators)",
+    ),
     ("/help", "/help", "show this list"),
 ];
 
@@ -152,16 +414,17 @@ pub fn parse(line: &str) -> Result<Command, CommandError> {
     let cmd = match name.to_lowercase().as_str() {
         "me" | "action" => Command::Me(arg().ok_or_else(|| usage("/me"))?),
         "join" | "j" => {
-            let room = args
-                .split_whitespace()
-                .next()
-                .ok_or_else(|| usage("/join"))?;
+            let mut words = args.split_whitespace();
+            let room = words.next().ok_or_else(|| usage("/join"))?;
             let room = if room.starts_with('#') {
                 room.to_string()
             } else {
                 format!("#{room}")
             };
-            Command::Join(room)
+            Command::Join {
+                room,
+                key: words.next().map(Secret::new),
+            }
         }
         "part" | "leave" => {
             let (room, reason) = match args.split_once(char::is_whitespace) {
@@ -246,6 +509,109 @@ pub fn parse(line: &str) -> Result<Command, CommandError> {
                 .next()
                 .ok_or_else(|| usage("/unregister"))?,
         )),
+        "kick" | "k" => {
+            let (name, reason) = name_and_reason(args).ok_or_else(|| usage("/kick"))?;
+            Command::Kick { name, reason }
+        }
+        "ban" | "mute" => {
+            let mute = name.eq_ignore_ascii_case("mute");
+            let (target, duration, reason) =
+                ban_args(args).ok_or_else(|| usage(if mute { "/mute" } else { "/ban" }))?;
+            Command::Ban {
+                target,
+                duration,
+                reason,
+                mute,
+            }
+        }
+        "unban" | "unmute" => {
+            let mute = name.eq_ignore_ascii_case("unmute");
+            let target = args
+                .split_whitespace()
+                .next()
+                .ok_or_else(|| usage(if mute { "/unmute" } else { "/unban" }))?;
+            Command::Unban {
+                target: target.to_string(),
+                mute,
+            }
+        }
+        "bans" | "banlist" => Command::Bans,
+        "op" | "deop" | "voice" | "devoice" => {
+            let lower = name.to_lowercase();
+            let role = match lower.as_str() {
+                "op" => Role::Op,
+                "voice" => Role::Voice,
+                _ => Role::Member,
+            };
+            let who = args
+                .split_whitespace()
+                .next()
+                .ok_or_else(|| usage(&format!("/{lower}")))?;
+            Command::Role {
+                name: who.to_string(),
+                role,
+            }
+        }
+        "role" => {
+            let mut words = args.split_whitespace();
+            let (Some(who), Some(role)) = (words.next(), words.next()) else {
+                return Err(usage("/role"));
+            };
+            let role = match role.to_lowercase().as_str() {
+                "owner" => Role::Owner,
+                "op" | "operator" => Role::Op,
+                "voice" | "voiced" => Role::Voice,
+                "member" | "none" => Role::Member,
+                _ => return Err(usage("/role")),
+            };
+            Command::Role {
+                name: who.to_string(),
+                role,
+            }
+        }
+        "mode" => Command::Mode(mode_args(args).ok_or_else(|| usage("/mode"))?),
+        "invite" => {
+            let mut words = args.split_whitespace();
+            let who = words.next().ok_or_else(|| usage("/invite"))?;
+            let duration = match words.next() {
+                Some(d) => Some(parse_duration(d).ok_or_else(|| usage("/invite"))?),
+                None => None,
+            };
+            Command::Invite {
+                name: who.to_string(),
+                duration,
+            }
+        }
+        "kill" => {
+            let (name, reason) = name_and_reason(args).ok_or_else(|| usage("/kill"))?;
+            Command::Kill { name, reason }
+        }
+        "gban" => {
+            let (target, duration, reason) = ban_args(args).ok_or_else(|| usage("/gban"))?;
+            Command::ServerBan {
+                target,
+                duration,
+                reason,
+            }
+        }
+        "gunban" => Command::ServerUnban(
+            args.split_whitespace()
+                .next()
+                .ok_or_else(|| usage("/gunban"))?
+                .to_string(),
+        ),
+        "gbans" => Command::ServerBans,
+        "closeroom" => {
+            let (room, reason) = name_and_reason(args).ok_or_else(|| usage("/closeroom"))?;
+            Command::CloseRoom { room, reason }
+        }
+        "openroom" => Command::OpenRoom(
+            args.split_whitespace()
+                .next()
+                .ok_or_else(|| usage("/openroom"))?
+                .to_string(),
+        ),
+        "connections" | "conns" => Command::Connections,
         _ => return Err(CommandError::Unknown(format!("/{name}"))),
     };
     Ok(cmd)
@@ -270,8 +636,27 @@ mod tests {
         assert_eq!(parse("hello"), Ok(Command::Say("hello".into())));
         assert_eq!(parse("//etc"), Ok(Command::Say("/etc".into())));
         assert_eq!(parse("/me waves"), Ok(Command::Me("waves".into())));
-        assert_eq!(parse("/join #rust"), Ok(Command::Join("#rust".into())));
-        assert_eq!(parse("/join rust"), Ok(Command::Join("#rust".into())));
+        assert_eq!(
+            parse("/join #rust"),
+            Ok(Command::Join {
+                room: "#rust".into(),
+                key: None
+            })
+        );
+        assert_eq!(
+            parse("/join rust"),
+            Ok(Command::Join {
+                room: "#rust".into(),
+                key: None
+            })
+        );
+        assert_eq!(
+            parse("/join #vault sesame"),
+            Ok(Command::Join {
+                room: "#vault".into(),
+                key: Some(Secret::new("sesame"))
+            })
+        );
         assert_eq!(
             parse("/part"),
             Ok(Command::Part {
@@ -333,6 +718,130 @@ mod tests {
             Err(CommandError::Usage("/history [n]"))
         );
         assert_eq!(parse("/me"), Err(CommandError::Usage("/me action")));
+    }
+
+    #[test]
+    fn parses_moderation_commands() {
+        assert_eq!(
+            parse("/kick troll spamming links"),
+            Ok(Command::Kick {
+                name: "troll".into(),
+                reason: Some("spamming links".into())
+            })
+        );
+        assert_eq!(
+            parse("/ban troll 2h flooding"),
+            Ok(Command::Ban {
+                target: "troll".into(),
+                duration: Some(7_200),
+                reason: Some("flooding".into()),
+                mute: false
+            })
+        );
+        assert_eq!(
+            parse("/ban name:troll* 3 strikes"),
+            Ok(Command::Ban {
+                target: "name:troll*".into(),
+                duration: None,
+                reason: Some("3 strikes".into()),
+                mute: false
+            })
+        );
+        assert_eq!(
+            parse("/mute bob 10m"),
+            Ok(Command::Ban {
+                target: "bob".into(),
+                duration: Some(600),
+                reason: None,
+                mute: true
+            })
+        );
+        assert_eq!(
+            parse("/unmute bob"),
+            Ok(Command::Unban {
+                target: "bob".into(),
+                mute: true
+            })
+        );
+        assert_eq!(
+            parse("/op alice"),
+            Ok(Command::Role {
+                name: "alice".into(),
+                role: Role::Op
+            })
+        );
+        assert_eq!(
+            parse("/devoice bob"),
+            Ok(Command::Role {
+                name: "bob".into(),
+                role: Role::Member
+            })
+        );
+        assert_eq!(
+            parse("/role bob owner"),
+            Ok(Command::Role {
+                name: "bob".into(),
+                role: Role::Owner
+            })
+        );
+        assert_eq!(parse("/mode"), Ok(Command::Mode(ModeChange::default())));
+        assert_eq!(
+            parse("/mode +mi-t +k sesame"),
+            Ok(Command::Mode(ModeChange {
+                moderated: Some(true),
+                invite_only: Some(true),
+                topic_lock: Some(false),
+                registered_only: None,
+                key: Some(Secret::new("sesame")),
+            }))
+        );
+        assert_eq!(
+            parse("/mode -k+R"),
+            Ok(Command::Mode(ModeChange {
+                registered_only: Some(true),
+                key: Some(Secret::new("")),
+                ..ModeChange::default()
+            }))
+        );
+        assert_eq!(
+            parse("/invite bob 1h"),
+            Ok(Command::Invite {
+                name: "bob".into(),
+                duration: Some(3_600)
+            })
+        );
+        assert_eq!(
+            parse("/gban addr:203.0.113.0/24 7d botnet"),
+            Ok(Command::ServerBan {
+                target: "addr:203.0.113.0/24".into(),
+                duration: Some(604_800),
+                reason: Some("botnet".into())
+            })
+        );
+        assert_eq!(
+            parse("/closeroom #spam abandoned"),
+            Ok(Command::CloseRoom {
+                room: "#spam".into(),
+                reason: Some("abandoned".into())
+            })
+        );
+        assert_eq!(parse("/connections"), Ok(Command::Connections));
+        assert!(matches!(parse("/mode +x"), Err(CommandError::Usage(_))));
+        assert!(matches!(parse("/mode +k"), Err(CommandError::Usage(_))));
+        assert!(matches!(
+            parse("/role bob king"),
+            Err(CommandError::Usage(_))
+        ));
+        assert!(matches!(
+            parse("/invite bob soon"),
+            Err(CommandError::Usage(_))
+        ));
+        assert!(matches!(parse("/kick"), Err(CommandError::Usage(_))));
+        assert_eq!(parse_duration("90s"), Some(90));
+        assert_eq!(parse_duration("1w"), Some(604_800));
+        assert_eq!(parse_duration("h"), None);
+        assert_eq!(parse_duration("5x"), None);
+        assert_eq!(parse_duration("99999999999999999999d"), None);
     }
 
     #[test]

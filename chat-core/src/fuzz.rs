@@ -76,6 +76,26 @@ const LINES: &[&str] = &[
     r#"{"type":"logout"}"#,
     r#"{"type":"passwd","old":"password1","new":"password2"}"#,
     r#"{"type":"unregister","password":"password1"}"#,
+    r##"{"type":"kick","room":"#a","name":"bob","reason":"r"}"##,
+    r##"{"type":"ban","room":"#a","target":"bob","duration":1}"##,
+    r##"{"type":"ban","room":"#a","target":"name:c*","mute":true}"##,
+    r##"{"type":"ban","room":"#lobby","target":"account:ann"}"##,
+    r##"{"type":"unban","room":"#a","target":"bob"}"##,
+    r##"{"type":"unban","room":"#a","target":"name:c*","mute":true}"##,
+    r##"{"type":"bans","room":"#a"}"##,
+    r##"{"type":"role","room":"#a","name":"bob","role":"op"}"##,
+    r##"{"type":"role","room":"#a","name":"ann","role":"member"}"##,
+    r##"{"type":"mode","room":"#a","moderated":true,"invite_only":true,"key":"k"}"##,
+    r##"{"type":"mode","room":"#a","moderated":false,"invite_only":false,"key":""}"##,
+    r##"{"type":"join","room":"#a","key":"k"}"##,
+    r##"{"type":"invite","room":"#a","name":"bob","duration":2}"##,
+    r#"{"type":"kill","name":"bob"}"#,
+    r#"{"type":"server_ban","target":"bob","duration":1}"#,
+    r#"{"type":"server_unban","target":"bob"}"#,
+    r#"{"type":"server_bans"}"#,
+    r##"{"type":"close_room","room":"#a"}"##,
+    r##"{"type":"open_room","room":"#a"}"##,
+    r#"{"type":"connections"}"#,
 ];
 
 /// Drives a hub with connections, frames, disconnects, time, commits and store answers taken
@@ -106,6 +126,10 @@ pub fn hub(data: &[u8]) {
         ping_interval: 10_000,
         ping_timeout: 5_000,
         register_timeout: 5_000,
+        operators: vec!["ann".into()],
+        max_rooms_per_guest: 2,
+        max_owned_rooms: 1,
+        max_list: 2,
         ..HubConfig::default()
     };
     let mut hub = Hub::new(config);
@@ -180,10 +204,15 @@ pub fn hub(data: &[u8]) {
                 0 => hub.handle(now, Input::StoreDown),
                 1 => hub.handle(now, Input::StoreUp),
                 _ => {
-                    // The store catches up, and answers the loads it was asked for.
+                    // The store catches up, and answers the loads it was asked for (or fails to).
                     hub.handle(now, Input::Committed { through: stored });
+                    let fail = next().unwrap_or(0) % 4 == 0;
                     for key in loads.drain(..) {
-                        hub.handle(now, Input::RoomLoaded { key, room: None });
+                        if fail {
+                            hub.handle(now, Input::RoomLoadFailed { key });
+                        } else {
+                            hub.handle(now, Input::RoomLoaded { key, room: None });
+                        }
                     }
                     // And password work finishes.
                     for (conn, w) in std::mem::take(&mut work) {
@@ -246,6 +275,9 @@ pub fn hub(data: &[u8]) {
                 }
                 Output::LoadRoom { key } => loads.push(key),
                 Output::Password { conn, work: w } => work.push((conn, w)),
+                Output::Audit { conn, .. } => {
+                    assert!(open.contains(&conn), "an action of {conn}, which is gone");
+                }
                 Output::LoginFailed { conn, .. } => {
                     assert!(
                         open.contains(&conn),

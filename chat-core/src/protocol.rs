@@ -4,6 +4,8 @@
 //! each of them with an example, and a test parses every example in that document. The JSON Lines
 //! framing lives in [`crate::codec`]; nothing here knows about bytes or sockets.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 /// The protocol version this crate speaks, sent in `hello` and `welcome`.
@@ -72,6 +74,9 @@ pub enum ClientMsg {
         /// it still keeps. Without it the server sends the room's recent history.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         since: Option<MsgId>,
+        /// The room's key, when it has one (`mode` with `key`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        key: Option<Secret>,
     },
     /// Leaves a room.
     Part {
@@ -156,6 +161,137 @@ pub enum ClientMsg {
         /// At most this many messages (the server caps it).
         #[serde(default = "default_history_limit")]
         limit: u32,
+    },
+    /// Removes someone (every device of theirs) from a room. They may join again unless banned.
+    /// Operators and owners only, and only people of a lower role.
+    Kick {
+        /// Room name.
+        room: String,
+        /// Who.
+        name: String,
+        /// Shown to the room.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    /// Bans from a room (or, with `mute`, silences in it) whoever `target` matches; see
+    /// docs/protocol.md for targets. Members it matches are removed (a mute leaves them in).
+    Ban {
+        /// Room name.
+        room: String,
+        /// `account:NAME`, `name:PATTERN` (`*` and `?`), `addr:IP[/BITS]`, or a bare name: the
+        /// account of that name, else the address of the guest using it, else that exact name.
+        target: String,
+        /// Lifts itself after this many seconds; without it the ban stays until `unban`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        duration: Option<u64>,
+        /// Shown to the room.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+        /// A mute: they stay, read, and cannot speak.
+        #[serde(default, skip_serializing_if = "is_false")]
+        mute: bool,
+    },
+    /// Lifts a ban (or a mute) from a room, by its target as `bans` lists it.
+    Unban {
+        /// Room name.
+        room: String,
+        /// The target, as listed (a bare name is resolved as for `ban`).
+        target: String,
+        /// Lift a mute rather than a ban.
+        #[serde(default, skip_serializing_if = "is_false")]
+        mute: bool,
+    },
+    /// Lists a room's bans and mutes (anyone may ask; addresses are not shown).
+    Bans {
+        /// Room name.
+        room: String,
+    },
+    /// Gives a registered account a role in a room (`member` takes any role away).
+    Role {
+        /// Room name.
+        room: String,
+        /// The account's name.
+        name: String,
+        /// The role.
+        role: Role,
+    },
+    /// Asks for a room's modes, or changes those given (operators and owners).
+    Mode {
+        /// Room name.
+        room: String,
+        /// Only voiced members and above may speak.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        moderated: Option<bool>,
+        /// Only invited people (and operators) may join.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        invite_only: Option<bool>,
+        /// Only operators and owners may set the topic.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        topic_lock: Option<bool>,
+        /// Only people logged in to an account may join.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        registered_only: Option<bool>,
+        /// A key (password) to join with; an empty string removes it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        key: Option<Secret>,
+    },
+    /// Invites someone to a room: they may join it past invite-only, the key and
+    /// registered-only (not past a ban) until the invite expires. Operators and owners.
+    Invite {
+        /// Room name.
+        room: String,
+        /// Who: an account, or a guest by its current name.
+        name: String,
+        /// Expires after this many seconds (the server's default when absent; 0: never).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        duration: Option<u64>,
+    },
+    /// Server operators: disconnects every connection of a name.
+    Kill {
+        /// Who.
+        name: String,
+        /// Shown to them and in their quit.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    /// Server operators: bans a target (as for `ban`, without name patterns' room scope) from
+    /// the whole server. Matching connections are closed.
+    ServerBan {
+        /// `account:NAME`, `name:PATTERN`, `addr:IP[/BITS]`, or a bare name.
+        target: String,
+        /// Lifts itself after this many seconds.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        duration: Option<u64>,
+        /// Shown to the banned.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    /// Server operators: lifts a server-wide ban.
+    ServerUnban {
+        /// The target, as listed.
+        target: String,
+    },
+    /// Server operators: lists the server-wide bans, addresses included.
+    ServerBans {},
+    /// Server operators: closes a room. Everyone in it is removed and nobody may join it
+    /// (server operators aside) until it is opened again.
+    CloseRoom {
+        /// Room name.
+        room: String,
+        /// Shown to the members.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    /// Server operators: opens a closed room again.
+    OpenRoom {
+        /// Room name.
+        room: String,
+    },
+    /// Server operators: lists the connections, with their accounts and addresses.
+    Connections {
+        /// Continue a long list: only connections with a larger id.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after: Option<u64>,
     },
     /// Liveness check; the server answers with `pong` carrying the same token.
     Ping {
@@ -301,6 +437,9 @@ pub enum ServerMsg {
         room: String,
         /// Member names, sorted case-insensitively.
         names: Vec<String>,
+        /// The roles of members who have one (owner, op, voice); the rest are plain members.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        roles: BTreeMap<String, Role>,
         /// More members follow that did not fit: ask with `who` and `after` = the last name.
         #[serde(default, skip_serializing_if = "is_false")]
         more: bool,
@@ -333,6 +472,111 @@ pub enum ServerMsg {
         /// set to the last id received.
         #[serde(default, skip_serializing_if = "is_false")]
         newer: bool,
+    },
+    /// Someone was removed from a room by an operator; sent to the room, them included.
+    Kick {
+        /// Room name.
+        room: String,
+        /// Who was removed.
+        name: String,
+        /// Who removed them.
+        by: String,
+        /// Why.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+        /// When.
+        ts: UnixMillis,
+    },
+    /// A ban or mute was set: in a room (sent to its members), or server-wide (`room` absent,
+    /// sent to the operator who set it).
+    Ban {
+        /// Room name; absent for a server-wide ban.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        room: Option<String>,
+        /// The ban.
+        ban: BanInfo,
+    },
+    /// A ban or mute was lifted (by someone, or by its expiry when `by` is absent).
+    Unban {
+        /// Room name; absent for a server-wide ban.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        room: Option<String>,
+        /// The target, as it was listed.
+        target: String,
+        /// It was a mute.
+        #[serde(default, skip_serializing_if = "is_false")]
+        mute: bool,
+        /// Who lifted it.
+        by: String,
+        /// When.
+        ts: UnixMillis,
+    },
+    /// The bans and mutes of a room (or of the server, `room` absent), in answer to `bans`.
+    BanList {
+        /// Room name; absent for the server's.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        room: Option<String>,
+        /// Oldest first.
+        bans: Vec<BanInfo>,
+    },
+    /// Someone's role in a room changed; sent to the room.
+    Role {
+        /// Room name.
+        room: String,
+        /// The account's name.
+        name: String,
+        /// The new role.
+        role: Role,
+        /// Who gave it (absent when the server did, as for a room's creator).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
+        /// When.
+        ts: UnixMillis,
+    },
+    /// A room's modes: the answer to a `mode` query, and sent to the room when they change.
+    Mode {
+        /// Room name.
+        room: String,
+        /// The modes now.
+        modes: RoomModes,
+        /// Who changed them, when this announces a change.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
+        /// When, likewise.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ts: Option<UnixMillis>,
+    },
+    /// An invitation to a room; sent to the invited (every device) and to who invited.
+    Invite {
+        /// Room name.
+        room: String,
+        /// Who is invited.
+        name: String,
+        /// Who invited.
+        by: String,
+        /// When the invitation lapses; absent: never.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expires: Option<UnixMillis>,
+    },
+    /// A server operator closed the room; sent to its members, who are no longer in it.
+    RoomClosed {
+        /// Room name.
+        room: String,
+        /// The operator.
+        by: String,
+        /// Why.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+        /// When.
+        ts: UnixMillis,
+    },
+    /// The connections, in answer to `connections` (server operators).
+    Connections {
+        /// One entry per registered connection, by id.
+        conns: Vec<ConnInfo>,
+        /// More follow: ask with `after` = the last id.
+        #[serde(default, skip_serializing_if = "is_false")]
+        more: bool,
     },
     /// Liveness check; answer with `pong` and the same token.
     Ping {
@@ -410,6 +654,105 @@ pub struct ChatMessage {
     /// True for an action (`/me`).
     #[serde(default, skip_serializing_if = "is_false")]
     pub action: bool,
+}
+
+/// A member's role in a room, lowest first. Roles belong to accounts.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// No role: speaks unless the room is moderated or they are muted.
+    #[default]
+    Member,
+    /// Speaks in a moderated room and past a mute.
+    Voice,
+    /// Kicks, bans, mutes, invites, sets modes and the topic, gives roles up to its own.
+    Op,
+    /// All an operator does, on operators too; the first account to create a room owns it.
+    Owner,
+}
+
+impl Role {
+    /// The prefix text clients show before a member's name: `~` owner, `@` op, `+` voice.
+    pub fn prefix(self) -> &'static str {
+        match self {
+            Role::Owner => "~",
+            Role::Op => "@",
+            Role::Voice => "+",
+            Role::Member => "",
+        }
+    }
+
+    /// The role's name on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Owner => "owner",
+            Role::Op => "op",
+            Role::Voice => "voice",
+            Role::Member => "member",
+        }
+    }
+}
+
+/// A ban or mute as members see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BanInfo {
+    /// What it matches: `account:NAME`, `name:PATTERN`, `addr:IP[/BITS]`, or `guest:NAME` (the
+    /// address of a guest, which is not shown).
+    pub target: String,
+    /// A mute (reads, cannot speak) rather than a ban.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub mute: bool,
+    /// Who set it.
+    pub by: String,
+    /// Why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// When it was set.
+    pub ts: UnixMillis,
+    /// When it lifts itself; absent: never.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<UnixMillis>,
+}
+
+/// A room's modes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomModes {
+    /// Only voiced members and above speak.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub moderated: bool,
+    /// Only the invited join.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub invite_only: bool,
+    /// Only operators and owners set the topic.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub topic_lock: bool,
+    /// Only accounts join.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub registered_only: bool,
+    /// Joining needs a key (which is not shown).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub key: bool,
+    /// A server operator closed it.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub closed: bool,
+}
+
+/// One connection in a `connections` list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnInfo {
+    /// The server's id for it.
+    pub conn: u64,
+    /// Its name.
+    pub name: String,
+    /// The account it is logged in to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    /// Its address (an IPv6 address cut to its /64).
+    pub addr: String,
+    /// How many rooms it is in.
+    pub rooms: u32,
 }
 
 /// One room in a `room_list`.
@@ -519,6 +862,26 @@ pub enum ErrorCode {
     AlreadyLoggedIn,
     /// The password is too short or too long.
     WeakPassword,
+    /// Your role in the room (or on the server) does not allow that.
+    NotPermitted,
+    /// You are banned from the room (or the server).
+    Banned,
+    /// You cannot speak in the room: it is moderated, or you are muted.
+    CannotSpeak,
+    /// The room is invite-only and you have no invitation.
+    InviteOnly,
+    /// The room has a key and you gave none, or the wrong one.
+    BadKey,
+    /// Only people logged in to an account may join the room.
+    RegisteredOnly,
+    /// A server operator closed the room.
+    RoomClosed,
+    /// No such ban.
+    NoSuchBan,
+    /// The room's list (bans, invites, roles) is full.
+    ListFull,
+    /// The account owns as many rooms as the server allows.
+    OwnedRoomLimit,
 }
 
 impl ErrorCode {
@@ -560,6 +923,16 @@ impl ErrorCode {
             ErrorCode::NotLoggedIn => "not_logged_in",
             ErrorCode::AlreadyLoggedIn => "already_logged_in",
             ErrorCode::WeakPassword => "weak_password",
+            ErrorCode::NotPermitted => "not_permitted",
+            ErrorCode::Banned => "banned",
+            ErrorCode::CannotSpeak => "cannot_speak",
+            ErrorCode::InviteOnly => "invite_only",
+            ErrorCode::BadKey => "bad_key",
+            ErrorCode::RegisteredOnly => "registered_only",
+            ErrorCode::RoomClosed => "room_closed",
+            ErrorCode::NoSuchBan => "no_such_ban",
+            ErrorCode::ListFull => "list_full",
+            ErrorCode::OwnedRoomLimit => "owned_room_limit",
         }
     }
 }

@@ -16,15 +16,15 @@
 //! Everything the server sends passes through [`text::clean_server_msg`] first: other people's
 //! text never reaches a front-end with control characters in it.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 
 use indexmap::IndexMap;
 
 use crate::command::{self, COMMANDS, Command};
 use crate::names;
 use crate::protocol::{
-    ChatMessage, ClientMsg, ErrorCode, Limits, MsgId, PROTOCOL_VERSION, Secret, ServerMsg,
-    UnixMillis,
+    BanInfo, ChatMessage, ClientMsg, ErrorCode, Limits, MsgId, PROTOCOL_VERSION, Role, RoomModes,
+    Secret, ServerMsg, UnixMillis,
 };
 use crate::text;
 
@@ -204,6 +204,10 @@ pub struct Conversation {
     pub topic: String,
     /// Members, sorted case-insensitively (for a direct conversation, the other person).
     pub members: Vec<String>,
+    /// Roles of the members who have one, by name key.
+    pub roles: HashMap<String, Role>,
+    /// The room's modes, as last heard.
+    pub modes: RoomModes,
     /// Oldest first, at most `SessionConfig::scrollback` long.
     pub lines: VecDeque<Line>,
     /// Messages that arrived while another conversation was active.
@@ -221,11 +225,42 @@ impl Conversation {
             kind,
             topic: String::new(),
             members: Vec::new(),
+            roles: HashMap::new(),
+            modes: RoomModes::default(),
             lines: VecDeque::new(),
             unread: 0,
             mentions: 0,
             more_history: false,
         }
+    }
+
+    /// A member's role in this room.
+    pub fn role_of(&self, name: &str) -> Role {
+        self.roles
+            .get(&names::key(name))
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// The members with their roles: owners, operators, voiced, then everyone else, each
+    /// group sorted by name (as IRC clients list them).
+    pub fn members_by_role(&self) -> Vec<(Role, &str)> {
+        let mut members: Vec<(Role, &str)> = self
+            .members
+            .iter()
+            .map(|m| (self.role_of(m), m.as_str()))
+            .collect();
+        members.sort_by_key(|(role, _)| std::cmp::Reverse(*role));
+        members
+    }
+
+    /// The member list as text clients show it: `~` before owners, `@` before operators, `+`
+    /// before voiced members, in [`Conversation::members_by_role`] order.
+    pub fn member_labels(&self) -> Vec<String> {
+        self.members_by_role()
+            .into_iter()
+            .map(|(role, name)| format!("{}{name}", role.prefix()))
+            .collect()
     }
 
     /// The smallest message id shown, for paging back.
@@ -344,6 +379,8 @@ pub struct Session {
     recovered_at: Option<UnixMillis>,
     /// Rooms rejoined with `since` whose catch-up reply has not come yet.
     catching_up: std::collections::HashSet<String>,
+    /// Keys of the rooms joined with one, by room key, to rejoin them after a reconnect.
+    room_keys: HashMap<String, Secret>,
     outputs: VecDeque<Output>,
 }
 
@@ -379,6 +416,7 @@ impl Session {
             held: Vec::new(),
             recovered_at: None,
             catching_up: std::collections::HashSet::new(),
+            room_keys: HashMap::new(),
             outputs: VecDeque::new(),
         }
     }
@@ -642,7 +680,14 @@ impl Session {
                 | Command::Topic(_)
                 | Command::History(_)
                 | Command::Who(None)
-                | Command::Close)
+                | Command::Close
+                | Command::Kick { .. }
+                | Command::Ban { .. }
+                | Command::Unban { .. }
+                | Command::Bans
+                | Command::Role { .. }
+                | Command::Mode(_)
+                | Command::Invite { .. })
         );
         if self.is_online() && (self.awaiting_room || self.joining.is_some()) && for_active_room {
             // A room is on its way (the server's default room after registering, or one the
@@ -842,6 +887,7 @@ impl Session {
             ServerMsg::Members {
                 room,
                 names,
+                roles,
                 more,
                 after,
             } => {
@@ -850,7 +896,15 @@ impl Session {
                 if let Some(c) = self.conversations.get_mut(&key) {
                     if after.is_none() {
                         c.members = names.clone();
-                    } else {
+                        c.roles.clear();
+                    }
+                    for name in &names {
+                        c.roles.remove(&names::key(name));
+                    }
+                    for (name, role) in &roles {
+                        c.roles.insert(names::key(name), *role);
+                    }
+                    if after.is_some() {
                         // A continuation of a list too long for one reply.
                         for name in &names {
                             if !c.members.iter().any(|m| names::key(m) == names::key(name)) {
@@ -873,7 +927,7 @@ impl Session {
                 if !more {
                     let text = format!("members of {room} ({total})");
                     let text = match self.conversations.get(&key) {
-                        Some(c) => format!("{text}: {}", c.members.join(", ")),
+                        Some(c) => format!("{text}: {}", c.member_labels().join(", ")),
                         None => format!("{text}: {}", names.join(", ")),
                     };
                     self.push(Some(key), system(now, LineKind::Notice(text)));
@@ -971,6 +1025,167 @@ impl Session {
                 }));
             }
             ServerMsg::Error { code, message, .. } => self.on_error(now, code, message),
+            ServerMsg::Kick {
+                room,
+                name,
+                by,
+                reason,
+                ts,
+            } => {
+                let key = names::key(&room);
+                let why = reason.map(|r| format!(": {r}")).unwrap_or_default();
+                if self.is_me(&name) {
+                    self.close_conversation(&key);
+                    self.room_keys.remove(&key);
+                    let text = format!("you were removed from {room} by {by}{why}");
+                    self.local(now, LineKind::Error(text));
+                    return;
+                }
+                if let Some(c) = self.conversations.get_mut(&key) {
+                    c.members.retain(|m| names::key(m) != names::key(&name));
+                    c.roles.remove(&names::key(&name));
+                }
+                let text = format!("{by} removed {name} from {room}{why}");
+                self.push(Some(key), system(ts, LineKind::Notice(text)));
+            }
+            ServerMsg::Ban { room, ban } => {
+                let text = describe_ban(&ban, room.as_deref());
+                let key = room.as_deref().map(names::key);
+                match key.filter(|k| self.conversations.contains_key(k)) {
+                    Some(key) => self.push(Some(key), system(ban.ts, LineKind::Notice(text))),
+                    None => self.local(now, LineKind::Notice(text)),
+                }
+            }
+            ServerMsg::Unban {
+                room,
+                target,
+                mute,
+                by,
+                ts,
+            } => {
+                let what = if mute { "unmuted" } else { "lifted the ban of" };
+                let place = room.as_deref().unwrap_or("the server");
+                let text = format!("{by} {what} {target} in {place}");
+                let key = room.as_deref().map(names::key);
+                match key.filter(|k| self.conversations.contains_key(k)) {
+                    Some(key) => self.push(Some(key), system(ts, LineKind::Notice(text))),
+                    None => self.local(now, LineKind::Notice(text)),
+                }
+            }
+            ServerMsg::BanList { room, bans } => {
+                let place = room.as_deref().unwrap_or("the server");
+                let mut text = if bans.is_empty() {
+                    format!("no bans or mutes in {place}")
+                } else {
+                    format!("bans and mutes of {place} ({})", bans.len())
+                };
+                for ban in &bans {
+                    text.push_str(&format!("\n  {}", describe_ban(ban, None)));
+                }
+                let key = room.as_deref().map(names::key);
+                match key.filter(|k| self.conversations.contains_key(k)) {
+                    Some(key) => self.push(Some(key), system(now, LineKind::Notice(text))),
+                    None => self.local(now, LineKind::Notice(text)),
+                }
+            }
+            ServerMsg::Role {
+                room,
+                name,
+                role,
+                by,
+                ts,
+            } => {
+                let key = names::key(&room);
+                if let Some(c) = self.conversations.get_mut(&key) {
+                    if role == Role::Member {
+                        c.roles.remove(&names::key(&name));
+                    } else {
+                        c.roles.insert(names::key(&name), role);
+                    }
+                }
+                let text = match (by, role) {
+                    (None, _) => format!("{name} owns {room}"),
+                    (Some(by), Role::Member) => format!("{by} took {name}'s role in {room} away"),
+                    (Some(by), role) => format!("{by} made {name} {} of {room}", role_noun(role)),
+                };
+                if self.conversations.contains_key(&key) {
+                    self.push(Some(key), system(ts, LineKind::Notice(text)));
+                } else {
+                    self.local(now, LineKind::Notice(text));
+                }
+            }
+            ServerMsg::Mode {
+                room,
+                modes,
+                by,
+                ts,
+            } => {
+                let key = names::key(&room);
+                if let Some(c) = self.conversations.get_mut(&key) {
+                    c.modes = modes;
+                }
+                let text = match by {
+                    Some(by) => format!("{by} set the modes of {room}: {}", describe_modes(modes)),
+                    None => format!("modes of {room}: {}", describe_modes(modes)),
+                };
+                if self.conversations.contains_key(&key) {
+                    self.push(Some(key), system(ts.unwrap_or(now), LineKind::Notice(text)));
+                } else {
+                    self.local(now, LineKind::Notice(text));
+                }
+            }
+            ServerMsg::Invite {
+                room,
+                name,
+                by,
+                expires: _,
+            } => {
+                let text = if self.is_me(&name) {
+                    format!("{by} invites you to {room}: /join {room}")
+                } else {
+                    format!("{by} invited {name} to {room}")
+                };
+                self.local(now, LineKind::Notice(text));
+            }
+            ServerMsg::RoomClosed {
+                room,
+                by,
+                reason,
+                ts: _,
+            } => {
+                let key = names::key(&room);
+                let why = reason.map(|r| format!(": {r}")).unwrap_or_default();
+                self.close_conversation(&key);
+                self.room_keys.remove(&key);
+                self.local(now, LineKind::Error(format!("{by} closed {room}{why}")));
+            }
+            ServerMsg::Connections { conns, more } => {
+                let mut text = format!(
+                    "connections ({}{})",
+                    conns.len(),
+                    if more { "+" } else { "" }
+                );
+                for c in &conns {
+                    let account = c
+                        .account
+                        .as_deref()
+                        .map(|a| format!(" account {a}"))
+                        .unwrap_or_default();
+                    text.push_str(&format!(
+                        "\n  c{} {} from {}{account}, in {} rooms",
+                        c.conn, c.name, c.addr, c.rooms
+                    ));
+                }
+                if more && let Some(last) = conns.last() {
+                    self.send(
+                        now,
+                        ClientMsg::Connections {
+                            after: Some(last.conn),
+                        },
+                    );
+                }
+                self.local(now, LineKind::Notice(text));
+            }
             ServerMsg::Bye { reason } => {
                 if matches!(self.state, ConnState::Closed { .. }) {
                     return;
@@ -1037,15 +1252,82 @@ impl Session {
                     self.submit(now, ClientMsg::Nick { name });
                 }
             }
-            Command::Join(room) => {
+            Command::Join { room, key: secret } => {
                 let key = names::key(&room);
                 if self.conversations.contains_key(&key) {
                     self.activate(key);
                     return;
                 }
+                if let Some(secret) = &secret {
+                    self.room_keys.insert(key.clone(), secret.clone());
+                }
                 self.joining = Some(key);
-                self.submit(now, ClientMsg::Join { room, since: None });
+                self.submit(
+                    now,
+                    ClientMsg::Join {
+                        room,
+                        since: None,
+                        key: secret,
+                    },
+                );
             }
+            Command::Kick { name, reason } => {
+                self.in_active_room(now, |room| ClientMsg::Kick { room, name, reason });
+            }
+            Command::Ban {
+                target,
+                duration,
+                reason,
+                mute,
+            } => self.in_active_room(now, |room| ClientMsg::Ban {
+                room,
+                target,
+                duration,
+                reason,
+                mute,
+            }),
+            Command::Unban { target, mute } => {
+                self.in_active_room(now, |room| ClientMsg::Unban { room, target, mute });
+            }
+            Command::Bans => self.in_active_room(now, |room| ClientMsg::Bans { room }),
+            Command::Role { name, role } => {
+                self.in_active_room(now, |room| ClientMsg::Role { room, name, role });
+            }
+            Command::Mode(change) => self.in_active_room(now, |room| ClientMsg::Mode {
+                room,
+                moderated: change.moderated,
+                invite_only: change.invite_only,
+                topic_lock: change.topic_lock,
+                registered_only: change.registered_only,
+                key: change.key,
+            }),
+            Command::Invite { name, duration } => {
+                self.in_active_room(now, |room| ClientMsg::Invite {
+                    room,
+                    name,
+                    duration,
+                });
+            }
+            Command::Kill { name, reason } => self.submit(now, ClientMsg::Kill { name, reason }),
+            Command::ServerBan {
+                target,
+                duration,
+                reason,
+            } => self.submit(
+                now,
+                ClientMsg::ServerBan {
+                    target,
+                    duration,
+                    reason,
+                },
+            ),
+            Command::ServerUnban(target) => self.submit(now, ClientMsg::ServerUnban { target }),
+            Command::ServerBans => self.submit(now, ClientMsg::ServerBans {}),
+            Command::CloseRoom { room, reason } => {
+                self.submit(now, ClientMsg::CloseRoom { room, reason });
+            }
+            Command::OpenRoom(room) => self.submit(now, ClientMsg::OpenRoom { room }),
+            Command::Connections => self.submit(now, ClientMsg::Connections { after: None }),
             Command::Rooms => self.submit(now, ClientMsg::Rooms { after: None }),
             Command::Register(password) => {
                 self.auth_pending = Some(password.clone());
@@ -1169,6 +1451,14 @@ impl Session {
             .active()
             .expect("caller checked there is an active conversation");
         (c.kind, c.name.clone())
+    }
+
+    /// Sends a command about the active room, or says to switch to one.
+    fn in_active_room(&mut self, now: UnixMillis, msg: impl FnOnce(String) -> ClientMsg) {
+        match self.active_room() {
+            Some(room) => self.submit(now, msg(room)),
+            None => self.local(now, LineKind::Error("switch to a room first".into())),
+        }
     }
 
     fn active_room(&self) -> Option<String> {
@@ -1335,7 +1625,14 @@ impl Session {
         if !reconnect {
             for room in self.config.autojoin.clone() {
                 self.joining = Some(names::key(&room));
-                self.send(now, ClientMsg::Join { room, since: None });
+                self.send(
+                    now,
+                    ClientMsg::Join {
+                        room,
+                        since: None,
+                        key: None,
+                    },
+                );
             }
         }
         if reconnect {
@@ -1346,11 +1643,13 @@ impl Session {
                 if self.last_id.is_some() {
                     self.catching_up.insert(names::key(&room));
                 }
+                let key = self.room_keys.get(&names::key(&room)).cloned();
                 self.send(
                     now,
                     ClientMsg::Join {
                         room,
                         since: self.last_id,
+                        key,
                     },
                 );
             }
@@ -1675,6 +1974,62 @@ fn line_at(id: Option<MsgId>, ts: UnixMillis, kind: LineKind) -> Line {
         ts,
         mention: false,
         kind,
+    }
+}
+
+/// A ban or mute as a line of text: who set it on what, why, and until when.
+fn describe_ban(ban: &BanInfo, room: Option<&str>) -> String {
+    let what = if ban.mute { "muted" } else { "banned" };
+    let place = room.map(|r| format!(" in {r}")).unwrap_or_default();
+    let why = ban
+        .reason
+        .as_deref()
+        .map(|r| format!(": {r}"))
+        .unwrap_or_default();
+    let until = ban
+        .expires
+        .map(|at| format!(" (for {})", span(at.saturating_sub(ban.ts))))
+        .unwrap_or_default();
+    format!("{} {what} {}{place}{until}{why}", ban.by, ban.target)
+}
+
+/// A length of time in its largest fitting unit.
+fn span(ms: u64) -> String {
+    let secs = ms.div_ceil(1000);
+    match secs {
+        s if s >= 86_400 => format!("{} d", s.div_ceil(86_400)),
+        s if s >= 3_600 => format!("{} h", s.div_ceil(3_600)),
+        s if s >= 60 => format!("{} min", s.div_ceil(60)),
+        s => format!("{s} s"),
+    }
+}
+
+fn role_noun(role: Role) -> &'static str {
+    match role {
+        Role::Owner => "an owner",
+        Role::Op => "an operator",
+        Role::Voice => "voiced",
+        Role::Member => "a member",
+    }
+}
+
+/// Modes as words, and their IRC letters.
+fn describe_modes(m: RoomModes) -> String {
+    let set: Vec<&str> = [
+        (m.moderated, "moderated (+m)"),
+        (m.invite_only, "invite-only (+i)"),
+        (m.topic_lock, "topic locked (+t)"),
+        (m.registered_only, "accounts only (+R)"),
+        (m.key, "key needed (+k)"),
+        (m.closed, "closed"),
+    ]
+    .into_iter()
+    .filter_map(|(on, word)| on.then_some(word))
+    .collect();
+    if set.is_empty() {
+        "none".to_string()
+    } else {
+        set.join(", ")
     }
 }
 

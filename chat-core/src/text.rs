@@ -15,7 +15,7 @@
 
 use std::borrow::Cow;
 
-use crate::protocol::{ChatMessage, RoomInfo, ServerMsg};
+use crate::protocol::{BanInfo, ChatMessage, RoomInfo, ServerMsg};
 
 /// True for a character [`sanitize`] rewrites.
 fn is_unsafe(c: char) -> bool {
@@ -102,11 +102,77 @@ pub fn clean_server_msg(mut msg: ServerMsg) -> ServerMsg {
             by.iter_mut().for_each(s);
         }
         ServerMsg::Members {
-            room, names, after, ..
+            room,
+            names,
+            roles,
+            after,
+            ..
         } => {
             s(room);
             names.iter_mut().for_each(s);
             after.iter_mut().for_each(s);
+            *roles = std::mem::take(roles)
+                .into_iter()
+                .map(|(mut name, role)| {
+                    s(&mut name);
+                    (name, role)
+                })
+                .collect();
+        }
+        ServerMsg::Kick {
+            room,
+            name,
+            by,
+            reason,
+            ..
+        } => {
+            s(room);
+            s(name);
+            s(by);
+            reason.iter_mut().for_each(s);
+        }
+        ServerMsg::Ban { room, ban } => {
+            room.iter_mut().for_each(s);
+            clean_ban(ban);
+        }
+        ServerMsg::Unban {
+            room, target, by, ..
+        } => {
+            room.iter_mut().for_each(s);
+            s(target);
+            s(by);
+        }
+        ServerMsg::BanList { room, bans } => {
+            room.iter_mut().for_each(s);
+            bans.iter_mut().for_each(clean_ban);
+        }
+        ServerMsg::Role { room, name, by, .. } => {
+            s(room);
+            s(name);
+            by.iter_mut().for_each(s);
+        }
+        ServerMsg::Mode { room, by, .. } => {
+            s(room);
+            by.iter_mut().for_each(s);
+        }
+        ServerMsg::Invite { room, name, by, .. } => {
+            s(room);
+            s(name);
+            s(by);
+        }
+        ServerMsg::RoomClosed {
+            room, by, reason, ..
+        } => {
+            s(room);
+            s(by);
+            reason.iter_mut().for_each(s);
+        }
+        ServerMsg::Connections { conns, .. } => {
+            for c in conns {
+                s(&mut c.name);
+                s(&mut c.addr);
+                c.account.iter_mut().for_each(s);
+            }
         }
         ServerMsg::RoomList { rooms, after, .. } => {
             after.iter_mut().for_each(s);
@@ -128,6 +194,12 @@ pub fn clean_server_msg(mut msg: ServerMsg) -> ServerMsg {
         ServerMsg::Bye { reason } => s(reason),
     }
     msg
+}
+
+fn clean_ban(b: &mut BanInfo) {
+    sanitize_in_place(&mut b.target);
+    sanitize_in_place(&mut b.by);
+    b.reason.iter_mut().for_each(sanitize_in_place);
 }
 
 fn clean_message(m: &mut ChatMessage) {

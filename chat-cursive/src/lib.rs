@@ -411,8 +411,9 @@ impl Rendered {
         }
         let mut members = StyledString::new();
         if let Some(c) = active {
-            for m in &c.members {
-                members.append_styled(m.clone(), nick_style(m));
+            for (role, m) in c.members_by_role() {
+                members.append_styled(role.prefix(), Effect::Bold);
+                members.append_styled(m, nick_style(m));
                 members.append_plain("\n");
             }
         }

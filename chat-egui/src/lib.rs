@@ -8,7 +8,7 @@
 
 use chat_core::client::ClientHandle;
 use chat_core::input::InputHistory;
-use chat_core::protocol::Secret;
+use chat_core::protocol::{Role, Secret};
 use chat_core::session::{
     ConnState, Conversation, ConversationKind, Line, LineKind, Session, nick_colour,
 };
@@ -480,8 +480,14 @@ impl ChatApp {
                 egui::ScrollArea::vertical()
                     .id_salt("members_scroll")
                     .show(ui, |ui| {
-                        for m in &view.members {
-                            ui.label(RichText::new(m).color(nick_color(m)));
+                        for (role, m) in &view.members {
+                            ui.horizontal(|ui| {
+                                ui.spacing_mut().item_spacing.x = 0.0;
+                                if *role != Role::Member {
+                                    ui.label(RichText::new(role.prefix()).strong());
+                                }
+                                ui.label(RichText::new(m).color(nick_color(m)));
+                            });
                         }
                     });
             });
@@ -528,7 +534,8 @@ struct View {
     topic: String,
     /// (label, unread, mentions, active) per conversation.
     rooms: Vec<(String, usize, usize, bool)>,
-    members: Vec<String>,
+    /// Members with their roles, in the order shown.
+    members: Vec<(Role, String)>,
     lines: Vec<Line>,
 }
 
@@ -556,7 +563,14 @@ impl View {
             title: active.map_or_else(|| "No room".into(), title_of),
             topic: active.map(|c| c.topic.clone()).unwrap_or_default(),
             rooms,
-            members: active.map(|c| c.members.clone()).unwrap_or_default(),
+            members: active
+                .map(|c| {
+                    c.members_by_role()
+                        .into_iter()
+                        .map(|(role, m)| (role, m.to_string()))
+                        .collect()
+                })
+                .unwrap_or_default(),
             lines: match active {
                 Some(c) => c.lines.iter().cloned().collect(),
                 None => s.status_lines().iter().cloned().collect(),

@@ -164,6 +164,20 @@ pub struct Config {
     /// Passes per password hash (argon2id).
     #[arg(long, env = "CHAT_PASSWORD_ITERATIONS", default_value_t = PasswordCost::default().iterations)]
     pub password_iterations: u32,
+    /// An account that operates the server (repeat the flag, or separate names with commas):
+    /// logged in to it, a client may kill connections, ban from the whole server, close rooms,
+    /// list connections, and moderate every room.
+    #[arg(long = "operator", env = "CHAT_OPERATORS", value_delimiter = ',')]
+    pub operators: Vec<String>,
+    /// Rooms one guest connection may create; 0 means no limit.
+    #[arg(long, env = "CHAT_MAX_ROOMS_PER_GUEST", default_value_t = 10)]
+    pub max_rooms_per_guest: u32,
+    /// Rooms one account may own (creating a room owns it); 0 means no limit.
+    #[arg(long, env = "CHAT_MAX_OWNED_ROOMS", default_value_t = 20)]
+    pub max_owned_rooms: usize,
+    /// Seconds an invitation lasts when the inviter gives no duration; 0: until replaced.
+    #[arg(long, env = "CHAT_INVITE_EXPIRY", default_value_t = 86_400.0)]
+    pub invite_expiry: f64,
 }
 
 impl Config {
@@ -219,6 +233,10 @@ impl Config {
             login_failures_per_addr: self.login_failures_per_addr,
             registrations_per_addr_per_hour: self.registrations_per_hour,
             min_password: self.min_password,
+            operators: self.operators.clone(),
+            max_rooms_per_guest: self.max_rooms_per_guest,
+            max_owned_rooms: self.max_owned_rooms,
+            invite_expiry: ms(self.invite_expiry),
             ..HubConfig::default()
         }
     }
@@ -474,7 +492,12 @@ pub async fn serve_with_faults(
         for name in hub.restore_accounts(restored.accounts) {
             tracing::warn!(account = ?name, "a stored account's name is not valid any more; it cannot log in");
         }
-        tracing::info!(accounts = hub.account_count(), "accounts loaded");
+        hub.restore_server_bans(restored.server_bans);
+        tracing::info!(
+            accounts = hub.account_count(),
+            server_bans = hub.server_bans().len(),
+            "accounts loaded"
+        );
         Some(store)
     };
     let local = listener.local_addr()?;
@@ -651,7 +674,11 @@ async fn run_hub(
                 let now = tick(&mut hub);
                 let input = match report {
                     store::Report::Committed(through) => Input::Committed { through },
-                    store::Report::Loaded { key, room } => Input::RoomLoaded { key, room },
+                    store::Report::Loaded { key, room } => Input::RoomLoaded {
+                        key,
+                        room: room.map(|r| *r),
+                    },
+                    store::Report::LoadFailed { key } => Input::RoomLoadFailed { key },
                     store::Report::Down => Input::StoreDown,
                     store::Report::Up => Input::StoreUp,
                 };
@@ -719,6 +746,11 @@ impl Shell {
                         None => hub.handle(now, Input::RoomLoaded { key, room: None }),
                     },
                     Output::Password { conn, work } => self.passwords.start(conn, work),
+                    Output::Audit { conn, text } => {
+                        let addr = self.addrs.get(&conn).map(ToString::to_string);
+                        let addr = addr.as_deref().unwrap_or("unknown");
+                        tracing::info!(target: "chat_server::audit", %conn, addr, "{text}");
+                    }
                     Output::LoginFailed { conn, account } => {
                         let addr = self.addrs.get(&conn).map(ToString::to_string);
                         let addr = addr.as_deref().unwrap_or("unknown");

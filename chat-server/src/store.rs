@@ -22,7 +22,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use chat_core::hub::{Record, RestoredRoom, StoredAccount};
+use chat_core::hub::{Ban, Record, RestoredRoom, RoomSettings, StoredAccount};
 use chat_core::names;
 use chat_core::protocol::{ChatMessage, MsgId};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -34,8 +34,9 @@ const MAX_BATCH: usize = 4096;
 const PRUNE_EVERY: Duration = Duration::from_secs(600);
 
 /// The schema version this code writes (`PRAGMA user_version`). Version 1 keys rooms by
-/// full Unicode case folding (earlier databases used lowercase) and keeps client message ids.
-const SCHEMA_VERSION: i64 = 1;
+/// full Unicode case folding (earlier databases used lowercase) and keeps client message ids;
+/// version 2 keeps the rooms an account owns and the id it was registered under.
+const SCHEMA_VERSION: i64 = 2;
 
 /// What was in the database at startup.
 #[derive(Debug, Default)]
@@ -50,6 +51,8 @@ pub struct Restored {
     pub cids: Vec<(String, MsgId)>,
     /// Every registered account.
     pub accounts: Vec<StoredAccount>,
+    /// The server-wide bans.
+    pub server_bans: Vec<Ban>,
 }
 
 /// How long stored messages are kept. Zero means no limit.
@@ -75,7 +78,12 @@ pub enum Report {
         /// The key asked for.
         key: String,
         /// The room, if the store has anything of it.
-        room: Option<RestoredRoom>,
+        room: Option<Box<RestoredRoom>>,
+    },
+    /// [`Store::load`] failed: the room could not be read.
+    LoadFailed {
+        /// The key asked for.
+        key: String,
     },
 }
 
@@ -188,6 +196,17 @@ impl Store {
                  hash TEXT NOT NULL,
                  rooms TEXT NOT NULL DEFAULT '',
                  id INTEGER NOT NULL
+             );
+             CREATE TABLE IF NOT EXISTS room_settings (
+                 room_key TEXT PRIMARY KEY,
+                 room TEXT NOT NULL,
+                 settings TEXT NOT NULL,
+                 id INTEGER NOT NULL
+             );
+             CREATE TABLE IF NOT EXISTS server_state (
+                 key TEXT PRIMARY KEY,
+                 value TEXT NOT NULL,
+                 id INTEGER NOT NULL
              );",
         )
         .context("cannot create the schema")?;
@@ -259,6 +278,17 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
         return Ok(());
     }
     let tx = conn.unchecked_transaction()?;
+    for (table, column, kind) in [
+        ("accounts", "owned", "TEXT NOT NULL DEFAULT ''"),
+        ("accounts", "created", "INTEGER NOT NULL DEFAULT 0"),
+    ] {
+        let has = tx
+            .prepare(&format!("SELECT {column} FROM {table} LIMIT 0"))
+            .is_ok();
+        if !has {
+            tx.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {kind}"))?;
+        }
+    }
     for table in ["messages", "directs"] {
         let has_cid = tx
             .prepare(&format!("SELECT cid FROM {table} LIMIT 0"))
@@ -321,7 +351,9 @@ fn load(
         "SELECT MAX(COALESCE((SELECT MAX(id) FROM messages), 0),
                     COALESCE((SELECT MAX(id) FROM directs), 0),
                     COALESCE((SELECT MAX(id) FROM topics), 0),
-                    COALESCE((SELECT MAX(id) FROM accounts), 0)) + 1",
+                    COALESCE((SELECT MAX(id) FROM accounts), 0),
+                    COALESCE((SELECT MAX(id) FROM room_settings), 0),
+                    COALESCE((SELECT MAX(id) FROM server_state), 0)) + 1",
         [],
         |r| r.get(0),
     )?;
@@ -345,22 +377,47 @@ fn load(
         .collect::<Result<_, _>>()?;
     cids.reverse();
     let accounts = conn
-        .prepare("SELECT name, hash, rooms FROM accounts ORDER BY id")?
+        .prepare("SELECT name, hash, rooms, owned, created FROM accounts ORDER BY id")?
         .query_map([], |r| {
             let rooms: String = r.get(2)?;
+            let owned: String = r.get(3)?;
             Ok(StoredAccount {
                 name: r.get(0)?,
                 hash: r.get(1)?,
                 rooms: rooms.lines().map(str::to_string).collect(),
+                owned: owned.lines().map(str::to_string).collect(),
+                created: r.get::<_, i64>(4)? as u64,
             })
         })?
         .collect::<Result<_, _>>()?;
+    let server_bans = conn
+        .query_row(
+            "SELECT value FROM server_state WHERE key = 'bans'",
+            [],
+            |r| r.get::<_, String>(0),
+        )
+        .optional()?
+        .map(|json| from_json::<Vec<Ban>>(&json, "server bans"))
+        .transpose()?
+        .unwrap_or_default();
     Ok(Restored {
         rooms: restored_rooms,
         next_id: next_id as u64,
         messages: messages as u64,
         cids,
         accounts,
+        server_bans,
+    })
+}
+
+/// Reads JSON the store wrote; a row that does not parse is an error naming what it held.
+fn from_json<T: serde::de::DeserializeOwned>(json: &str, what: &str) -> rusqlite::Result<T> {
+    serde_json::from_str(json).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(
+            0,
+            rusqlite::types::Type::Text,
+            format!("stored {what} do not parse: {e}").into(),
+        )
     })
 }
 
@@ -411,6 +468,18 @@ fn load_room(
         room.name = name;
         room.topic = text;
         room.topic_set = Some((by, ts as u64));
+    }
+    let stored_settings = conn
+        .prepare_cached("SELECT room, settings FROM room_settings WHERE room_key = ?1")?
+        .query_row(params![key], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })
+        .optional()?;
+    if let Some((name, json)) = stored_settings {
+        room.settings = from_json::<RoomSettings>(&json, "room settings")?;
+        if room.name.is_empty() {
+            room.name = name;
+        }
     }
     if room.name.is_empty() {
         return Ok(None);
@@ -519,11 +588,16 @@ fn store_loop(
         // Loads run after the commit of everything queued before them (while commits fail,
         // they see what is committed; held messages reach joiners live once they commit).
         for key in loads.drain(..) {
-            let room = load_room(&conn, &key, history).unwrap_or_else(|err| {
-                tracing::error!(%err, %key, "store: cannot load a room");
-                None
-            });
-            report(Report::Loaded { key, room });
+            match load_room(&conn, &key, history) {
+                Ok(room) => report(Report::Loaded {
+                    key,
+                    room: room.map(Box::new),
+                }),
+                Err(err) => {
+                    tracing::error!(%err, %key, "store: cannot load a room");
+                    report(Report::LoadFailed { key });
+                }
+            }
         }
         if pruned_at.elapsed() >= PRUNE_EVERY {
             pruned_at = Instant::now();
@@ -557,23 +631,51 @@ fn write_batch(conn: &mut Connection, batch: &[Record]) -> rusqlite::Result<()> 
              ON CONFLICT (room_key) DO UPDATE SET room = ?2, topic = ?3, set_by = ?4, ts = ?5, id = ?6",
         )?;
         let mut account = tx.prepare_cached(
-            "INSERT INTO accounts (key, name, hash, id) VALUES (?1, ?2, ?3, ?4)
+            // The id a new account is inserted under is its identity for the roles it is
+            // given (`created`); a password change keeps it.
+            "INSERT INTO accounts (key, name, hash, id, created) VALUES (?1, ?2, ?3, ?4, ?4)
              ON CONFLICT (key) DO UPDATE SET name = ?2, hash = ?3, id = ?4",
         )?;
-        let mut account_rooms =
-            tx.prepare_cached("UPDATE accounts SET rooms = ?2, id = ?3 WHERE key = ?1")?;
+        let mut account_rooms = tx
+            .prepare_cached("UPDATE accounts SET rooms = ?2, owned = ?3, id = ?4 WHERE key = ?1")?;
+        let mut settings = tx.prepare_cached(
+            "INSERT INTO room_settings (room_key, room, settings, id) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (room_key) DO UPDATE SET room = ?2, settings = ?3, id = ?4",
+        )?;
+        let mut state = tx.prepare_cached(
+            "INSERT INTO server_state (key, value, id) VALUES (?1, ?2, ?3)
+             ON CONFLICT (key) DO UPDATE SET value = ?2, id = ?3",
+        )?;
         let mut account_deleted = tx.prepare_cached("DELETE FROM accounts WHERE key = ?1")?;
         for record in batch {
             match record {
                 Record::Account { id, name, hash } => {
                     account.execute(params![names::key(name), name, hash, *id as i64])?;
                 }
-                Record::AccountRooms { id, account, rooms } => {
+                Record::AccountRooms {
+                    id,
+                    account,
+                    rooms,
+                    owned,
+                } => {
                     account_rooms.execute(params![
                         names::key(account),
                         rooms.join("\n"),
+                        owned.join("\n"),
                         *id as i64
                     ])?;
+                }
+                Record::RoomSettings {
+                    id,
+                    room,
+                    settings: s,
+                } => {
+                    let json = serde_json::to_string(s).expect("settings serialize");
+                    settings.execute(params![names::key(room), room, json, *id as i64])?;
+                }
+                Record::ServerBans { id, bans } => {
+                    let json = serde_json::to_string(bans).expect("bans serialize");
+                    state.execute(params!["bans", json, *id as i64])?;
                 }
                 Record::AccountDeleted { account, .. } => {
                     account_deleted.execute(params![names::key(account)])?;
@@ -758,5 +860,55 @@ mod tests {
             } => assert_eq!(room.history[0].text, "hi"),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn accounts_of_schema_1_keep_working_and_settings_come_back_with_their_room() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let conn = Connection::open(dir.path().join("chat.sqlite3")).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE accounts (key TEXT PRIMARY KEY, name TEXT NOT NULL,
+                     hash TEXT NOT NULL, rooms TEXT NOT NULL DEFAULT '', id INTEGER NOT NULL);
+                 INSERT INTO accounts VALUES ('ada', 'Ada', '$argon2id$x', '#lobby', 3);
+                 PRAGMA user_version = 1;",
+            )
+            .unwrap();
+        }
+        let (store, restored, rx) = open(dir.path(), Retention::default());
+        assert_eq!(restored.next_id, 4);
+        let ada = &restored.accounts[0];
+        assert_eq!((ada.name.as_str(), ada.created), ("Ada", 0));
+        assert!(ada.owned.is_empty());
+        // A room with nothing but settings is a room the store has.
+        let settings: RoomSettings = serde_json::from_str(
+            r#"{"roles":{"ada":{"role":"owner","account":0}},"modes":{"topic_lock":true}}"#,
+        )
+        .unwrap();
+        store.append(Record::RoomSettings {
+            id: 4,
+            room: "#Quiet".into(),
+            settings: settings.clone(),
+        });
+        committed(&rx, 4);
+        store.load(names::key("#quiet"));
+        match rx.recv_timeout(Duration::from_secs(5)).unwrap() {
+            Report::Loaded {
+                room: Some(room), ..
+            } => {
+                assert_eq!(room.name, "#Quiet");
+                assert_eq!(room.settings, settings);
+            }
+            other => panic!("{other:?}"),
+        }
+        // A settings row that does not parse is an error, not a room without its bans.
+        let conn = Connection::open(dir.path().join("chat.sqlite3")).unwrap();
+        conn.execute(
+            "UPDATE room_settings SET settings = '{\"bans\": 7}' WHERE room_key = ?1",
+            params![names::key("#quiet")],
+        )
+        .unwrap();
+        let err = load_room(&conn, &names::key("#quiet"), 10).unwrap_err();
+        assert!(err.to_string().contains("room settings"), "{err}");
     }
 }

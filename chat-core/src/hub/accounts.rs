@@ -22,6 +22,11 @@ pub(super) struct Account {
     pub(super) hash: String,
     /// Keys of the rooms it is in, joined again when it logs in.
     pub(super) rooms: IndexSet<String>,
+    /// Keys of the rooms it owns, against [`HubConfig::max_owned_rooms`].
+    pub(super) owned: IndexSet<String>,
+    /// The id it was registered under: roles given to it name this, so that a later account
+    /// of the same name does not inherit them.
+    pub(super) created: MsgId,
 }
 
 /// An account as loaded back from the store on restart.
@@ -33,6 +38,10 @@ pub struct StoredAccount {
     pub hash: String,
     /// Names of the rooms it is in.
     pub rooms: Vec<String>,
+    /// Names of the rooms it owns.
+    pub owned: Vec<String>,
+    /// The id it was registered under (0 for accounts stored before ids were kept).
+    pub created: MsgId,
 }
 
 /// Slow password work the shell does away from the hub, answered by [`Input::PasswordDone`].
@@ -149,19 +158,22 @@ impl<E: Encode> Hub<E> {
                 refused.push(stored.name);
                 continue;
             }
-            let rooms = stored
-                .rooms
-                .iter()
-                .filter_map(|r| names::normalize_room(r).ok())
-                .map(|r| names::key(&r))
-                .collect();
+            let keys = |rooms: &[String]| {
+                rooms
+                    .iter()
+                    .filter_map(|r| names::normalize_room(r).ok())
+                    .map(|r| names::key(&r))
+                    .collect()
+            };
             self.account_skeletons.insert(skeleton, key.clone());
             self.accounts.insert(
                 key,
                 Account {
                     name,
                     hash: stored.hash,
-                    rooms,
+                    rooms: keys(&stored.rooms),
+                    owned: keys(&stored.owned),
+                    created: stored.created,
                 },
             );
         }
@@ -356,6 +368,7 @@ impl<E: Encode> Hub<E> {
                         self.finish_hello(now, conn, name, Some(account));
                     } else {
                         self.log_in(conn, &account);
+                        self.enforce_server_ban(now, conn);
                     }
                 } else {
                     let shown = self.accounts.get(&account).map(|a| a.name.clone());
@@ -581,8 +594,14 @@ impl<E: Encode> Hub<E> {
             return;
         };
         for room in names_of {
-            c.delayed
-                .insert(c.free, Ok(ClientMsg::Join { room, since: None }));
+            c.delayed.insert(
+                c.free,
+                Ok(ClientMsg::Join {
+                    room,
+                    since: None,
+                    key: None,
+                }),
+            );
             c.free += 1;
         }
     }
@@ -609,12 +628,17 @@ impl<E: Encode> Hub<E> {
                 name: name.clone(),
                 hash,
                 rooms,
+                owned: IndexSet::new(),
+                created: 0,
             },
         );
         if let Some(c) = self.conns.get_mut(&conn) {
             c.account = Some(key.clone());
         }
         let id = self.store_account(&key);
+        if let Some(account) = self.accounts.get_mut(&key) {
+            account.created = id;
+        }
         self.store_account_rooms(&key);
         self.sequence(
             id,
@@ -680,19 +704,20 @@ impl<E: Encode> Hub<E> {
         }
         let id = self.take_id();
         let account = &self.accounts[key];
-        let rooms = account
-            .rooms
-            .iter()
-            .map(|k| {
-                self.rooms
-                    .get(k)
-                    .map_or_else(|| k.clone(), |r| r.name.clone())
-            })
-            .collect();
+        let shown = |keys: &IndexSet<String>| {
+            keys.iter()
+                .map(|k| {
+                    self.rooms
+                        .get(k)
+                        .map_or_else(|| k.clone(), |r| r.name.clone())
+                })
+                .collect()
+        };
         self.outputs.push_back(Output::Store(Record::AccountRooms {
             id,
             account: account.name.clone(),
-            rooms,
+            rooms: shown(&account.rooms),
+            owned: shown(&account.owned),
         }));
     }
 

@@ -74,6 +74,19 @@ pub struct HubConfig {
     pub registrations_per_addr_per_hour: u32,
     /// Shortest password accepted, in characters.
     pub min_password: usize,
+    /// Accounts (by name) that operate the server: they may kill connections, ban from the
+    /// whole server, close rooms, list connections, and moderate every room.
+    pub operators: Vec<String>,
+    /// Rooms one guest connection may create; 0 means no limit. Accounts are limited by
+    /// [`HubConfig::max_owned_rooms`] instead.
+    pub max_rooms_per_guest: u32,
+    /// Rooms one account may own (creating a room owns it); 0 means no limit.
+    pub max_owned_rooms: usize,
+    /// How long an invitation lasts when the inviter gives no duration, in milliseconds;
+    /// 0 means invitations last until an operator of the room replaces them.
+    pub invite_expiry: u64,
+    /// Most bans, invitations and roles one room (and bans the server) keeps.
+    pub max_list: usize,
 }
 
 impl Default for HubConfig {
@@ -110,6 +123,11 @@ impl Default for HubConfig {
             login_failures_per_addr: 10,
             registrations_per_addr_per_hour: 3,
             min_password: 8,
+            operators: Vec::new(),
+            max_rooms_per_guest: 10,
+            max_owned_rooms: 20,
+            invite_expiry: 86_400_000,
+            max_list: 500,
         }
     }
 }

@@ -39,14 +39,32 @@ pub enum Record {
         /// Its password hash (PHC string).
         hash: String,
     },
-    /// The rooms an account is in, replacing what was stored.
+    /// The rooms an account is in and owns, replacing what was stored.
     AccountRooms {
         /// Sequencing id.
         id: MsgId,
         /// The account's name.
         account: String,
-        /// Room names.
+        /// Names of the rooms it is in.
         rooms: Vec<String>,
+        /// Names of the rooms it owns.
+        owned: Vec<String>,
+    },
+    /// A room's roles, bans, invitations and modes, replacing what was stored.
+    RoomSettings {
+        /// Sequencing id.
+        id: MsgId,
+        /// Room name.
+        room: String,
+        /// The settings.
+        settings: RoomSettings,
+    },
+    /// The server-wide bans, replacing what was stored.
+    ServerBans {
+        /// Sequencing id.
+        id: MsgId,
+        /// Every ban in force.
+        bans: Vec<Ban>,
     },
     /// An account was deleted.
     AccountDeleted {
@@ -79,6 +97,8 @@ impl Record {
             | Record::Topic { id, .. }
             | Record::Account { id, .. }
             | Record::AccountRooms { id, .. }
+            | Record::RoomSettings { id, .. }
+            | Record::ServerBans { id, .. }
             | Record::AccountDeleted { id, .. } => *id,
         }
     }
@@ -97,6 +117,8 @@ pub struct RestoredRoom {
     pub history: Vec<ChatMessage>,
     /// True when the store holds older messages than `history`.
     pub more: bool,
+    /// Its roles, bans, invitations and modes.
+    pub settings: RoomSettings,
 }
 
 impl<E: Encode> Hub<E> {
@@ -156,6 +178,7 @@ impl<E: Encode> Hub<E> {
         };
         room.topic = restored.topic;
         room.topic_set = restored.topic_set;
+        room.settings = restored.settings;
         let skip = restored.history.len().saturating_sub(history_cap);
         if skip > 0 || restored.more {
             let first_kept = restored.history.get(skip).map_or(next_id, |m| m.id);

@@ -68,6 +68,9 @@ impl<E: Encode> Hub<E> {
         self.timers.insert((c.check_at, conn));
         let shown = account.as_ref().map(|key| self.accounts[key].name.clone());
         c.account = account;
+        if self.enforce_server_ban(now, conn) {
+            return;
+        }
         self.reply(
             conn,
             &ServerMsg::Welcome {
@@ -83,7 +86,7 @@ impl<E: Encode> Hub<E> {
         // default room: joining that would pull the other devices back into it.
         if self.other_devices(conn).is_empty() {
             let lobby = self.config.default_room.clone();
-            self.cmd_join(now, conn, &lobby, None);
+            self.cmd_join(now, conn, &lobby, None, None);
         }
         self.queue_account_rooms(conn);
     }
@@ -170,6 +173,11 @@ impl<E: Encode> Hub<E> {
                     &format!("you are logged in as {shown}: your name is your account's"),
                 ),
             );
+            return;
+        }
+        if let Ok(name) = names::normalize_name(raw)
+            && self.name_banned(conn, &name)
+        {
             return;
         }
         let Some(new) = self.claim_name(conn, raw) else {

@@ -44,6 +44,8 @@ pub(super) struct Conn {
     pub(super) room_tokens: u64,
     /// When `room_tokens` was last refilled.
     pub(super) room_tokens_at: UnixMillis,
+    /// Rooms it created as a guest, against [`HubConfig::max_rooms_per_guest`].
+    pub(super) rooms_created: u32,
 }
 
 impl Conn {
@@ -80,9 +82,11 @@ impl<E: Encode> Hub<E> {
                 auth: None,
                 room_tokens: u64::from(self.config.room_create_burst) * 1000,
                 room_tokens_at: now,
+                rooms_created: 0,
             },
         );
         self.timers.insert((check_at, conn));
+        self.enforce_server_ban(now, conn);
     }
 
     pub(super) fn check_liveness(&mut self, now: UnixMillis, conn: ConnId) {

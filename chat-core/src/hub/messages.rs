@@ -14,6 +14,9 @@ impl<E: Encode> Hub<E> {
         let Some((key, _)) = self.member_room(conn, raw) else {
             return;
         };
+        if !self.may_speak(conn, &key) {
+            return;
+        }
         if !self.valid_text(conn, &text) {
             return;
         }

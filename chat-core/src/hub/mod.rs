@@ -49,6 +49,7 @@ mod identity;
 mod invariants;
 mod liveness;
 mod messages;
+mod moderation;
 mod rooms;
 #[cfg(test)]
 mod tests;
@@ -56,6 +57,7 @@ mod tests;
 pub use accounts::{MAX_PASSWORD, PasswordWork, StoredAccount};
 pub use config::HubConfig;
 pub use durability::{Record, RestoredRoom};
+pub use moderation::{Ban, RoomSettings};
 pub use rooms::Room;
 
 use accounts::{Account, AuthWait, Throttle, addr_key};
@@ -130,6 +132,13 @@ pub enum Input {
         /// What the store holds.
         room: Option<RestoredRoom>,
     },
+    /// The answer to [`Output::LoadRoom`] when the store could not read the room (a failing
+    /// disk, a row it cannot parse). The commands waiting for it are refused
+    /// (`store_unavailable`) rather than run against an empty room that would lose its bans.
+    RoomLoadFailed {
+        /// The key asked for.
+        key: String,
+    },
     /// The store has failed to commit for a while: refuse new messages (`store_unavailable`)
     /// and tell the senders of held ones that they wait. Held messages are kept, in order.
     StoreDown,
@@ -182,6 +191,13 @@ pub enum Output {
         conn: ConnId,
         /// The account it tried, as given (at most 64 characters).
         account: String,
+    },
+    /// A moderation or operator action, for the server's audit log.
+    Audit {
+        /// Who did it.
+        conn: ConnId,
+        /// What was done, by whom (name, account, connection).
+        text: String,
     },
     /// Load this room (by key) from the store, then report [`Input::RoomLoaded`]. Someone is
     /// joining it and it is not in memory.
@@ -236,6 +252,8 @@ pub struct Hub<E: Encode = JsonLines> {
     /// Reused encoding buffer; each message is split off it as `Bytes`.
     scratch: BytesMut,
     shutting_down: bool,
+    /// Bans from the whole server, set by its operators.
+    server_bans: Vec<moderation::Ban>,
     /// Registered accounts by key.
     accounts: HashMap<String, Account>,
     /// Skeleton of each account's name to its key, to refuse look-alikes.
@@ -284,6 +302,7 @@ impl<E: Encode> Hub<E> {
             outputs: VecDeque::new(),
             scratch: BytesMut::new(),
             shutting_down: false,
+            server_bans: Vec::new(),
             accounts: HashMap::new(),
             account_skeletons: HashMap::new(),
             login_throttles: HashMap::new(),
@@ -353,6 +372,7 @@ impl<E: Encode> Hub<E> {
             Input::Disconnect { conn, reason } => self.drop_conn(now, conn, &reason, false),
             Input::Committed { through } => self.handle_committed(through),
             Input::RoomLoaded { key, room } => self.handle_room_loaded(now, key, room),
+            Input::RoomLoadFailed { key } => self.handle_room_load_failed(now, &key),
             Input::StoreDown => self.handle_store_down(),
             Input::StoreUp => self.store_down = false,
             Input::PasswordDone {
@@ -434,7 +454,9 @@ impl<E: Encode> Hub<E> {
             ClientMsg::Logout {} => self.cmd_logout(now, conn),
             ClientMsg::Passwd { old, new } => self.cmd_passwd(now, conn, old, new),
             ClientMsg::Unregister { password } => self.cmd_unregister(now, conn, password),
-            ClientMsg::Join { room, since } => self.cmd_join(now, conn, &room, since),
+            ClientMsg::Join { room, since, key } => {
+                self.cmd_join(now, conn, &room, since, key.as_ref());
+            }
             ClientMsg::Part { room, reason } => self.cmd_part(now, conn, &room, reason),
             ClientMsg::Say { room, text, cid } => {
                 self.with_cid(conn, cid, |hub, cid| {
@@ -463,6 +485,24 @@ impl<E: Encode> Hub<E> {
                 after,
                 limit,
             } => self.cmd_history(conn, &room, before, after, limit),
+            msg @ ClientMsg::Kick { .. } => self.cmd_kick(now, conn, msg),
+            msg @ ClientMsg::Ban { .. } => self.cmd_ban(now, conn, msg),
+            msg @ ClientMsg::Unban { .. } => self.cmd_unban(conn, msg),
+            ClientMsg::Bans { room } => self.cmd_bans(conn, &room),
+            msg @ ClientMsg::Role { .. } => self.cmd_role(conn, msg),
+            msg @ ClientMsg::Mode { .. } => self.cmd_mode(conn, msg),
+            msg @ ClientMsg::Invite { .. } => self.cmd_invite(conn, msg),
+            ClientMsg::Kill { name, reason } => self.cmd_kill(now, conn, &name, reason),
+            ClientMsg::ServerBan {
+                target,
+                duration,
+                reason,
+            } => self.cmd_server_ban(now, conn, &target, duration, reason),
+            ClientMsg::ServerUnban { target } => self.cmd_server_unban(conn, &target),
+            ClientMsg::ServerBans {} => self.cmd_server_bans(conn),
+            msg @ ClientMsg::CloseRoom { .. } => self.cmd_close_room(now, conn, msg),
+            msg @ ClientMsg::OpenRoom { .. } => self.cmd_open_room(conn, msg),
+            ClientMsg::Connections { after } => self.cmd_connections(conn, after),
         }
     }
 

@@ -19,6 +19,8 @@ pub struct Room {
     pub(super) evicted_through: MsgId,
     /// When the last member left; the room's entry in `Hub::expiries`.
     pub(super) empty_since: Option<UnixMillis>,
+    /// Roles, bans, invitations and modes.
+    pub(super) settings: RoomSettings,
 }
 
 impl Room {
@@ -31,6 +33,7 @@ impl Room {
             history: VecDeque::new(),
             evicted_through: 0,
             empty_since: None,
+            settings: RoomSettings::default(),
         }
     }
 
@@ -46,7 +49,15 @@ impl Room {
 
     /// Rooms nobody is in and with nothing worth keeping are dropped.
     pub(super) fn is_disposable(&self) -> bool {
-        self.members.is_empty() && self.history.is_empty() && self.topic.is_empty()
+        self.members.is_empty()
+            && self.history.is_empty()
+            && self.topic.is_empty()
+            && self.settings.is_default()
+    }
+
+    /// The room's modes.
+    pub fn modes(&self) -> crate::protocol::RoomModes {
+        self.settings.modes()
     }
 }
 
@@ -87,12 +98,33 @@ impl<E: Encode> Hub<E> {
         self.absent.remove(&key);
     }
 
+    pub(super) fn handle_room_load_failed(&mut self, now: UnixMillis, key: &str) {
+        let waiting = self.loading.remove(key).unwrap_or_default();
+        for conn in waiting {
+            let Some(c) = self.conns.get_mut(&conn) else {
+                continue;
+            };
+            c.loading = None;
+            // The command that waited for the room is at the front of the queue.
+            c.delayed.pop_front();
+            self.reply(
+                conn,
+                &error(
+                    ErrorCode::StoreUnavailable,
+                    "the server cannot read that room from its storage right now; try again later",
+                ),
+            );
+            self.run_delayed(now, conn);
+        }
+    }
+
     pub(super) fn cmd_join(
         &mut self,
         now: UnixMillis,
         conn: ConnId,
         raw: &str,
         since: Option<MsgId>,
+        given: Option<&Secret>,
     ) {
         let Some((key, name)) = self.valid_room(conn, raw) else {
             return;
@@ -119,15 +151,64 @@ impl<E: Encode> Hub<E> {
                 );
                 return;
             }
-            if !self.rooms.contains_key(&key) && !self.create_room(now, conn, &key, name, since) {
+            let existed = self.rooms.contains_key(&key);
+            if !existed {
+                let again = ClientMsg::Join {
+                    room: name.clone(),
+                    since,
+                    key: given.cloned(),
+                };
+                if !self.create_room(now, conn, &key, name, again) {
+                    return;
+                }
+                self.created_room(conn, &key);
+            } else if !self.may_join(conn, &key, given) {
                 return;
             }
+            let claimed = existed && self.claim_room(conn, &key);
             self.enter(conn, &key);
             self.account_room(conn, &key, true);
+            if !existed || claimed {
+                self.announce_owner(conn, &key);
+            }
         }
         self.room_state(conn, &key, since);
         if !already {
             self.share_room(conn, &key);
+        }
+    }
+
+    /// Tells a room that `conn`'s account owns it now (it made or took over the room).
+    fn announce_owner(&mut self, conn: ConnId, key: &str) {
+        if self.role_of(conn, key) != crate::protocol::Role::Owner {
+            return;
+        }
+        let members: Vec<ConnId> = self.rooms[key].members.iter().copied().collect();
+        let ts = self.stamp();
+        let msg = ServerMsg::Role {
+            room: self.rooms[key].name.clone(),
+            name: self.name_of(conn),
+            role: crate::protocol::Role::Owner,
+            by: None,
+            ts,
+        };
+        self.send(members, &msg);
+    }
+
+    /// Asks the store for a room that is not in memory; `again` (the command that needs it)
+    /// runs once the room is here, before anything else the connection sent.
+    pub(super) fn wait_for_room(&mut self, conn: ConnId, key: &str, again: ClientMsg) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        c.loading = Some(key.to_string());
+        c.delayed.push_front(Ok(again));
+        let waiting = self.loading.entry(key.to_string()).or_default();
+        waiting.push(conn);
+        if waiting.len() == 1 {
+            self.outputs.push_back(Output::LoadRoom {
+                key: key.to_string(),
+            });
         }
     }
 
@@ -195,7 +276,7 @@ impl<E: Encode> Hub<E> {
         conn: ConnId,
         key: &str,
         name: String,
-        since: Option<MsgId>,
+        again: ClientMsg,
     ) -> bool {
         if let Some(similar) = self.similar_room(key) {
             let shown = self.rooms[&similar].name.clone();
@@ -209,19 +290,10 @@ impl<E: Encode> Hub<E> {
             return false;
         }
         if self.config.durable && !self.absent.contains(key) {
-            let Some(c) = self.conns.get_mut(&conn) else {
-                return false;
-            };
-            c.loading = Some(key.to_string());
-            c.delayed
-                .push_front(Ok(ClientMsg::Join { room: name, since }));
-            let waiting = self.loading.entry(key.to_string()).or_default();
-            waiting.push(conn);
-            if waiting.len() == 1 {
-                self.outputs.push_back(Output::LoadRoom {
-                    key: key.to_string(),
-                });
-            }
+            self.wait_for_room(conn, key, again);
+            return false;
+        }
+        if !self.may_create(conn) {
             return false;
         }
         let (burst, per_minute) = (
@@ -325,6 +397,9 @@ impl<E: Encode> Hub<E> {
         let Some((key, _)) = self.member_room(conn, raw) else {
             return;
         };
+        if !self.may_set_topic(conn, &key) {
+            return;
+        }
         if topic.len() > self.config.max_topic || topic.contains(['\n', '\r']) {
             self.reply(
                 conn,
@@ -381,17 +456,28 @@ impl<E: Encode> Hub<E> {
         names.dedup();
         let from = after.as_deref().map(names::key);
         let budget = self.page_budget(room);
+        let mut roles = self.member_roles(&key);
         let (page, more) = fit_by_size(
             names
                 .into_iter()
                 .filter(|(k, _)| from.as_ref().is_none_or(|f| k > f))
                 .map(|(_, n)| n),
             budget,
-            |n| n.len() + 3,
+            |n| {
+                n.len()
+                    + 3
+                    + if roles.contains_key(n) {
+                        n.len() + 12
+                    } else {
+                        0
+                    }
+            },
         );
+        roles.retain(|n, _| page.contains(n));
         let msg = ServerMsg::Members {
             room: room.name.clone(),
             names: page,
+            roles,
             more,
             after,
         };
@@ -444,9 +530,12 @@ impl<E: Encode> Hub<E> {
         if key == names::key(&self.config.default_room) {
             return;
         }
+        // Without a store, a room with settings would lose them by leaving memory: it stays.
+        let durable = self.config.durable;
         if let Some(room) = self.rooms.get_mut(key)
             && room.members.is_empty()
             && room.empty_since.is_none()
+            && (durable || room.settings.is_default())
         {
             room.empty_since = Some(now);
             self.expiries.insert((now + expiry, key.to_string()));

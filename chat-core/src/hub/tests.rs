@@ -83,6 +83,7 @@ fn restore_fills_rooms_and_refuses_what_the_rules_refuse() {
                 message(4, "#kept"),
             ],
             more: false,
+            settings: RoomSettings::default(),
         },
         RestoredRoom {
             name: "#KEPT".into(),
@@ -240,11 +241,13 @@ fn the_owner_logging_in_displaces_a_guest_using_the_name() {
             name: "zed".into(),
             hash,
             rooms: vec!["#lobby".into()],
+            ..StoredAccount::default()
         },
         StoredAccount {
             name: "ZED".into(),
             hash: "$argon2id$v=19$m=8,t=1,p=1$AAAAAAAAAAA$AAAAAAAAAAA".into(),
             rooms: vec![],
+            ..StoredAccount::default()
         },
         StoredAccount {
             name: "no spaces allowed".into(),

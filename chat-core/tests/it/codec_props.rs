@@ -22,8 +22,11 @@ fn client_msg() -> impl Strategy<Value = ClientMsg> {
         ),
         account_msg(),
         text().prop_map(|name| ClientMsg::Nick { name }),
-        (text(), proptest::option::of(any::<u64>()))
-            .prop_map(|(room, since)| ClientMsg::Join { room, since }),
+        (text(), proptest::option::of(any::<u64>())).prop_map(|(room, since)| ClientMsg::Join {
+            room,
+            since,
+            key: None
+        }),
         (text(), proptest::option::of(text()))
             .prop_map(|(room, reason)| ClientMsg::Part { room, reason }),
         (text(), text(), proptest::option::of(text()))
@@ -173,6 +176,7 @@ fn server_msg_more() -> impl Strategy<Value = ServerMsg> {
             proptest::option::of(text())
         )
             .prop_map(|(room, names, more, after)| ServerMsg::Members {
+                roles: Default::default(),
                 room,
                 names,
                 more,

@@ -99,7 +99,8 @@ async fn reconnects_and_catches_up_over_the_memory_transport() {
         next(&mut peer).await,
         ClientMsg::Join {
             room: "#lobby".into(),
-            since: Some(7)
+            since: Some(7),
+            key: None
         }
     );
     // What was not acknowledged goes again, under the same cid, until it is.

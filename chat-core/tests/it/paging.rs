@@ -64,6 +64,7 @@ fn members_and_rooms_page_within_the_line_limit() {
             ClientMsg::Join {
                 room: format!("#room{i:02}"),
                 since: None,
+                key: None,
             },
         );
     }

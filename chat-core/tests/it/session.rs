@@ -216,6 +216,7 @@ fn every_command_sends_the_right_message() {
             ClientMsg::Join {
                 room: "#rust".into(),
                 since: None,
+                key: None,
             },
         ),
     ];
@@ -454,11 +455,13 @@ fn reconnect_backs_off_then_catches_up_without_gap_or_duplicate() {
         vec![
             ClientMsg::Join {
                 room: "#lobby".into(),
-                since: Some(2)
+                since: Some(2),
+                key: None
             },
             ClientMsg::Join {
                 room: "#rust".into(),
-                since: Some(2)
+                since: Some(2),
+                key: None
             },
             ClientMsg::Say {
                 room: "#lobby".into(),
@@ -623,7 +626,8 @@ fn a_room_joined_right_after_welcome_gets_the_text_typed_for_it() {
         sent(&mut s),
         vec![ClientMsg::Join {
             room: "#ops".into(),
-            since: None
+            since: None,
+            key: None
         }]
     );
     feed(
@@ -661,7 +665,8 @@ fn autojoin_rooms_are_joined_once_and_the_last_becomes_active() {
         sent(&mut s),
         vec![ClientMsg::Join {
             room: "#ops".into(),
-            since: None
+            since: None,
+            key: None
         }]
     );
     feed(

@@ -99,6 +99,9 @@ impl Harness {
                     self.work.push((conn, work));
                     format!("{t} password {what} for {}", self.name_of(conn))
                 }
+                Output::Audit { conn, text } => {
+                    format!("{t} audit {}: {text}", self.name_of(conn))
+                }
                 Output::LoginFailed { conn, account } => {
                     format!("{t} login failed: {} as {account}", self.name_of(conn))
                 }
@@ -172,8 +175,9 @@ impl Harness {
                     self.hub().handle(now, Input::Connect { conn, addr });
                 }
                 "hello" => {
-                    // Shorthand: connect and register under the same name.
-                    self.run(&format!("connect {}", rest[0]), false);
+                    // Shorthand: connect (from an address, if given) and register under the
+                    // same name.
+                    self.run(&format!("connect {}", rest.join(" ")), false);
                     self.run(
                         &format!(
                             r#"{}> {{"type":"hello","version":1,"name":"{}"}}"#,
@@ -225,6 +229,10 @@ impl Harness {
                     let key = rest[0].to_string();
                     self.hub()
                         .handle(now, Input::RoomLoaded { key, room: None });
+                }
+                "load_failed" => {
+                    let key = rest[0].to_string();
+                    self.hub().handle(now, Input::RoomLoadFailed { key });
                 }
                 "advance" => {
                     let target = self.now + parse_duration(rest[0]);
@@ -281,6 +289,11 @@ fn set_config(c: &mut HubConfig, key: &str, value: &str) {
         "login_failures_per_addr" => c.login_failures_per_addr = n() as u32,
         "registrations_per_addr_per_hour" => c.registrations_per_addr_per_hour = n() as u32,
         "min_password" => c.min_password = n() as usize,
+        "operators" => c.operators = value.split(',').map(str::to_string).collect(),
+        "max_rooms_per_guest" => c.max_rooms_per_guest = n() as u32,
+        "max_owned_rooms" => c.max_owned_rooms = n() as usize,
+        "invite_expiry" => c.invite_expiry = parse_duration(value),
+        "max_list" => c.max_list = n() as usize,
         other => panic!("unknown config key {other}"),
     }
 }
@@ -334,8 +347,25 @@ fn fmt_record(r: &Record) -> String {
             "account #{id} {name} ({})",
             hash.rsplitn(3, '$').nth(2).unwrap_or("no hash")
         ),
-        Record::AccountRooms { id, account, rooms } => {
-            format!("account_rooms #{id} {account}: {}", rooms.join(" "))
+        Record::AccountRooms {
+            id,
+            account,
+            rooms,
+            owned,
+        } => {
+            let owns = if owned.is_empty() {
+                String::new()
+            } else {
+                format!(" (owns {})", owned.join(" "))
+            };
+            format!("account_rooms #{id} {account}: {}{owns}", rooms.join(" "))
+        }
+        Record::RoomSettings { id, room, settings } => format!(
+            "room_settings #{id} {room} {}",
+            serde_json::to_string(settings).unwrap()
+        ),
+        Record::ServerBans { id, bans } => {
+            format!("server_bans #{id} {}", serde_json::to_string(bans).unwrap())
         }
         Record::AccountDeleted { id, account } => format!("account_deleted #{id} {account}"),
     }

@@ -149,7 +149,8 @@ fn switching_rooms_and_unread_counts() {
         tui.sent(),
         vec![ClientMsg::Join {
             room: "#rust".into(),
-            since: None
+            since: None,
+            key: None
         }]
     );
     tui.server(&[
@@ -316,5 +317,62 @@ fn a_burst_of_events_queues_one_redraw() {
         queue.len(),
         1,
         "after it ran, the next event queues another"
+    );
+}
+
+#[test]
+fn roles_show_in_the_member_list_and_moderation_reads_as_lines() {
+    let mut tui = Tui::new(120, 20);
+    tui.server(&[
+        r##"{"type":"members","room":"#lobby","names":["alice","bob","Zoë"],"roles":{"Zoë":"owner","bob":"op"}}"##,
+        r##"{"type":"role","room":"#lobby","name":"alice","role":"voice","by":"Zoë","ts":1700000001000}"##,
+        r##"{"type":"kick","room":"#lobby","name":"bob","by":"Zoë","reason":"enough","ts":1700000002000}"##,
+    ]);
+    let screen = tui.screen();
+    // Owner first, then the voiced; bob left with the kick.
+    let owner = screen.find("~Zoë").expect("the owner is listed with ~");
+    let voiced = screen
+        .find("+alice")
+        .expect("the voiced member is listed with +");
+    assert!(owner < voiced, "{screen}");
+    assert!(screen.contains("││~Zoë"), "{screen}");
+    assert!(!screen.contains("││@bob"), "bob left the panel: {screen}");
+    assert!(
+        screen.contains("Zoë made alice voiced of #lobby"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("Zoë removed bob from #lobby: enough"),
+        "{screen}"
+    );
+    // The commands go to the active room.
+    tui.type_text("/kick carol be nice");
+    tui.keys([Event::Key(Key::Enter)]);
+    tui.type_text("/op alice");
+    tui.keys([Event::Key(Key::Enter)]);
+    tui.type_text("/mode +m");
+    tui.keys([Event::Key(Key::Enter)]);
+    assert_eq!(
+        tui.sent(),
+        vec![
+            ClientMsg::Kick {
+                room: "#lobby".into(),
+                name: "carol".into(),
+                reason: Some("be nice".into()),
+            },
+            ClientMsg::Role {
+                room: "#lobby".into(),
+                name: "alice".into(),
+                role: chat_core::protocol::Role::Op,
+            },
+            ClientMsg::Mode {
+                room: "#lobby".into(),
+                moderated: Some(true),
+                invite_only: None,
+                topic_lock: None,
+                registered_only: None,
+                key: None,
+            },
+        ]
     );
 }

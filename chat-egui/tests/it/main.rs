@@ -239,7 +239,8 @@ fn rooms_unread_badges_and_switching() {
         gui.sent(),
         vec![ClientMsg::Join {
             room: "#rust".into(),
-            since: None
+            since: None,
+            key: None
         }]
     );
     gui.server(&[
@@ -317,7 +318,8 @@ fn a_lost_connection_shows_a_banner_and_quit_leaves_cleanly() {
     // Catch-up: the session rejoins with the last id it saw.
     assert!(out.contains(&Output::Send(ClientMsg::Join {
         room: "#lobby".into(),
-        since: Some(1)
+        since: Some(1),
+        key: None
     })));
     gui.click_button("Quit");
     assert_eq!(gui.sent(), vec![ClientMsg::Quit { reason: None }]);
@@ -388,4 +390,35 @@ fn a_wrong_password_can_be_corrected_on_the_same_connection() {
         }]
     );
     assert_eq!(gui.connects.borrow().len(), 1, "no second connection");
+}
+
+#[test]
+fn the_member_list_shows_roles_and_moderation_shows_in_the_room() {
+    let mut gui = Gui::online();
+    gui.server(&[
+        r##"{"type":"members","room":"#lobby","names":["alice","bob","carol"],"roles":{"alice":"owner","bob":"op"}}"##,
+        r##"{"type":"role","room":"#lobby","name":"carol","role":"voice","by":"alice","ts":1700000001000}"##,
+        r##"{"type":"ban","room":"#lobby","ban":{"target":"name:troll*","by":"bob","reason":"spam","ts":1700000002000}}"##,
+    ]);
+    gui.harness.get_by_label("~");
+    gui.harness.get_by_label("@");
+    gui.harness.get_by_label("+");
+    gui.harness
+        .get_by_label("alice made carol voiced of #lobby");
+    gui.harness
+        .get_by_label("bob banned name:troll* in #lobby: spam");
+    gui.harness.snapshot("member_roles");
+    gui.type_into("Send", "/ban troll 1h flooding");
+    gui.harness.key_press(egui::Key::Enter);
+    gui.harness.run();
+    assert_eq!(
+        gui.sent(),
+        vec![ClientMsg::Ban {
+            room: "#lobby".into(),
+            target: "troll".into(),
+            duration: Some(3600),
+            reason: Some("flooding".into()),
+            mute: false,
+        }]
+    );
 }

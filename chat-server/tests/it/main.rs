@@ -4,5 +4,6 @@ mod accounts;
 mod bad_input;
 mod behaviour;
 mod harness;
+mod moderation;
 mod persistence;
 mod tls;
