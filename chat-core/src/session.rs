@@ -1171,8 +1171,9 @@ impl Session {
                         .as_deref()
                         .map(|a| format!(" account {a}"))
                         .unwrap_or_default();
+                    let rooms = if c.rooms == 1 { "room" } else { "rooms" };
                     text.push_str(&format!(
-                        "\n  c{} {} from {}{account}, in {} rooms",
+                        "\n  c{} {} from {}{account}, in {} {rooms}",
                         c.conn, c.name, c.addr, c.rooms
                     ));
                 }
@@ -1762,13 +1763,30 @@ impl Session {
                 self.auth_pending = None;
                 self.local(now, LineKind::Error(message));
             }
-            ErrorCode::UnsupportedVersion => {
+            // Banned from the server: trying again would only be refused again.
+            ErrorCode::UnsupportedVersion | ErrorCode::Banned
+                if code == ErrorCode::UnsupportedVersion
+                    || self.state == ConnState::Registering =>
+            {
                 self.set_state(ConnState::Closed {
                     reason: message.clone(),
                 });
                 self.local(now, LineKind::Error(message));
             }
-            ErrorCode::InvalidRoom | ErrorCode::TooManyRooms if self.joining.is_some() => {
+            ErrorCode::InvalidRoom
+            | ErrorCode::TooManyRooms
+            | ErrorCode::RoomLimit
+            | ErrorCode::RoomCreationThrottled
+            | ErrorCode::Banned
+            | ErrorCode::InviteOnly
+            | ErrorCode::BadKey
+            | ErrorCode::RegisteredOnly
+            | ErrorCode::RoomClosed
+            | ErrorCode::OwnedRoomLimit
+            | ErrorCode::AccountRequired
+            | ErrorCode::StoreUnavailable
+                if self.joining.is_some() =>
+            {
                 // The join failed: nothing is on its way any more.
                 self.joining = None;
                 self.local(now, LineKind::Error(message));

@@ -283,6 +283,13 @@ impl<E: Encode> Hub<E> {
         })
     }
 
+    /// True when a room's bans and mutes by name pattern or address pass `conn` by: its
+    /// voiced members and above, and server operators, as IRC's ban exceptions would. A ban of
+    /// an account holds whatever its role.
+    fn exempt(&self, conn: ConnId, key: &str, rule: &Rule) -> bool {
+        !matches!(rule, Rule::Account(_)) && self.power_of(conn, key) >= power(Role::Voice)
+    }
+
     /// The live ban (or mute) of a room that matches `conn` under the name `name_key`.
     fn room_ban(
         &self,
@@ -296,7 +303,10 @@ impl<E: Encode> Hub<E> {
         let own = c.name.as_deref().map(names::key);
         let name = name_key.or(own.as_deref());
         self.rooms.get(key)?.settings.bans.iter().find(|b| {
-            b.info.mute == mute && b.live(now) && b.rule.matches(name, c.account.as_deref(), c.addr)
+            b.info.mute == mute
+                && b.live(now)
+                && b.rule.matches(name, c.account.as_deref(), c.addr)
+                && !self.exempt(conn, key, &b.rule)
         })
     }
 
@@ -746,7 +756,9 @@ impl<E: Encode> Hub<E> {
                 .map(|(id, _)| *id)
                 .collect(),
         };
-        found.retain(|&c| self.rule_matches(rule, c));
+        found.retain(|&c| {
+            self.rule_matches(rule, c) && room.is_none_or(|k| !self.exempt(c, k, rule))
+        });
         found.sort_unstable();
         found
     }
@@ -779,29 +791,30 @@ impl<E: Encode> Hub<E> {
                 .cloned(),
             _ => None,
         };
-        // A server ban never takes in an operator, the one setting it included.
+        // A server ban never takes in an operator, the one setting it included. (In a room,
+        // those a pattern or address would take in and whose role is not below the setter's
+        // are exempt from it, so they need no protecting.)
         let covered = covered.or(operator_account).or_else(|| {
             self.matching(rule, key)
                 .into_iter()
                 .find(|&c| match key {
-                    Some(k) => c != conn && self.power_of(c, k) >= mine,
+                    Some(k) => self.power_of(c, k) >= mine,
                     None => self.is_server_op(c),
                 })
                 .map(|c| self.name_of(c))
         });
-        match covered {
-            Some(name) => {
-                self.reply(
-                    conn,
-                    &error(
-                        ErrorCode::NotPermitted,
-                        &format!("that would take in {name}, whose role is not below yours"),
-                    ),
-                );
-                true
-            }
-            None => false,
-        }
+        let Some(name) = covered else {
+            return false;
+        };
+        let why = match key {
+            Some(_) => format!("that would take in {name}, whose role is not below yours"),
+            None => format!(
+                "that would take in {name}, a server operator; ban a narrower target \
+                 (account:NAME, name:PATTERN)"
+            ),
+        };
+        self.reply(conn, &error(ErrorCode::NotPermitted, &why));
+        true
     }
 
     fn valid_reason(&mut self, conn: ConnId, reason: Option<String>) -> Result<Option<String>, ()> {

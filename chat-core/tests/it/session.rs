@@ -3,7 +3,7 @@
 //! catches up with no gap and no duplicate.
 
 use chat_core::codec::decode_server;
-use chat_core::protocol::{ClientMsg, Secret, ServerMsg};
+use chat_core::protocol::{ClientMsg, Role, Secret, ServerMsg};
 use chat_core::session::{
     ConnState, ConversationKind, Event, LineKind, Output, Session, SessionConfig,
 };
@@ -1073,5 +1073,150 @@ fn a_reserved_name_or_a_wrong_password_at_hello_waits_for_the_user() {
             name: "carol2".into(),
             password: None,
         }]
+    );
+}
+
+#[test]
+fn moderation_commands_roles_and_refused_joins() {
+    let mut s = online();
+    let cases: Vec<(&str, ClientMsg)> = vec![
+        (
+            "/kick bob too loud",
+            ClientMsg::Kick {
+                room: "#lobby".into(),
+                name: "bob".into(),
+                reason: Some("too loud".into()),
+            },
+        ),
+        (
+            "/ban name:spam* 7d bots",
+            ClientMsg::Ban {
+                room: "#lobby".into(),
+                target: "name:spam*".into(),
+                duration: Some(604_800),
+                reason: Some("bots".into()),
+                mute: false,
+            },
+        ),
+        (
+            "/unmute bob",
+            ClientMsg::Unban {
+                room: "#lobby".into(),
+                target: "bob".into(),
+                mute: true,
+            },
+        ),
+        (
+            "/bans",
+            ClientMsg::Bans {
+                room: "#lobby".into(),
+            },
+        ),
+        (
+            "/voice carol",
+            ClientMsg::Role {
+                room: "#lobby".into(),
+                name: "carol".into(),
+                role: Role::Voice,
+            },
+        ),
+        (
+            "/invite dave 2h",
+            ClientMsg::Invite {
+                room: "#lobby".into(),
+                name: "dave".into(),
+                duration: Some(7_200),
+            },
+        ),
+        (
+            "/mode -k",
+            ClientMsg::Mode {
+                room: "#lobby".into(),
+                moderated: None,
+                invite_only: None,
+                topic_lock: None,
+                registered_only: None,
+                key: Some(Secret::new("")),
+            },
+        ),
+        (
+            "/closeroom #spam gone",
+            ClientMsg::CloseRoom {
+                room: "#spam".into(),
+                reason: Some("gone".into()),
+            },
+        ),
+        ("/gbans", ClientMsg::ServerBans {}),
+        ("/connections", ClientMsg::Connections { after: None }),
+    ];
+    for (line, expected) in cases {
+        s.handle_input(T, line);
+        assert_eq!(sent(&mut s), vec![expected], "for {line}");
+    }
+    // Roles arrive with the member list and change with `role`; the list shows them first.
+    feed(
+        &mut s,
+        &[
+            r##"{"type":"members","room":"#lobby","names":["alice","bob","carol"],"roles":{"carol":"op"}}"##,
+            r##"{"type":"role","room":"#lobby","name":"bob","role":"voice","by":"carol","ts":1}"##,
+        ],
+    );
+    let lobby = s.conversation("#lobby").unwrap();
+    assert_eq!(lobby.member_labels(), ["@carol", "+bob", "alice"]);
+    assert_eq!(lobby.role_of("BOB"), Role::Voice);
+    // A kick of someone else takes them off the list; a kick of us closes the room.
+    feed(
+        &mut s,
+        &[r##"{"type":"kick","room":"#lobby","name":"bob","by":"carol","ts":2}"##],
+    );
+    assert_eq!(
+        s.conversation("#lobby").unwrap().member_labels(),
+        ["@carol", "alice"]
+    );
+    feed(
+        &mut s,
+        &[r##"{"type":"kick","room":"#lobby","name":"alice","by":"carol","reason":"bye","ts":3}"##],
+    );
+    assert!(s.conversation("#lobby").is_none());
+    assert!(
+        s.status_lines()
+            .iter()
+            .any(|l| l.kind == LineKind::Error("you were removed from #lobby by carol: bye".into())),
+        "{:?}",
+        s.status_lines()
+    );
+    // A refused join does not leave what is typed next waiting for a room that never comes.
+    s.handle_input(T, "/join #vault sesame");
+    assert_eq!(
+        sent(&mut s),
+        vec![ClientMsg::Join {
+            room: "#vault".into(),
+            since: None,
+            key: Some(Secret::new("sesame")),
+        }]
+    );
+    feed(
+        &mut s,
+        &[r#"{"type":"error","code":"banned","message":"you are banned from #vault"}"#],
+    );
+    s.handle_input(T, "/join #other");
+    s.handle_input(T, "/rooms");
+    assert_eq!(sent(&mut s).len(), 2, "nothing is held after the refusal");
+}
+
+#[test]
+fn a_server_ban_at_hello_stops_reconnecting() {
+    let mut s = Session::new(config(), "troll");
+    s.start(T);
+    s.handle_connected(T);
+    sent(&mut s);
+    feed(
+        &mut s,
+        &[r#"{"type":"error","code":"banned","message":"you are banned from this server (spam)"}"#],
+    );
+    assert!(
+        matches!(s.state(), ConnState::Closed { .. }),
+        "{:?}",
+        s.state()
     );
 }
