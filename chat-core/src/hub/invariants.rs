@@ -33,6 +33,16 @@ impl<E: Encode> Hub<E> {
             if room.history.len() > self.config.history.max(1) {
                 return Err(format!("room {key} keeps too much history"));
             }
+            self.check_settings(key, room)?;
+        }
+        for (account, acc) in &self.accounts {
+            for key in &acc.owned {
+                if self.rooms.contains_key(key) && !self.owns(account, key) {
+                    return Err(format!(
+                        "{account} counts {key} as owned, but is not its owner"
+                    ));
+                }
+            }
         }
         if self.rooms.len() > self.config.max_rooms.max(1) + 1 {
             return Err(format!("{} rooms over the cap", self.rooms.len()));

@@ -254,6 +254,8 @@ pub struct Hub<E: Encode = JsonLines> {
     shutting_down: bool,
     /// Bans from the whole server, set by its operators.
     server_bans: Vec<moderation::Ban>,
+    /// Keys of the accounts [`HubConfig::operators`] names.
+    operators: HashSet<String>,
     /// Registered accounts by key.
     accounts: HashMap<String, Account>,
     /// Skeleton of each account's name to its key, to refuse look-alikes.
@@ -276,6 +278,7 @@ impl Hub<JsonLines> {
 impl<E: Encode> Hub<E> {
     /// A hub whose outgoing messages are encoded by `encoder`.
     pub fn with_encoder(config: HubConfig, encoder: E) -> Self {
+        let operators = config.operators.iter().map(|o| names::key(o)).collect();
         let mut hub = Self {
             config,
             encoder,
@@ -303,6 +306,7 @@ impl<E: Encode> Hub<E> {
             scratch: BytesMut::new(),
             shutting_down: false,
             server_bans: Vec::new(),
+            operators,
             accounts: HashMap::new(),
             account_skeletons: HashMap::new(),
             login_throttles: HashMap::new(),

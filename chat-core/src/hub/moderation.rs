@@ -246,7 +246,7 @@ impl<E: Encode> Hub<E> {
         self.conns
             .get(&conn)
             .and_then(|c| c.account.as_deref())
-            .is_some_and(|a| self.config.operators.iter().any(|o| names::key(o) == a))
+            .is_some_and(|a| self.operators.contains(a))
     }
 
     /// An account's role in a room.
@@ -435,6 +435,11 @@ impl<E: Encode> Hub<E> {
 
     /// Whether `conn` may speak in a room it is in, replying with the reason when not.
     pub(super) fn may_speak(&mut self, conn: ConnId, key: &str) -> bool {
+        // The common case, on every message: nothing in the room can stop anyone speaking.
+        let settings = &self.rooms[key].settings;
+        if !settings.modes.moderated && !settings.bans.iter().any(|b| b.info.mute) {
+            return true;
+        }
         if self.power_of(conn, key) >= power(Role::Voice) {
             return true;
         }
@@ -772,7 +777,7 @@ impl<E: Encode> Hub<E> {
         let covered = match (key, rule) {
             (Some(k), Rule::Account(a)) if self.accounts.contains_key(a) => {
                 Some(self.accounts[a].name.clone()).filter(|_| {
-                    let theirs = if self.config.operators.iter().any(|o| names::key(o) == *a) {
+                    let theirs = if self.operators.contains(a) {
                         SERVER_OPERATOR
                     } else {
                         power(self.account_role(k, a))
@@ -783,12 +788,11 @@ impl<E: Encode> Hub<E> {
             _ => None,
         };
         let operator_account = match rule {
-            Rule::Account(a) if key.is_none() => self
-                .config
-                .operators
-                .iter()
-                .find(|o| names::key(o) == *a)
-                .cloned(),
+            Rule::Account(a) if key.is_none() && self.operators.contains(a) => Some(
+                self.accounts
+                    .get(a)
+                    .map_or_else(|| a.clone(), |acc| acc.name.clone()),
+            ),
             _ => None,
         };
         // A server ban never takes in an operator, the one setting it included. (In a room,
@@ -1617,6 +1621,34 @@ impl<E: Encode> Hub<E> {
         });
         self.audit(conn, "listed the connections".to_string());
         self.reply(conn, &ServerMsg::Connections { conns, more });
+    }
+
+    /// True when `account` is an owner of a room in memory.
+    pub(super) fn owns(&self, account: &str, key: &str) -> bool {
+        self.account_role(key, account) == Role::Owner
+    }
+
+    /// A room's settings are within their bounds, and every owner counts the room as owned.
+    pub(super) fn check_settings(&self, key: &str, room: &Room) -> Result<(), String> {
+        let s = &room.settings;
+        let max = self.config.max_list;
+        // The creator's ownership is given without counting against the list.
+        if s.bans.len() > max || s.invites.len() > max || s.roles.len() > max + 1 {
+            return Err(format!(
+                "room {key} keeps more bans, invites or roles than allowed"
+            ));
+        }
+        if s.modes.key != s.key.is_some() {
+            return Err(format!(
+                "room {key} says it has a key out of step with its key"
+            ));
+        }
+        for account in s.roles.keys() {
+            if self.owns(account, key) && !self.accounts[account].owned.contains(key) {
+                return Err(format!("{account} owns {key} without counting it"));
+            }
+        }
+        Ok(())
     }
 
     /// The roles of a room's members who have one, by display name.

@@ -262,3 +262,63 @@ async fn operator_actions_are_in_the_log() {
     );
     assert!(!log.contains("root's password"), "{log}");
 }
+
+/// A connection from another loopback address (the whole of 127.0.0.0/8 is this machine).
+async fn connect_from(server: &TestServer, ip: [u8; 4]) -> Client {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(std::net::SocketAddr::from((ip, 0))).unwrap();
+    let stream = socket.connect(server.addr).await.unwrap();
+    let (rd, wr) = stream.into_split();
+    Client {
+        reader: tokio::io::BufReader::new(rd),
+        writer: wr,
+    }
+}
+
+#[tokio::test]
+async fn a_banned_guest_stays_out_under_a_new_name_and_a_new_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let server = TestServer::start(&flags(data, &[])).await;
+    let mut alice = register(&server, "alice").await;
+    alice.send(json!({"type":"join","room":"#den"})).await;
+    alice.expect("history").await;
+    let mut troll = connect_from(&server, [127, 0, 0, 2]).await;
+    troll.hello("troll").await;
+    troll.send(json!({"type":"join","room":"#den"})).await;
+    troll.expect("history").await;
+    // Banning the name bans the guest's address: it is out, and stays out as anyone else.
+    let ban = ask(
+        &mut alice,
+        json!({"type":"ban","room":"#den","target":"troll","reason":"spam"}),
+        "ban",
+    )
+    .await;
+    assert_eq!(ban["ban"]["target"], "guest:troll");
+    assert_eq!(troll.expect("kick").await["reason"], "banned: spam");
+    troll.send(json!({"type":"nick","name":"innocent"})).await;
+    troll.expect("nick").await;
+    troll.send(json!({"type":"join","room":"#den"})).await;
+    assert_eq!(troll.expect_error().await, "banned");
+    drop(troll);
+    let mut again = connect_from(&server, [127, 0, 0, 2]).await;
+    again.hello("newcomer").await;
+    again.send(json!({"type":"join","room":"#den"})).await;
+    assert_eq!(again.expect_error().await, "banned");
+    // Someone at another address is not caught.
+    let mut other = connect_from(&server, [127, 0, 0, 3]).await;
+    other.hello("other").await;
+    other.send(json!({"type":"join","room":"#den"})).await;
+    other.expect("history").await;
+    // A server ban of the address: connections from it are refused at once.
+    let mut root = register(&server, "root").await;
+    root.send(json!({"type":"server_ban","target":"addr:127.0.0.2","duration":3600}))
+        .await;
+    root.expect("ban").await;
+    assert_eq!(again.expect_error().await, "banned");
+    assert_eq!(again.expect_closed().await.as_deref(), Some("banned"));
+    let mut refused = connect_from(&server, [127, 0, 0, 2]).await;
+    assert_eq!(refused.expect_error().await, "banned");
+    assert_eq!(refused.expect_closed().await.as_deref(), Some("banned"));
+    server.stop().await;
+}
