@@ -522,3 +522,49 @@ async fn a_refused_line_is_named_and_the_exit_status_is_one() {
     assert_eq!(stored, vec!["fine", "also fine"]);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn roles_show_in_member_lists_and_moderation_refusals_are_printed() {
+    let server = start_with(
+        "127.0.0.1:0",
+        None,
+        &[
+            "--flood-rate",
+            "0",
+            "--password-memory-kib",
+            "8",
+            "--password-iterations",
+            "1",
+        ],
+    )
+    .await;
+    // alice registers and makes #den, which she owns.
+    let mut alice = observer(server.addr, "alice").await;
+    wait_for(&mut alice, "\"history\"").await;
+    let writer = alice.get_mut().get_mut();
+    writer
+        .write_all(b"{\"type\":\"register\",\"password\":\"alice's password\"}\n{\"type\":\"join\",\"room\":\"#den\"}\n")
+        .await
+        .unwrap();
+    wait_for(&mut alice, "\"owner\"").await;
+    let addr = server.addr;
+    let output = tokio::task::spawn_blocking(move || {
+        run_with_input(
+            cli(addr, &["--name", "bob", "--room", "#den", "--no-color"]),
+            "/who\n/kick alice\nhello\n",
+        )
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("members of #den (2): ~alice, bob"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("you need to be an operator of #den for that"),
+        "{stdout}"
+    );
+    assert!(output.status.success(), "{output:?}");
+    server.stop().await;
+}
