@@ -2006,20 +2006,9 @@ fn describe_ban(ban: &BanInfo, room: Option<&str>) -> String {
         .unwrap_or_default();
     let until = ban
         .expires
-        .map(|at| format!(" (for {})", span(at.saturating_sub(ban.ts))))
+        .map(|at| format!(" (for {})", text::duration(at.saturating_sub(ban.ts))))
         .unwrap_or_default();
     format!("{} {what} {}{place}{until}{why}", ban.by, ban.target)
-}
-
-/// A length of time in its largest fitting unit.
-fn span(ms: u64) -> String {
-    let secs = ms.div_ceil(1000);
-    match secs {
-        s if s >= 86_400 => format!("{} d", s.div_ceil(86_400)),
-        s if s >= 3_600 => format!("{} h", s.div_ceil(3_600)),
-        s if s >= 60 => format!("{} min", s.div_ceil(60)),
-        s => format!("{s} s"),
-    }
 }
 
 fn role_noun(role: Role) -> &'static str {

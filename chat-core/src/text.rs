@@ -42,6 +42,18 @@ pub fn sanitize(text: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// A length of time for people to read, in its largest fitting unit, rounded up: `30 s`,
+/// `2 min`, `3 h`, `7 d`.
+pub fn duration(ms: u64) -> String {
+    let secs = ms.div_ceil(1000);
+    match secs {
+        s if s >= 86_400 => format!("{} d", s.div_ceil(86_400)),
+        s if s >= 3_600 => format!("{} h", s.div_ceil(3_600)),
+        s if s >= 60 => format!("{} min", s.div_ceil(60)),
+        s => format!("{s} s"),
+    }
+}
+
 /// [`sanitize`] in place.
 pub fn sanitize_in_place(text: &mut String) {
     if let Cow::Owned(clean) = sanitize(text) {

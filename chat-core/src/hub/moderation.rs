@@ -187,21 +187,16 @@ fn addr_target(addr: IpAddr, bits: u8) -> String {
     }
 }
 
-/// How long until `expires`, for people to read.
+/// How long until `expires`, for people to read: ` for 2 h more`, or nothing for never.
 fn lasts(now: UnixMillis, expires: Option<UnixMillis>) -> String {
-    match expires {
-        None => String::new(),
-        Some(at) => {
-            let secs = at.saturating_sub(now).div_ceil(1000);
-            let (n, unit) = match secs {
-                s if s >= 86_400 => (s.div_ceil(86_400), "d"),
-                s if s >= 3_600 => (s.div_ceil(3_600), "h"),
-                s if s >= 60 => (s.div_ceil(60), "min"),
-                s => (s, "s"),
-            };
-            format!(" for {n} {unit} more")
-        }
-    }
+    expires
+        .map(|at| {
+            format!(
+                " for {} more",
+                crate::text::duration(at.saturating_sub(now))
+            )
+        })
+        .unwrap_or_default()
 }
 
 /// Modes as IRC letters (`+itk`), for the log.

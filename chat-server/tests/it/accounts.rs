@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use serde_json::json;
 
-use crate::harness::{Client, TestServer, free_port};
+use crate::harness::{Client, TestServer, spawn_binary};
 
 /// Cheap hashing for the tests that do not measure it.
 const CHEAP: &[&str] = &["--password-memory-kib", "8", "--password-iterations", "1"];
@@ -191,33 +191,13 @@ async fn accounts_only_servers_refuse_guests() {
 
 #[tokio::test]
 async fn a_failed_login_is_logged_with_the_account_and_never_the_password() {
-    let port = free_port();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_chat-server"))
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--in-memory"])
-        .args(CHEAP)
-        .env("RUST_LOG", "info")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut owner = None;
-    for _ in 0..200 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            owner = Some(Client::connect(([127, 0, 0, 1], port).into()).await);
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
-    let mut owner = owner.expect("the server comes up");
+    let (mut child, mut owner) = spawn_binary(CHEAP).await;
     owner.hello("erin").await;
     owner
         .send(json!({"type":"register","password":"erin's real password"}))
         .await;
     owner.expect("logged_in").await;
-    let mut guesser = Client::connect(([127, 0, 0, 1], port).into()).await;
+    let mut guesser = Client::connect(owner.writer.peer_addr().unwrap()).await;
     guesser
         .send(json!({"type":"hello","version":1,"name":"erin","password":"guessed-SECRET-1"}))
         .await;

@@ -23,6 +23,28 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// The real `chat-server` binary, in memory on a free port with these extra flags and its log
+/// (at info) piped, and a client connected to it once it is up. Kill the child and read its
+/// stderr to see the log.
+pub async fn spawn_binary(flags: &[&str]) -> (std::process::Child, Client) {
+    let port = free_port();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_chat-server"))
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--in-memory"])
+        .args(flags)
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    for _ in 0..200 {
+        if TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            return (child, Client::connect(([127, 0, 0, 1], port).into()).await);
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("the server did not come up on port {port}");
+}
+
 pub struct TestServer {
     pub addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,

@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::harness::{Client, TestServer, free_port};
+use crate::harness::{Client, TestServer, spawn_binary};
 
 /// Cheap hashing for tests.
 const CHEAP: [&str; 4] = ["--password-memory-kib", "8", "--password-iterations", "1"];
@@ -214,33 +214,14 @@ async fn a_kick_reaches_every_device_and_the_room_sees_it_once() {
 
 #[tokio::test]
 async fn operator_actions_are_in_the_log() {
-    let port = free_port();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_chat-server"))
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--in-memory"])
-        .args(["--operator", "root"])
-        .args(CHEAP)
-        .env("RUST_LOG", "info")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut root = None;
-    for _ in 0..200 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            root = Some(Client::connect(([127, 0, 0, 1], port).into()).await);
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
-    let mut root = root.expect("the server comes up");
+    let mut flags = vec!["--operator", "root"];
+    flags.extend(CHEAP);
+    let (mut child, mut root) = spawn_binary(&flags).await;
     root.hello("root").await;
     root.send(json!({"type":"register","password":"root's password"}))
         .await;
     root.expect("logged_in").await;
-    let mut troll = Client::connect(([127, 0, 0, 1], port).into()).await;
+    let mut troll = Client::connect(root.writer.peer_addr().unwrap()).await;
     troll.hello("troll").await;
     root.send(json!({"type":"kill","name":"troll","reason":"flooding"}))
         .await;
