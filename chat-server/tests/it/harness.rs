@@ -28,7 +28,7 @@ pub fn free_port() -> u16 {
 /// stderr to see the log.
 pub async fn spawn_binary(flags: &[&str]) -> (std::process::Child, Client) {
     let port = free_port();
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_chat-server"))
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_chat-server"))
         .args(["--listen", &format!("127.0.0.1:{port}"), "--in-memory"])
         .args(flags)
         .env("RUST_LOG", "info")
@@ -42,6 +42,8 @@ pub async fn spawn_binary(flags: &[&str]) -> (std::process::Child, Client) {
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("the server did not come up on port {port}");
 }
 
