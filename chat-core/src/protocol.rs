@@ -205,6 +205,9 @@ pub enum ClientMsg {
     Bans {
         /// Room name.
         room: String,
+        /// Continue a long list: skip this many entries.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after: Option<u32>,
     },
     /// Gives a registered account a role in a room (`member` takes any role away).
     Role {
@@ -272,7 +275,11 @@ pub enum ClientMsg {
         target: String,
     },
     /// Server operators: lists the server-wide bans, addresses included.
-    ServerBans {},
+    ServerBans {
+        /// Continue a long list: skip this many entries.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after: Option<u32>,
+    },
     /// Server operators: closes a room. Everyone in it is removed and nobody may join it
     /// (server operators aside) until it is opened again.
     CloseRoom {
@@ -518,6 +525,12 @@ pub enum ServerMsg {
         room: Option<String>,
         /// Oldest first.
         bans: Vec<BanInfo>,
+        /// More follow that did not fit: ask again with `after` = the entries received so far.
+        #[serde(default, skip_serializing_if = "is_false")]
+        more: bool,
+        /// Set when this continues a list (the `after` that was asked for).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after: Option<u32>,
     },
     /// Someone's role in a room changed; sent to the room.
     Role {

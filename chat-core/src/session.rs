@@ -1072,12 +1072,30 @@ impl Session {
                     None => self.local(now, LineKind::Notice(text)),
                 }
             }
-            ServerMsg::BanList { room, bans } => {
+            ServerMsg::BanList {
+                room,
+                bans,
+                more,
+                after,
+            } => {
+                if more {
+                    let after = Some(after.unwrap_or(0) + bans.len() as u32);
+                    let next = match &room {
+                        Some(room) => ClientMsg::Bans {
+                            room: room.clone(),
+                            after,
+                        },
+                        None => ClientMsg::ServerBans { after },
+                    };
+                    self.send(now, next);
+                }
                 let place = room.as_deref().unwrap_or("the server");
-                let mut text = if bans.is_empty() {
+                let mut text = if bans.is_empty() && after.is_none() {
                     format!("no bans or mutes in {place}")
+                } else if after.is_some() {
+                    format!("bans and mutes of {place}, continued")
                 } else {
-                    format!("bans and mutes of {place} ({})", bans.len())
+                    format!("bans and mutes of {place}")
                 };
                 for ban in &bans {
                     text.push_str(&format!("\n  {}", describe_ban(ban, None)));
@@ -1290,7 +1308,9 @@ impl Session {
             Command::Unban { target, mute } => {
                 self.in_active_room(now, |room| ClientMsg::Unban { room, target, mute });
             }
-            Command::Bans => self.in_active_room(now, |room| ClientMsg::Bans { room }),
+            Command::Bans => {
+                self.in_active_room(now, |room| ClientMsg::Bans { room, after: None });
+            }
             Command::Role { name, role } => {
                 self.in_active_room(now, |room| ClientMsg::Role { room, name, role });
             }
@@ -1323,7 +1343,7 @@ impl Session {
                 },
             ),
             Command::ServerUnban(target) => self.submit(now, ClientMsg::ServerUnban { target }),
-            Command::ServerBans => self.submit(now, ClientMsg::ServerBans {}),
+            Command::ServerBans => self.submit(now, ClientMsg::ServerBans { after: None }),
             Command::CloseRoom { room, reason } => {
                 self.submit(now, ClientMsg::CloseRoom { room, reason });
             }

@@ -154,7 +154,7 @@ pub fn clean_server_msg(mut msg: ServerMsg) -> ServerMsg {
             s(target);
             s(by);
         }
-        ServerMsg::BanList { room, bans } => {
+        ServerMsg::BanList { room, bans, .. } => {
             room.iter_mut().for_each(s);
             bans.iter_mut().for_each(clean_ban);
         }

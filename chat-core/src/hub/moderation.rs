@@ -1080,22 +1080,46 @@ impl<E: Encode> Hub<E> {
         self.store_room_settings(&key);
     }
 
-    pub(super) fn cmd_bans(&mut self, conn: ConnId, raw: &str) {
+    pub(super) fn cmd_bans(&mut self, conn: ConnId, raw: &str, after: Option<u32>) {
         let Some((key, _)) = self.existing_room(conn, raw) else {
             return;
         };
         let wall = self.wall_now();
         let room = &self.rooms[&key];
-        let bans = room
+        let bans: Vec<BanInfo> = room
             .settings
             .bans
             .iter()
             .filter(|b| b.live(wall))
             .map(|b| b.info.clone())
             .collect();
+        let name = room.name.clone();
+        self.reply_bans(conn, Some(name), bans, after);
+    }
+
+    /// Sends as much of a ban list as fits in a line, from entry `after`.
+    fn reply_bans(
+        &mut self,
+        conn: ConnId,
+        room: Option<String>,
+        bans: Vec<BanInfo>,
+        after: Option<u32>,
+    ) {
+        let budget = self
+            .config
+            .max_line
+            .saturating_sub(128 + room.as_ref().map_or(0, String::len))
+            .max(1);
+        let skip = after.unwrap_or(0) as usize;
+        // Measured as encoded, escapes included: a reason may hold characters JSON escapes.
+        let (bans, more) = fit_by_size(bans.into_iter().skip(skip), budget, |b| {
+            serde_json::to_string(b).map_or(budget, |s| s.len() + 1)
+        });
         let msg = ServerMsg::BanList {
-            room: Some(room.name.clone()),
+            room,
             bans,
+            more,
+            after,
         };
         self.reply(conn, &msg);
     }
@@ -1491,7 +1515,7 @@ impl<E: Encode> Hub<E> {
         self.store_server_bans();
     }
 
-    pub(super) fn cmd_server_bans(&mut self, conn: ConnId) {
+    pub(super) fn cmd_server_bans(&mut self, conn: ConnId, after: Option<u32>) {
         if !self.require_server_op(conn) {
             return;
         }
@@ -1509,7 +1533,7 @@ impl<E: Encode> Hub<E> {
                 _ => b.info.clone(),
             })
             .collect();
-        self.reply(conn, &ServerMsg::BanList { room: None, bans });
+        self.reply_bans(conn, None, bans, after);
     }
 
     pub(super) fn cmd_close_room(&mut self, now: UnixMillis, conn: ConnId, msg: ClientMsg) {

@@ -1110,6 +1110,7 @@ fn moderation_commands_roles_and_refused_joins() {
             "/bans",
             ClientMsg::Bans {
                 room: "#lobby".into(),
+                after: None,
             },
         ),
         (
@@ -1146,7 +1147,7 @@ fn moderation_commands_roles_and_refused_joins() {
                 reason: Some("gone".into()),
             },
         ),
-        ("/gbans", ClientMsg::ServerBans {}),
+        ("/gbans", ClientMsg::ServerBans { after: None }),
         ("/connections", ClientMsg::Connections { after: None }),
     ];
     for (line, expected) in cases {
@@ -1219,4 +1220,52 @@ fn a_server_ban_at_hello_stops_reconnecting() {
         "{:?}",
         s.state()
     );
+}
+
+#[test]
+fn a_ban_list_in_pages_is_fetched_whole() {
+    let mut s = online();
+    feed(
+        &mut s,
+        &[
+            r##"{"type":"ban_list","room":"#lobby","bans":[{"target":"name:a*","by":"op","ts":1},{"target":"name:b*","by":"op","ts":1}],"more":true}"##,
+        ],
+    );
+    assert_eq!(
+        sent(&mut s),
+        vec![ClientMsg::Bans {
+            room: "#lobby".into(),
+            after: Some(2),
+        }]
+    );
+    feed(
+        &mut s,
+        &[
+            r##"{"type":"ban_list","room":"#lobby","bans":[{"target":"name:c*","mute":true,"by":"op","ts":1}],"more":true,"after":2}"##,
+            r#"{"type":"ban_list","bans":[],"more":true,"after":7}"#,
+        ],
+    );
+    assert_eq!(
+        sent(&mut s),
+        vec![
+            ClientMsg::Bans {
+                room: "#lobby".into(),
+                after: Some(3),
+            },
+            ClientMsg::ServerBans { after: Some(7) },
+        ]
+    );
+    let shown: Vec<String> = s
+        .conversation("#lobby")
+        .unwrap()
+        .lines
+        .iter()
+        .filter_map(|l| match &l.kind {
+            LineKind::Notice(text) => Some(text.clone()),
+            _ => None,
+        })
+        .collect();
+    let shown = shown.join("\n");
+    assert!(shown.contains("op banned name:a*"), "{shown}");
+    assert!(shown.contains("op muted name:c*"), "{shown}");
 }
