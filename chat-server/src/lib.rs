@@ -500,6 +500,15 @@ pub async fn serve_with_faults(
         );
         Some(store)
     };
+    for operator in &config.operators {
+        if !hub.account_exists(operator) {
+            tracing::warn!(
+                account = ?operator,
+                "an --operator account is not registered: whoever registers that name first \
+                 becomes a server operator; register it now"
+            );
+        }
+    }
     let local = listener.local_addr()?;
     let certificates = config.certificates()?;
     let acceptor = match &certificates {

@@ -180,6 +180,11 @@ impl<E: Encode> Hub<E> {
         refused
     }
 
+    /// True when an account of that name (in any case) is registered.
+    pub fn account_exists(&self, name: &str) -> bool {
+        self.accounts.contains_key(&names::key(name))
+    }
+
     /// Number of registered accounts.
     pub fn account_count(&self) -> usize {
         self.accounts.len()

@@ -242,6 +242,11 @@ async fn operator_actions_are_in_the_log() {
         "{line}"
     );
     assert!(!log.contains("root's password"), "{log}");
+    // root was not registered when the server started: it said so.
+    assert!(
+        log.contains("an --operator account is not registered"),
+        "{log}"
+    );
 }
 
 /// A connection from another loopback address (the whole of 127.0.0.0/8 is this machine).
