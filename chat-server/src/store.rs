@@ -547,7 +547,8 @@ fn store_loop(
             match written {
                 Ok(()) => {
                     batch.clear();
-                    report(Report::Committed(through));
+                    // Up before the commit it comes with: once the held messages are
+                    // acknowledged, their sender may send again and must not be refused.
                     if let Some(since) = failing_since.take() {
                         tracing::warn!(after = ?since.elapsed(), "store: commits succeed again");
                         if down {
@@ -555,6 +556,7 @@ fn store_loop(
                             report(Report::Up);
                         }
                     }
+                    report(Report::Committed(through));
                     backoff = Duration::from_millis(50);
                 }
                 Err(err) => {
