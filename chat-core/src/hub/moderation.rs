@@ -1714,6 +1714,7 @@ mod tests {
         assert_eq!(bits, 64, "IPv6 bans are per /64, as the hub keys addresses");
         assert!(in_prefix("2001:db8::".parse().unwrap(), net, bits));
         assert!(!in_prefix("2001:db8:0:1::".parse().unwrap(), net, bits));
+        assert!(in_prefix("2001:db8::ffff".parse().unwrap(), net, bits));
         assert_eq!(addr_target(net, bits), "addr:2001:db8::/64");
         assert!(parse_addr("203.0.113.7/33").is_none());
         assert!(parse_addr("203.0.113.7/0").is_none());
