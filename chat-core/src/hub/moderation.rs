@@ -87,11 +87,6 @@ impl RoomSettings {
     pub fn is_default(&self) -> bool {
         *self == Self::default()
     }
-
-    /// The room's modes.
-    pub fn modes(&self) -> RoomModes {
-        self.modes
-    }
 }
 
 /// Powers, lowest first: a role in the room, or server operator above every role.
@@ -1715,6 +1710,11 @@ mod tests {
         assert!(in_prefix("2001:db8::".parse().unwrap(), net, bits));
         assert!(!in_prefix("2001:db8:0:1::".parse().unwrap(), net, bits));
         assert!(in_prefix("2001:db8::ffff".parse().unwrap(), net, bits));
+        // Only the prefix is kept, so that two spellings of one ban are one ban.
+        assert_eq!(
+            parse_addr("2001:db8::aaaa:bbbb:cccc:dddd"),
+            parse_addr("2001:db8::/64")
+        );
         assert_eq!(addr_target(net, bits), "addr:2001:db8::/64");
         assert!(parse_addr("203.0.113.7/33").is_none());
         assert!(parse_addr("203.0.113.7/0").is_none());

@@ -54,11 +54,6 @@ impl Room {
             && self.topic.is_empty()
             && self.settings.is_default()
     }
-
-    /// The room's modes.
-    pub fn modes(&self) -> crate::protocol::RoomModes {
-        self.settings.modes()
-    }
 }
 
 impl<E: Encode> Hub<E> {
