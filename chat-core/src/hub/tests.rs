@@ -380,3 +380,33 @@ fn throttle_memory_lets_idle_entries_go_past_its_bound() {
     assert_eq!(hub.addr_throttles.len(), 2, "{}", hub.addr_throttles.len());
     assert!(hub.addr_throttles.contains_key(&stale));
 }
+
+#[test]
+fn server_bans_restored_from_the_store_hold_at_connect() {
+    let mut hub = Hub::new(HubConfig::default());
+    let bans: Vec<Ban> = serde_json::from_str(
+        r#"[{"rule":{"addr":{"addr":"192.0.2.0","bits":24}},"info":{"target":"addr:192.0.2.0/24","by":"root","ts":1}}]"#,
+    )
+    .unwrap();
+    hub.restore_server_bans(bans);
+    assert_eq!(hub.server_bans().len(), 1);
+    hub.handle(
+        0,
+        Input::Connect {
+            conn: ConnId(1),
+            addr: "192.0.2.77".parse().unwrap(),
+        },
+    );
+    let mut closed = false;
+    while let Some(out) = hub.poll_output() {
+        closed |= matches!(
+            out,
+            Output::Close {
+                conn: ConnId(1),
+                ..
+            }
+        );
+    }
+    assert!(closed, "a restored ban closes a connection it matches");
+    assert_eq!(hub.connection_count(), 0);
+}
