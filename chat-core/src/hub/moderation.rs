@@ -76,6 +76,7 @@ pub struct RoomSettings {
     bans: Vec<Ban>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     invites: Vec<Invitation>,
+    /// The modes but `key`, which [`RoomSettings::modes`] derives from the key itself.
     #[serde(default)]
     modes: RoomModes,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -86,6 +87,14 @@ impl RoomSettings {
     /// Nothing set: a room with these settings needs no storing.
     pub fn is_default(&self) -> bool {
         *self == Self::default()
+    }
+
+    /// The modes as members see them.
+    fn modes(&self) -> RoomModes {
+        RoomModes {
+            key: self.key.is_some(),
+            ..self.modes
+        }
     }
 }
 
@@ -813,15 +822,20 @@ impl<E: Encode> Hub<E> {
 
     fn valid_reason(&mut self, conn: ConnId, reason: Option<String>) -> Result<Option<String>, ()> {
         let reason = reason.filter(|r| !r.trim().is_empty());
+        // No control characters: reasons go to the audit log as they are, and a log read in a
+        // terminal must not be steered by one.
         if reason
             .as_ref()
-            .is_some_and(|r| r.len() > MAX_REASON || r.contains(['\n', '\r']))
+            .is_some_and(|r| r.len() > MAX_REASON || r.chars().any(char::is_control))
         {
             self.reply(
                 conn,
                 &error(
                     ErrorCode::TextTooLong,
-                    &format!("a reason is one line of at most {MAX_REASON} bytes"),
+                    &format!(
+                        "a reason is one line of at most {MAX_REASON} bytes, without control \
+                         characters"
+                    ),
                 ),
             );
             return Err(());
@@ -1232,7 +1246,7 @@ impl<E: Encode> Hub<E> {
             let room = &self.rooms[&key];
             let msg = ServerMsg::Mode {
                 room: room.name.clone(),
-                modes: room.settings.modes,
+                modes: room.settings.modes(),
                 by: None,
                 ts: None,
             };
@@ -1263,9 +1277,8 @@ impl<E: Encode> Hub<E> {
         m.registered_only = registered_only.unwrap_or(m.registered_only);
         if let Some(k) = new_key {
             r.settings.key = Some(k).filter(|k| !k.is_empty());
-            r.settings.modes.key = r.settings.key.is_some();
         }
-        let modes = r.settings.modes;
+        let modes = r.settings.modes();
         let shown = r.name.clone();
         let mut to: Vec<ConnId> = r.members.iter().copied().collect();
         if !to.contains(&conn) {
@@ -1590,7 +1603,7 @@ impl<E: Encode> Hub<E> {
         };
         let r = self.rooms.get_mut(&key).expect("checked");
         r.settings.modes.closed = false;
-        let (shown, modes) = (r.name.clone(), r.settings.modes);
+        let (shown, modes) = (r.name.clone(), r.settings.modes());
         let mut to: Vec<ConnId> = r.members.iter().copied().collect();
         let by = self.name_of(conn);
         let ts = self.stamp();
@@ -1650,11 +1663,6 @@ impl<E: Encode> Hub<E> {
         if s.bans.len() > max || s.invites.len() > max || s.roles.len() > max + 1 {
             return Err(format!(
                 "room {key} keeps more bans, invites or roles than allowed"
-            ));
-        }
-        if s.modes.key != s.key.is_some() {
-            return Err(format!(
-                "room {key} says it has a key out of step with its key"
             ));
         }
         for account in s.roles.keys() {
