@@ -253,20 +253,34 @@ pub fn encode<T: Serialize>(msg: &T, out: &mut BytesMut) {
     writer.into_inner().put_u8(b'\n');
 }
 
-/// Turns server messages into wire bytes. The hub encodes each outgoing message once, through
-/// this trait, and fans the same bytes out; another wire protocol plugs in as another encoder.
-pub trait Encode {
-    /// Appends the wire form of `msg` to `out`.
-    fn encode(&self, msg: &ServerMsg, out: &mut BytesMut);
+/// The wire format a connection speaks. The hub encodes each outgoing event once per format
+/// in use among its recipients and shares the bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum Wire {
+    /// The native JSON Lines protocol.
+    #[default]
+    Json,
+    /// IRC, with these capabilities.
+    Irc(crate::irc::Caps),
 }
 
-/// The native JSON Lines encoding.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct JsonLines;
+impl Wire {
+    /// Whether a sender gets its own messages back (IRC only with `echo-message`; it gets
+    /// nothing else in place of them).
+    pub fn echoes(self) -> bool {
+        match self {
+            Wire::Json => true,
+            Wire::Irc(caps) => caps.has(crate::irc::Cap::EchoMessage),
+        }
+    }
 
-impl Encode for JsonLines {
-    fn encode(&self, msg: &ServerMsg, out: &mut BytesMut) {
-        encode(msg, out);
+    /// The format with only what changes the bytes of a room event: connections with the same
+    /// `encoding` share them.
+    pub fn encoding(self) -> Wire {
+        match self {
+            Wire::Json => Wire::Json,
+            Wire::Irc(caps) => Wire::Irc(caps.encoding()),
+        }
     }
 }
 

@@ -155,6 +155,7 @@ pub fn hub(data: &[u8]) {
                     Input::Connect {
                         conn,
                         addr: std::net::Ipv4Addr::LOCALHOST.into(),
+                        wire: Default::default(),
                     },
                 );
             }
@@ -263,6 +264,9 @@ pub fn hub(data: &[u8]) {
                     for conn in &to {
                         assert!(open.contains(conn), "sent to {conn}, which is gone");
                     }
+                }
+                Output::Reply { conn, .. } => {
+                    assert!(open.contains(&conn), "answered {conn}, which is gone");
                 }
                 Output::Close { conn, .. } => open.retain(|c| *c != conn),
                 Output::Store(record) => {

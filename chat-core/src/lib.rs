@@ -22,6 +22,7 @@ pub mod command;
 pub mod fuzz;
 pub mod hub;
 pub mod input;
+pub mod irc;
 pub mod names;
 pub mod password;
 pub mod protocol;

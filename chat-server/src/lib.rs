@@ -28,8 +28,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use bytes::BytesMut;
-use chat_core::codec::{self, FrameError, LineDecoder};
+use chat_core::codec::{self, FrameError, LineDecoder, Wire};
 use chat_core::hub::{ConnId, Hub, HubConfig, Input, Output, PasswordWork, reason};
+use chat_core::irc;
 use chat_core::password::PasswordCost;
 use chat_core::protocol::{ClientMsg, ErrorCode, ServerMsg, UnixMillis};
 use clap::Parser;
@@ -178,6 +179,14 @@ pub struct Config {
     /// Seconds an invitation lasts when the inviter gives no duration; 0: until replaced.
     #[arg(long, env = "CHAT_INVITE_EXPIRY", default_value_t = 86_400.0)]
     pub invite_expiry: f64,
+    /// Also speak IRC on this address (for example 127.0.0.1:6667): irssi, weechat, HexChat or
+    /// The Lounge join the same rooms. Plaintext, so loopback only unless --allow-plaintext.
+    #[arg(long, env = "CHAT_IRC_LISTEN")]
+    pub irc_listen: Option<String>,
+    /// Also speak IRC over TLS on this address (for example 0.0.0.0:6697), with the
+    /// certificate of --tls-cert or --tls-self-signed.
+    #[arg(long, env = "CHAT_IRC_TLS_LISTEN")]
+    pub irc_tls_listen: Option<String>,
 }
 
 impl Config {
@@ -241,6 +250,20 @@ impl Config {
         }
     }
 
+    /// How the server presents itself to IRC clients.
+    pub fn irc_server(&self) -> irc::ServerInfo {
+        let hub = self.hub_config();
+        irc::ServerInfo {
+            name: self.server_name.clone(),
+            network: self.server_name.clone(),
+            created: irc::time_tag(wall_millis()),
+            topic_len: hub.max_topic,
+            max_rooms: hub.max_rooms_per_conn,
+            reason_len: 300,
+            ..irc::ServerInfo::default()
+        }
+    }
+
     /// The cost of each password hash.
     pub fn password_cost(&self) -> PasswordCost {
         PasswordCost {
@@ -282,10 +305,16 @@ enum Event {
         conn: ConnId,
         addr: IpAddr,
         outbox: Outbox,
+        wire: Wire,
     },
     Frame {
         conn: ConnId,
         frame: Result<ClientMsg, FrameError>,
+    },
+    /// A line from an IRC client, parsed (off the hub task) or not.
+    IrcLine {
+        conn: ConnId,
+        line: Result<irc::Message, irc::LineError>,
     },
     Closed {
         conn: ConnId,
@@ -454,6 +483,8 @@ pub async fn serve_with_faults(
     let (reports_tx, reports_rx) = mpsc::unbounded_channel::<store::Report>();
     let hub_config = config.hub_config();
     let mut hub = Hub::new(hub_config.clone());
+    let irc_info = Arc::new(config.irc_server());
+    hub.set_irc_server(irc_info.clone());
     let store = if config.in_memory {
         tracing::info!("storage: in memory (nothing is kept after exit)");
         None
@@ -532,6 +563,33 @@ pub async fn serve_with_faults(
         }
         None => None,
     };
+    let irc_plain = match &config.irc_listen {
+        Some(addr) => {
+            let irc = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen for IRC on {addr}"))?;
+            plaintext_allowed(&config, &irc)?;
+            tracing::info!(local = %irc.local_addr()?, "listening for IRC (plaintext)");
+            Some(irc)
+        }
+        None => None,
+    };
+    let irc_tls = match &config.irc_tls_listen {
+        Some(addr) => {
+            let Some(certs) = &certificates else {
+                anyhow::bail!(
+                    "--irc-tls-listen needs a certificate: give --tls-cert and --tls-key, or \
+                     --tls-self-signed"
+                );
+            };
+            let irc = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen for IRC on {addr}"))?;
+            tracing::info!(local = %irc.local_addr()?, "listening for IRC (TLS)");
+            Some((irc, tokio_rustls::TlsAcceptor::from(certs.server_config()?)))
+        }
+        None => None,
+    };
     #[cfg(unix)]
     if let Some(certs) = certificates.clone() {
         tokio::spawn(reload_on_sighup(certs));
@@ -550,6 +608,8 @@ pub async fn serve_with_faults(
     let shell = Shell {
         conns: HashMap::new(),
         addrs: HashMap::new(),
+        irc: HashMap::new(),
+        irc_info,
         store,
         passwords,
     };
@@ -559,36 +619,30 @@ pub async fn serve_with_faults(
         config.connect_burst,
         config.connect_rate,
     )));
-    let accepting = async {
-        let main = accept_loop(
+    let mut listeners = vec![(listener, acceptor, Wire::Json)];
+    listeners.extend(plain.map(|plain| (plain, None, Wire::Json)));
+    let irc_wire = Wire::Irc(irc::Caps::default());
+    listeners.extend(irc_plain.map(|irc| (irc, None, irc_wire)));
+    listeners.extend(irc_tls.map(|(irc, tls)| (irc, Some(tls), irc_wire)));
+    let mut accepting = tokio::task::JoinSet::new();
+    for (listener, tls, wire) in listeners {
+        accepting.spawn(accept_loop(
             listener,
-            acceptor,
+            tls,
+            wire,
             config.clone(),
             events_tx.clone(),
             tracker.clone(),
             ids.clone(),
             throttle.clone(),
-        );
-        match plain {
-            Some(plain) => {
-                let second = accept_loop(
-                    plain,
-                    None,
-                    config.clone(),
-                    events_tx,
-                    tracker.clone(),
-                    ids,
-                    throttle,
-                );
-                tokio::join!(main, second);
-            }
-            None => main.await,
-        }
-    };
+        ));
+    }
+    drop(events_tx);
     tokio::select! {
-        () = accepting => {}
+        _ = accepting.join_next() => {}
         () = shutdown => tracing::info!("shutting down"),
     }
+    accepting.abort_all();
     let _ = stop_tx.send(());
     hub_task.await.context("hub task failed")?;
     // Give writers a moment to deliver `bye` and close their sockets.
@@ -628,6 +682,9 @@ struct Shell {
     conns: HashMap<ConnId, Outbox>,
     /// Peer addresses, for the log.
     addrs: HashMap<ConnId, IpAddr>,
+    /// The IRC adapter of each IRC connection.
+    irc: HashMap<ConnId, irc::Adapter>,
+    irc_info: Arc<irc::ServerInfo>,
     store: Option<store::Store>,
     passwords: Passwords,
 }
@@ -663,15 +720,23 @@ async fn run_hub(
                 let now = tick(&mut hub);
                 for event in batch.drain(..) {
                     let input = match event {
-                        Event::Accepted { conn, addr, outbox } => {
+                        Event::Accepted { conn, addr, outbox, wire } => {
                             shell.conns.insert(conn, outbox);
                             shell.addrs.insert(conn, addr);
-                            Input::Connect { conn, addr }
+                            if wire != Wire::Json {
+                                shell.irc.insert(conn, irc::Adapter::new(shell.irc_info.clone()));
+                            }
+                            Input::Connect { conn, addr, wire }
                         }
                         Event::Frame { conn, frame } => Input::Frame { conn, frame },
+                        Event::IrcLine { conn, line } => {
+                            shell.irc_line(&mut hub, &mut dirty, now, conn, line);
+                            continue;
+                        }
                         Event::Closed { conn, reason } => {
                             shell.conns.remove(&conn);
                             shell.addrs.remove(&conn);
+                            shell.irc.remove(&conn);
                             Input::Disconnect { conn, reason }
                         }
                     };
@@ -720,13 +785,72 @@ async fn run_hub(
 }
 
 impl Shell {
+    /// Runs one IRC line through the connection's adapter: its own answers go out at once, in
+    /// order with what the hub answers to the messages it makes of the line.
+    fn irc_line(
+        &mut self,
+        hub: &mut Hub,
+        dirty: &mut DirtySet,
+        now: UnixMillis,
+        conn: ConnId,
+        line: Result<irc::Message, irc::LineError>,
+    ) {
+        let Some(adapter) = self.irc.get_mut(&conn) else {
+            return;
+        };
+        for action in adapter.line(line) {
+            match action {
+                irc::Action::Send(bytes) => {
+                    let mut too_slow = Vec::new();
+                    queue(&self.conns, dirty, conn, bytes, &mut too_slow);
+                    self.drop_slow(hub, now, too_slow);
+                }
+                irc::Action::Hub { msg, asked } => {
+                    if let Some(adapter) = self.irc.get_mut(&conn) {
+                        adapter.asking(asked);
+                    }
+                    hub.handle(
+                        now,
+                        Input::Frame {
+                            conn,
+                            frame: Ok(msg),
+                        },
+                    );
+                    self.perform(hub, dirty, now);
+                }
+                irc::Action::Caps(caps) => hub.set_wire(conn, Wire::Irc(caps)),
+            }
+            if !self.irc.contains_key(&conn) {
+                return;
+            }
+        }
+    }
+
+    /// Drops the clients whose queues overflowed, telling the hub.
+    fn drop_slow(&mut self, hub: &mut Hub, now: UnixMillis, too_slow: Vec<ConnId>) {
+        for conn in too_slow {
+            if let Some(outbox) = self.conns.remove(&conn) {
+                tracing::info!(%conn, "dropping a client that does not read: send queue exceeded");
+                outbox.kill();
+                self.irc.remove(&conn);
+                hub.handle(
+                    now,
+                    Input::Disconnect {
+                        conn,
+                        reason: reason::SEND_QUEUE_EXCEEDED.into(),
+                    },
+                );
+            }
+        }
+    }
+
     /// Performs everything the hub asked for.
     fn perform(&mut self, hub: &mut Hub, dirty: &mut DirtySet, now: UnixMillis) {
-        let conns = &mut self.conns;
-        let store = self.store.as_ref();
         let mut too_slow = Vec::new();
+        let mut scratch = BytesMut::new();
         loop {
             while let Some(output) = hub.poll_output() {
+                let conns = &mut self.conns;
                 match output {
                     Output::Transmit { to, bytes } => {
                         DELIVERIES.fetch_add(to.len() as u64, Ordering::Relaxed);
@@ -741,16 +865,38 @@ impl Shell {
                             }
                         }
                     }
+                    Output::Reply { conn, name, msg } => {
+                        let Some(adapter) = self.irc.get_mut(&conn) else {
+                            continue;
+                        };
+                        DELIVERIES.fetch_add(1, Ordering::Relaxed);
+                        let more = adapter.reply(&name, &msg, &mut scratch);
+                        let bytes = scratch.split().freeze();
+                        if !bytes.is_empty() {
+                            queue(conns, dirty, conn, bytes, &mut too_slow);
+                        }
+                        if let Some(next) = more {
+                            // The next page of an answer IRC gives whole (NAMES, LIST).
+                            hub.handle(
+                                now,
+                                Input::Frame {
+                                    conn,
+                                    frame: Ok(next),
+                                },
+                            );
+                        }
+                    }
                     Output::Close { conn, reason } => {
                         tracing::debug!(%conn, %reason, "closing");
                         // Dropping the queue's sender lets the writer flush what is queued, then close.
                         conns.remove(&conn);
+                        self.irc.remove(&conn);
                     }
-                    Output::Store(record) => match store {
+                    Output::Store(record) => match self.store.as_ref() {
                         Some(store) => store.append(record),
                         None => tracing::error!("a durable hub without a store"),
                     },
-                    Output::LoadRoom { key } => match store {
+                    Output::LoadRoom { key } => match self.store.as_ref() {
                         Some(store) => store.load(key),
                         None => hub.handle(now, Input::RoomLoaded { key, room: None }),
                     },
@@ -770,27 +916,36 @@ impl Shell {
             if too_slow.is_empty() {
                 return;
             }
-            for conn in too_slow.drain(..) {
-                if let Some(outbox) = conns.remove(&conn) {
-                    tracing::info!(%conn, "dropping a client that does not read: send queue exceeded");
-                    outbox.kill();
-                    hub.handle(
-                        now,
-                        Input::Disconnect {
-                            conn,
-                            reason: reason::SEND_QUEUE_EXCEEDED.into(),
-                        },
-                    );
-                }
-            }
+            let slow = std::mem::take(&mut too_slow);
+            self.drop_slow(hub, now, slow);
         }
     }
 }
 
+/// Queues bytes for one connection; a full queue puts it on `too_slow`.
+fn queue(
+    conns: &HashMap<ConnId, Outbox>,
+    dirty: &mut DirtySet,
+    conn: ConnId,
+    bytes: bytes::Bytes,
+    too_slow: &mut Vec<ConnId>,
+) {
+    let Some(outbox) = conns.get(&conn) else {
+        return;
+    };
+    match outbox.push(bytes) {
+        Ok(Some(d)) => dirty.add(conn.0, d),
+        Ok(None) => {}
+        Err(outbox::Full) => too_slow.push(conn),
+    }
+}
+
 /// Accepts connections, enforcing the total and per-address limits.
+#[allow(clippy::too_many_arguments)]
 async fn accept_loop(
     listener: TcpListener,
     tls: Option<tokio_rustls::TlsAcceptor>,
+    wire: Wire,
     config: Config,
     events: mpsc::Sender<Event>,
     tracker: Arc<Mutex<Tracker>>,
@@ -816,6 +971,7 @@ async fn accept_loop(
             tracing::info!(%peer, "refused connection: connecting too fast");
             tokio::spawn(refuse(
                 stream,
+                wire,
                 ErrorCode::ConnectionThrottled,
                 format!(
                     "{ip} opens connections too fast (limit {} a second); wait a moment",
@@ -848,7 +1004,7 @@ async fn accept_loop(
         };
         if let Some((code, message)) = refusal {
             tracing::info!(%peer, %code, "refused connection");
-            tokio::spawn(refuse(stream, code, message));
+            tokio::spawn(refuse(stream, wire, code, message));
             continue;
         }
         let conn = ConnId(ids.fetch_add(1, Ordering::Relaxed) + 1);
@@ -860,6 +1016,7 @@ async fn accept_loop(
         tokio::spawn(connection(
             stream,
             tls.clone(),
+            wire,
             conn,
             events.clone(),
             Bounds {
@@ -873,27 +1030,36 @@ async fn accept_loop(
 }
 
 /// Tells a refused client why, then closes.
-async fn refuse(mut stream: TcpStream, code: ErrorCode, message: String) {
+async fn refuse(mut stream: TcpStream, wire: Wire, code: ErrorCode, message: String) {
     let mut buf = BytesMut::new();
+    if wire != Wire::Json {
+        let error = irc::Message::new("ERROR", &[&format!("Closing link: {message}")]);
+        irc::line::write(&error, &mut buf);
+    } else {
+        encode_refusal(code, message, &mut buf);
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        let _ = stream.write_all(&buf).await;
+        let _ = stream.shutdown().await;
+    })
+    .await;
+}
+
+fn encode_refusal(code: ErrorCode, message: String, buf: &mut BytesMut) {
     codec::encode(
         &ServerMsg::Error {
             code,
             message,
             cid: None,
         },
-        &mut buf,
+        buf,
     );
     codec::encode(
         &ServerMsg::Bye {
             reason: code.to_string(),
         },
-        &mut buf,
+        buf,
     );
-    let _ = tokio::time::timeout(Duration::from_secs(1), async {
-        let _ = stream.write_all(&buf).await;
-        let _ = stream.shutdown().await;
-    })
-    .await;
 }
 
 /// A connection's limits: the longest line it may send, and how much may queue for it.
@@ -912,6 +1078,7 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 async fn connection(
     stream: TcpStream,
     tls: Option<tokio_rustls::TlsAcceptor>,
+    wire: Wire,
     conn: ConnId,
     events: mpsc::Sender<Event>,
     bounds: Bounds,
@@ -943,14 +1110,19 @@ async fn connection(
     let (outbox, writer) =
         outbox::outbox(socket.clone(), bounds.send_queue, bounds.send_queue_bytes);
     if events
-        .send(Event::Accepted { conn, addr, outbox })
+        .send(Event::Accepted {
+            conn,
+            addr,
+            outbox,
+            wire,
+        })
         .await
         .is_err()
     {
         return;
     }
     let reason = tokio::select! {
-        why = read_frames(&socket, conn, &events, bounds.max_line) => why,
+        why = read_frames(&socket, conn, &events, bounds.max_line, wire) => why,
         () = socket.drain() => reason::CONNECTION_LOST.into(),
         why = writer.run() => match why {
             Stopped::Closed => "closed by server".into(),
@@ -969,14 +1141,26 @@ async fn read_frames(
     conn: ConnId,
     events: &mpsc::Sender<Event>,
     max_line: usize,
+    wire: Wire,
 ) -> String {
+    let irc = wire != Wire::Json;
+    let max_line = if irc { irc::line::MAX_LINE } else { max_line };
     let mut decoder = LineDecoder::new(max_line);
     let mut buf = BytesMut::new();
     let mut fresh_tls = matches!(rd, Socket::Tls(_));
     loop {
         while let Some(line) = decoder.next_line(&mut buf) {
-            let frame = line.and_then(|l| codec::decode_client(&l));
-            if events.send(Event::Frame { conn, frame }).await.is_err() {
+            let event = if irc {
+                let line = match line {
+                    Ok(l) => irc::line::parse(&l),
+                    Err(_) => Err(irc::LineError::TooLong),
+                };
+                Event::IrcLine { conn, line }
+            } else {
+                let frame = line.and_then(|l| codec::decode_client(&l));
+                Event::Frame { conn, frame }
+            };
+            if events.send(event).await.is_err() {
                 return reason::SERVER_SHUTDOWN.into();
             }
         }

@@ -141,7 +141,7 @@ pub(super) fn addr_key(addr: IpAddr) -> IpAddr {
     }
 }
 
-impl<E: Encode> Hub<E> {
+impl Hub {
     /// Loads accounts back from the store. Accounts whose names the current rules refuse (or
     /// that collide with one loaded before) are not loaded; their names are returned for the
     /// server to log.

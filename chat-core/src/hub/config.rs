@@ -132,7 +132,7 @@ impl Default for HubConfig {
     }
 }
 
-impl<E: Encode> Hub<E> {
+impl Hub {
     /// Limits announced to clients.
     pub fn limits(&self) -> Limits {
         Limits {

@@ -69,7 +69,7 @@ impl Pending {
     }
 }
 
-impl<E: Encode> Hub<E> {
+impl Hub {
     /// Runs a message-sending command under its cid: a repeat of a remembered cid gets the
     /// original acknowledgement instead; a bad cid is refused; any refusal names the cid.
     pub(super) fn with_cid(
@@ -168,7 +168,7 @@ impl<E: Encode> Hub<E> {
                 } else {
                     room.evicted_through = msg.id;
                 }
-                self.send(members, &ServerMsg::Message(msg));
+                self.send_from(members, &ServerMsg::Message(msg), Some(from));
                 if let Some(cid) = cid {
                     self.release(Pending::Ack {
                         conn: from,
@@ -185,7 +185,7 @@ impl<E: Encode> Hub<E> {
                     .collect::<IndexSet<_>>()
                     .into_iter()
                     .collect();
-                self.send(recipients, &msg);
+                self.send_from(recipients, &msg, Some(from));
                 if let (Some(cid), ServerMsg::Direct { id, .. }) = (cid, &msg) {
                     self.release(Pending::Ack {
                         conn: from,

@@ -121,7 +121,7 @@ pub struct RestoredRoom {
     pub settings: RoomSettings,
 }
 
-impl<E: Encode> Hub<E> {
+impl Hub {
     /// Loads rooms, topics and history back from the store. `next_id` is one more than the
     /// highest id the store has seen, so ids keep increasing across restarts.
     ///

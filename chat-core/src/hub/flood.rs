@@ -6,7 +6,7 @@ use super::*;
 /// Direct-message peers remembered per connection.
 pub(super) const DIRECT_PEERS: usize = 256;
 
-impl<E: Encode> Hub<E> {
+impl Hub {
     pub(super) fn handle_frame(
         &mut self,
         now: UnixMillis,

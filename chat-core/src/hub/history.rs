@@ -2,7 +2,7 @@
 
 use super::*;
 
-impl<E: Encode> Hub<E> {
+impl Hub {
     /// The history a member gets on joining: the latest [`HubConfig::join_history`] messages,
     /// or with `since` what it missed, oldest first, a page at a time.
     pub(super) fn join_history(&mut self, conn: ConnId, key: &str, since: Option<MsgId>) {

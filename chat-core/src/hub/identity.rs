@@ -3,7 +3,7 @@
 
 use super::*;
 
-impl<E: Encode> Hub<E> {
+impl Hub {
     pub(super) fn cmd_hello(
         &mut self,
         now: UnixMillis,

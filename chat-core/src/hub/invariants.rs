@@ -2,7 +2,7 @@
 
 use super::*;
 
-impl<E: Encode> Hub<E> {
+impl Hub {
     /// Checks the hub's internal consistency, for property tests and fuzzing: every room
     /// member is a registered connection that knows it is a member, every name and skeleton
     /// points at its owner, every connection has its one liveness timer, and every queue is

@@ -46,6 +46,8 @@ pub(super) struct Conn {
     pub(super) room_tokens_at: UnixMillis,
     /// Rooms it created as a guest, against [`HubConfig::max_rooms_per_guest`].
     pub(super) rooms_created: u32,
+    /// The wire format it speaks.
+    pub(super) wire: Wire,
 }
 
 impl Conn {
@@ -55,7 +57,7 @@ impl Conn {
     }
 }
 
-impl<E: Encode> Hub<E> {
+impl Hub {
     pub(super) fn handle_connect(&mut self, now: UnixMillis, conn: ConnId, addr: IpAddr) {
         if self.shutting_down || self.conns.contains_key(&conn) {
             return;
@@ -83,6 +85,7 @@ impl<E: Encode> Hub<E> {
                 room_tokens: u64::from(self.config.room_create_burst) * 1000,
                 room_tokens_at: now,
                 rooms_created: 0,
+                wire: Wire::Json,
             },
         );
         self.timers.insert((check_at, conn));
@@ -218,6 +221,9 @@ impl<E: Encode> Hub<E> {
         let Some(c) = self.conns.remove(&conn) else {
             return;
         };
+        if c.wire != Wire::Json {
+            self.foreign -= 1;
+        }
         self.timers.remove(&(c.check_at, conn));
         if let Some(at) = c.release_at {
             self.releases.remove(&(at, conn));

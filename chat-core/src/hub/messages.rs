@@ -2,7 +2,7 @@
 
 use super::*;
 
-impl<E: Encode> Hub<E> {
+impl Hub {
     pub(super) fn cmd_say(
         &mut self,
         conn: ConnId,

@@ -32,7 +32,8 @@ use std::net::IpAddr;
 use bytes::{Bytes, BytesMut};
 use indexmap::IndexSet;
 
-use crate::codec::{Encode, FrameError, JsonLines};
+use crate::codec::{self, FrameError, Wire};
+use crate::irc;
 use crate::names::{self, NameError};
 use crate::protocol::{
     ChatMessage, ClientMsg, ErrorCode, Limits, MsgId, PROTOCOL_VERSION, RoomInfo, Secret,
@@ -104,6 +105,8 @@ pub enum Input {
         conn: ConnId,
         /// The peer's address, for per-address login throttling.
         addr: IpAddr,
+        /// The wire format it speaks ([`Hub::set_wire`] changes it later).
+        wire: Wire,
     },
     /// A line arrived on a connection, decoded or not.
     Frame {
@@ -168,6 +171,16 @@ pub enum Output {
         /// One or more encoded messages, shared by every recipient.
         bytes: Bytes,
     },
+    /// An answer to one connection whose wire format writes it for that connection alone
+    /// (an IRC numeric names its recipient): the shell's adapter for the connection renders it.
+    Reply {
+        /// The recipient.
+        conn: ConnId,
+        /// Its name as the hub knows it (empty before registration).
+        name: String,
+        /// The answer.
+        msg: ServerMsg,
+    },
     /// Flush what is queued for this connection, then close it. The hub has already forgotten it.
     Close {
         /// Which one.
@@ -208,9 +221,13 @@ pub enum Output {
 }
 
 /// The server-side state machine. See the module documentation.
-pub struct Hub<E: Encode = JsonLines> {
+pub struct Hub {
     config: HubConfig,
-    encoder: E,
+    /// How IRC connections see this server, for encoding room events as IRC.
+    irc: std::sync::Arc<irc::ServerInfo>,
+    /// Connections whose wire is not JSON Lines: while there are none, every event is encoded
+    /// once, as JSON, without looking at recipients.
+    foreign: usize,
     conns: HashMap<ConnId, Conn>,
     /// Name key to connection, for uniqueness and direct messages.
     names: HashMap<String, Vec<ConnId>>,
@@ -268,20 +285,15 @@ pub struct Hub<E: Encode = JsonLines> {
     registrations: HashMap<IpAddr, VecDeque<UnixMillis>>,
 }
 
-impl Hub<JsonLines> {
-    /// A hub speaking the native JSON Lines protocol.
+impl Hub {
+    /// A hub with this configuration. Connections speak JSON Lines unless they say otherwise
+    /// ([`Input::Connect`], [`Hub::set_wire`]).
     pub fn new(config: HubConfig) -> Self {
-        Self::with_encoder(config, JsonLines)
-    }
-}
-
-impl<E: Encode> Hub<E> {
-    /// A hub whose outgoing messages are encoded by `encoder`.
-    pub fn with_encoder(config: HubConfig, encoder: E) -> Self {
         let operators = config.operators.iter().map(|o| names::key(o)).collect();
         let mut hub = Self {
             config,
-            encoder,
+            irc: std::sync::Arc::new(irc::ServerInfo::default()),
+            foreign: 0,
             conns: HashMap::new(),
             names: HashMap::new(),
             name_skeletons: HashMap::new(),
@@ -321,6 +333,26 @@ impl<E: Encode> Hub<E> {
     /// The configuration in force.
     pub fn config(&self) -> &HubConfig {
         &self.config
+    }
+
+    /// Sets how the server presents itself to IRC clients (its name, network, limits).
+    pub fn set_irc_server(&mut self, info: std::sync::Arc<irc::ServerInfo>) {
+        self.irc = info;
+    }
+
+    /// Changes the wire format of a connection: an IRC client's capabilities change how room
+    /// events are written for it, and whether it gets its own messages back.
+    pub fn set_wire(&mut self, conn: ConnId, wire: Wire) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            let was_foreign = c.wire != Wire::Json;
+            let is_foreign = wire != Wire::Json;
+            c.wire = wire;
+            match (was_foreign, is_foreign) {
+                (false, true) => self.foreign += 1,
+                (true, false) => self.foreign -= 1,
+                _ => {}
+            }
+        }
     }
 
     /// Number of open connections, registered or not.
@@ -371,7 +403,10 @@ impl<E: Encode> Hub<E> {
     /// Feeds one input.
     pub fn handle(&mut self, now: UnixMillis, input: Input) {
         match input {
-            Input::Connect { conn, addr } => self.handle_connect(now, conn, addr),
+            Input::Connect { conn, addr, wire } => {
+                self.handle_connect(now, conn, addr);
+                self.set_wire(conn, wire);
+            }
             Input::Frame { conn, frame } => self.handle_frame(now, conn, frame),
             Input::Disconnect { conn, reason } => self.drop_conn(now, conn, &reason, false),
             Input::Committed { through } => self.handle_committed(through),
@@ -437,7 +472,7 @@ impl<E: Encode> Hub<E> {
                 name,
                 password,
             } => self.cmd_hello(now, conn, version, &name, password),
-            ClientMsg::Ping { token } => self.reply(conn, &ServerMsg::Pong { token }),
+            ClientMsg::Ping { token } => self.cmd_ping(conn, token),
             ClientMsg::Pong { .. } => {}
             ClientMsg::Quit { reason } => {
                 let why = match reason {
@@ -510,14 +545,71 @@ impl<E: Encode> Hub<E> {
         }
     }
 
-    /// Encodes `msg` once and queues the bytes for every connection in `to`.
+    /// Answers a ping once everything the connection sent before it is answered: its held
+    /// messages acknowledged (or echoed) first. Clients use a ping as a barrier.
+    fn cmd_ping(&mut self, conn: ConnId, token: String) {
+        let pong = ServerMsg::Pong { token };
+        let waits = self.pending.iter().any(|(_, p)| p.sender() == conn);
+        match self.pending.back() {
+            Some(&(last, _)) if waits => {
+                self.pending
+                    .push_back((last, Pending::Reply { conn, msg: pong }));
+            }
+            _ => self.reply(conn, &pong),
+        }
+    }
+
+    /// Encodes `msg` once per wire format among `to` and queues the same bytes for every
+    /// connection of that format.
     fn send(&mut self, to: Vec<ConnId>, msg: &ServerMsg) {
+        self.send_from(to, msg, None);
+    }
+
+    /// [`Hub::send`] for a message `from` sent: a sender whose wire does not echo (an IRC
+    /// client without `echo-message`) does not get its own copy.
+    fn send_from(&mut self, to: Vec<ConnId>, msg: &ServerMsg, from: Option<ConnId>) {
         if to.is_empty() {
             return;
         }
-        self.encoder.encode(msg, &mut self.scratch);
-        let bytes = self.scratch.split().freeze();
-        self.outputs.push_back(Output::Transmit { to, bytes });
+        if self.foreign == 0 {
+            codec::encode(msg, &mut self.scratch);
+            let bytes = self.scratch.split().freeze();
+            self.outputs.push_back(Output::Transmit { to, bytes });
+            return;
+        }
+        let mut groups: Vec<(Wire, Vec<ConnId>)> = Vec::with_capacity(2);
+        for conn in to {
+            let wire = self.conns.get(&conn).map_or(Wire::Json, |c| c.wire);
+            if Some(conn) == from && !wire.echoes() {
+                continue;
+            }
+            let flavour = wire.encoding();
+            match groups.iter_mut().find(|(w, _)| *w == flavour) {
+                Some((_, members)) => members.push(conn),
+                None => groups.push((flavour, vec![conn])),
+            }
+        }
+        for (wire, to) in groups {
+            match wire {
+                Wire::Json => codec::encode(msg, &mut self.scratch),
+                Wire::Irc(_) if irc::encode::needs_recipient(msg) => {
+                    for conn in to {
+                        let name = self.name_of(conn);
+                        self.outputs.push_back(Output::Reply {
+                            conn,
+                            name,
+                            msg: msg.clone(),
+                        });
+                    }
+                    continue;
+                }
+                Wire::Irc(caps) => irc::encode::event(&self.irc, caps, msg, &mut self.scratch),
+            }
+            let bytes = self.scratch.split().freeze();
+            if !bytes.is_empty() {
+                self.outputs.push_back(Output::Transmit { to, bytes });
+            }
+        }
     }
 
     /// Sends `msg` to one connection. A refusal of a message that carried a cid names it.
@@ -536,10 +628,24 @@ impl<E: Encode> Hub<E> {
                 message: message.clone(),
                 cid: Some(cid.clone()),
             };
-            self.send(vec![conn], &named);
+            self.reply_as_is(conn, &named);
             return;
         }
-        self.send(vec![conn], msg);
+        self.reply_as_is(conn, msg);
+    }
+
+    fn reply_as_is(&mut self, conn: ConnId, msg: &ServerMsg) {
+        let wire = self.conns.get(&conn).map_or(Wire::Json, |c| c.wire);
+        if wire == Wire::Json {
+            self.send(vec![conn], msg);
+            return;
+        }
+        let name = self.name_of(conn);
+        self.outputs.push_back(Output::Reply {
+            conn,
+            name,
+            msg: msg.clone(),
+        });
     }
 
     fn name_of(&self, conn: ConnId) -> String {

@@ -234,7 +234,7 @@ const MAX_KEY: usize = 64;
 const MAX_REASON: usize = 300;
 const MAX_PATTERN: usize = 64;
 
-impl<E: Encode> Hub<E> {
+impl Hub {
     /// The wall clock for expiries, never going backwards.
     fn wall_now(&self) -> UnixMillis {
         self.last_ts.max(self.wall)

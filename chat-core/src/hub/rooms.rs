@@ -56,7 +56,7 @@ impl Room {
     }
 }
 
-impl<E: Encode> Hub<E> {
+impl Hub {
     pub(super) fn handle_room_loaded(
         &mut self,
         now: UnixMillis,

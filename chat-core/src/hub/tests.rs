@@ -10,6 +10,7 @@ fn hello(hub: &mut Hub, conn: u64, name: &str) {
         Input::Connect {
             conn,
             addr: std::net::Ipv4Addr::LOCALHOST.into(),
+            wire: Default::default(),
         },
     );
     hub.handle(
@@ -51,6 +52,7 @@ fn getters_say_what_the_hub_holds() {
         Input::Connect {
             conn: ConnId(3),
             addr: std::net::Ipv4Addr::LOCALHOST.into(),
+            wire: Default::default(),
         },
     );
     assert_eq!(hub.connection_count(), 3);
@@ -395,6 +397,7 @@ fn server_bans_restored_from_the_store_hold_at_connect() {
         Input::Connect {
             conn: ConnId(1),
             addr: "192.0.2.77".parse().unwrap(),
+            wire: Default::default(),
         },
     );
     let mut closed = false;

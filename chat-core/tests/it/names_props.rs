@@ -61,6 +61,7 @@ fn register(hub: &mut Hub, conn: u64, name: &str) -> bool {
         Input::Connect {
             conn,
             addr: std::net::Ipv4Addr::LOCALHOST.into(),
+            wire: Default::default(),
         },
     );
     hub.handle(

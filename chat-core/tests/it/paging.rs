@@ -47,6 +47,7 @@ fn members_and_rooms_page_within_the_line_limit() {
             Input::Connect {
                 conn,
                 addr: std::net::Ipv4Addr::LOCALHOST.into(),
+                wire: Default::default(),
             },
         );
         send(
@@ -152,6 +153,7 @@ fn history_pages_are_capped_at_200_and_default_to_50() {
         Input::Connect {
             conn: me,
             addr: std::net::Ipv4Addr::LOCALHOST.into(),
+            wire: Default::default(),
         },
     );
     send(

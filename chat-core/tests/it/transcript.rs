@@ -4,6 +4,8 @@
 //! Script lines:
 //! - `config key=value ...` sets [`HubConfig`] fields before the first connection;
 //! - `connect NAME [ADDRESS]` opens a connection called NAME (from 127.0.0.1 by default);
+//! - `irc NAME` opens an IRC connection called NAME: its lines go through the IRC line parser
+//!   and [`irc::Adapter`] as the server's, and what it receives is shown as IRC lines;
 //! - `NAME> text` sends one raw line (through the real line decoder and message parser);
 //!   `{c*N}` repeats character c N times and `{0xHH}` inserts a raw byte;
 //! - `NAME: text` says `text` in #lobby, shorthand for a `say` frame;
@@ -21,8 +23,10 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use bytes::BytesMut;
+use chat_core::codec::Wire;
 use chat_core::codec::{LineDecoder, decode_client};
 use chat_core::hub::{ConnId, Hub, HubConfig, Input, Output, PasswordWork, Record};
+use chat_core::irc;
 use chat_core::password::PasswordCost;
 
 const T0: u64 = 1_700_000_000_000;
@@ -38,6 +42,8 @@ struct Harness {
     out: String,
     /// Password work asked for and not finished yet.
     work: Vec<(ConnId, PasswordWork)>,
+    /// The adapters of IRC connections, by name.
+    irc: BTreeMap<String, irc::Adapter>,
 }
 
 impl Harness {
@@ -56,6 +62,7 @@ impl Harness {
             decoders: BTreeMap::new(),
             out: String::new(),
             work: Vec::new(),
+            irc: BTreeMap::new(),
         }
     }
 
@@ -83,7 +90,31 @@ impl Harness {
                 Output::Transmit { to, bytes } => {
                     let names: Vec<String> = to.iter().map(|c| self.name_of(*c)).collect();
                     let text = String::from_utf8(bytes.to_vec()).unwrap();
-                    format!("{t} -> {}: {}", names.join(","), text.trim_end())
+                    format!("{t} -> {}: {}", names.join(","), irc_text(&text))
+                }
+                Output::Reply { conn, name, msg } => {
+                    let who = self.name_of(conn);
+                    let adapter = self
+                        .irc
+                        .get_mut(&who)
+                        .expect("a reply for an IRC connection");
+                    let mut out = BytesMut::new();
+                    let more = adapter.reply(&name, &msg, &mut out);
+                    let text = String::from_utf8(out.to_vec()).unwrap();
+                    if let Some(next) = more {
+                        let now = self.now;
+                        self.hub().handle(
+                            now,
+                            Input::Frame {
+                                conn,
+                                frame: Ok(next),
+                            },
+                        );
+                    }
+                    if text.is_empty() {
+                        continue;
+                    }
+                    format!("{t} => {who}: {}", irc_text(&text))
                 }
                 Output::Close { conn, reason } => {
                     format!("{t} close {} ({reason})", self.name_of(conn))
@@ -125,7 +156,11 @@ impl Harness {
         if line.starts_with('#') {
             return;
         }
-        if let Some((who, raw)) = line.split_once("> ") {
+        if let Some((who, raw)) = line.split_once("> ")
+            && self.irc.contains_key(who)
+        {
+            self.irc_line(who, raw);
+        } else if let Some((who, raw)) = line.split_once("> ") {
             let conn = self.conns[who];
             let bytes = expand(raw);
             let (decoder, buf) = self.decoders.get_mut(who).unwrap();
@@ -172,7 +207,40 @@ impl Harness {
                     let addr = rest
                         .get(1)
                         .map_or(std::net::Ipv4Addr::LOCALHOST.into(), |a| a.parse().unwrap());
-                    self.hub().handle(now, Input::Connect { conn, addr });
+                    self.hub().handle(
+                        now,
+                        Input::Connect {
+                            conn,
+                            addr,
+                            wire: Default::default(),
+                        },
+                    );
+                }
+                "irc" => {
+                    let conn = ConnId(self.conns.len() as u64 + 1);
+                    self.conns.insert(rest[0].to_string(), conn);
+                    self.decoders.insert(
+                        rest[0].to_string(),
+                        (LineDecoder::new(irc::line::MAX_LINE), BytesMut::new()),
+                    );
+                    let server = std::sync::Arc::new(irc::ServerInfo {
+                        name: "irc.test".into(),
+                        network: "test".into(),
+                        created: "at T0".into(),
+                        ..irc::ServerInfo::default()
+                    });
+                    self.irc
+                        .insert(rest[0].to_string(), irc::Adapter::new(server.clone()));
+                    let hub = self.hub();
+                    hub.set_irc_server(server);
+                    hub.handle(
+                        now,
+                        Input::Connect {
+                            conn,
+                            addr: std::net::Ipv4Addr::LOCALHOST.into(),
+                            wire: Wire::Irc(irc::Caps::default()),
+                        },
+                    );
                 }
                 "hello" => {
                     // Shorthand: connect (from an address, if given) and register under the
@@ -258,6 +326,59 @@ impl Harness {
             panic!("after {line:?}: {broken}");
         }
     }
+}
+
+impl Harness {
+    /// One raw line from an IRC connection, through the line decoder, the IRC parser and the
+    /// connection's adapter, as the server runs them.
+    fn irc_line(&mut self, who: &str, raw: &str) {
+        let conn = self.conns[who];
+        let (decoder, buf) = self.decoders.get_mut(who).unwrap();
+        buf.extend_from_slice(&expand(raw));
+        buf.extend_from_slice(b"\r\n");
+        let mut lines = Vec::new();
+        while let Some(line) = decoder.next_line(buf) {
+            lines.push(match line {
+                Ok(l) => irc::line::parse(&l),
+                Err(_) => Err(irc::LineError::TooLong),
+            });
+        }
+        for line in lines {
+            let actions = self.irc.get_mut(who).unwrap().line(line);
+            for action in actions {
+                match action {
+                    irc::Action::Send(bytes) => {
+                        let t = format!("[+{}]", fmt_elapsed(self.now - T0));
+                        let text = String::from_utf8(bytes.to_vec()).unwrap();
+                        writeln!(self.out, "{t} => {who}: {}", irc_text(&text)).unwrap();
+                    }
+                    irc::Action::Hub { msg, asked } => {
+                        if let Some(adapter) = self.irc.get_mut(who) {
+                            adapter.asking(asked);
+                        }
+                        let now = self.now;
+                        self.hub().handle(
+                            now,
+                            Input::Frame {
+                                conn,
+                                frame: Ok(msg),
+                            },
+                        );
+                        self.drain();
+                    }
+                    irc::Action::Caps(caps) => self.hub().set_wire(conn, Wire::Irc(caps)),
+                }
+            }
+        }
+    }
+}
+
+/// Output text for the snapshot: IRC's `\r\n` line ends shown as plain line breaks, and the
+/// following lines indented under the first.
+fn irc_text(text: &str) -> String {
+    text.trim_end()
+        .replace("\r\n", "\n    ")
+        .replace('\u{1}', "\\x01")
 }
 
 fn set_config(c: &mut HubConfig, key: &str, value: &str) {

@@ -4,6 +4,7 @@ mod accounts;
 mod bad_input;
 mod behaviour;
 mod harness;
+mod irc;
 mod moderation;
 mod persistence;
 mod tls;

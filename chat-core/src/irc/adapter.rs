@@ -1,0 +1,1068 @@
+//! One IRC connection, server side: the IRC commands a client sends become the hub's
+//! [`ClientMsg`]s, and the hub's answers to this client become numerics.
+//!
+//! The adapter is sans-IO. The shell feeds it each parsed line ([`Adapter::line`]) and runs the
+//! [`Action`]s it returns in order: bytes to send, messages for the hub (each with what was
+//! asked, so the answer can name it), capability changes to tell the hub. Whatever the hub
+//! answers to this connection alone comes back through [`Adapter::reply`]; room events reach
+//! the client as bytes the hub encoded once for everyone ([`super::encode::event`]).
+
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+
+use super::encode::{
+    self, ban_entry, chunks, emit, emit_trailing, event, mode_string, parse_mask, tags,
+};
+use super::line::{LineError, Message};
+use super::{Cap, Caps, ServerInfo, mask};
+use crate::names;
+use crate::protocol::{ClientMsg, ErrorCode, PROTOCOL_VERSION, Role, Secret, ServerMsg};
+
+/// Most targets one PRIVMSG, NOTICE, JOIN or PART may name (005 `TARGMAX`).
+pub const MAX_TARGETS: usize = 4;
+
+/// What the shell does for the adapter, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Queue these bytes to the client.
+    Send(Bytes),
+    /// Hand this message to the hub; first tell the adapter it was asked
+    /// ([`Adapter::asking`]), so the answer can name it.
+    Hub {
+        /// The message.
+        msg: ClientMsg,
+        /// The IRC command and target it came from.
+        asked: Asked,
+    },
+    /// The client's capabilities changed: tell the hub, whose encoding of room events
+    /// depends on them.
+    Caps(Caps),
+}
+
+/// The IRC command a hub message came from, and what it named: answers and refusals name
+/// them back (`403 nick #room`, `421 nick FOO`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Asked {
+    /// The command, upper-case.
+    pub command: String,
+    /// The room or nick it was about; empty when none.
+    pub target: String,
+}
+
+impl Asked {
+    fn new(command: &str, target: &str) -> Self {
+        Self {
+            command: command.to_string(),
+            target: target.to_string(),
+        }
+    }
+}
+
+/// One IRC connection's state. See the module documentation.
+#[derive(Debug)]
+pub struct Adapter {
+    server: Arc<ServerInfo>,
+    caps: Caps,
+    /// `CAP LS` or `CAP REQ` came before registration and `CAP END` has not yet.
+    negotiating: bool,
+    /// The nick asked for before registration.
+    nick: Option<String>,
+    /// `USER` came.
+    user: bool,
+    pass: Option<Secret>,
+    /// A `hello` is with the hub and not answered yet.
+    hello_sent: bool,
+    /// The hub welcomed us; `name` is the nick.
+    registered: bool,
+    name: String,
+    motd: Option<String>,
+    asked: Asked,
+    /// Batch ids handed out, to make each unique on the connection.
+    batches: u64,
+}
+
+impl Adapter {
+    /// A connection that has sent nothing yet.
+    pub fn new(server: Arc<ServerInfo>) -> Self {
+        Self {
+            server,
+            caps: Caps::default(),
+            negotiating: false,
+            nick: None,
+            user: false,
+            pass: None,
+            hello_sent: false,
+            registered: false,
+            name: "*".into(),
+            motd: None,
+            asked: Asked::default(),
+            batches: 0,
+        }
+    }
+
+    /// The capabilities in force.
+    pub fn caps(&self) -> Caps {
+        self.caps
+    }
+
+    /// The nick, once registered (`*` before).
+    pub fn nick(&self) -> &str {
+        &self.name
+    }
+
+    /// Says what the next hub message answers (from [`Action::Hub`]).
+    pub fn asking(&mut self, asked: Asked) {
+        self.asked = asked;
+    }
+
+    /// Handles one line from the client, parsed or not.
+    pub fn line(&mut self, line: Result<Message, LineError>) -> Vec<Action> {
+        let mut out = Out::default();
+        match line {
+            Ok(msg) => self.command(msg, &mut out),
+            Err(LineError::TooLong) => {
+                self.numeric(&mut out.buf, "417", &[], "Input line was too long");
+            }
+            Err(LineError::InvalidUtf8) => {
+                emit_trailing(
+                    &mut out.buf,
+                    Vec::new(),
+                    &self.server.name,
+                    "FAIL",
+                    &[
+                        "*",
+                        "INVALID_UTF8",
+                        "Message rejected: it was not valid UTF-8",
+                    ],
+                );
+            }
+            Err(LineError::NoCommand) => {}
+            Err(LineError::BadCommand(cmd)) => {
+                self.numeric(&mut out.buf, "421", &[&cmd], "Unknown command");
+            }
+        }
+        out.finish()
+    }
+
+    /// A line the line decoder refused for its length, before it could be parsed.
+    pub fn too_long(&mut self) -> Vec<Action> {
+        self.line(Err(LineError::TooLong))
+    }
+
+    fn command(&mut self, msg: Message, out: &mut Out) {
+        let p = |i: usize| msg.param(i).unwrap_or("");
+        let cmd = msg.command.as_str();
+        match cmd {
+            "CAP" => return self.cap(&msg, out),
+            "PASS" if !self.registered && !self.hello_sent => {
+                if msg.params.is_empty() {
+                    return self.need_more(out, cmd);
+                }
+                self.pass = Some(Secret::new(p(0)));
+                return;
+            }
+            "PASS" | "USER" if self.registered || self.hello_sent => {
+                self.numeric(&mut out.buf, "462", &[], "You may not reregister");
+                return;
+            }
+            "USER" => {
+                if msg.params.len() < 4 || p(0).is_empty() {
+                    return self.need_more(out, cmd);
+                }
+                self.user = true;
+                return self.try_register(out);
+            }
+            "NICK" if !self.registered => {
+                if p(0).is_empty() {
+                    self.numeric(&mut out.buf, "431", &[], "No nickname given");
+                    return;
+                }
+                self.nick = Some(p(0).to_string());
+                return self.try_register(out);
+            }
+            "PING" => {
+                if p(0).is_empty() {
+                    self.numeric(&mut out.buf, "409", &[], "No origin specified");
+                    return;
+                }
+                let token = p(0).to_string();
+                return out.hub(ClientMsg::Ping { token }, Asked::new(cmd, ""));
+            }
+            "PONG" => {
+                let token = msg.params.last().cloned().unwrap_or_default();
+                return out.hub(ClientMsg::Pong { token }, Asked::new(cmd, ""));
+            }
+            "QUIT" => {
+                let reason = msg.param(0).filter(|r| !r.is_empty()).map(str::to_string);
+                return out.hub(ClientMsg::Quit { reason }, Asked::new(cmd, ""));
+            }
+            _ if !self.registered => {
+                self.numeric(&mut out.buf, "451", &[], "You have not registered");
+                return;
+            }
+            _ => {}
+        }
+        let asked = |target: &str| Asked::new(cmd, target);
+        match cmd {
+            "NICK" => {
+                let name = p(0).to_string();
+                out.hub(ClientMsg::Nick { name: name.clone() }, asked(&name));
+            }
+            "JOIN" => {
+                if msg.params.is_empty() {
+                    return self.need_more(out, cmd);
+                }
+                let keys: Vec<&str> = p(1).split(',').collect();
+                for (i, room) in p(0).split(',').take(MAX_TARGETS).enumerate() {
+                    let key = keys
+                        .get(i)
+                        .filter(|k| !k.is_empty())
+                        .map(|k| Secret::new(*k));
+                    let join = ClientMsg::Join {
+                        room: room.to_string(),
+                        since: None,
+                        key,
+                    };
+                    out.hub(join, asked(room));
+                }
+            }
+            "PART" => {
+                if msg.params.is_empty() {
+                    return self.need_more(out, cmd);
+                }
+                let reason = msg.param(1).filter(|r| !r.is_empty()).map(str::to_string);
+                for room in p(0).split(',').take(MAX_TARGETS) {
+                    let part = ClientMsg::Part {
+                        room: room.to_string(),
+                        reason: reason.clone(),
+                    };
+                    out.hub(part, asked(room));
+                }
+            }
+            "PRIVMSG" | "NOTICE" => self.privmsg(&msg, out),
+            "TOPIC" => {
+                if msg.params.is_empty() {
+                    return self.need_more(out, cmd);
+                }
+                let topic = msg.param(1).map(str::to_string);
+                let room = p(0).to_string();
+                out.hub(ClientMsg::Topic { room, topic }, asked(p(0)));
+            }
+            "NAMES" => {
+                if msg.params.is_empty() {
+                    self.numeric(&mut out.buf, "366", &["*"], "End of /NAMES list");
+                    return;
+                }
+                let room = p(0).split(',').next().unwrap_or("").to_string();
+                out.hub(
+                    ClientMsg::Who {
+                        room: room.clone(),
+                        after: None,
+                    },
+                    asked(&room),
+                );
+            }
+            "WHO" => {
+                if p(0).starts_with('#') {
+                    let room = p(0).to_string();
+                    out.hub(
+                        ClientMsg::Who {
+                            room: room.clone(),
+                            after: None,
+                        },
+                        asked(&room),
+                    );
+                } else {
+                    let mask = if p(0).is_empty() { "*" } else { p(0) };
+                    self.numeric(&mut out.buf, "315", &[mask], "End of WHO list");
+                }
+            }
+            "WHOIS" => {
+                if msg.params.is_empty() {
+                    self.numeric(&mut out.buf, "431", &[], "No nickname given");
+                    return;
+                }
+                let nick = msg.params.last().map_or("", String::as_str);
+                self.numeric(&mut out.buf, "318", &[nick], "End of /WHOIS list");
+            }
+            "LIST" => {
+                self.numeric(&mut out.buf, "321", &["Channel"], "Users  Name");
+                out.hub(ClientMsg::Rooms { after: None }, asked(""));
+            }
+            "MODE" => self.mode(&msg, out),
+            "KICK" => {
+                if msg.params.len() < 2 {
+                    return self.need_more(out, cmd);
+                }
+                let reason = msg.param(2).filter(|r| !r.is_empty()).map(str::to_string);
+                for name in p(1).split(',').take(MAX_TARGETS) {
+                    let kick = ClientMsg::Kick {
+                        room: p(0).to_string(),
+                        name: name.to_string(),
+                        reason: reason.clone(),
+                    };
+                    out.hub(kick, asked(p(0)));
+                }
+            }
+            "INVITE" => {
+                if msg.params.len() < 2 {
+                    return self.need_more(out, cmd);
+                }
+                let invite = ClientMsg::Invite {
+                    room: p(1).to_string(),
+                    name: p(0).to_string(),
+                    duration: None,
+                };
+                out.hub(invite, asked(p(1)));
+            }
+            "KILL" => {
+                if msg.params.is_empty() {
+                    return self.need_more(out, cmd);
+                }
+                let kill = ClientMsg::Kill {
+                    name: p(0).to_string(),
+                    reason: msg.param(1).filter(|r| !r.is_empty()).map(str::to_string),
+                };
+                out.hub(kill, asked(p(0)));
+            }
+            "AWAY" => {
+                if p(0).is_empty() {
+                    self.numeric(
+                        &mut out.buf,
+                        "305",
+                        &[],
+                        "You are no longer marked as being away",
+                    );
+                } else {
+                    self.numeric(
+                        &mut out.buf,
+                        "306",
+                        &[],
+                        "You have been marked as being away",
+                    );
+                }
+            }
+            "MOTD" => self.motd(&mut out.buf),
+            "VERSION" => {
+                let (version, server) = (self.server.version.clone(), self.server.name.clone());
+                self.numeric(&mut out.buf, "351", &[&version, &server], "IRC adapter");
+                self.isupport(&mut out.buf);
+            }
+            "OPER" => self.numeric(
+                &mut out.buf,
+                "491",
+                &[],
+                "No O-lines: server operators are the accounts the server names; log in to one",
+            ),
+            "USERHOST" | "ISON" | "LUSERS" | "TIME" | "INFO" | "ADMIN" | "WHOWAS" => {
+                self.numeric(&mut out.buf, "421", &[cmd], "Unknown command");
+            }
+            _ => self.numeric(&mut out.buf, "421", &[cmd], "Unknown command"),
+        }
+    }
+
+    fn need_more(&self, out: &mut Out, cmd: &str) {
+        self.numeric(&mut out.buf, "461", &[cmd], "Not enough parameters");
+    }
+
+    fn try_register(&mut self, out: &mut Out) {
+        if self.negotiating || self.hello_sent || !self.user {
+            return;
+        }
+        let Some(nick) = self.nick.clone() else {
+            return;
+        };
+        self.hello_sent = true;
+        let hello = ClientMsg::Hello {
+            version: PROTOCOL_VERSION,
+            name: nick.clone(),
+            password: self.pass.clone(),
+        };
+        out.hub(hello, Asked::new("NICK", &nick));
+    }
+
+    fn cap(&mut self, msg: &Message, out: &mut Out) {
+        let sub = msg.param(0).unwrap_or("").to_ascii_uppercase();
+        let nick = self.name.clone();
+        let reply = |out: &mut Out, sub: &str, text: &str| {
+            emit_trailing(
+                &mut out.buf,
+                Vec::new(),
+                &self.server.name,
+                "CAP",
+                &[&nick, sub, text],
+            );
+        };
+        match sub.as_str() {
+            "LS" => {
+                if !self.registered {
+                    self.negotiating = true;
+                }
+                if msg.param(1).and_then(|v| v.parse::<u32>().ok()) >= Some(302) {
+                    self.caps = self.caps.with(Cap::CapNotify, true);
+                }
+                let all: Vec<&str> = Cap::ALL.iter().map(|c| c.name()).collect();
+                reply(out, "LS", &all.join(" "));
+            }
+            "LIST" => reply(out, "LIST", &self.caps.names()),
+            "REQ" => {
+                if !self.registered {
+                    self.negotiating = true;
+                }
+                let asked = msg.param(1).unwrap_or("");
+                let mut caps = self.caps;
+                let mut ok = !asked.trim().is_empty();
+                for word in asked.split(' ').filter(|w| !w.is_empty()) {
+                    let (name, on) = match word.strip_prefix('-') {
+                        Some(name) => (name, false),
+                        None => (word, true),
+                    };
+                    match Cap::from_name(name) {
+                        Some(cap) => caps = caps.with(cap, on),
+                        None => ok = false,
+                    }
+                }
+                if ok {
+                    reply(out, "ACK", asked);
+                    if caps != self.caps {
+                        self.caps = caps;
+                        out.actions_flush();
+                        out.actions.push(Action::Caps(caps));
+                    }
+                } else {
+                    reply(out, "NAK", asked);
+                }
+            }
+            "END" => {
+                if !self.registered {
+                    self.negotiating = false;
+                    self.try_register(out);
+                }
+            }
+            "" => self.need_more(out, "CAP"),
+            _ => self.numeric(&mut out.buf, "410", &[&sub], "Invalid CAP command"),
+        }
+    }
+
+    fn privmsg(&mut self, msg: &Message, out: &mut Out) {
+        let notice = msg.command == "NOTICE";
+        let Some(targets) = msg.param(0).filter(|t| !t.is_empty()) else {
+            if !notice {
+                let text = format!("No recipient given ({})", msg.command);
+                self.numeric(&mut out.buf, "411", &[], &text);
+            }
+            return;
+        };
+        let text = msg.param(1).unwrap_or("");
+        if text.is_empty() {
+            if !notice {
+                self.numeric(&mut out.buf, "412", &[], "No text to send");
+            }
+            return;
+        }
+        let (text, action) = match text.strip_prefix('\u{1}') {
+            Some(ctcp) => {
+                let ctcp = ctcp.strip_suffix('\u{1}').unwrap_or(ctcp);
+                match ctcp.strip_prefix("ACTION") {
+                    Some(rest) => (rest.strip_prefix(' ').unwrap_or(rest), true),
+                    // Other CTCP (VERSION, PING...): nobody here answers them.
+                    None => return,
+                }
+            }
+            None => (text, false),
+        };
+        for target in targets.split(',').take(MAX_TARGETS) {
+            let asked = Asked::new(&msg.command, target);
+            let text = text.to_string();
+            let hub = if target.starts_with('#') {
+                let room = target.to_string();
+                if action {
+                    ClientMsg::Me {
+                        room,
+                        text,
+                        cid: None,
+                    }
+                } else {
+                    ClientMsg::Say {
+                        room,
+                        text,
+                        cid: None,
+                    }
+                }
+            } else {
+                ClientMsg::Msg {
+                    to: target.to_string(),
+                    text,
+                    action,
+                    cid: None,
+                }
+            };
+            out.hub(hub, asked);
+        }
+    }
+
+    fn mode(&mut self, msg: &Message, out: &mut Out) {
+        let Some(target) = msg.param(0) else {
+            return self.need_more(out, "MODE");
+        };
+        if !target.starts_with('#') {
+            if names::key(target) != names::key(&self.name) {
+                self.numeric(
+                    &mut out.buf,
+                    "502",
+                    &[],
+                    "Can't change mode for other users",
+                );
+            } else if msg.params.len() == 1 {
+                self.numeric_params(&mut out.buf, "221", &["+"]);
+            }
+            // User modes are not kept; a client setting +i on connect hears nothing back.
+            return;
+        }
+        let room = target.to_string();
+        let asked = Asked::new("MODE", target);
+        let Some(changes) = msg.param(1) else {
+            let query = ClientMsg::Mode {
+                room,
+                moderated: None,
+                invite_only: None,
+                topic_lock: None,
+                registered_only: None,
+                key: None,
+            };
+            return out.hub(query, asked);
+        };
+        let mut args = msg.params[2..].iter();
+        let mut flags = ClientMsg::Mode {
+            room: room.clone(),
+            moderated: None,
+            invite_only: None,
+            topic_lock: None,
+            registered_only: None,
+            key: None,
+        };
+        let mut any_flag = false;
+        let mut on = true;
+        for c in changes.chars() {
+            match c {
+                '+' => on = true,
+                '-' => on = false,
+                'b' => match args.next() {
+                    None => out.hub(
+                        ClientMsg::Bans {
+                            room: room.clone(),
+                            after: None,
+                        },
+                        asked.clone(),
+                    ),
+                    Some(mask) => {
+                        let (target, mute) = parse_mask(mask);
+                        let hub = if on {
+                            ClientMsg::Ban {
+                                room: room.clone(),
+                                target,
+                                duration: None,
+                                reason: None,
+                                mute,
+                            }
+                        } else {
+                            ClientMsg::Unban {
+                                room: room.clone(),
+                                target,
+                                mute,
+                            }
+                        };
+                        out.hub(hub, asked.clone());
+                    }
+                },
+                'q' | 'o' | 'v' => {
+                    let Some(name) = args.next() else {
+                        return self.need_more(out, "MODE");
+                    };
+                    let role = match (on, c) {
+                        (false, _) => Role::Member,
+                        (true, 'q') => Role::Owner,
+                        (true, 'o') => Role::Op,
+                        _ => Role::Voice,
+                    };
+                    let hub = ClientMsg::Role {
+                        room: room.clone(),
+                        name: name.clone(),
+                        role,
+                    };
+                    out.hub(hub, Asked::new("MODE", target));
+                }
+                'i' | 'm' | 't' | 'R' | 'k' => {
+                    any_flag = true;
+                    if let ClientMsg::Mode {
+                        moderated,
+                        invite_only,
+                        topic_lock,
+                        registered_only,
+                        key,
+                        ..
+                    } = &mut flags
+                    {
+                        match c {
+                            'i' => *invite_only = Some(on),
+                            'm' => *moderated = Some(on),
+                            't' => *topic_lock = Some(on),
+                            'R' => *registered_only = Some(on),
+                            _ => {
+                                let given = args.next().map_or("", String::as_str);
+                                if on && given.is_empty() {
+                                    return self.need_more(out, "MODE");
+                                }
+                                *key = Some(Secret::new(if on { given } else { "" }));
+                            }
+                        }
+                    }
+                }
+                'n' => {}
+                other => {
+                    let letter = other.to_string();
+                    self.numeric(
+                        &mut out.buf,
+                        "472",
+                        &[&letter],
+                        "is an unknown mode char to me",
+                    );
+                }
+            }
+        }
+        if any_flag {
+            out.hub(flags, asked);
+        }
+    }
+
+    /// Renders what the hub answered this connection alone (`name` is its nick as the hub
+    /// knows it). Returns a message to hand back to the hub at once, under the same question,
+    /// when the answer comes in pages (members, rooms, bans).
+    pub fn reply(&mut self, name: &str, msg: &ServerMsg, out: &mut BytesMut) -> Option<ClientMsg> {
+        if !name.is_empty() {
+            self.name = name.to_string();
+        }
+        let server = self.server.clone();
+        let asked = self.asked.command.as_str();
+        match msg {
+            ServerMsg::Welcome {
+                name,
+                motd,
+                account,
+                ..
+            } => {
+                self.registered = true;
+                self.hello_sent = false;
+                self.pass = None;
+                self.name = name.clone();
+                self.motd = motd.clone();
+                self.welcome(out);
+                if let Some(account) = account {
+                    self.logged_in(out, account);
+                }
+            }
+            ServerMsg::LoggedIn { account } => self.logged_in(out, account),
+            ServerMsg::LoggedOut { .. } => {
+                let source = mask(&self.name, &server);
+                self.numeric(out, "901", &[&source], "You are now logged out");
+            }
+            ServerMsg::PasswordChanged { account } => {
+                self.notice(out, &format!("The password of {account} is changed"));
+            }
+            ServerMsg::AccountDeleted { account } => {
+                self.notice(out, &format!("The account {account} is deleted"));
+            }
+            ServerMsg::Topic {
+                room,
+                topic,
+                by,
+                ts,
+                ..
+            } => {
+                if topic.is_empty() {
+                    if asked == "TOPIC" {
+                        self.numeric(out, "331", &[room], "No topic is set");
+                    }
+                } else {
+                    self.numeric(out, "332", &[room], topic);
+                    if let (Some(by), Some(ts)) = (by, ts) {
+                        let when = (ts / 1000).to_string();
+                        self.numeric_params(out, "333", &[room, &mask(by, &server), &when]);
+                    }
+                }
+            }
+            ServerMsg::Members {
+                room,
+                names,
+                roles,
+                more,
+                ..
+            } => {
+                let who = asked == "WHO";
+                let prefixed = |n: &'_ String| -> (String, &'static str) {
+                    let role = roles.get(n).copied().unwrap_or_default();
+                    (n.clone(), role.prefix())
+                };
+                if who {
+                    for (nick, prefix) in names.iter().map(prefixed) {
+                        let flags = format!("H{prefix}");
+                        self.numeric(
+                            out,
+                            "352",
+                            &[room, &nick, &server.name, &server.name, &nick, &flags],
+                            &format!("0 {nick}"),
+                        );
+                    }
+                } else {
+                    let entries: Vec<String> = names
+                        .iter()
+                        .map(prefixed)
+                        .map(|(n, p)| format!("{p}{n}"))
+                        .collect();
+                    let budget = 400usize.saturating_sub(room.len() + self.name.len());
+                    let mut line = String::new();
+                    for entry in entries {
+                        if !line.is_empty() && line.len() + 1 + entry.len() > budget {
+                            self.numeric(out, "353", &["=", room], &line);
+                            line.clear();
+                        }
+                        if !line.is_empty() {
+                            line.push(' ');
+                        }
+                        line.push_str(&entry);
+                    }
+                    if !line.is_empty() {
+                        self.numeric(out, "353", &["=", room], &line);
+                    }
+                }
+                if *more && let Some(last) = names.last() {
+                    return Some(ClientMsg::Who {
+                        room: room.clone(),
+                        after: Some(last.clone()),
+                    });
+                }
+                if who {
+                    self.numeric(out, "315", &[room], "End of WHO list");
+                } else {
+                    self.numeric(out, "366", &[room], "End of /NAMES list");
+                }
+            }
+            ServerMsg::RoomList { rooms, more, .. } => {
+                for r in rooms {
+                    self.numeric(out, "322", &[&r.name, &r.members.to_string()], &r.topic);
+                }
+                if *more && let Some(last) = rooms.last() {
+                    return Some(ClientMsg::Rooms {
+                        after: Some(last.name.clone()),
+                    });
+                }
+                self.numeric(out, "323", &[], "End of /LIST");
+            }
+            ServerMsg::History { room, messages, .. } => {
+                // Without server-time a replayed line would read as said just now.
+                if !self.caps.has(Cap::ServerTime) || messages.is_empty() {
+                    return None;
+                }
+                let batch = self.caps.has(Cap::Batch).then(|| {
+                    self.batches += 1;
+                    format!("h{}", self.batches)
+                });
+                if let Some(id) = &batch {
+                    let start = format!("+{id}");
+                    emit(
+                        out,
+                        Vec::new(),
+                        &server.name,
+                        "BATCH",
+                        &[&start, "chathistory", room],
+                    );
+                }
+                for m in messages {
+                    let mut t = tags(self.caps, Some(m.ts), Some(m.id));
+                    if let Some(id) = &batch {
+                        t.insert(0, ("batch".into(), Some(id.clone())));
+                    }
+                    encode::privmsg(out, t, &mask(&m.from, &server), &m.room, &m.text, m.action);
+                }
+                if let Some(id) = batch {
+                    let end = format!("-{id}");
+                    emit(out, Vec::new(), &server.name, "BATCH", &[&end]);
+                }
+            }
+            ServerMsg::BanList {
+                room: Some(room),
+                bans,
+                more,
+                after,
+            } => {
+                for ban in bans {
+                    let (m, by, ts) = ban_entry(ban);
+                    self.numeric_params(out, "367", &[room, &m, &by, &ts]);
+                }
+                if *more {
+                    return Some(ClientMsg::Bans {
+                        room: room.clone(),
+                        after: *after,
+                    });
+                }
+                self.numeric(out, "368", &[room], "End of channel ban list");
+            }
+            ServerMsg::BanList {
+                room: None, bans, ..
+            } => {
+                for ban in bans {
+                    let (m, by, _) = ban_entry(ban);
+                    let why = ban.reason.as_deref().unwrap_or("");
+                    self.notice(out, &format!("server ban {m} by {by}: {why}"));
+                }
+                self.notice(out, "end of server bans");
+            }
+            ServerMsg::Ban { room: None, ban } => {
+                self.notice(out, &format!("server ban set on {}", ban.target));
+            }
+            ServerMsg::Unban {
+                room: None, target, ..
+            } => self.notice(out, &format!("server ban lifted from {target}")),
+            ServerMsg::Connections { conns, .. } => {
+                for c in conns {
+                    let account = c.account.as_deref().unwrap_or("-");
+                    self.notice(
+                        out,
+                        &format!(
+                            "c{} {} account {account} from {} in {} rooms",
+                            c.conn, c.name, c.addr, c.rooms
+                        ),
+                    );
+                }
+            }
+            ServerMsg::Mode {
+                room,
+                modes,
+                by: None,
+                ..
+            } => {
+                let (modes, args) = mode_string(modes);
+                let mut params = vec![room.as_str(), modes.as_str()];
+                params.extend(args);
+                self.numeric_params(out, "324", &params);
+            }
+            ServerMsg::Invite { room, name, by, .. } => {
+                if names::key(name) == names::key(&self.name) {
+                    emit(out, Vec::new(), &mask(by, &server), "INVITE", &[name, room]);
+                } else {
+                    self.numeric_params(out, "341", &[name, room]);
+                }
+            }
+            ServerMsg::RoomClosed {
+                room, by, reason, ..
+            } => {
+                let why = match reason {
+                    Some(r) => format!("room closed by {by}: {r}"),
+                    None => format!("room closed by {by}"),
+                };
+                let me = self.name.clone();
+                emit_trailing(
+                    out,
+                    Vec::new(),
+                    &mask(by, &server),
+                    "KICK",
+                    &[room, &me, &why],
+                );
+            }
+            ServerMsg::Pong { token } => {
+                emit_trailing(
+                    out,
+                    Vec::new(),
+                    &server.name,
+                    "PONG",
+                    &[&server.name, token],
+                );
+            }
+            ServerMsg::Ack { .. } => {}
+            ServerMsg::Error { code, message, .. } => self.error(out, *code, message),
+            other => event(&server, self.caps, other, out),
+        }
+        None
+    }
+
+    fn welcome(&mut self, out: &mut BytesMut) {
+        let s = self.server.clone();
+        let nick = self.name.clone();
+        self.numeric(
+            out,
+            "001",
+            &[],
+            &format!(
+                "Welcome to the {} IRC Network {}",
+                s.network,
+                mask(&nick, &s)
+            ),
+        );
+        self.numeric(
+            out,
+            "002",
+            &[],
+            &format!("Your host is {}, running version {}", s.name, s.version),
+        );
+        self.numeric(
+            out,
+            "003",
+            &[],
+            &format!("This server was created {}", s.created),
+        );
+        self.numeric_params(
+            out,
+            "004",
+            &[&s.name, &s.version, "i", "bikmqotvR", "bkoqv"],
+        );
+        self.isupport(out);
+        self.motd(out);
+    }
+
+    fn isupport(&self, out: &mut BytesMut) {
+        let s = &self.server;
+        let tokens = [
+            "CASEMAPPING=rfc8265".to_string(),
+            format!("CHANLIMIT=#:{}", s.max_rooms),
+            "CHANMODES=b,k,,imntR".to_string(),
+            format!("CHANNELLEN={}", names::MAX_ROOM_CHARS),
+            "CHANTYPES=#".to_string(),
+            format!("KICKLEN={}", s.reason_len),
+            "MODES=6".to_string(),
+            format!("NETWORK={}", s.network),
+            format!("NICKLEN={}", names::MAX_NAME_CHARS),
+            "PREFIX=(qov)~@+".to_string(),
+            format!(
+                "TARGMAX=JOIN:{MAX_TARGETS},PART:{MAX_TARGETS},PRIVMSG:{MAX_TARGETS},NOTICE:{MAX_TARGETS},KICK:{MAX_TARGETS},NAMES:1,WHO:1"
+            ),
+            format!("TOPICLEN={}", s.topic_len),
+            "UTF8ONLY".to_string(),
+        ];
+        let params: Vec<&str> = tokens.iter().map(String::as_str).collect();
+        self.numeric(out, "005", &params, "are supported by this server");
+    }
+
+    fn motd(&self, out: &mut BytesMut) {
+        match &self.motd {
+            Some(motd) if !motd.is_empty() => {
+                let head = format!("- {} Message of the day - ", self.server.name);
+                self.numeric(out, "375", &[], &head);
+                for line in motd.lines() {
+                    for piece in chunks(line, 380) {
+                        self.numeric(out, "372", &[], &format!("- {piece}"));
+                    }
+                }
+                self.numeric(out, "376", &[], "End of /MOTD command.");
+            }
+            _ => self.numeric(out, "422", &[], "MOTD File is missing"),
+        }
+    }
+
+    fn logged_in(&self, out: &mut BytesMut, account: &str) {
+        let source = mask(&self.name, &self.server);
+        let text = format!("You are now logged in as {account}");
+        self.numeric(out, "900", &[&source, account], &text);
+    }
+
+    /// A refusal as the numeric IRC clients know for it, else a `FAIL` with our code.
+    fn error(&mut self, out: &mut BytesMut, code: ErrorCode, message: &str) {
+        let asked = self.asked.clone();
+        let cmd = asked.command.as_str();
+        let t = asked.target.as_str();
+        if !self.registered {
+            // The hello was refused: a new NICK may try again.
+            self.hello_sent = false;
+        }
+        let room_cmd = matches!(cmd, "MODE" | "KICK" | "TOPIC" | "INVITE");
+        let (numeric, params): (&str, Vec<&str>) = match code {
+            ErrorCode::LineTooLong => ("417", vec![]),
+            ErrorCode::NotRegistered => ("451", vec![]),
+            ErrorCode::AlreadyRegistered => ("462", vec![]),
+            ErrorCode::InvalidName => ("432", vec![t]),
+            ErrorCode::NameTaken | ErrorCode::NameReserved => ("433", vec![t]),
+            ErrorCode::InvalidRoom => ("479", vec![t]),
+            ErrorCode::NoSuchRoom => ("403", vec![t]),
+            ErrorCode::NotInRoom if cmd == "PRIVMSG" || cmd == "NOTICE" => ("404", vec![t]),
+            ErrorCode::NotInRoom => ("442", vec![t]),
+            ErrorCode::NoSuchUser => ("401", vec![t]),
+            ErrorCode::EmptyText => ("412", vec![]),
+            ErrorCode::TooManyRooms => ("405", vec![t]),
+            ErrorCode::NotPermitted if room_cmd => ("482", vec![t]),
+            ErrorCode::NotPermitted => ("481", vec![]),
+            ErrorCode::Banned if cmd == "JOIN" => ("474", vec![t]),
+            ErrorCode::CannotSpeak => ("404", vec![t]),
+            ErrorCode::InviteOnly => ("473", vec![t]),
+            ErrorCode::BadKey => ("475", vec![t]),
+            ErrorCode::RegisteredOnly => ("477", vec![t]),
+            ErrorCode::BadCredentials if cmd == "NICK" => ("464", vec![]),
+            _ => {
+                let code = code.as_str().to_ascii_uppercase();
+                let command = if cmd.is_empty() { "*" } else { cmd };
+                emit_trailing(
+                    out,
+                    Vec::new(),
+                    &self.server.name,
+                    "FAIL",
+                    &[command, &code, message],
+                );
+                return;
+            }
+        };
+        // A NOTICE is never answered with an error (RFC 2812).
+        if cmd == "NOTICE" {
+            return;
+        }
+        self.numeric(out, numeric, &params, message);
+    }
+
+    fn notice(&self, out: &mut BytesMut, text: &str) {
+        emit_trailing(
+            out,
+            Vec::new(),
+            &self.server.name,
+            "NOTICE",
+            &[&self.name, text],
+        );
+    }
+
+    /// `:server NNN nick params... :text`.
+    fn numeric(&self, out: &mut BytesMut, numeric: &str, params: &[&str], text: &str) {
+        let mut all = vec![self.name.as_str()];
+        all.extend_from_slice(params);
+        all.push(text);
+        emit_trailing(out, Vec::new(), &self.server.name, numeric, &all);
+    }
+
+    /// A numeric whose last parameter is not free text.
+    fn numeric_params(&self, out: &mut BytesMut, numeric: &str, params: &[&str]) {
+        let mut all = vec![self.name.as_str()];
+        all.extend_from_slice(params);
+        emit(out, Vec::new(), &self.server.name, numeric, &all);
+    }
+}
+
+/// Actions being collected, with the bytes written since the last one.
+#[derive(Default)]
+struct Out {
+    buf: BytesMut,
+    actions: Vec<Action>,
+}
+
+impl Out {
+    fn actions_flush(&mut self) {
+        if !self.buf.is_empty() {
+            self.actions.push(Action::Send(self.buf.split().freeze()));
+        }
+    }
+
+    fn hub(&mut self, msg: ClientMsg, asked: Asked) {
+        self.actions_flush();
+        self.actions.push(Action::Hub { msg, asked });
+    }
+
+    fn finish(mut self) -> Vec<Action> {
+        self.actions_flush();
+        self.actions
+    }
+}
