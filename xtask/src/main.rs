@@ -74,7 +74,8 @@ fn main() {
 /// Where Mesa's software Vulkan driver (lavapipe) registers itself.
 const LAVAPIPE_ICD: &str = "/usr/share/vulkan/icd.d";
 
-/// `cargo xtask test`: the whole test suite, after making sure the GUI tests can render.
+/// `cargo xtask test`: the whole test suite, after making sure the GUI tests can render and
+/// the real IRC client the IRC tests drive (weechat-headless) is here.
 fn test(extra: &[String]) -> anyhow::Result<()> {
     let has_renderer = std::fs::read_dir(LAVAPIPE_ICD)
         .map(|dir| {
@@ -82,20 +83,34 @@ fn test(extra: &[String]) -> anyhow::Result<()> {
                 .any(|e| e.file_name().to_string_lossy().starts_with("lvp"))
         })
         .unwrap_or(false);
+    let has_weechat = Command::new("weechat-headless")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let mut missing = Vec::new();
     if !has_renderer {
         eprintln!("xtask: installing Mesa's software renderer for the GUI snapshot tests");
+        missing.extend(["mesa-vulkan-drivers", "libvulkan1"]);
+    }
+    if !has_weechat {
+        eprintln!("xtask: installing weechat-headless for the IRC client tests");
+        missing.push("weechat-headless");
+    }
+    if !missing.is_empty() {
         let apt = |args: &[&str]| {
             Command::new("apt-get")
                 .args(args)
                 .env("DEBIAN_FRONTEND", "noninteractive")
                 .status()
         };
+        let mut install = vec!["install", "-y", "-qq"];
+        install.extend(&missing);
         let installed = apt(&["update", "-qq"]).is_ok_and(|s| s.success())
-            && apt(&["install", "-y", "-qq", "mesa-vulkan-drivers", "libvulkan1"])
-                .is_ok_and(|s| s.success());
+            && apt(&install).is_ok_and(|s| s.success());
         anyhow::ensure!(
             installed,
-            "could not install mesa-vulkan-drivers and libvulkan1 (run as root, or install them)"
+            "could not install {} (run as root, or install them)",
+            missing.join(" ")
         );
     }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());

@@ -8,3 +8,4 @@ mod irc;
 mod moderation;
 mod persistence;
 mod tls;
+mod weechat;
