@@ -609,6 +609,7 @@ pub async fn serve_with_faults(
         conns: HashMap::new(),
         addrs: HashMap::new(),
         irc: HashMap::new(),
+        holding: std::collections::HashSet::new(),
         irc_info,
         store,
         passwords,
@@ -684,6 +685,9 @@ struct Shell {
     addrs: HashMap<ConnId, IpAddr>,
     /// The IRC adapter of each IRC connection.
     irc: HashMap<ConnId, irc::Adapter>,
+    /// IRC connections whose adapter holds what the hub sends them (logged in through SASL,
+    /// registration not finished).
+    holding: std::collections::HashSet<ConnId>,
     irc_info: Arc<irc::ServerInfo>,
     store: Option<store::Store>,
     passwords: Passwords,
@@ -737,6 +741,7 @@ async fn run_hub(
                             shell.conns.remove(&conn);
                             shell.addrs.remove(&conn);
                             shell.irc.remove(&conn);
+                            shell.holding.remove(&conn);
                             Input::Disconnect { conn, reason }
                         }
                     };
@@ -824,6 +829,15 @@ impl Shell {
                 return;
             }
         }
+        self.note_holding(conn);
+    }
+
+    fn note_holding(&mut self, conn: ConnId) {
+        if self.irc.get(&conn).is_some_and(irc::Adapter::holding) {
+            self.holding.insert(conn);
+        } else {
+            self.holding.remove(&conn);
+        }
     }
 
     /// Drops the clients whose queues overflowed, telling the hub.
@@ -833,6 +847,7 @@ impl Shell {
                 tracing::info!(%conn, "dropping a client that does not read: send queue exceeded");
                 outbox.kill();
                 self.irc.remove(&conn);
+                self.holding.remove(&conn);
                 hub.handle(
                     now,
                     Input::Disconnect {
@@ -855,6 +870,13 @@ impl Shell {
                     Output::Transmit { to, bytes } => {
                         DELIVERIES.fetch_add(to.len() as u64, Ordering::Relaxed);
                         for conn in to {
+                            if !self.holding.is_empty()
+                                && self.holding.contains(&conn)
+                                && let Some(adapter) = self.irc.get_mut(&conn)
+                            {
+                                adapter.hold(&bytes);
+                                continue;
+                            }
                             let Some(outbox) = conns.get(&conn) else {
                                 continue;
                             };
@@ -871,6 +893,9 @@ impl Shell {
                         };
                         DELIVERIES.fetch_add(1, Ordering::Relaxed);
                         let more = adapter.reply(&name, &msg, &mut scratch);
+                        if adapter.holding() {
+                            self.holding.insert(conn);
+                        }
                         let bytes = scratch.split().freeze();
                         if !bytes.is_empty() {
                             queue(conns, dirty, conn, bytes, &mut too_slow);
@@ -891,6 +916,7 @@ impl Shell {
                         // Dropping the queue's sender lets the writer flush what is queued, then close.
                         conns.remove(&conn);
                         self.irc.remove(&conn);
+                        self.holding.remove(&conn);
                     }
                     Output::Store(record) => match self.store.as_ref() {
                         Some(store) => store.append(record),

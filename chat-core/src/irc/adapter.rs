@@ -80,7 +80,16 @@ pub struct Adapter {
     asked: Asked,
     /// Batch ids handed out, to make each unique on the connection.
     batches: u64,
+    /// A SASL PLAIN exchange in progress: the base64 received so far.
+    sasl: Option<String>,
+    /// Logged in through SASL before `CAP END`: the hub has welcomed the connection, and what
+    /// it sends waits in `held` until IRC registration ends.
+    holding: bool,
+    held: BytesMut,
 }
+
+/// Longest SASL response accepted, in base64 bytes.
+const MAX_SASL: usize = 4096;
 
 impl Adapter {
     /// A connection that has sent nothing yet.
@@ -98,7 +107,21 @@ impl Adapter {
             motd: None,
             asked: Asked::default(),
             batches: 0,
+            sasl: None,
+            holding: false,
+            held: BytesMut::new(),
         }
+    }
+
+    /// True while the hub's output for this connection must wait (see [`Adapter::hold`]).
+    pub fn holding(&self) -> bool {
+        self.holding
+    }
+
+    /// Keeps bytes the hub sent this connection until its IRC registration ends: a client
+    /// that logged in with SASL is welcomed by the hub before it sends `CAP END`.
+    pub fn hold(&mut self, bytes: &[u8]) {
+        self.held.extend_from_slice(bytes);
     }
 
     /// The capabilities in force.
@@ -155,6 +178,7 @@ impl Adapter {
         let cmd = msg.command.as_str();
         match cmd {
             "CAP" => return self.cap(&msg, out),
+            "AUTHENTICATE" => return self.authenticate(&msg, out),
             "PASS" if !self.registered && !self.hello_sent => {
                 if msg.params.is_empty() {
                     return self.need_more(out, cmd);
@@ -344,6 +368,34 @@ impl Adapter {
                 }
             }
             "MOTD" => self.motd(&mut out.buf),
+            "NICKSERV" | "NS" => {
+                let text = msg.params.join(" ");
+                self.nickserv(&text, out);
+            }
+            "REGISTER" => {
+                // draft/account-registration: REGISTER <account> <email> <password>; the
+                // account is the current nick.
+                if msg.params.len() < 3 {
+                    return self.need_more(out, cmd);
+                }
+                if p(0) != "*" && names::key(p(0)) != names::key(&self.name) {
+                    emit_trailing(
+                        &mut out.buf,
+                        Vec::new(),
+                        &self.server.name,
+                        "FAIL",
+                        &[
+                            "REGISTER",
+                            "ACCOUNT_NAME_MUST_BE_NICK",
+                            p(0),
+                            "Register your current nick",
+                        ],
+                    );
+                    return;
+                }
+                let password = Secret::new(p(2));
+                out.hub(ClientMsg::Register { password }, asked(&self.name.clone()));
+            }
             "VERSION" => {
                 let (version, server) = (self.server.version.clone(), self.server.name.clone());
                 self.numeric(&mut out.buf, "351", &[&version, &server], "IRC adapter");
@@ -402,7 +454,14 @@ impl Adapter {
                 if msg.param(1).and_then(|v| v.parse::<u32>().ok()) >= Some(302) {
                     self.caps = self.caps.with(Cap::CapNotify, true);
                 }
-                let all: Vec<&str> = Cap::ALL.iter().map(|c| c.name()).collect();
+                let v302 = self.caps.has(Cap::CapNotify);
+                let all: Vec<&str> = Cap::ALL
+                    .iter()
+                    .map(|c| match c {
+                        Cap::Sasl if v302 => "sasl=PLAIN",
+                        c => c.name(),
+                    })
+                    .collect();
                 reply(out, "LS", &all.join(" "));
             }
             "LIST" => reply(out, "LIST", &self.caps.names()),
@@ -435,13 +494,136 @@ impl Adapter {
                 }
             }
             "END" => {
-                if !self.registered {
+                if self.holding {
+                    self.holding = false;
+                    self.negotiating = false;
+                    out.buf.extend_from_slice(&self.held.split());
+                } else if !self.registered {
                     self.negotiating = false;
                     self.try_register(out);
                 }
             }
             "" => self.need_more(out, "CAP"),
             _ => self.numeric(&mut out.buf, "410", &[&sub], "Invalid CAP command"),
+        }
+    }
+
+    /// `PRIVMSG NickServ :REGISTER pw` and `:IDENTIFY [account] pw`, the service commands
+    /// IRC users type, as the account messages.
+    fn nickserv(&mut self, text: &str, out: &mut Out) {
+        let words: Vec<&str> = text.split_whitespace().collect();
+        let command = words
+            .first()
+            .map(|w| w.to_ascii_uppercase())
+            .unwrap_or_default();
+        let asked = Asked::new("NICKSERV", &self.name);
+        match (command.as_str(), &words[1..]) {
+            ("REGISTER", [password, ..]) => {
+                let password = Secret::new(*password);
+                out.hub(ClientMsg::Register { password }, asked);
+            }
+            ("IDENTIFY", [password]) => {
+                let login = ClientMsg::Login {
+                    account: self.name.clone(),
+                    password: Secret::new(*password),
+                };
+                out.hub(login, asked);
+            }
+            ("IDENTIFY", [account, password, ..]) => {
+                let login = ClientMsg::Login {
+                    account: (*account).to_string(),
+                    password: Secret::new(*password),
+                };
+                out.hub(login, asked);
+            }
+            ("LOGOUT", _) => out.hub(ClientMsg::Logout {}, asked),
+            _ => {
+                let source = format!("NickServ!NickServ@{}", self.server.name);
+                let name = self.name.clone();
+                emit_trailing(
+                    &mut out.buf,
+                    Vec::new(),
+                    &source,
+                    "NOTICE",
+                    &[
+                        &name,
+                        "Commands: REGISTER <password>, IDENTIFY [account] <password>, LOGOUT",
+                    ],
+                );
+            }
+        }
+    }
+
+    fn authenticate(&mut self, msg: &Message, out: &mut Out) {
+        let arg = msg.param(0).unwrap_or("");
+        if self.registered || self.holding {
+            self.numeric(
+                &mut out.buf,
+                "907",
+                &[],
+                "You have already authenticated using SASL",
+            );
+            return;
+        }
+        if !self.caps.has(Cap::Sasl) || arg.is_empty() {
+            self.numeric(&mut out.buf, "904", &[], "SASL authentication failed");
+            return;
+        }
+        if arg == "*" {
+            self.sasl = None;
+            self.numeric(&mut out.buf, "906", &[], "SASL authentication aborted");
+            return;
+        }
+        let Some(mut data) = self.sasl.take() else {
+            if arg.eq_ignore_ascii_case("PLAIN") {
+                self.sasl = Some(String::new());
+                emit(&mut out.buf, Vec::new(), "", "AUTHENTICATE", &["+"]);
+            } else {
+                self.numeric(
+                    &mut out.buf,
+                    "908",
+                    &["PLAIN"],
+                    "are available SASL mechanisms",
+                );
+                self.numeric(&mut out.buf, "904", &[], "SASL authentication failed");
+            }
+            return;
+        };
+        if arg != "+" {
+            data.push_str(arg);
+        }
+        if data.len() > MAX_SASL {
+            self.numeric(&mut out.buf, "905", &[], "SASL message too long");
+            return;
+        }
+        if arg.len() == 400 {
+            // More chunks follow.
+            self.sasl = Some(data);
+            return;
+        }
+        use base64::Engine as _;
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(data.as_bytes())
+            .ok()
+            .and_then(|d| String::from_utf8(d).ok());
+        let parts: Option<(String, String, String)> = decoded.and_then(|d| {
+            let mut it = d.split('\0');
+            let (zid, cid, pw) = (it.next()?, it.next()?, it.next()?);
+            it.next()
+                .is_none()
+                .then(|| (zid.to_string(), cid.to_string(), pw.to_string()))
+        });
+        match parts {
+            Some((zid, cid, pw)) if !cid.is_empty() && (zid.is_empty() || zid == cid) => {
+                self.hello_sent = true;
+                let hello = ClientMsg::Hello {
+                    version: PROTOCOL_VERSION,
+                    name: cid.clone(),
+                    password: Some(Secret::new(pw)),
+                };
+                out.hub(hello, Asked::new("AUTHENTICATE", &cid));
+            }
+            _ => self.numeric(&mut out.buf, "904", &[], "SASL authentication failed"),
         }
     }
 
@@ -473,6 +655,12 @@ impl Adapter {
             None => (text, false),
         };
         for target in targets.split(',').take(MAX_TARGETS) {
+            if !notice
+                && (target.eq_ignore_ascii_case("NickServ") || target.eq_ignore_ascii_case("NS"))
+            {
+                self.nickserv(text, out);
+                continue;
+            }
             let asked = Asked::new(&msg.command, target);
             let text = text.to_string();
             let hub = if target.starts_with('#') {
@@ -640,6 +828,29 @@ impl Adapter {
     /// knows it). Returns a message to hand back to the hub at once, under the same question,
     /// when the answer comes in pages (members, rooms, bans).
     pub fn reply(&mut self, name: &str, msg: &ServerMsg, out: &mut BytesMut) -> Option<ClientMsg> {
+        let sasl_welcome = self.negotiating && matches!(msg, ServerMsg::Welcome { .. });
+        if !self.holding && !sasl_welcome {
+            return self.render(name, msg, out);
+        }
+        // Logged in through SASL with CAP negotiation still open: say so now (900, 903) and
+        // keep everything else for CAP END.
+        if sasl_welcome {
+            self.holding = true;
+        }
+        let mut later = BytesMut::new();
+        let more = self.render(name, msg, &mut later);
+        if sasl_welcome {
+            if let ServerMsg::Welcome { account, .. } = msg {
+                let account = account.as_deref().unwrap_or(name);
+                self.logged_in(out, account);
+            }
+            self.numeric(out, "903", &[], "SASL authentication successful");
+        }
+        self.held.extend_from_slice(&later);
+        more
+    }
+
+    fn render(&mut self, name: &str, msg: &ServerMsg, out: &mut BytesMut) -> Option<ClientMsg> {
         if !name.is_empty() {
             self.name = name.to_string();
         }
@@ -658,11 +869,23 @@ impl Adapter {
                 self.name = name.clone();
                 self.motd = motd.clone();
                 self.welcome(out);
-                if let Some(account) = account {
+                if let (Some(account), false) = (account, self.holding) {
                     self.logged_in(out, account);
                 }
             }
-            ServerMsg::LoggedIn { account } => self.logged_in(out, account),
+            ServerMsg::LoggedIn { account } => {
+                self.logged_in(out, account);
+                if asked == "REGISTER" {
+                    let text = format!("Account {account} registered");
+                    emit_trailing(
+                        out,
+                        Vec::new(),
+                        &server.name,
+                        "REGISTER",
+                        &["SUCCESS", account, &text],
+                    );
+                }
+            }
             ServerMsg::LoggedOut { .. } => {
                 let source = mask(&self.name, &server);
                 self.numeric(out, "901", &[&source], "You are now logged out");
@@ -973,6 +1196,15 @@ impl Adapter {
         if !self.registered {
             // The hello was refused: a new NICK may try again.
             self.hello_sent = false;
+        }
+        if cmd == "AUTHENTICATE" {
+            self.numeric(
+                out,
+                "904",
+                &[],
+                &format!("SASL authentication failed: {message}"),
+            );
+            return;
         }
         let room_cmd = matches!(cmd, "MODE" | "KICK" | "TOPIC" | "INVITE");
         let (numeric, params): (&str, Vec<&str>) = match code {

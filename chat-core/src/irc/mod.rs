@@ -37,16 +37,19 @@ pub enum Cap {
     MultiPrefix = 1 << 4,
     /// `cap-notify`: implied by `CAP LS 302`; nothing changes at run time.
     CapNotify = 1 << 5,
+    /// `sasl`: log in to an account (PLAIN) before registration.
+    Sasl = 1 << 6,
 }
 
 impl Cap {
     /// Every capability offered, in the order `CAP LS` lists them.
-    pub const ALL: [Cap; 6] = [
+    pub const ALL: [Cap; 7] = [
         Cap::Batch,
         Cap::CapNotify,
         Cap::EchoMessage,
         Cap::MessageTags,
         Cap::MultiPrefix,
+        Cap::Sasl,
         Cap::ServerTime,
     ];
 
@@ -59,6 +62,7 @@ impl Cap {
             Cap::Batch => "batch",
             Cap::MultiPrefix => "multi-prefix",
             Cap::CapNotify => "cap-notify",
+            Cap::Sasl => "sasl",
         }
     }
 
@@ -180,7 +184,8 @@ mod tests {
         for cap in Cap::ALL {
             assert_eq!(Cap::from_name(cap.name()), Some(cap));
         }
-        assert_eq!(Cap::from_name("sasl"), None);
+        assert_eq!(Cap::from_name("sasl"), Some(Cap::Sasl));
+        assert_eq!(Cap::from_name("draft/bogus"), None);
     }
 
     #[test]

@@ -87,7 +87,26 @@ impl Harness {
         while let Some(output) = self.hub().poll_output() {
             let t = format!("[+{}]", fmt_elapsed(self.now - T0));
             let line = match output {
-                Output::Transmit { to, bytes } => {
+                Output::Transmit { mut to, bytes } => {
+                    // What the hub sends an IRC connection still registering waits with it.
+                    let mut held = Vec::new();
+                    to.retain(|c| {
+                        let who = self.name_of(*c);
+                        match self.irc.get_mut(&who) {
+                            Some(a) if a.holding() => {
+                                a.hold(&bytes);
+                                held.push(who);
+                                false
+                            }
+                            _ => true,
+                        }
+                    });
+                    if !held.is_empty() {
+                        writeln!(self.out, "{t} (held for {})", held.join(",")).unwrap();
+                    }
+                    if to.is_empty() {
+                        continue;
+                    }
                     let names: Vec<String> = to.iter().map(|c| self.name_of(*c)).collect();
                     let text = String::from_utf8(bytes.to_vec()).unwrap();
                     format!("{t} -> {}: {}", names.join(","), irc_text(&text))
