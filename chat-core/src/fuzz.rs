@@ -7,8 +7,11 @@
 
 use bytes::BytesMut;
 
-use crate::codec::{LineDecoder, decode_client, decode_server};
+use std::collections::HashMap;
+
+use crate::codec::{LineDecoder, Wire, decode_client, decode_server};
 use crate::hub::{ConnId, Hub, HubConfig, Input, Output, PasswordWork};
+use crate::irc;
 use crate::password::PasswordCost;
 use crate::protocol::{ChatMessage, MsgId, ServerMsg};
 
@@ -33,6 +36,38 @@ pub fn codec(data: &[u8]) {
             }
         }
         assert!(buf.len() < max, "{} bytes buffered over {max}", buf.len());
+    }
+}
+
+/// Splits `data` into IRC lines (as the server's reader does), parses each, writes back what
+/// parsed and checks it parses to the same message, and feeds every line to an IRC adapter
+/// that has not registered, checking that what it answers is well-formed IRC.
+pub fn irc_codec(data: &[u8]) {
+    let Some((&first, rest)) = data.split_first() else {
+        return;
+    };
+    let mut decoder = LineDecoder::new(irc::line::MAX_LINE);
+    let mut adapter = irc::Adapter::new(std::sync::Arc::new(irc::ServerInfo::default()));
+    let mut buf = BytesMut::new();
+    for chunk in rest.chunks(usize::from(first % 29) + 1) {
+        buf.extend_from_slice(chunk);
+        while let Some(line) = decoder.next_line(&mut buf) {
+            let parsed = match line {
+                Ok(line) => irc::line::parse(&line),
+                Err(_) => Err(irc::LineError::TooLong),
+            };
+            if let Ok(msg) = &parsed {
+                let mut out = BytesMut::new();
+                irc::line::write(msg, &mut out);
+                let again = irc::line::parse(&out[..out.len() - 2]);
+                assert_eq!(again.as_ref(), Ok(msg), "{msg:?} wrote as {out:?}");
+            }
+            for action in adapter.line(parsed) {
+                if let irc::Action::Send(bytes) = action {
+                    check_irc(&bytes);
+                }
+            }
+        }
     }
 }
 
@@ -133,54 +168,67 @@ pub fn hub(data: &[u8]) {
         ..HubConfig::default()
     };
     let mut hub = Hub::new(config);
+    let server = std::sync::Arc::new(irc::ServerInfo::default());
     let mut now = 1_000_000u64;
-    let mut open: Vec<ConnId> = Vec::new();
     let mut next_conn = 0u64;
-    let mut stored: MsgId = 0;
-    let mut delivered: MsgId = 0;
-    let mut loads: Vec<String> = Vec::new();
     let mut wall = now;
-    let mut last_stamp = (0, 0);
-    let mut work = Vec::new();
+    let mut c = Checker::default();
     while let Some(op) = next() {
         let pick = |n: u8, len: usize| usize::from(n) % len.max(1);
         hub.set_wall_clock(wall);
         match op % 8 {
-            0 if open.len() < 6 => {
+            0 if c.open.len() < 6 => {
                 next_conn += 1;
                 let conn = ConnId(next_conn);
-                open.push(conn);
+                c.open.push(conn);
+                // Some connections speak IRC, through the adapter the server runs.
+                let wire = if next().unwrap_or(0) % 3 == 0 {
+                    c.irc.insert(conn, irc::Adapter::new(server.clone()));
+                    Wire::Irc(irc::Caps::default())
+                } else {
+                    Wire::Json
+                };
                 hub.handle(
                     now,
                     Input::Connect {
                         conn,
                         addr: std::net::Ipv4Addr::LOCALHOST.into(),
-                        wire: Default::default(),
+                        wire,
                     },
                 );
             }
-            1..=3 if !open.is_empty() => {
-                let conn = open[pick(next().unwrap_or(0), open.len())];
-                let line = LINES[pick(next().unwrap_or(0), LINES.len())];
-                let frame = decode_client(line.as_bytes());
-                hub.handle(now, Input::Frame { conn, frame });
-            }
-            4 if !open.is_empty() => {
-                // Raw bytes of the input's own choosing, through the real decoder.
-                let conn = open[pick(next().unwrap_or(0), open.len())];
-                let len = usize::from(next().unwrap_or(0) % 48);
-                let raw: Vec<u8> = (0..len).map_while(|_| next()).collect();
-                let mut decoder = LineDecoder::new(64);
-                let mut buf = BytesMut::from(&raw[..]);
-                buf.extend_from_slice(b"\n");
-                while let Some(line) = decoder.next_line(&mut buf) {
-                    let frame = line.and_then(|l| decode_client(&l));
+            1..=3 if !c.open.is_empty() => {
+                let conn = c.open[pick(next().unwrap_or(0), c.open.len())];
+                if c.irc.contains_key(&conn) {
+                    let line = IRC_LINES[pick(next().unwrap_or(0), IRC_LINES.len())];
+                    c.irc_line(&mut hub, now, conn, line.as_bytes());
+                } else {
+                    let line = LINES[pick(next().unwrap_or(0), LINES.len())];
+                    let frame = decode_client(line.as_bytes());
                     hub.handle(now, Input::Frame { conn, frame });
                 }
             }
-            5 if !open.is_empty() => {
-                let i = pick(next().unwrap_or(0), open.len());
-                let conn = open.swap_remove(i);
+            4 if !c.open.is_empty() => {
+                // Raw bytes of the input's own choosing, through the real decoder.
+                let conn = c.open[pick(next().unwrap_or(0), c.open.len())];
+                let len = usize::from(next().unwrap_or(0) % 48);
+                let raw: Vec<u8> = (0..len).map_while(|_| next()).collect();
+                if c.irc.contains_key(&conn) {
+                    c.irc_line(&mut hub, now, conn, &raw);
+                } else {
+                    let mut decoder = LineDecoder::new(64);
+                    let mut buf = BytesMut::from(&raw[..]);
+                    buf.extend_from_slice(b"\n");
+                    while let Some(line) = decoder.next_line(&mut buf) {
+                        let frame = line.and_then(|l| decode_client(&l));
+                        hub.handle(now, Input::Frame { conn, frame });
+                    }
+                }
+            }
+            5 if !c.open.is_empty() => {
+                let i = pick(next().unwrap_or(0), c.open.len());
+                let conn = c.open.swap_remove(i);
+                c.irc.remove(&conn);
                 let reason = "connection lost".into();
                 hub.handle(now, Input::Disconnect { conn, reason });
             }
@@ -206,9 +254,9 @@ pub fn hub(data: &[u8]) {
                 1 => hub.handle(now, Input::StoreUp),
                 _ => {
                     // The store catches up, and answers the loads it was asked for (or fails to).
-                    hub.handle(now, Input::Committed { through: stored });
+                    hub.handle(now, Input::Committed { through: c.stored });
                     let fail = next().unwrap_or(0) % 4 == 0;
-                    for key in loads.drain(..) {
+                    for key in c.loads.drain(..) {
                         if fail {
                             hub.handle(now, Input::RoomLoadFailed { key });
                         } else {
@@ -216,7 +264,7 @@ pub fn hub(data: &[u8]) {
                         }
                     }
                     // And password work finishes.
-                    for (conn, w) in std::mem::take(&mut work) {
+                    for (conn, w) in std::mem::take(&mut c.work) {
                         let (verified, hash) = PasswordWork::perform(&w, &PasswordCost::TEST);
                         hub.handle(
                             now,
@@ -230,68 +278,255 @@ pub fn hub(data: &[u8]) {
                 }
             },
         }
+        c.drain(&mut hub, now);
+        if let Err(broken) = hub.check_invariants() {
+            panic!("invariant broken: {broken}");
+        }
+    }
+}
+
+/// IRC lines the hub driver picks from for IRC connections.
+const IRC_LINES: &[&str] = &[
+    "CAP LS 302",
+    "CAP REQ :server-time message-tags echo-message batch sasl",
+    "CAP REQ :-echo-message",
+    "CAP END",
+    "NICK ann",
+    "NICK bob",
+    "NICK irc1",
+    "USER u 0 * :U",
+    "PASS password1",
+    "AUTHENTICATE PLAIN",
+    "AUTHENTICATE AGFubgBwYXNzd29yZDE=",
+    "REGISTER * * password1",
+    "PRIVMSG NickServ :IDENTIFY ann password1",
+    "JOIN #a,#b",
+    "JOIN #a k",
+    "JOIN #lobby",
+    "PART #a :bye",
+    "PRIVMSG #a :hi",
+    "PRIVMSG #lobby :\u{1}ACTION waves\u{1}",
+    "PRIVMSG bob,ann :psst",
+    "NOTICE #lobby :n",
+    "TOPIC #a :t",
+    "TOPIC #lobby",
+    "NAMES #lobby",
+    "WHO #a",
+    "LIST",
+    "MODE #a",
+    "MODE #a +mik-t key",
+    "MODE #a +b",
+    "MODE #a +b-b bob!*@* $a:ann",
+    "MODE #a +o-v bob ann",
+    "KICK #a bob :out",
+    "INVITE bob #a",
+    "KILL bob :go",
+    "PING :x",
+    "PONG :x",
+    "QUIT :done",
+    "WHOIS bob",
+    "MOTD",
+];
+
+/// What the hub driver checks across steps.
+#[derive(Default)]
+struct Checker {
+    open: Vec<ConnId>,
+    irc: HashMap<ConnId, irc::Adapter>,
+    stored: MsgId,
+    delivered: MsgId,
+    loads: Vec<String>,
+    last_stamp: (u64, u64),
+    work: Vec<(ConnId, PasswordWork)>,
+}
+
+impl Checker {
+    /// One line from an IRC connection, through the parser and its adapter, as the server
+    /// runs them.
+    fn irc_line(&mut self, hub: &mut Hub, now: u64, conn: ConnId, raw: &[u8]) {
+        let line = if raw.len() + 2 > irc::line::MAX_LINE {
+            Err(irc::LineError::TooLong)
+        } else {
+            irc::line::parse(raw)
+        };
+        let Some(adapter) = self.irc.get_mut(&conn) else {
+            return;
+        };
+        for action in adapter.line(line) {
+            match action {
+                irc::Action::Send(bytes) => check_irc(&bytes),
+                irc::Action::Hub { msg, asked } => {
+                    if let Some(adapter) = self.irc.get_mut(&conn) {
+                        adapter.asking(asked);
+                    }
+                    hub.handle(
+                        now,
+                        Input::Frame {
+                            conn,
+                            frame: Ok(msg),
+                        },
+                    );
+                    self.drain(hub, now);
+                }
+                irc::Action::Caps(caps) => hub.set_wire(conn, Wire::Irc(caps)),
+            }
+        }
+    }
+
+    /// Takes every output and checks it.
+    fn drain(&mut self, hub: &mut Hub, now: u64) {
         while let Some(output) = hub.poll_output() {
             match output {
                 Output::Transmit { to, bytes } => {
-                    assert!(bytes.ends_with(b"\n"), "unterminated output");
-                    for line in bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-                        let msg = decode_server(line).expect("the hub sends what it can read");
-                        // Stamps never go backwards, whatever the wall clock does: messages
-                        // in id order, presence in the order it is sent.
-                        if let ServerMsg::Message(ChatMessage { ts, .. })
-                        | ServerMsg::Direct { ts, .. } = &msg
-                        {
-                            assert!(*ts >= last_stamp.0, "stamp {ts} after {}", last_stamp.0);
-                            last_stamp.0 = *ts;
-                        }
-                        if let ServerMsg::Join { ts, .. }
-                        | ServerMsg::Part { ts, .. }
-                        | ServerMsg::Quit { ts, .. }
-                        | ServerMsg::Nick { ts, .. } = &msg
-                        {
-                            assert!(*ts >= last_stamp.1, "stamp {ts} after {}", last_stamp.1);
-                            last_stamp.1 = *ts;
-                        }
-                        if let ServerMsg::Message(m) = &msg {
-                            assert!(m.id > delivered, "message id {} after {delivered}", m.id);
-                            delivered = m.id;
-                        }
-                        if let ServerMsg::Direct { id, .. } = &msg {
-                            assert!(*id > delivered, "direct id {id} after {delivered}");
-                            delivered = *id;
-                        }
-                    }
                     for conn in &to {
-                        assert!(open.contains(conn), "sent to {conn}, which is gone");
+                        assert!(self.open.contains(conn), "sent to {conn}, which is gone");
+                    }
+                    let irc_group = to.first().is_some_and(|c| self.irc.contains_key(c));
+                    assert!(
+                        to.iter().all(|c| self.irc.contains_key(c) == irc_group),
+                        "one encoding for recipients of different wire formats"
+                    );
+                    if irc_group {
+                        check_irc(&bytes);
+                        for conn in &to {
+                            if let Some(a) = self.irc.get_mut(conn).filter(|a| a.holding()) {
+                                a.hold(&bytes);
+                            }
+                        }
+                    } else {
+                        self.check_json(&bytes);
                     }
                 }
-                Output::Reply { conn, .. } => {
-                    assert!(open.contains(&conn), "answered {conn}, which is gone");
+                Output::Reply { conn, name, msg } => {
+                    assert!(self.open.contains(&conn), "answered {conn}, which is gone");
+                    let adapter = self
+                        .irc
+                        .get_mut(&conn)
+                        .expect("only IRC connections get replies to render");
+                    let mut out = BytesMut::new();
+                    let more = adapter.reply(&name, &msg, &mut out);
+                    check_irc(&out);
+                    if let Some(next) = more {
+                        hub.handle(
+                            now,
+                            Input::Frame {
+                                conn,
+                                frame: Ok(next),
+                            },
+                        );
+                    }
                 }
-                Output::Close { conn, .. } => open.retain(|c| *c != conn),
+                Output::Close { conn, .. } => {
+                    self.open.retain(|c| *c != conn);
+                    self.irc.remove(&conn);
+                }
                 Output::Store(record) => {
                     assert!(
-                        record.id() > stored,
-                        "stored {} after {stored}",
-                        record.id()
+                        record.id() > self.stored,
+                        "stored {} after {}",
+                        record.id(),
+                        self.stored
                     );
-                    stored = record.id();
+                    self.stored = record.id();
                 }
-                Output::LoadRoom { key } => loads.push(key),
-                Output::Password { conn, work: w } => work.push((conn, w)),
+                Output::LoadRoom { key } => self.loads.push(key),
+                Output::Password { conn, work: w } => self.work.push((conn, w)),
                 Output::Audit { conn, .. } => {
-                    assert!(open.contains(&conn), "an action of {conn}, which is gone");
+                    assert!(
+                        self.open.contains(&conn),
+                        "an action of {conn}, which is gone"
+                    );
                 }
                 Output::LoginFailed { conn, .. } => {
                     assert!(
-                        open.contains(&conn),
+                        self.open.contains(&conn),
                         "a failed login of {conn}, which is gone"
                     );
                 }
             }
         }
-        if let Err(broken) = hub.check_invariants() {
-            panic!("invariant broken: {broken}");
+    }
+
+    fn check_json(&mut self, bytes: &[u8]) {
+        assert!(bytes.ends_with(b"\n"), "unterminated output");
+        for line in bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            let msg = decode_server(line).expect("the hub sends what it can read");
+            // Stamps never go backwards, whatever the wall clock does: messages
+            // in id order, presence in the order it is sent.
+            if let ServerMsg::Message(ChatMessage { ts, .. }) | ServerMsg::Direct { ts, .. } = &msg
+            {
+                assert!(
+                    *ts >= self.last_stamp.0,
+                    "stamp {ts} after {}",
+                    self.last_stamp.0
+                );
+                self.last_stamp.0 = *ts;
+            }
+            if let ServerMsg::Join { ts, .. }
+            | ServerMsg::Part { ts, .. }
+            | ServerMsg::Quit { ts, .. }
+            | ServerMsg::Nick { ts, .. } = &msg
+            {
+                assert!(
+                    *ts >= self.last_stamp.1,
+                    "stamp {ts} after {}",
+                    self.last_stamp.1
+                );
+                self.last_stamp.1 = *ts;
+            }
+            if let ServerMsg::Message(m) = &msg {
+                assert!(
+                    m.id > self.delivered,
+                    "message id {} after {}",
+                    m.id,
+                    self.delivered
+                );
+                self.delivered = m.id;
+            }
+            if let ServerMsg::Direct { id, .. } = &msg {
+                assert!(
+                    *id > self.delivered,
+                    "direct id {id} after {}",
+                    self.delivered
+                );
+                self.delivered = *id;
+            }
+        }
+    }
+}
+
+/// What an IRC client is sent must be IRC: whole `\r\n` lines, each parsing back, with at most
+/// 512 bytes after the tags and no NUL.
+fn check_irc(bytes: &[u8]) {
+    if bytes.is_empty() {
+        return;
+    }
+    assert!(
+        bytes.ends_with(b"\r\n"),
+        "unterminated IRC output {bytes:?}"
+    );
+    for line in bytes[..bytes.len() - 1].split(|&b| b == b'\n') {
+        let Some(line) = line.strip_suffix(b"\r") else {
+            panic!(
+                "a line without CR in IRC output {:?}",
+                String::from_utf8_lossy(bytes)
+            );
+        };
+        assert!(
+            !line.contains(&b'\r') && !line.contains(&0),
+            "a bare CR or NUL in {line:?}"
+        );
+        let body = match line.first() {
+            Some(b'@') => &line[line.iter().position(|&b| b == b' ').unwrap_or(0) + 1..],
+            _ => line,
+        };
+        assert!(
+            body.len() + 2 <= irc::line::MAX_BODY,
+            "an IRC line of {} bytes",
+            body.len() + 2
+        );
+        if let Err(err) = irc::line::parse(line) {
+            panic!("the server sent an IRC line it cannot parse ({err}): {line:?}");
         }
     }
 }

@@ -137,7 +137,7 @@ fn fuzz(secs: u64, targets: &[String]) -> anyhow::Result<()> {
             .status()?;
         anyhow::ensure!(status.success(), "cannot install cargo-fuzz");
     }
-    let all = ["codec".to_string(), "hub".to_string()];
+    let all = ["codec".to_string(), "irc".to_string(), "hub".to_string()];
     let targets = if targets.is_empty() {
         &all[..]
     } else {

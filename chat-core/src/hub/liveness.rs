@@ -58,7 +58,13 @@ impl Conn {
 }
 
 impl Hub {
-    pub(super) fn handle_connect(&mut self, now: UnixMillis, conn: ConnId, addr: IpAddr) {
+    pub(super) fn handle_connect(
+        &mut self,
+        now: UnixMillis,
+        conn: ConnId,
+        addr: IpAddr,
+        wire: Wire,
+    ) {
         if self.shutting_down || self.conns.contains_key(&conn) {
             return;
         }
@@ -89,6 +95,7 @@ impl Hub {
             },
         );
         self.timers.insert((check_at, conn));
+        self.set_wire(conn, wire);
         self.enforce_server_ban(now, conn);
     }
 

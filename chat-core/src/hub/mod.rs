@@ -403,10 +403,7 @@ impl Hub {
     /// Feeds one input.
     pub fn handle(&mut self, now: UnixMillis, input: Input) {
         match input {
-            Input::Connect { conn, addr, wire } => {
-                self.handle_connect(now, conn, addr);
-                self.set_wire(conn, wire);
-            }
+            Input::Connect { conn, addr, wire } => self.handle_connect(now, conn, addr, wire),
             Input::Frame { conn, frame } => self.handle_frame(now, conn, frame),
             Input::Disconnect { conn, reason } => self.drop_conn(now, conn, &reason, false),
             Input::Committed { through } => self.handle_committed(through),

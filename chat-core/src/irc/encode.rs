@@ -230,13 +230,33 @@ fn write(
     params: &[&str],
     trailing: bool,
 ) {
+    let last = params.len().saturating_sub(1);
     let msg = Message {
         tags,
         source: (!source.is_empty()).then(|| source.to_string()),
         command: command.to_string(),
-        params: params.iter().map(|p| (*p).to_string()).collect(),
+        params: params
+            .iter()
+            .enumerate()
+            .map(|(i, p)| param(p, i == last))
+            .collect(),
     };
     line::write_with_trailing(&msg, trailing, out);
+}
+
+/// A parameter as it can travel: CR, LF and NUL (which would end or corrupt the line) become
+/// spaces; a middle parameter cannot be empty, hold a space or start with `:`, so such a one
+/// (which only free text could make) becomes `*`.
+fn param(p: &str, last: bool) -> String {
+    let p = if p.contains(['\r', '\n', '\0']) {
+        p.replace(['\r', '\n', '\0'], " ")
+    } else {
+        p.to_string()
+    };
+    if !last && (p.is_empty() || p.contains(' ') || p.starts_with(':')) {
+        return "*".into();
+    }
+    p
 }
 
 /// Writes a message as PRIVMSG lines: one per line of text, each cut to fit 512 bytes (at a

@@ -95,6 +95,15 @@ pub fn parse(line: &[u8]) -> Result<Message, LineError> {
             Some((k, _)) => (k, None),
             None => (tag, None),
         };
+        // A key is `[+][vendor/]name` of letters, digits, `-`, `.` and `/`; others are dropped.
+        let name = key.strip_prefix('+').unwrap_or(key);
+        let valid = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'/'));
+        if !valid {
+            continue;
+        }
         // A later tag with the same key replaces an earlier one (message-tags).
         msg.tags.retain(|(k, _)| k != key);
         msg.tags.push((key.to_string(), value));
@@ -243,6 +252,9 @@ mod tests {
         assert_eq!(m.params, vec!["#r", ""]);
         let m = parse(b"001").unwrap();
         assert_eq!(m.command, "001");
+        // Tags with empty or malformed keys are dropped.
+        let m = parse(b"@=x;;a*b;+;ok=1 PING t").unwrap();
+        assert_eq!(m.tags, vec![("ok".to_string(), Some("1".to_string()))]);
     }
 
     #[test]
@@ -305,7 +317,7 @@ mod tests {
     proptest! {
         #[test]
         fn round_trips(
-            tags in proptest::collection::vec(("[a-z+/.-]{1,10}", proptest::option::of("[^\0]{1,20}")), 0..4),
+            tags in proptest::collection::vec(("\\+?[a-z][a-z0-9./-]{0,9}", proptest::option::of("[^\0]{1,20}")), 0..4),
             source in proptest::option::of("[a-z]{1,8}![a-z]{1,8}@[a-z.]{1,12}"),
             command in "[A-Z]{1,10}|[0-9]{3}",
             middle in proptest::collection::vec(param(), 0..8),

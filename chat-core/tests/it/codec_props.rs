@@ -309,4 +309,10 @@ proptest! {
     fn the_codec_driver_holds(data in proptest::collection::vec(any::<u8>(), 0..300)) {
         chat_core::fuzz::codec(&data);
     }
+
+    /// The IRC codec's fuzz driver, on proptest's inputs.
+    #[test]
+    fn the_irc_codec_driver_holds(data in proptest::collection::vec(any::<u8>(), 0..600)) {
+        chat_core::fuzz::irc_codec(&data);
+    }
 }
