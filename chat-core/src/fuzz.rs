@@ -263,6 +263,16 @@ pub fn hub(data: &[u8]) {
                             hub.handle(now, Input::RoomLoaded { key, room: None });
                         }
                     }
+                    // The store's history pages (it has nothing older here).
+                    for (conn, query) in c.histories.drain(..) {
+                        let loaded = Input::HistoryLoaded {
+                            conn,
+                            query,
+                            messages: Vec::new(),
+                            more: false,
+                        };
+                        hub.handle(now, loaded);
+                    }
                     // And password work finishes.
                     for (conn, w) in std::mem::take(&mut c.work) {
                         let (verified, hash) = PasswordWork::perform(&w, &PasswordCost::TEST);
@@ -338,6 +348,7 @@ struct Checker {
     loads: Vec<String>,
     last_stamp: (u64, u64),
     work: Vec<(ConnId, PasswordWork)>,
+    histories: Vec<(ConnId, crate::hub::HistoryQuery)>,
 }
 
 impl Checker {
@@ -430,6 +441,13 @@ impl Checker {
                     self.stored = record.id();
                 }
                 Output::LoadRoom { key } => self.loads.push(key),
+                Output::LoadHistory { conn, query } => {
+                    assert!(
+                        self.open.contains(&conn),
+                        "history for {conn}, which is gone"
+                    );
+                    self.histories.push((conn, query));
+                }
                 Output::Password { conn, work: w } => self.work.push((conn, w)),
                 Output::Audit { conn, .. } => {
                     assert!(

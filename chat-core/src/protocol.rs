@@ -147,17 +147,29 @@ pub enum ClientMsg {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         after: Option<String>,
     },
-    /// Pages through a room's history: back from `before` (or the newest), or forward from
-    /// `after` (to continue a catch-up).
+    /// Pages through a room's history, all of it (what the server keeps in memory, then its
+    /// store): back from `before` (or the newest), or forward from `after` (to continue a
+    /// catch-up). Bounds by time (`before_ts`, `after_ts`, milliseconds) narrow it further;
+    /// both kinds of bound may be given together (a range).
     History {
         /// Room name.
         room: String,
         /// Only messages with a smaller id; without it, the newest messages.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         before: Option<MsgId>,
-        /// Only messages with a larger id, oldest first (then `before` is ignored).
+        /// Only messages with a larger id, oldest first unless `latest`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         after: Option<MsgId>,
+        /// Only messages stamped before this time.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        before_ts: Option<UnixMillis>,
+        /// Only messages stamped after this time, oldest first unless `latest`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after_ts: Option<UnixMillis>,
+        /// With a lower bound (`after`, `after_ts`): the newest messages within the bounds
+        /// rather than the oldest.
+        #[serde(default, skip_serializing_if = "is_false")]
+        latest: bool,
         /// At most this many messages (the server caps it).
         #[serde(default = "default_history_limit")]
         limit: u32,

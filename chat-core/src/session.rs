@@ -603,6 +603,9 @@ impl Session {
                         room,
                         before: None,
                         after: Some(last),
+                        before_ts: None,
+                        after_ts: None,
+                        latest: false,
                         limit: 200,
                     },
                 );
@@ -970,6 +973,9 @@ impl Session {
                             room: room.clone(),
                             before: None,
                             after: Some(last.id),
+                            before_ts: None,
+                            after_ts: None,
+                            latest: false,
                             limit: 200,
                         },
                     );
@@ -1449,6 +1455,9 @@ impl Session {
                             room,
                             before,
                             after: None,
+                            before_ts: None,
+                            after_ts: None,
+                            latest: false,
                             limit,
                         },
                     );

@@ -758,6 +758,9 @@ async fn run_hub(
                         room: room.map(|r| *r),
                     },
                     store::Report::LoadFailed { key } => Input::RoomLoadFailed { key },
+                    store::Report::History { conn, query, messages, more } => {
+                        Input::HistoryLoaded { conn, query, messages, more }
+                    }
                     store::Report::Down => Input::StoreDown,
                     store::Report::Up => Input::StoreUp,
                 };
@@ -925,6 +928,18 @@ impl Shell {
                     Output::LoadRoom { key } => match self.store.as_ref() {
                         Some(store) => store.load(key),
                         None => hub.handle(now, Input::RoomLoaded { key, room: None }),
+                    },
+                    Output::LoadHistory { conn, query } => match self.store.as_ref() {
+                        Some(store) => store.history(conn, query),
+                        None => hub.handle(
+                            now,
+                            Input::HistoryLoaded {
+                                conn,
+                                query,
+                                messages: Vec::new(),
+                                more: false,
+                            },
+                        ),
                     },
                     Output::Password { conn, work } => self.passwords.start(conn, work),
                     Output::Audit { conn, text } => {

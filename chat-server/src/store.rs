@@ -22,7 +22,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use chat_core::hub::{Ban, Record, RestoredRoom, RoomSettings, StoredAccount};
+use chat_core::hub::{
+    Ban, ConnId, HistoryQuery, Record, RestoredRoom, RoomSettings, StoredAccount,
+};
 use chat_core::names;
 use chat_core::protocol::{ChatMessage, MsgId};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -85,6 +87,17 @@ pub enum Report {
         /// The key asked for.
         key: String,
     },
+    /// The answer to [`Store::history`] (empty when the store could not read it).
+    History {
+        /// Who asked.
+        conn: ConnId,
+        /// What was asked.
+        query: HistoryQuery,
+        /// The messages, oldest first.
+        messages: Vec<ChatMessage>,
+        /// More lie beyond the limit.
+        more: bool,
+    },
 }
 
 /// Faults to inject into the store, for tests of what the server does when storage fails.
@@ -134,6 +147,7 @@ impl Default for Patience {
 enum Job {
     Append(Record),
     Load(String),
+    History(ConnId, HistoryQuery),
 }
 
 /// The writer thread, seen from the server.
@@ -247,6 +261,14 @@ impl Store {
     pub fn load(&self, key: String) {
         if let Some(tx) = &self.tx {
             let _ = tx.send(Job::Load(key));
+        }
+    }
+
+    /// Asks for a page of a room's history; it comes back as [`Report::History`], after every
+    /// record queued before it is committed.
+    pub fn history(&self, conn: ConnId, query: HistoryQuery) {
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(Job::History(conn, query));
         }
     }
 
@@ -422,6 +444,48 @@ fn from_json<T: serde::de::DeserializeOwned>(json: &str, what: &str) -> rusqlite
 }
 
 /// A room's topic and newest `history` messages, or `None` when the store has neither.
+/// A page of a room's history within the query's bounds, oldest first, and whether more lie
+/// beyond its limit.
+fn read_history(conn: &Connection, q: &HistoryQuery) -> rusqlite::Result<(Vec<ChatMessage>, bool)> {
+    let order = if q.newest { "DESC" } else { "ASC" };
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT id, ts, room, sender, text, action FROM messages
+         WHERE room_key = ?1 AND id > ?2 AND id < ?3 AND ts > ?4 AND ts < ?5
+         ORDER BY id {order} LIMIT ?6"
+    ))?;
+    let bound =
+        |v: Option<u64>, default: i64| v.map_or(default, |v| i64::try_from(v).unwrap_or(i64::MAX));
+    let limit = q.limit.max(1);
+    let mut messages: Vec<ChatMessage> = stmt
+        .query_map(
+            params![
+                q.key,
+                bound(q.after, -1),
+                bound(q.before, i64::MAX),
+                bound(q.after_ts, -1),
+                bound(q.before_ts, i64::MAX),
+                limit as i64 + 1
+            ],
+            |r| {
+                Ok(ChatMessage {
+                    id: r.get::<_, i64>(0)? as u64,
+                    ts: r.get::<_, i64>(1)? as u64,
+                    room: r.get(2)?,
+                    from: r.get(3)?,
+                    text: r.get(4)?,
+                    action: r.get(5)?,
+                })
+            },
+        )?
+        .collect::<Result<_, _>>()?;
+    let more = messages.len() > limit;
+    messages.truncate(limit);
+    if q.newest {
+        messages.reverse();
+    }
+    Ok((messages, more))
+}
+
 fn load_room(
     conn: &Connection,
     key: &str,
@@ -497,6 +561,7 @@ fn store_loop(
 ) {
     let mut batch: Vec<Record> = Vec::with_capacity(256);
     let mut loads = Vec::new();
+    let mut histories = Vec::new();
     let mut pruned_at = Instant::now();
     // While a batch fails: since when, whether the hub was told, and the wait before a retry.
     let mut failing_since: Option<Instant> = None;
@@ -529,6 +594,7 @@ fn store_loop(
             match job {
                 Job::Append(record) => batch.push(record),
                 Job::Load(key) => loads.push(key),
+                Job::History(conn, query) => histories.push((conn, query)),
             }
             if batch.len() < MAX_BATCH {
                 next = rx.try_recv().ok();
@@ -600,6 +666,21 @@ fn store_loop(
                     report(Report::LoadFailed { key });
                 }
             }
+        }
+        for (asker, query) in histories.drain(..) {
+            let (messages, more) = match read_history(&conn, &query) {
+                Ok(found) => found,
+                Err(err) => {
+                    tracing::error!(%err, key = %query.key, "store: cannot read history");
+                    (Vec::new(), false)
+                }
+            };
+            report(Report::History {
+                conn: asker,
+                query,
+                messages,
+                more,
+            });
         }
         if pruned_at.elapsed() >= PRUNE_EVERY {
             pruned_at = Instant::now();

@@ -45,36 +45,50 @@ impl Hub {
             .max(1)
     }
 
-    pub(super) fn cmd_history(
-        &mut self,
-        conn: ConnId,
-        raw: &str,
-        before: Option<MsgId>,
-        after: Option<MsgId>,
-        limit: u32,
-    ) {
+    /// Answers `history` from memory when the memory holds every message the query could
+    /// want, else asks the store ([`Output::LoadHistory`]).
+    pub(super) fn cmd_history(&mut self, conn: ConnId, raw: &str, mut query: HistoryQuery) {
         let Some((key, _)) = self.existing_room(conn, raw) else {
             return;
         };
+        query.key = key.clone();
         let room = &self.rooms[&key];
+        let count = query.limit.max(1);
+        let in_range: Vec<&ChatMessage> = room.history.iter().filter(|m| query.admits(m)).collect();
+        let selected: Vec<&ChatMessage> = if query.newest {
+            in_range[in_range.len().saturating_sub(count)..].to_vec()
+        } else {
+            in_range.iter().take(count).copied().collect()
+        };
+        // The store holds older messages than memory does; are any of them wanted?
+        let older_wanted = self.config.durable
+            && room.evicted_through > 0
+            && match room.history.front() {
+                None => true,
+                Some(first) => {
+                    let excluded = query.after.is_some_and(|a| a >= room.evicted_through)
+                        || query.after_ts.is_some_and(|t| t >= first.ts);
+                    let full = query.newest && selected.len() == count;
+                    !(excluded || full)
+                }
+            };
+        if older_wanted {
+            self.outputs.push_back(Output::LoadHistory { conn, query });
+            return;
+        }
+        let more_in_range = in_range.len() > selected.len();
         let budget = self.page_budget(room);
-        let count = (limit as usize).min(self.config.history_page_max);
-        let (messages, more, newer) = match after {
-            Some(after) => {
-                let start = room.history.partition_point(|m| m.id <= after);
-                let (page, cut) = fit(room.history.range(start..), count, budget);
-                (page, start > 0, cut)
-            }
-            None => {
-                let end = match before {
-                    Some(before) => room.history.partition_point(|m| m.id < before),
-                    None => room.history.len(),
-                };
-                let (mut page, _) = fit(room.history.range(..end).rev(), count, budget);
-                page.reverse();
-                let more = end > page.len();
-                (page, more, false)
-            }
+        let (messages, more, newer) = if query.newest {
+            let (mut page, cut) = fit(selected.iter().rev().copied(), count, budget);
+            page.reverse();
+            let older_in_store = self.config.durable && room.evicted_through > 0;
+            (page, cut || more_in_range || older_in_store, false)
+        } else {
+            let (page, cut) = fit(selected.iter().copied(), count, budget);
+            // Older messages exist: in memory before the range, or in the store.
+            let older = room.history.front().is_some_and(|f| !query.admits(f))
+                || (self.config.durable && room.evicted_through > 0);
+            (page, older, cut || more_in_range)
         };
         let msg = ServerMsg::History {
             room: room.name.clone(),
@@ -83,6 +97,69 @@ impl Hub {
             newer,
         };
         self.reply(conn, &msg);
+    }
+
+    /// The store's page of history, for whoever asked (if still here and the room too).
+    pub(super) fn handle_history_loaded(
+        &mut self,
+        conn: ConnId,
+        query: &HistoryQuery,
+        messages: Vec<ChatMessage>,
+        more: bool,
+    ) {
+        if !self.conns.contains_key(&conn) {
+            return;
+        }
+        let Some(room) = self.rooms.get(&query.key) else {
+            return;
+        };
+        let budget = self.page_budget(room);
+        let count = query.limit.max(1);
+        let (messages, more, newer) = if query.newest {
+            let (mut page, cut) = fit(messages.iter().rev(), count, budget);
+            page.reverse();
+            (page, cut || more, false)
+        } else {
+            let (page, cut) = fit(messages.iter(), count, budget);
+            (page, true, cut || more)
+        };
+        let msg = ServerMsg::History {
+            room: room.name.clone(),
+            messages,
+            more,
+            newer,
+        };
+        self.reply(conn, &msg);
+    }
+}
+
+/// What a `history` asks for: messages of one room strictly within the bounds given, the
+/// newest `limit` of them or the oldest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryQuery {
+    /// The room's key.
+    pub key: String,
+    /// Only ids below this.
+    pub before: Option<MsgId>,
+    /// Only ids above this.
+    pub after: Option<MsgId>,
+    /// Only stamps below this.
+    pub before_ts: Option<UnixMillis>,
+    /// Only stamps above this.
+    pub after_ts: Option<UnixMillis>,
+    /// The newest within the bounds (else the oldest).
+    pub newest: bool,
+    /// At most this many.
+    pub limit: usize,
+}
+
+impl HistoryQuery {
+    /// Whether a message lies within the bounds.
+    pub fn admits(&self, m: &ChatMessage) -> bool {
+        self.before.is_none_or(|b| m.id < b)
+            && self.after.is_none_or(|a| m.id > a)
+            && self.before_ts.is_none_or(|b| m.ts < b)
+            && self.after_ts.is_none_or(|a| m.ts > a)
     }
 }
 

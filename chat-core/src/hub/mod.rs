@@ -58,6 +58,7 @@ mod tests;
 pub use accounts::{MAX_PASSWORD, PasswordWork, StoredAccount};
 pub use config::HubConfig;
 pub use durability::{Record, RestoredRoom};
+pub use history::HistoryQuery;
 pub use moderation::{Ban, RoomSettings};
 pub use rooms::Room;
 
@@ -142,6 +143,18 @@ pub enum Input {
         /// The key asked for.
         key: String,
     },
+    /// The answer to [`Output::LoadHistory`]: the messages within the query's bounds, oldest
+    /// first, and whether more lie beyond its limit.
+    HistoryLoaded {
+        /// Who asked.
+        conn: ConnId,
+        /// The query, as asked.
+        query: HistoryQuery,
+        /// The messages found (at most the query's limit), oldest first.
+        messages: Vec<ChatMessage>,
+        /// More messages within the bounds lie beyond the limit.
+        more: bool,
+    },
     /// The store has failed to commit for a while: refuse new messages (`store_unavailable`)
     /// and tell the senders of held ones that they wait. Held messages are kept, in order.
     StoreDown,
@@ -211,6 +224,14 @@ pub enum Output {
         conn: ConnId,
         /// What was done, by whom (name, account, connection).
         text: String,
+    },
+    /// Read a page of a room's history from the store, then report [`Input::HistoryLoaded`]:
+    /// someone pages back past what the hub keeps in memory.
+    LoadHistory {
+        /// Who asked.
+        conn: ConnId,
+        /// What to read.
+        query: HistoryQuery,
     },
     /// Load this room (by key) from the store, then report [`Input::RoomLoaded`]. Someone is
     /// joining it and it is not in memory.
@@ -409,6 +430,12 @@ impl Hub {
             Input::Committed { through } => self.handle_committed(through),
             Input::RoomLoaded { key, room } => self.handle_room_loaded(now, key, room),
             Input::RoomLoadFailed { key } => self.handle_room_load_failed(now, &key),
+            Input::HistoryLoaded {
+                conn,
+                query,
+                messages,
+                more,
+            } => self.handle_history_loaded(conn, &query, messages, more),
             Input::StoreDown => self.handle_store_down(),
             Input::StoreUp => self.store_down = false,
             Input::PasswordDone {
@@ -519,8 +546,22 @@ impl Hub {
                 room,
                 before,
                 after,
+                before_ts,
+                after_ts,
+                latest,
                 limit,
-            } => self.cmd_history(conn, &room, before, after, limit),
+            } => {
+                let query = HistoryQuery {
+                    key: String::new(),
+                    before,
+                    after,
+                    before_ts,
+                    after_ts,
+                    newest: latest || (after.is_none() && after_ts.is_none()),
+                    limit: (limit as usize).min(self.config.history_page_max),
+                };
+                self.cmd_history(conn, &room, query);
+            }
             msg @ ClientMsg::Kick { .. } => self.cmd_kick(now, conn, msg),
             msg @ ClientMsg::Ban { .. } => self.cmd_ban(now, conn, msg),
             msg @ ClientMsg::Unban { .. } => self.cmd_unban(conn, msg),

@@ -22,6 +22,9 @@ use crate::protocol::{ClientMsg, ErrorCode, PROTOCOL_VERSION, Role, Secret, Serv
 /// Most targets one PRIVMSG, NOTICE, JOIN or PART may name (005 `TARGMAX`).
 pub const MAX_TARGETS: usize = 4;
 
+/// Most messages one CHATHISTORY answers (005 `CHATHISTORY`).
+pub const MAX_HISTORY: u32 = 100;
+
 /// What the shell does for the adapter, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
@@ -86,6 +89,10 @@ pub struct Adapter {
     /// it sends waits in `held` until IRC registration ends.
     holding: bool,
     held: BytesMut,
+    /// A CHATHISTORY AROUND in two halves: the older half, while the newer is asked for.
+    around: Option<Vec<crate::protocol::ChatMessage>>,
+    /// The newer half's query, sent once the older half is here.
+    around_next: Option<ClientMsg>,
 }
 
 /// Longest SASL response accepted, in base64 bytes.
@@ -110,6 +117,8 @@ impl Adapter {
             sasl: None,
             holding: false,
             held: BytesMut::new(),
+            around: None,
+            around_next: None,
         }
     }
 
@@ -368,6 +377,7 @@ impl Adapter {
                 }
             }
             "MOTD" => self.motd(&mut out.buf),
+            "CHATHISTORY" => self.chathistory(&msg, out),
             "NICKSERV" | "NS" => {
                 let text = msg.params.join(" ");
                 self.nickserv(&text, out);
@@ -411,6 +421,166 @@ impl Adapter {
                 self.numeric(&mut out.buf, "421", &[cmd], "Unknown command");
             }
             _ => self.numeric(&mut out.buf, "421", &[cmd], "Unknown command"),
+        }
+    }
+
+    /// draft/chathistory: LATEST, BEFORE, AFTER, AROUND and BETWEEN on a room, by `msgid=` or
+    /// `timestamp=`, answered by the hub from memory or its store.
+    fn chathistory(&mut self, msg: &Message, out: &mut Out) {
+        let p = |i: usize| msg.param(i).unwrap_or("");
+        let sub = p(0).to_ascii_uppercase();
+        let fail = |this: &Self, out: &mut Out, code: &str, text: &str| {
+            let mut params = vec!["CHATHISTORY", code, &sub];
+            if !text.is_empty() {
+                params.push(text);
+            }
+            emit_trailing(&mut out.buf, Vec::new(), &this.server.name, "FAIL", &params);
+        };
+        if sub == "TARGETS" {
+            return fail(self, out, "INVALID_PARAMS", "TARGETS is not supported");
+        }
+        let refs = if sub == "BETWEEN" { 2 } else { 1 };
+        if msg.params.len() < 3 + refs {
+            return self.need_more(out, "CHATHISTORY");
+        }
+        let target = p(1);
+        let limit = p(2 + refs).parse::<u32>().ok().filter(|l| *l > 0);
+        let Some(limit) = limit.map(|l| l.min(MAX_HISTORY)) else {
+            return fail(
+                self,
+                out,
+                "INVALID_PARAMS",
+                "the limit is a positive number",
+            );
+        };
+        let parse_ref = |r: &str| -> Option<HistoryRef> {
+            if let Some(id) = r.strip_prefix("msgid=") {
+                id.parse().ok().map(HistoryRef::Id)
+            } else {
+                r.strip_prefix("timestamp=")
+                    .and_then(super::parse_time)
+                    .map(HistoryRef::Ts)
+            }
+        };
+        let first = p(2);
+        let star = first == "*" && sub == "LATEST";
+        let a = if star { None } else { parse_ref(first) };
+        if !star && a.is_none() {
+            return fail(
+                self,
+                out,
+                "INVALID_PARAMS",
+                "a reference is msgid=ID or timestamp=TIME",
+            );
+        }
+        if !target.starts_with('#') {
+            // Direct messages keep no history here: an empty answer.
+            self.empty_history(&mut out.buf, target);
+            return;
+        }
+        let mut q = HistoryAsk {
+            room: target.to_string(),
+            limit,
+            ..HistoryAsk::default()
+        };
+        match (sub.as_str(), a) {
+            ("LATEST", None) => q.latest = true,
+            ("LATEST", Some(r)) => {
+                q.after = Some(r);
+                q.latest = true;
+            }
+            ("BEFORE", Some(r)) => {
+                q.before = Some(r);
+                q.latest = true;
+            }
+            ("AFTER", Some(r)) => q.after = Some(r),
+            ("AROUND", Some(r)) => {
+                // The older half up to and with the reference, then the newer half.
+                q.before = Some(r.next());
+                q.latest = true;
+                q.limit = limit.div_ceil(2);
+                let newer = HistoryAsk {
+                    room: target.to_string(),
+                    after: Some(r),
+                    limit: limit / 2,
+                    ..HistoryAsk::default()
+                };
+                self.around = Some(Vec::new());
+                self.around_next = (limit / 2 > 0).then(|| newer.message());
+            }
+            ("BETWEEN", Some(r)) => {
+                let Some(b) = parse_ref(p(3)) else {
+                    return fail(
+                        self,
+                        out,
+                        "INVALID_PARAMS",
+                        "a reference is msgid=ID or timestamp=TIME",
+                    );
+                };
+                if b.is_after(r) {
+                    (q.after, q.before) = (Some(r), Some(b));
+                } else {
+                    (q.after, q.before, q.latest) = (Some(b), Some(r), true);
+                }
+            }
+            _ => return fail(self, out, "INVALID_PARAMS", "unknown subcommand"),
+        }
+        out.hub(q.message(), Asked::new("CHATHISTORY", target));
+    }
+
+    fn empty_history(&mut self, out: &mut BytesMut, target: &str) {
+        if self.caps.has(Cap::Batch) {
+            self.batches += 1;
+            let id = format!("h{}", self.batches);
+            let start = format!("+{id}");
+            emit(
+                out,
+                Vec::new(),
+                &self.server.name,
+                "BATCH",
+                &[&start, "chathistory", target],
+            );
+            emit(
+                out,
+                Vec::new(),
+                &self.server.name,
+                "BATCH",
+                &[&format!("-{id}")],
+            );
+        }
+    }
+
+    /// Writes history as PRIVMSG lines, in a `chathistory` batch when the client has `batch`.
+    fn history_batch(
+        &mut self,
+        out: &mut BytesMut,
+        room: &str,
+        messages: &[crate::protocol::ChatMessage],
+    ) {
+        let server = self.server.clone();
+        let batch = self.caps.has(Cap::Batch).then(|| {
+            self.batches += 1;
+            format!("h{}", self.batches)
+        });
+        if let Some(id) = &batch {
+            let start = format!("+{id}");
+            emit(
+                out,
+                Vec::new(),
+                &server.name,
+                "BATCH",
+                &[&start, "chathistory", room],
+            );
+        }
+        for m in messages {
+            let mut t = tags(self.caps, Some(m.ts), Some(m.id));
+            if let Some(id) = &batch {
+                t.insert(0, ("batch".into(), Some(id.clone())));
+            }
+            encode::privmsg(out, t, &mask(&m.from, &server), &m.room, &m.text, m.action);
+        }
+        if let Some(id) = batch {
+            emit(out, Vec::new(), &server.name, "BATCH", &[&format!("-{id}")]);
         }
     }
 
@@ -982,36 +1152,25 @@ impl Adapter {
                 }
                 self.numeric(out, "323", &[], "End of /LIST");
             }
+            ServerMsg::History { room, messages, .. } if asked == "CHATHISTORY" => {
+                if let Some(mut older) = self.around.take() {
+                    older.extend(messages.iter().cloned());
+                    if let Some(next) = self.around_next.take() {
+                        self.around = Some(older);
+                        return Some(next);
+                    }
+                    self.history_batch(out, room, &older);
+                } else {
+                    self.history_batch(out, room, messages);
+                }
+            }
             ServerMsg::History { room, messages, .. } => {
-                // Without server-time a replayed line would read as said just now.
+                // Replayed on join; without server-time a replayed line would read as said
+                // just now, so such a client gets none.
                 if !self.caps.has(Cap::ServerTime) || messages.is_empty() {
                     return None;
                 }
-                let batch = self.caps.has(Cap::Batch).then(|| {
-                    self.batches += 1;
-                    format!("h{}", self.batches)
-                });
-                if let Some(id) = &batch {
-                    let start = format!("+{id}");
-                    emit(
-                        out,
-                        Vec::new(),
-                        &server.name,
-                        "BATCH",
-                        &[&start, "chathistory", room],
-                    );
-                }
-                for m in messages {
-                    let mut t = tags(self.caps, Some(m.ts), Some(m.id));
-                    if let Some(id) = &batch {
-                        t.insert(0, ("batch".into(), Some(id.clone())));
-                    }
-                    encode::privmsg(out, t, &mask(&m.from, &server), &m.room, &m.text, m.action);
-                }
-                if let Some(id) = batch {
-                    let end = format!("-{id}");
-                    emit(out, Vec::new(), &server.name, "BATCH", &[&end]);
-                }
+                self.history_batch(out, room, messages);
             }
             ServerMsg::BanList {
                 room: Some(room),
@@ -1161,6 +1320,8 @@ impl Adapter {
             ),
             format!("TOPICLEN={}", s.topic_len),
             "UTF8ONLY".to_string(),
+            format!("CHATHISTORY={MAX_HISTORY}"),
+            "MSGREFTYPES=msgid,timestamp".to_string(),
         ];
         let params: Vec<&str> = tokens.iter().map(String::as_str).collect();
         self.numeric(out, "005", &params, "are supported by this server");
@@ -1196,6 +1357,24 @@ impl Adapter {
         if !self.registered {
             // The hello was refused: a new NICK may try again.
             self.hello_sent = false;
+        }
+        if cmd == "CHATHISTORY" {
+            self.around = None;
+            self.around_next = None;
+            let code = match code {
+                ErrorCode::NoSuchRoom | ErrorCode::InvalidRoom | ErrorCode::NotInRoom => {
+                    "INVALID_TARGET"
+                }
+                _ => "MESSAGE_ERROR",
+            };
+            emit_trailing(
+                out,
+                Vec::new(),
+                &self.server.name,
+                "FAIL",
+                &["CHATHISTORY", code, t, message],
+            );
+            return;
         }
         if cmd == "AUTHENTICATE" {
             self.numeric(
@@ -1296,5 +1475,64 @@ impl Out {
     fn finish(mut self) -> Vec<Action> {
         self.actions_flush();
         self.actions
+    }
+}
+
+/// A CHATHISTORY reference: a message id or a time.
+#[derive(Debug, Clone, Copy)]
+enum HistoryRef {
+    Id(crate::protocol::MsgId),
+    Ts(crate::protocol::UnixMillis),
+}
+
+impl HistoryRef {
+    /// The bound just past this one, to include the referenced message in a "before".
+    fn next(self) -> HistoryRef {
+        match self {
+            HistoryRef::Id(id) => HistoryRef::Id(id.saturating_add(1)),
+            HistoryRef::Ts(ts) => HistoryRef::Ts(ts.saturating_add(1)),
+        }
+    }
+
+    /// Whether `self` comes after `other` (references of different kinds compare as given).
+    fn is_after(self, other: HistoryRef) -> bool {
+        match (self, other) {
+            (HistoryRef::Id(a), HistoryRef::Id(b)) | (HistoryRef::Ts(a), HistoryRef::Ts(b)) => {
+                a > b
+            }
+            _ => true,
+        }
+    }
+}
+
+/// A history request being built from CHATHISTORY.
+#[derive(Debug, Default)]
+struct HistoryAsk {
+    room: String,
+    before: Option<HistoryRef>,
+    after: Option<HistoryRef>,
+    latest: bool,
+    limit: u32,
+}
+
+impl HistoryAsk {
+    fn message(&self) -> ClientMsg {
+        let id = |r: Option<HistoryRef>| match r {
+            Some(HistoryRef::Id(id)) => Some(id),
+            _ => None,
+        };
+        let ts = |r: Option<HistoryRef>| match r {
+            Some(HistoryRef::Ts(ts)) => Some(ts),
+            _ => None,
+        };
+        ClientMsg::History {
+            room: self.room.clone(),
+            before: id(self.before),
+            after: id(self.after),
+            before_ts: ts(self.before),
+            after_ts: ts(self.after),
+            latest: self.latest,
+            limit: self.limit,
+        }
     }
 }

@@ -39,13 +39,16 @@ pub enum Cap {
     CapNotify = 1 << 5,
     /// `sasl`: log in to an account (PLAIN) before registration.
     Sasl = 1 << 6,
+    /// `draft/chathistory`: the CHATHISTORY command, answered from the store.
+    Chathistory = 1 << 7,
 }
 
 impl Cap {
     /// Every capability offered, in the order `CAP LS` lists them.
-    pub const ALL: [Cap; 7] = [
+    pub const ALL: [Cap; 8] = [
         Cap::Batch,
         Cap::CapNotify,
+        Cap::Chathistory,
         Cap::EchoMessage,
         Cap::MessageTags,
         Cap::MultiPrefix,
@@ -63,6 +66,7 @@ impl Cap {
             Cap::MultiPrefix => "multi-prefix",
             Cap::CapNotify => "cap-notify",
             Cap::Sasl => "sasl",
+            Cap::Chathistory => "draft/chathistory",
         }
     }
 

@@ -56,6 +56,9 @@ fn client_msg() -> impl Strategy<Value = ClientMsg> {
                 room,
                 before,
                 after,
+                before_ts: after,
+                after_ts: before,
+                latest: limit % 2 == 0,
                 limit
             }),
         text().prop_map(|token| ClientMsg::Ping { token }),

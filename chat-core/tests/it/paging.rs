@@ -185,6 +185,9 @@ fn history_pages_are_capped_at_200_and_default_to_50() {
                 room: "#lobby".into(),
                 before: None,
                 after: None,
+                before_ts: None,
+                after_ts: None,
+                latest: false,
                 limit,
             },
         );

@@ -208,6 +208,9 @@ fn every_command_sends_the_right_message() {
                 room: "#lobby".into(),
                 before: None,
                 after: None,
+                before_ts: None,
+                after_ts: None,
+                latest: false,
                 limit: 5,
             },
         ),
@@ -367,6 +370,9 @@ fn scrollback_is_bounded_and_history_pages_in_order() {
             room: "#lobby".into(),
             before: Some(12),
             after: None,
+            before_ts: None,
+            after_ts: None,
+            latest: false,
             limit: 2
         }]
     );
@@ -844,6 +850,9 @@ fn after_an_unreadable_line_what_may_be_missing_is_asked_for_again_but_not_in_a_
             room: "#lobby".into(),
             before: None,
             after: Some(5),
+            before_ts: None,
+            after_ts: None,
+            latest: false,
             limit: 200,
         }]
     );
@@ -876,6 +885,9 @@ fn a_paged_catch_up_asks_for_the_rest_and_a_gap_is_told() {
             room: "#lobby".into(),
             before: None,
             after: Some(9),
+            before_ts: None,
+            after_ts: None,
+            latest: false,
             limit: 200,
         }]
     );

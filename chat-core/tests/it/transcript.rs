@@ -44,6 +44,10 @@ struct Harness {
     work: Vec<(ConnId, PasswordWork)>,
     /// The adapters of IRC connections, by name.
     irc: BTreeMap<String, irc::Adapter>,
+    /// Every message the hub asked to store, to answer history loads as the store would.
+    stored: Vec<chat_core::protocol::ChatMessage>,
+    /// History loads asked for and not answered yet.
+    history_loads: Vec<(ConnId, chat_core::hub::HistoryQuery)>,
 }
 
 impl Harness {
@@ -63,6 +67,8 @@ impl Harness {
             out: String::new(),
             work: Vec::new(),
             irc: BTreeMap::new(),
+            stored: Vec::new(),
+            history_loads: Vec::new(),
         }
     }
 
@@ -138,7 +144,29 @@ impl Harness {
                 Output::Close { conn, reason } => {
                     format!("{t} close {} ({reason})", self.name_of(conn))
                 }
-                Output::Store(record) => format!("{t} store {}", fmt_record(&record)),
+                Output::Store(record) => {
+                    if let Record::Message { msg, .. } = &record {
+                        self.stored.push(msg.clone());
+                    }
+                    format!("{t} store {}", fmt_record(&record))
+                }
+                Output::LoadHistory { conn, query } => {
+                    let line = format!(
+                        "{t} load history of {} for {}: {:?}",
+                        query.key,
+                        self.name_of(conn),
+                        (
+                            query.after,
+                            query.before,
+                            query.after_ts,
+                            query.before_ts,
+                            query.newest,
+                            query.limit
+                        )
+                    );
+                    self.history_loads.push((conn, query));
+                    line
+                }
                 Output::LoadRoom { key } => format!("{t} load {key}"),
                 Output::Password { conn, work } => {
                     let what = match &work {
@@ -339,6 +367,36 @@ impl Harness {
             }
         }
         self.drain();
+        // The store answers history loads at once, from what it was asked to keep.
+        while !self.history_loads.is_empty() {
+            for (conn, query) in std::mem::take(&mut self.history_loads) {
+                let key = query.key.clone();
+                let found: Vec<_> = self
+                    .stored
+                    .iter()
+                    .filter(|m| chat_core::names::key(&m.room) == key && query.admits(m))
+                    .cloned()
+                    .collect();
+                let n = query.limit.max(1);
+                let more = found.len() > n;
+                let messages = if query.newest {
+                    found[found.len().saturating_sub(n)..].to_vec()
+                } else {
+                    found.into_iter().take(n).collect()
+                };
+                let now = self.now;
+                self.hub().handle(
+                    now,
+                    Input::HistoryLoaded {
+                        conn,
+                        query,
+                        messages,
+                        more,
+                    },
+                );
+            }
+            self.drain();
+        }
         if let Some(hub) = &self.hub
             && let Err(broken) = hub.check_invariants()
         {

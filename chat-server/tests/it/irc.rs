@@ -233,3 +233,50 @@ fn irc_over_tls_without_a_certificate_is_refused_at_start() {
         "{log}"
     );
 }
+
+#[tokio::test]
+async fn chathistory_reaches_the_store_past_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let data = dir.path().to_str().unwrap();
+    let flags = [
+        "--irc-listen",
+        &listen,
+        "--data-dir",
+        data,
+        "--history",
+        "3",
+    ];
+    let server = TestServer::start(&flags).await;
+    let mut sam = server.client("sam").await;
+    for i in 1..=6 {
+        sam.say("#lobby", &format!("message {i}")).await;
+        sam.expect("message").await;
+    }
+    let mut irc = Irc::connect(port).await;
+    irc.register("ann", "batch server-time message-tags draft/chathistory")
+        .await;
+    // Joining replays the latest messages (those in memory) as a batch first.
+    let (_, replay) = irc.expect("BATCH -").await;
+    assert_eq!(replay.iter().filter(|l| l.contains("PRIVMSG")).count(), 3);
+    irc.send("CHATHISTORY LATEST #lobby * 50\r\n").await;
+    let (start, _) = irc.expect("BATCH +").await;
+    assert!(start.ends_with("chathistory #lobby"), "{start}");
+    let (_, lines) = irc.expect("BATCH -").await;
+    let texts: Vec<&str> = lines
+        .iter()
+        .filter_map(|l| l.split_once("PRIVMSG #lobby :").map(|(_, t)| t))
+        .collect();
+    let all: Vec<String> = (1..=6).map(|i| format!("message {i}")).collect();
+    assert_eq!(
+        texts, all,
+        "the three in memory and the three only in SQLite"
+    );
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.contains("msgid=") && l.contains("time="))
+    );
+    server.stop().await;
+}
