@@ -274,6 +274,12 @@ impl Wire {
         }
     }
 
+    /// Whether a client of this format is put in the default room when it registers. Native
+    /// clients are; IRC clients pick their rooms themselves (autojoin), as IRC servers expect.
+    pub fn joins_default_room(self) -> bool {
+        matches!(self, Wire::Json)
+    }
+
     /// The format with only what changes the bytes of a room event: connections with the same
     /// `encoding` share them.
     pub fn encoding(self) -> Wire {

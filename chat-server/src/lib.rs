@@ -260,6 +260,8 @@ impl Config {
             topic_len: hub.max_topic,
             max_rooms: hub.max_rooms_per_conn,
             reason_len: 300,
+            max_text: hub.max_text,
+            max_lines: hub.max_text_lines,
             ..irc::ServerInfo::default()
         }
     }

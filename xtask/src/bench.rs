@@ -47,6 +47,10 @@ pub enum Part {
     /// Accounts and TLS: one argon2id hash at the default cost, the TLS handshake, and
     /// connect-hello-quit over TLS against plaintext.
     Security,
+    /// Over IRC, side by side: this server's IRC listener and ngIRCd (Debian's, penalties
+    /// off), the same loads: a room of 1000 at 1M, 2M and 4M deliveries/s (past saturation),
+    /// and 1000 rooms of 10 at 50,000 deliveries/s.
+    Irc,
 }
 
 /// Which protocol the load speaks.
@@ -332,6 +336,8 @@ struct Server {
     child: Option<(Child, tempfile::NamedTempFile)>,
     /// The process to sample, when known.
     pid: Option<u32>,
+    /// It prints its own counters on SIGUSR1 (our server does; others do not).
+    counters: bool,
 }
 
 impl Server {
@@ -342,6 +348,7 @@ impl Server {
                 addr: *addr,
                 child: None,
                 pid: *pid,
+                counters: false,
             }),
         }
     }
@@ -391,12 +398,70 @@ impl Server {
             addr,
             child: Some((child, log)),
             pid: Some(pid),
+            counters: true,
+        })
+    }
+
+    /// Our server with an IRC listener too; the load goes to the IRC listener.
+    fn spawn_irc(binary: &Path) -> anyhow::Result<Server> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let irc: SocketAddr = ([127, 0, 0, 1], port).into();
+        let listen = irc.to_string();
+        let mut server = Server::spawn(binary, &["--irc-listen", &listen])?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(irc).is_err() {
+            anyhow::ensure!(Instant::now() < deadline, "the IRC listener did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        server.addr = irc;
+        Ok(server)
+    }
+
+    /// ngIRCd from Debian, pinned to core 0 like ours, with `xtask/bench/ngircd.conf` on a
+    /// free port.
+    fn spawn_ngircd() -> anyhow::Result<Server> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let conf = std::fs::read_to_string(crate::root().join("xtask/bench/ngircd.conf"))?
+            .replace("Ports = 6667", &format!("Ports = {port}"));
+        let file = tempfile::NamedTempFile::new()?;
+        std::fs::write(file.path(), conf)?;
+        let pin = if which("taskset") {
+            "taskset -c 0 "
+        } else {
+            ""
+        };
+        let script = format!(
+            "ulimit -n $(ulimit -Hn) 2>/dev/null; exec {pin}ngircd -n -f {}",
+            file.path().display()
+        );
+        let child = Command::new("sh")
+            .args(["-c", &script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(addr).is_err() {
+            anyhow::ensure!(Instant::now() < deadline, "ngircd did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let pid = child.id();
+        Ok(Server {
+            addr,
+            child: Some((child, file)),
+            pid: Some(pid),
+            counters: false,
         })
     }
 
     /// True when the server reports its own delivery and write counters.
     fn counts(&self) -> bool {
-        self.child.is_some()
+        self.counters
     }
 
     fn stats(&self) -> ProcStats {
@@ -404,7 +469,7 @@ impl Server {
             return ProcStats::default();
         };
         let mut stats = proc_stats(pid);
-        let Some((_, log)) = &self.child else {
+        let Some((_, log)) = self.child.as_ref().filter(|_| self.counters) else {
             return stats;
         };
         // Socket writes are not in /proc/<pid>/io; the server counts its own and prints them
@@ -1473,6 +1538,33 @@ pub fn run_suite(args: &BenchArgs) -> anyhow::Result<()> {
         }
         if want(Part::Security) && matches!(target, Target::Spawn(_)) {
             security(&target, secs, &mut extra).await?;
+        }
+        // Over IRC: our IRC listener and ngIRCd, the same loads, one after the other.
+        if want(Part::Irc) && let Target::Spawn(binary) = &target {
+            let ngircd = which("ngircd");
+            if !ngircd {
+                writeln!(extra, "- over IRC: ngIRCd is not installed (apt-get install ngircd); only this server was measured").ok();
+            }
+            let rooms = if quick { 200 } else { 1000 };
+            let loads = [
+                ("1 sender x 1000 receivers", Load::room(1000, 1000.0, secs)),
+                ("1 sender x 1000 receivers", Load::room(1000, 2000.0, secs)),
+                ("1 sender x 1000 receivers", Load::room(1000, 4000.0, secs)),
+                ("1000 rooms x 10 members", Load { rooms, receivers: 9, ..Load::room(9, 50_000.0 / 9.0, secs) }),
+            ];
+            for (name, load) in loads {
+                for ours in [true, false] {
+                    if !ours && !ngircd {
+                        continue;
+                    }
+                    let server = if ours { Server::spawn_irc(binary)? } else { Server::spawn_ngircd()? };
+                    let mut row = fanout(&server, Arc::new(Irc), load).await?;
+                    let who = if ours { "chat-server (IRC)" } else { "ngIRCd 26" };
+                    row.scenario = format!("IRC, {who}: {name}");
+                    eprintln!("bench: {} at {:.0} deliveries/s: {:.0} delivered/s, p50 {:.2} ms, p99 {:.2} ms {}", row.scenario, row.offered_deliveries, row.delivered, row.p50_ms, row.p99_ms, row.note);
+                    rows.push(row);
+                }
+            }
         }
         anyhow::Ok(())
     })?;

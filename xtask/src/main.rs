@@ -164,7 +164,7 @@ fn fuzz(secs: u64, targets: &[String]) -> anyhow::Result<()> {
 }
 
 /// The workspace root (the parent of this crate's directory).
-fn root() -> PathBuf {
+pub(crate) fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("xtask lives in the workspace")

@@ -83,8 +83,10 @@ impl Hub {
             },
         );
         // A new device of an account already online takes the account's rooms, not the
-        // default room: joining that would pull the other devices back into it.
-        if self.other_devices(conn).is_empty() {
+        // default room: joining that would pull the other devices back into it. Clients that
+        // pick their own rooms (IRC) are not put anywhere.
+        let wire = self.conns.get(&conn).map_or(Wire::Json, |c| c.wire);
+        if self.other_devices(conn).is_empty() && wire.joins_default_room() {
             let lobby = self.config.default_room.clone();
             self.cmd_join(now, conn, &lobby, None, None);
         }

@@ -93,6 +93,20 @@ pub struct Adapter {
     around: Option<Vec<crate::protocol::ChatMessage>>,
     /// The newer half's query, sent once the older half is here.
     around_next: Option<ClientMsg>,
+    /// A `draft/multiline` batch being received.
+    multiline: Option<Multiline>,
+}
+
+/// A `draft/multiline` batch from the client, until its end.
+#[derive(Debug)]
+struct Multiline {
+    reference: String,
+    target: String,
+    notice: bool,
+    text: String,
+    lines: usize,
+    /// Something in it was wrong; the batch is refused at its end.
+    error: Option<&'static str>,
 }
 
 /// Longest SASL response accepted, in base64 bytes.
@@ -119,6 +133,7 @@ impl Adapter {
             held: BytesMut::new(),
             around: None,
             around_next: None,
+            multiline: None,
         }
     }
 
@@ -273,6 +288,8 @@ impl Adapter {
                     out.hub(part, asked(room));
                 }
             }
+            "BATCH" => self.batch(&msg, out),
+            "PRIVMSG" | "NOTICE" if msg.tag("batch").is_some() => self.batched_line(&msg),
             "PRIVMSG" | "NOTICE" => self.privmsg(&msg, out),
             "TOPIC" => {
                 if msg.params.is_empty() {
@@ -625,11 +642,15 @@ impl Adapter {
                     self.caps = self.caps.with(Cap::CapNotify, true);
                 }
                 let v302 = self.caps.has(Cap::CapNotify);
-                let all: Vec<&str> = Cap::ALL
+                let all: Vec<String> = Cap::ALL
                     .iter()
                     .map(|c| match c {
-                        Cap::Sasl if v302 => "sasl=PLAIN",
-                        c => c.name(),
+                        Cap::Sasl if v302 => "sasl=PLAIN".to_string(),
+                        Cap::Multiline if v302 => format!(
+                            "draft/multiline=max-bytes={},max-lines={}",
+                            self.server.max_text, self.server.max_lines
+                        ),
+                        c => c.name().to_string(),
                     })
                     .collect();
                 reply(out, "LS", &all.join(" "));
@@ -794,6 +815,115 @@ impl Adapter {
                 out.hub(hello, Asked::new("AUTHENTICATE", &cid));
             }
             _ => self.numeric(&mut out.buf, "904", &[], "SASL authentication failed"),
+        }
+    }
+
+    /// `BATCH +ref draft/multiline target` opens a multi-line message, `BATCH -ref` sends it.
+    fn batch(&mut self, msg: &Message, out: &mut Out) {
+        let reference = msg.param(0).unwrap_or("");
+        if let Some(reference) = reference.strip_prefix('+') {
+            let kind = msg.param(1).unwrap_or("");
+            let target = msg.param(2).unwrap_or("");
+            if kind != "draft/multiline" || !self.caps.has(Cap::Multiline) || target.is_empty() {
+                let text = "only draft/multiline batches are accepted, with the capability";
+                emit_trailing(
+                    &mut out.buf,
+                    Vec::new(),
+                    &self.server.name,
+                    "FAIL",
+                    &["BATCH", "MULTILINE_INVALID", text],
+                );
+                return;
+            }
+            self.multiline = Some(Multiline {
+                reference: reference.to_string(),
+                target: target.to_string(),
+                notice: false,
+                text: String::new(),
+                lines: 0,
+                error: None,
+            });
+            return;
+        }
+        let Some(reference) = reference.strip_prefix('-') else {
+            return self.need_more(out, "BATCH");
+        };
+        let Some(batch) = self.multiline.take().filter(|b| b.reference == reference) else {
+            let text = "no such batch is open";
+            emit_trailing(
+                &mut out.buf,
+                Vec::new(),
+                &self.server.name,
+                "FAIL",
+                &["BATCH", "MULTILINE_INVALID", text],
+            );
+            return;
+        };
+        if let Some(code) = batch.error {
+            let limit = match code {
+                "MULTILINE_MAX_BYTES" => self.server.max_text.to_string(),
+                "MULTILINE_MAX_LINES" => self.server.max_lines.to_string(),
+                _ => String::new(),
+            };
+            let mut params = vec!["BATCH", code];
+            if !limit.is_empty() {
+                params.push(&limit);
+            }
+            params.push("the multi-line message was not sent");
+            emit_trailing(&mut out.buf, Vec::new(), &self.server.name, "FAIL", &params);
+            return;
+        }
+        if batch.text.is_empty() {
+            return;
+        }
+        let command = if batch.notice { "NOTICE" } else { "PRIVMSG" };
+        let asked = Asked::new(command, &batch.target);
+        let hub = if batch.target.starts_with('#') {
+            ClientMsg::Say {
+                room: batch.target,
+                text: batch.text,
+                cid: None,
+            }
+        } else {
+            ClientMsg::Msg {
+                to: batch.target,
+                text: batch.text,
+                action: false,
+                cid: None,
+            }
+        };
+        out.hub(hub, asked);
+    }
+
+    /// A PRIVMSG or NOTICE inside a `draft/multiline` batch: one more line of the message.
+    fn batched_line(&mut self, msg: &Message) {
+        let (max_text, max_lines) = (self.server.max_text, self.server.max_lines);
+        let Some(batch) = self
+            .multiline
+            .as_mut()
+            .filter(|b| Some(b.reference.as_str()) == msg.tag("batch"))
+        else {
+            return;
+        };
+        if msg.param(0) != Some(batch.target.as_str()) {
+            batch.error.get_or_insert("MULTILINE_INVALID_TARGET");
+            return;
+        }
+        batch.notice = msg.command == "NOTICE";
+        let line = msg.param(1).unwrap_or("");
+        if msg.tag("draft/multiline-concat").is_some() {
+            batch.text.push_str(line);
+        } else {
+            if batch.lines > 0 {
+                batch.text.push('\n');
+            }
+            batch.text.push_str(line);
+            batch.lines += 1;
+        }
+        if batch.text.len() > max_text {
+            batch.error.get_or_insert("MULTILINE_MAX_BYTES");
+        } else if batch.lines > max_lines {
+            batch.error.get_or_insert("MULTILINE_MAX_LINES");
         }
     }
 

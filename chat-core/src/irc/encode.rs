@@ -73,7 +73,16 @@ pub fn event(server: &ServerInfo, caps: Caps, msg: &ServerMsg, out: &mut BytesMu
         }
         ServerMsg::Message(m) => {
             let tags = tags(caps, Some(m.ts), Some(m.id));
-            privmsg(out, tags, &user(&m.from), &m.room, &m.text, m.action);
+            let multiline = caps.has(Cap::Multiline).then_some(m.id);
+            privmsg_lines(
+                out,
+                tags,
+                &user(&m.from),
+                &m.room,
+                &m.text,
+                m.action,
+                multiline,
+            );
         }
         ServerMsg::Direct {
             id,
@@ -83,13 +92,15 @@ pub fn event(server: &ServerInfo, caps: Caps, msg: &ServerMsg, out: &mut BytesMu
             text,
             action,
         } => {
-            privmsg(
+            let multiline = caps.has(Cap::Multiline).then_some(*id);
+            privmsg_lines(
                 out,
                 tags(caps, Some(*ts), Some(*id)),
                 &user(from),
                 to,
                 text,
                 *action,
+                multiline,
             );
         }
         ServerMsg::Topic {
@@ -263,11 +274,26 @@ fn param(p: &str, last: bool) -> String {
 /// space when there is one), an action as CTCP ACTION. The `msgid` goes on the first line only.
 pub(crate) fn privmsg(
     out: &mut BytesMut,
+    tags: Vec<(String, Option<String>)>,
+    source: &str,
+    target: &str,
+    text: &str,
+    action: bool,
+) {
+    privmsg_lines(out, tags, source, target, text, action, None);
+}
+
+/// [`privmsg`]; for a client with `draft/multiline` (`multiline` is the message id), a message
+/// that takes more than one line is one `draft/multiline` batch carrying the message's tags,
+/// with pieces of a cut line marked `draft/multiline-concat`.
+pub(crate) fn privmsg_lines(
+    out: &mut BytesMut,
     mut tags: Vec<(String, Option<String>)>,
     source: &str,
     target: &str,
     text: &str,
     action: bool,
+    multiline: Option<crate::protocol::MsgId>,
 ) {
     // ":source PRIVMSG target :" and "\r\n", and the CTCP framing of an action.
     let overhead = 1 + source.len() + 9 + target.len() + 2 + 2 + if action { 9 } else { 0 };
@@ -278,6 +304,38 @@ pub(crate) fn privmsg(
     } else {
         text.into()
     };
+    let batch_room = MAX_BODY.saturating_sub(overhead + 14).max(16);
+    if let (Some(id), false) = (multiline, action)
+        && (text.contains('\n') || text.len() > room)
+    {
+        let reference = format!("ml{id}");
+        let start = format!("+{reference}");
+        emit(
+            out,
+            tags,
+            source,
+            "BATCH",
+            &[&start, "draft/multiline", target],
+        );
+        let batch = ("batch".to_string(), Some(reference.clone()));
+        for text_line in text.split('\n') {
+            for (i, chunk) in chunks(text_line, batch_room).into_iter().enumerate() {
+                let mut t = vec![batch.clone()];
+                if i > 0 {
+                    t.push(("draft/multiline-concat".to_string(), None));
+                }
+                emit_trailing(out, t, source, "PRIVMSG", &[target, chunk]);
+            }
+        }
+        emit(
+            out,
+            Vec::new(),
+            source,
+            "BATCH",
+            &[&format!("-{reference}")],
+        );
+        return;
+    }
     for text_line in text.split('\n') {
         for chunk in chunks(text_line, room) {
             let body = if action {
@@ -481,6 +539,34 @@ mod tests {
             "@time=2025-11-26T07:00:00.123Z :ann!ann@chat-server PRIVMSG #den :a\r\n\
              @time=2025-11-26T07:00:00.123Z :ann!ann@chat-server PRIVMSG #den :b\r\n"
         );
+    }
+
+    #[test]
+    fn multiline_clients_get_one_batch() {
+        let s = ServerInfo::default();
+        let caps = Caps::default()
+            .with(Cap::MessageTags, true)
+            .with(Cap::Multiline, true);
+        assert_eq!(
+            text(&s, caps, &message("first\nsecond", false)),
+            "@msgid=42 :ann!ann@chat-server BATCH +ml42 draft/multiline #den\r\n\
+             @batch=ml42 :ann!ann@chat-server PRIVMSG #den :first\r\n\
+             @batch=ml42 :ann!ann@chat-server PRIVMSG #den :second\r\n\
+             :ann!ann@chat-server BATCH -ml42\r\n"
+        );
+        // A single short line stays a plain PRIVMSG.
+        assert_eq!(
+            text(&s, caps, &message("one", false)),
+            "@msgid=42 :ann!ann@chat-server PRIVMSG #den :one\r\n"
+        );
+        // A long line is cut, the pieces after the first marked as concatenated.
+        let long = "x".repeat(700);
+        let out = text(&s, caps, &message(&long, false));
+        assert!(
+            out.contains("@batch=ml42;draft/multiline-concat :ann"),
+            "{out}"
+        );
+        assert!(out.split("\r\n").all(|l| l.len() <= 512 + 64));
     }
 
     #[test]

@@ -41,14 +41,17 @@ pub enum Cap {
     Sasl = 1 << 6,
     /// `draft/chathistory`: the CHATHISTORY command, answered from the store.
     Chathistory = 1 << 7,
+    /// `draft/multiline`: a message of several lines is one batch, both ways.
+    Multiline = 1 << 8,
 }
 
 impl Cap {
     /// Every capability offered, in the order `CAP LS` lists them.
-    pub const ALL: [Cap; 8] = [
+    pub const ALL: [Cap; 9] = [
         Cap::Batch,
         Cap::CapNotify,
         Cap::Chathistory,
+        Cap::Multiline,
         Cap::EchoMessage,
         Cap::MessageTags,
         Cap::MultiPrefix,
@@ -67,6 +70,7 @@ impl Cap {
             Cap::CapNotify => "cap-notify",
             Cap::Sasl => "sasl",
             Cap::Chathistory => "draft/chathistory",
+            Cap::Multiline => "draft/multiline",
         }
     }
 
@@ -99,7 +103,7 @@ impl Caps {
     /// Only the capabilities that change how a room event is written: clients that agree on
     /// these get the same bytes.
     pub fn encoding(self) -> Caps {
-        Caps(self.0 & (Cap::MessageTags as u16 | Cap::ServerTime as u16))
+        Caps(self.0 & (Cap::MessageTags as u16 | Cap::ServerTime as u16 | Cap::Multiline as u16))
     }
 
     /// The names of the capabilities in the set, space-separated.
@@ -130,6 +134,10 @@ pub struct ServerInfo {
     pub max_rooms: usize,
     /// Longest kick, ban or quit reason in characters (005 `KICKLEN`).
     pub reason_len: usize,
+    /// Longest message text in bytes (`draft/multiline` `max-bytes`).
+    pub max_text: usize,
+    /// Most lines in one message (`draft/multiline` `max-lines`).
+    pub max_lines: usize,
 }
 
 impl Default for ServerInfo {
@@ -142,6 +150,8 @@ impl Default for ServerInfo {
             topic_len: 390,
             max_rooms: 50,
             reason_len: 300,
+            max_text: 4096,
+            max_lines: 20,
         }
     }
 }

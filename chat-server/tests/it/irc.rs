@@ -71,6 +71,12 @@ impl Irc {
         ))
         .await;
         self.expect(" 001 ").await;
+        self.expect(" 422 ").await;
+    }
+
+    /// Joins a room and waits for the end of its names.
+    async fn join(&mut self, room: &str) {
+        self.send(&format!("JOIN {room}\r\n")).await;
         self.expect(" 366 ").await;
     }
 }
@@ -148,6 +154,7 @@ async fn echo_waits_for_the_store_and_pong_waits_for_the_echo() {
     let server = TestServer::start(&["--irc-listen", &listen, "--data-dir", data]).await;
     let mut irc = Irc::connect(port).await;
     irc.register("ann", "echo-message").await;
+    irc.join("#lobby").await;
     let mut sam = server.client("sam").await;
     irc.send("PRIVMSG #lobby :one\r\nPRIVMSG #lobby :two\r\nPING :barrier\r\n")
         .await;
@@ -163,6 +170,7 @@ async fn echo_waits_for_the_store_and_pong_waits_for_the_echo() {
     // Without echo-message the sender gets nothing back, but the PONG still comes after.
     let mut bo = Irc::connect(port).await;
     bo.register("bo", "").await;
+    bo.join("#lobby").await;
     bo.send("PRIVMSG #lobby :three\r\nPING :b2\r\n").await;
     let (_, before) = bo.expect("PONG").await;
     assert!(before.iter().all(|l| !l.contains(":three")), "{before:?}");
@@ -179,6 +187,7 @@ async fn bad_lines_get_numerics_and_the_connection_goes_on() {
     irc.send("PRIVMSG #lobby :early\r\n").await;
     irc.expect(" 451 * :You have not registered").await;
     irc.register("ann", "").await;
+    irc.join("#lobby").await;
     let long = format!("PRIVMSG #lobby :{}\r\n", "x".repeat(600));
     irc.send(&long).await;
     irc.expect(" 417 ann :Input line was too long").await;
@@ -257,6 +266,7 @@ async fn chathistory_reaches_the_store_past_memory() {
     let mut irc = Irc::connect(port).await;
     irc.register("ann", "batch server-time message-tags draft/chathistory")
         .await;
+    irc.send("JOIN #lobby\r\n").await;
     // Joining replays the latest messages (those in memory) as a batch first.
     let (_, replay) = irc.expect("BATCH -").await;
     assert_eq!(replay.iter().filter(|l| l.contains("PRIVMSG")).count(), 3);
