@@ -1,9 +1,11 @@
 //! `cargo xtask`: the project's automation. `demo` starts a server, chatty bots and a client in
-//! one command; `bench` measures the server under load and prints a markdown report.
+//! one command; `bench` measures the server under load and prints a markdown report; `lounge`
+//! checks a web IRC client (The Lounge in headless Chromium) against the IRC listener.
 
 mod bench;
 mod bots;
 mod demo;
+mod lounge;
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -32,17 +34,21 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Run the cargo-fuzz targets (the JSON Lines decoder, and the hub driven by arbitrary
-    /// operations) for a while each, installing cargo-fuzz first if it is missing. Works on
+    /// Run the cargo-fuzz targets (the JSON Lines decoder, the IRC codec, and the hub driven
+    /// by arbitrary operations) for a while each, installing cargo-fuzz first if it is missing. Works on
     /// the stable toolchain (no sanitizer). Findings are written to fuzz/artifacts/.
     Fuzz {
         /// Seconds per target.
         #[arg(long, default_value_t = 60)]
         secs: u64,
         /// Which targets [default: all].
-        #[arg(value_parser = ["codec", "hub"])]
+        #[arg(value_parser = ["codec", "irc", "hub"])]
         targets: Vec<String>,
     },
+    /// The Lounge (a web IRC client, from npm) in headless Chromium (Debian's), connected to
+    /// a chat-server's IRC listener, talking with a native client in #lobby; installs what it
+    /// needs (as root for chromium) and leaves a screenshot in target/lounge/lounge.png.
+    Lounge,
     /// The suite itself, as `bench` runs it on the generator's core.
     #[command(hide = true)]
     BenchRun(bench::BenchArgs),
@@ -62,6 +68,7 @@ fn main() {
         }
         Task::Test { args } => test(&args),
         Task::Fuzz { secs, targets } => fuzz(secs, &targets),
+        Task::Lounge => lounge::run(),
         Task::BenchRun(args) => bench::run_suite(&args),
         Task::BenchFloor(args) => bench::run_floor(&args),
     };
