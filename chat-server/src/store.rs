@@ -444,6 +444,18 @@ fn from_json<T: serde::de::DeserializeOwned>(json: &str, what: &str) -> rusqlite
 }
 
 /// A room's topic and newest `history` messages, or `None` when the store has neither.
+/// A message from a row of `SELECT id, ts, room, sender, text, action FROM messages`.
+fn message_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ChatMessage> {
+    Ok(ChatMessage {
+        id: r.get::<_, i64>(0)? as u64,
+        ts: r.get::<_, i64>(1)? as u64,
+        room: r.get(2)?,
+        from: r.get(3)?,
+        text: r.get(4)?,
+        action: r.get(5)?,
+    })
+}
+
 /// A page of a room's history within the query's bounds, oldest first, and whether more lie
 /// beyond its limit.
 fn read_history(conn: &Connection, q: &HistoryQuery) -> rusqlite::Result<(Vec<ChatMessage>, bool)> {
@@ -466,16 +478,7 @@ fn read_history(conn: &Connection, q: &HistoryQuery) -> rusqlite::Result<(Vec<Ch
                 bound(q.before_ts, i64::MAX),
                 limit as i64 + 1
             ],
-            |r| {
-                Ok(ChatMessage {
-                    id: r.get::<_, i64>(0)? as u64,
-                    ts: r.get::<_, i64>(1)? as u64,
-                    room: r.get(2)?,
-                    from: r.get(3)?,
-                    text: r.get(4)?,
-                    action: r.get(5)?,
-                })
-            },
+            message_row,
         )?
         .collect::<Result<_, _>>()?;
     let more = messages.len() > limit;
@@ -496,16 +499,7 @@ fn load_room(
          WHERE room_key = ?1 ORDER BY id DESC LIMIT ?2",
     )?;
     let mut messages: Vec<ChatMessage> = recent
-        .query_map(params![key, history as i64 + 1], |r| {
-            Ok(ChatMessage {
-                id: r.get::<_, i64>(0)? as u64,
-                ts: r.get::<_, i64>(1)? as u64,
-                room: r.get(2)?,
-                from: r.get(3)?,
-                text: r.get(4)?,
-                action: r.get(5)?,
-            })
-        })?
+        .query_map(params![key, history as i64 + 1], message_row)?
         .collect::<Result<_, _>>()?;
     // One more than asked for tells whether older messages exist.
     let more = messages.len() > history;

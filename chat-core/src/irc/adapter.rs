@@ -826,14 +826,7 @@ impl Adapter {
             let target = msg.param(2).unwrap_or("");
             if kind != "draft/multiline" || !self.caps.has(Cap::Multiline) || target.is_empty() {
                 let text = "only draft/multiline batches are accepted, with the capability";
-                emit_trailing(
-                    &mut out.buf,
-                    Vec::new(),
-                    &self.server.name,
-                    "FAIL",
-                    &["BATCH", "MULTILINE_INVALID", text],
-                );
-                return;
+                return self.batch_invalid(out, text);
             }
             self.multiline = Some(Multiline {
                 reference: reference.to_string(),
@@ -849,15 +842,7 @@ impl Adapter {
             return self.need_more(out, "BATCH");
         };
         let Some(batch) = self.multiline.take().filter(|b| b.reference == reference) else {
-            let text = "no such batch is open";
-            emit_trailing(
-                &mut out.buf,
-                Vec::new(),
-                &self.server.name,
-                "FAIL",
-                &["BATCH", "MULTILINE_INVALID", text],
-            );
-            return;
+            return self.batch_invalid(out, "no such batch is open");
         };
         if let Some(code) = batch.error {
             let limit = match code {
@@ -893,6 +878,11 @@ impl Adapter {
             }
         };
         out.hub(hub, asked);
+    }
+
+    fn batch_invalid(&self, out: &mut Out, text: &str) {
+        let params = ["BATCH", "MULTILINE_INVALID", text];
+        emit_trailing(&mut out.buf, Vec::new(), &self.server.name, "FAIL", &params);
     }
 
     /// A PRIVMSG or NOTICE inside a `draft/multiline` batch: one more line of the message.
