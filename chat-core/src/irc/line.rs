@@ -91,8 +91,8 @@ pub fn parse(line: &[u8]) -> Result<Message, LineError> {
     let mut msg = Message::default();
     for tag in tag_part.split(';').filter(|t| !t.is_empty()) {
         let (key, value) = match tag.split_once('=') {
-            Some((k, v)) if !v.is_empty() => (k, Some(unescape(v))),
-            Some((k, _)) => (k, None),
+            // A value that unescapes to nothing (`a=`, or `a=\` with a lone backslash) is no value.
+            Some((k, v)) => (k, Some(unescape(v)).filter(|u| !u.is_empty())),
             None => (tag, None),
         };
         // A key is `[+][vendor/]name` of letters, digits, `-`, `.` and `/`; others are dropped.
@@ -255,6 +255,12 @@ mod tests {
         // Tags with empty or malformed keys are dropped.
         let m = parse(b"@=x;;a*b;+;ok=1 PING t").unwrap();
         assert_eq!(m.tags, vec![("ok".to_string(), Some("1".to_string()))]);
+        // A value that unescapes to nothing is no value, as `a=` is.
+        let m = parse(b"@a=\\;b= PING t").unwrap();
+        assert_eq!(
+            m.tags,
+            vec![("a".to_string(), None), ("b".to_string(), None)]
+        );
     }
 
     #[test]
