@@ -83,8 +83,9 @@ pub struct Adapter {
     asked: Asked,
     /// Batch ids handed out, to make each unique on the connection.
     batches: u64,
-    /// A SASL PLAIN exchange in progress: the base64 received so far.
-    sasl: Option<String>,
+    /// A SASL PLAIN exchange in progress: the base64 received so far (credentials: never
+    /// shown by `Debug`).
+    sasl: Option<Secret>,
     /// Logged in through SASL before `CAP END`: the hub has welcomed the connection, and what
     /// it sends waits in `held` until IRC registration ends.
     holding: bool,
@@ -765,9 +766,9 @@ impl Adapter {
             self.numeric(&mut out.buf, "906", &[], "SASL authentication aborted");
             return;
         }
-        let Some(mut data) = self.sasl.take() else {
+        let Some(data) = self.sasl.take() else {
             if arg.eq_ignore_ascii_case("PLAIN") {
-                self.sasl = Some(String::new());
+                self.sasl = Some(Secret::new(String::new()));
                 emit(&mut out.buf, Vec::new(), "", "AUTHENTICATE", &["+"]);
             } else {
                 self.numeric(
@@ -780,6 +781,7 @@ impl Adapter {
             }
             return;
         };
+        let mut data = data.expose().to_string();
         if arg != "+" {
             data.push_str(arg);
         }
@@ -789,7 +791,7 @@ impl Adapter {
         }
         if arg.len() == 400 {
             // More chunks follow.
-            self.sasl = Some(data);
+            self.sasl = Some(Secret::new(data));
             return;
         }
         use base64::Engine as _;
@@ -1528,14 +1530,20 @@ impl Adapter {
             ErrorCode::RegisteredOnly => ("477", vec![t]),
             ErrorCode::BadCredentials if cmd == "NICK" => ("464", vec![]),
             _ => {
-                let code = code.as_str().to_ascii_uppercase();
+                let name = code.as_str().to_ascii_uppercase();
                 let command = if cmd.is_empty() { "*" } else { cmd };
+                // Flooding delays what was sent rather than refusing it: a warning.
+                let kind = if code == ErrorCode::Flooding {
+                    "WARN"
+                } else {
+                    "FAIL"
+                };
                 emit_trailing(
                     out,
                     Vec::new(),
                     &self.server.name,
-                    "FAIL",
-                    &[command, &code, message],
+                    kind,
+                    &[command, &name, message],
                 );
                 return;
             }
@@ -1654,5 +1662,24 @@ impl HistoryAsk {
             latest: self.latest,
             limit: self.limit,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_shows_sasl_credentials() {
+        let mut a = Adapter::new(Arc::new(ServerInfo::default()));
+        let line = |a: &mut Adapter, text: &str| a.line(super::super::line::parse(text.as_bytes()));
+        line(&mut a, "CAP REQ :sasl");
+        line(&mut a, "AUTHENTICATE PLAIN");
+        // 400 characters: more chunks follow, so the exchange stays open with this buffered.
+        let chunk = format!("AGFubgBjb3JyZWN0LWhvcnNl{}", "A".repeat(376));
+        line(&mut a, &format!("AUTHENTICATE {chunk}"));
+        let shown = format!("{a:?}");
+        assert!(a.sasl.is_some());
+        assert!(!shown.contains("AGFubgBjb3JyZWN0"), "{shown}");
     }
 }
