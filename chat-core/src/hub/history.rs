@@ -90,8 +90,20 @@ impl Hub {
                 || (self.config.durable && room.evicted_through > 0);
             (page, older, cut || more_in_range)
         };
+        let room = room.name.clone();
+        self.reply_history(conn, room, messages, more, newer);
+    }
+
+    fn reply_history(
+        &mut self,
+        conn: ConnId,
+        room: String,
+        messages: Vec<ChatMessage>,
+        more: bool,
+        newer: bool,
+    ) {
         let msg = ServerMsg::History {
-            room: room.name.clone(),
+            room,
             messages,
             more,
             newer,
@@ -123,13 +135,8 @@ impl Hub {
             let (page, cut) = fit(messages.iter(), count, budget);
             (page, true, cut || more)
         };
-        let msg = ServerMsg::History {
-            room: room.name.clone(),
-            messages,
-            more,
-            newer,
-        };
-        self.reply(conn, &msg);
+        let room = room.name.clone();
+        self.reply_history(conn, room, messages, more, newer);
     }
 }
 

@@ -193,11 +193,6 @@ impl Adapter {
         out.finish()
     }
 
-    /// A line the line decoder refused for its length, before it could be parsed.
-    pub fn too_long(&mut self) -> Vec<Action> {
-        self.line(Err(LineError::TooLong))
-    }
-
     fn command(&mut self, msg: Message, out: &mut Out) {
         let p = |i: usize| msg.param(i).unwrap_or("");
         let cmd = msg.command.as_str();

@@ -411,16 +411,6 @@ pub fn parse_mask(mask: &str) -> (String, bool) {
     (target, mute)
 }
 
-/// The mode letter of a role, if it has one.
-pub fn role_letter(role: Role) -> Option<char> {
-    match role {
-        Role::Owner => Some('q'),
-        Role::Op => Some('o'),
-        Role::Voice => Some('v'),
-        Role::Member => None,
-    }
-}
-
 /// The MODE change that leaves someone with exactly `role`, and how many times the nick
 /// follows it.
 fn role_change(role: Role) -> (&'static str, usize) {
