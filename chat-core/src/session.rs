@@ -53,6 +53,9 @@ pub struct SessionConfig {
     /// unique across all clients, so this must be unguessable and unique: the default is 128
     /// random bits. Tests set it to get the same cids every run.
     pub cid_prefix: String,
+    /// Words besides the user's own name that make a line a mention (case-insensitive, whole
+    /// words), as weechat's `highlight_words`.
+    pub highlights: Vec<String>,
 }
 
 /// 128 random bits in hex, from the standard library's randomly keyed SipHash.
@@ -78,6 +81,7 @@ impl Default for SessionConfig {
             ping_timeout: 30_000,
             forward_server_messages: false,
             autojoin: Vec::new(),
+            highlights: Vec::new(),
             max_direct: 100,
             cid_prefix: random_prefix(),
         }
@@ -312,6 +316,26 @@ pub enum Event {
     },
     /// A server message, as received (only with `SessionConfig::forward_server_messages`).
     Server(ServerMsg),
+    /// Someone mentioned the user or wrote to them directly, live or in what was caught up
+    /// after a reconnect (never in a room's history shown at join): worth a bell or a desktop
+    /// notification. The line was also announced with [`Event::Line`].
+    Notify {
+        /// The conversation's display name.
+        conversation: String,
+        /// The line.
+        line: Line,
+    },
+}
+
+/// How a message reached the session: it decides what counts as unread and what notifies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Arrival {
+    /// Sent as it happened.
+    Live,
+    /// Missed while disconnected, asked for with `since` after a reconnect.
+    CatchUp,
+    /// Shown at join or asked for with `/history`: read or not, it is old news.
+    History,
 }
 
 /// A message the user wrote that the server has not acknowledged yet.
@@ -379,6 +403,11 @@ pub struct Session {
     recovered_at: Option<UnixMillis>,
     /// Rooms rejoined with `since` whose catch-up reply has not come yet.
     catching_up: std::collections::HashSet<String>,
+    /// Rooms whose catch-up is still arriving (possibly in several replies).
+    catch_up_open: std::collections::HashSet<String>,
+    /// Rooms rejoined after a reconnect whose join, topic and member list have not all come
+    /// back yet: what did not change is not shown again.
+    rejoining: std::collections::HashSet<String>,
     /// Keys of the rooms joined with one, by room key, to rejoin them after a reconnect.
     room_keys: HashMap<String, Secret>,
     outputs: VecDeque<Output>,
@@ -416,6 +445,8 @@ impl Session {
             held: Vec::new(),
             recovered_at: None,
             catching_up: std::collections::HashSet::new(),
+            catch_up_open: std::collections::HashSet::new(),
+            rejoining: std::collections::HashSet::new(),
             room_keys: HashMap::new(),
             outputs: VecDeque::new(),
         }
@@ -794,7 +825,10 @@ impl Session {
                 }
                 if let Some(c) = self.conversations.get_mut(&key) {
                     insert_member(&mut c.members, &name);
-                    self.push(Some(key), system(ts, LineKind::Join { name }));
+                    // Back in a room after a reconnect: the connection notice says so already.
+                    if !(me && self.rejoining.contains(&key)) {
+                        self.push(Some(key), system(ts, LineKind::Join { name }));
+                    }
                 }
                 if me {
                     self.awaiting_room = false;
@@ -842,7 +876,7 @@ impl Session {
                 }
             }
             ServerMsg::Nick { old, new, ts } => self.on_nick(old, new, ts),
-            ServerMsg::Message(msg) => self.on_message(msg, true),
+            ServerMsg::Message(msg) => self.on_message(msg, Arrival::Live),
             ServerMsg::Direct {
                 id,
                 ts,
@@ -863,7 +897,7 @@ impl Session {
                 } else {
                     LineKind::Message { from, text }
                 };
-                self.insert_message(&key, line_at(Some(id), ts, kind), true);
+                self.insert_message(&key, line_at(Some(id), ts, kind), Arrival::Live);
             }
             ServerMsg::Topic {
                 room,
@@ -879,8 +913,8 @@ impl Session {
                 let changed = c.topic != topic;
                 c.topic = topic.clone();
                 // Show a line when the topic changes, or when someone asked; not on every join
-                // of an empty-topic room.
-                if changed || !topic.is_empty() {
+                // of an empty-topic room, nor again when a reconnect finds it unchanged.
+                if changed || (!topic.is_empty() && !self.rejoining.contains(&key)) {
                     self.push(
                         Some(key),
                         system(ts.unwrap_or(now), LineKind::Topic { by, topic }),
@@ -927,7 +961,9 @@ impl Session {
                         },
                     );
                 }
-                if !more {
+                if !more && self.rejoining.remove(&key) {
+                    // The list after a reconnect refreshes the panel; it is not news.
+                } else if !more {
                     let text = format!("members of {room} ({total})");
                     let text = match self.conversations.get(&key) {
                         Some(c) => format!("{text}: {}", c.member_labels().join(", ")),
@@ -1000,8 +1036,16 @@ impl Session {
                         c.more_history = more;
                     }
                 }
+                let arrival = if self.catch_up_open.contains(&key) {
+                    if !newer {
+                        self.catch_up_open.remove(&key);
+                    }
+                    Arrival::CatchUp
+                } else {
+                    Arrival::History
+                };
                 for msg in messages {
-                    self.on_message(msg, false);
+                    self.on_message(msg, arrival);
                 }
             }
             ServerMsg::Ping { token } => self.send_now(ClientMsg::Pong { token }),
@@ -1395,37 +1439,41 @@ impl Session {
             }
             Command::Say(text) => {
                 let (kind, name) = self.active_target();
-                let msg = match kind {
-                    ConversationKind::Room => ClientMsg::Say {
-                        room: name,
-                        text,
-                        cid: None,
-                    },
-                    ConversationKind::Direct => ClientMsg::Msg {
-                        to: name,
-                        text,
-                        action: false,
-                        cid: None,
-                    },
-                };
-                self.counted(now, input, msg);
+                for text in self.message_parts(text) {
+                    let msg = match kind {
+                        ConversationKind::Room => ClientMsg::Say {
+                            room: name.clone(),
+                            text,
+                            cid: None,
+                        },
+                        ConversationKind::Direct => ClientMsg::Msg {
+                            to: name.clone(),
+                            text,
+                            action: false,
+                            cid: None,
+                        },
+                    };
+                    self.counted(now, input, msg);
+                }
             }
             Command::Me(text) => {
                 let (kind, name) = self.active_target();
-                let msg = match kind {
-                    ConversationKind::Room => ClientMsg::Me {
-                        room: name,
-                        text,
-                        cid: None,
-                    },
-                    ConversationKind::Direct => ClientMsg::Msg {
-                        to: name,
-                        text,
-                        action: true,
-                        cid: None,
-                    },
-                };
-                self.counted(now, input, msg);
+                for text in self.message_parts(text) {
+                    let msg = match kind {
+                        ConversationKind::Room => ClientMsg::Me {
+                            room: name.clone(),
+                            text,
+                            cid: None,
+                        },
+                        ConversationKind::Direct => ClientMsg::Msg {
+                            to: name.clone(),
+                            text,
+                            action: true,
+                            cid: None,
+                        },
+                    };
+                    self.counted(now, input, msg);
+                }
             }
             Command::Part { room, reason } => {
                 let room = room.or_else(|| {
@@ -1499,6 +1547,20 @@ impl Session {
 
     /// Sends a message the user wrote under a new cid, and keeps it until the server
     /// acknowledges or refuses it: sent now when online, else on the next registration.
+    /// A message as the server will take it: one, or several in order when it is longer (in
+    /// bytes or lines) than the limits the server announced.
+    fn message_parts(&self, text: String) -> Vec<String> {
+        match self.limits {
+            Some(l)
+                if text.len() > l.max_text as usize
+                    || text.lines().count() > l.max_text_lines as usize =>
+            {
+                text::split_message(&text, l.max_text as usize, l.max_text_lines as usize)
+            }
+            _ => vec![text],
+        }
+    }
+
     fn counted(&mut self, now: UnixMillis, input: u64, mut msg: ClientMsg) {
         if matches!(self.state, ConnState::Closed { .. }) {
             self.local(
@@ -1613,6 +1675,8 @@ impl Session {
         self.tx.clear();
         self.limits = None;
         self.catching_up.clear();
+        self.catch_up_open.clear();
+        self.rejoining.clear();
         let attempt = self.reconnect_attempt;
         self.reconnect_attempt += 1;
         let delay = self
@@ -1672,7 +1736,9 @@ impl Session {
             for room in rooms {
                 if self.last_id.is_some() {
                     self.catching_up.insert(names::key(&room));
+                    self.catch_up_open.insert(names::key(&room));
                 }
+                self.rejoining.insert(names::key(&room));
                 let key = self.room_keys.get(&names::key(&room)).cloned();
                 self.send(
                     now,
@@ -1739,7 +1805,7 @@ impl Session {
         }
     }
 
-    fn on_message(&mut self, msg: ChatMessage, live: bool) {
+    fn on_message(&mut self, msg: ChatMessage, arrival: Arrival) {
         let key = names::key(&msg.room);
         if !self.conversations.contains_key(&key) {
             return;
@@ -1756,7 +1822,7 @@ impl Session {
                 text: msg.text,
             }
         };
-        self.insert_message(&key, line_at(Some(msg.id), msg.ts, kind), live);
+        self.insert_message(&key, line_at(Some(msg.id), msg.ts, kind), arrival);
     }
 
     fn on_error(&mut self, now: UnixMillis, code: ErrorCode, message: String) {
@@ -1914,8 +1980,10 @@ impl Session {
     }
 
     /// Inserts a message line in id order, dropping duplicates (catch-up may overlap).
-    fn insert_message(&mut self, key: &str, mut line: Line, live: bool) {
+    fn insert_message(&mut self, key: &str, mut line: Line, arrival: Arrival) {
+        let live = arrival == Arrival::Live;
         let me = self.name.clone();
+        let highlights = &self.config.highlights;
         let active = self.active.as_deref() == Some(key);
         let Some(c) = self.conversations.get_mut(key) else {
             return;
@@ -1939,7 +2007,9 @@ impl Session {
         let mine = me
             .as_deref()
             .is_some_and(|m| names::key(m) == names::key(from));
-        line.mention = !mine && me.as_deref().is_some_and(|m| mentions(text, m));
+        line.mention = !mine
+            && (me.as_deref().is_some_and(|m| mentions(text, m))
+                || highlights.iter().any(|w| mentions(text, w)));
         let mut position = position;
         if !live && position == c.lines.len() {
             // History that arrives after the join notice belongs before it.
@@ -1951,9 +2021,11 @@ impl Session {
             }
         }
         let appended = position == c.lines.len();
-        if !active && !mine && appended && live {
+        let news = !mine && appended && arrival != Arrival::History;
+        let notify = news && (line.mention || c.kind == ConversationKind::Direct);
+        if news && !active {
             c.unread += 1;
-            if line.mention || c.kind == ConversationKind::Direct {
+            if notify {
                 c.mentions += 1;
             }
         }
@@ -1965,9 +2037,15 @@ impl Session {
             c.more_history = true;
         }
         self.outputs.push_back(Output::Event(Event::Line {
-            conversation: Some(name),
-            line,
+            conversation: Some(name.clone()),
+            line: line.clone(),
         }));
+        if notify {
+            self.outputs.push_back(Output::Event(Event::Notify {
+                conversation: name,
+                line,
+            }));
+        }
     }
 
     /// Appends a non-message line to a conversation (or the status area).
@@ -2000,14 +2078,24 @@ impl Session {
     }
 
     /// Connection news goes to every conversation, so whichever the user looks at shows it.
+    /// Line-oriented front-ends get it once, as a status line.
     fn notice_everywhere(&mut self, now: UnixMillis, text: &str) {
-        let keys: Vec<String> = self.conversations.keys().cloned().collect();
-        if keys.is_empty() {
-            self.push(None, system(now, LineKind::Notice(text.to_string())));
+        let line = system(now, LineKind::Notice(text.to_string()));
+        if self.conversations.is_empty() {
+            self.push(None, line);
+            return;
         }
-        for key in keys {
-            self.push(Some(key), system(now, LineKind::Notice(text.to_string())));
+        let limit = self.config.scrollback.max(1);
+        for c in self.conversations.values_mut() {
+            c.lines.push_back(line.clone());
+            while c.lines.len() > limit {
+                c.lines.pop_front();
+            }
         }
+        self.outputs.push_back(Output::Event(Event::Line {
+            conversation: None,
+            line,
+        }));
     }
 }
 

@@ -238,6 +238,155 @@ pub fn escape_json_controls(json: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// Cuts `text` into messages the server accepts: at most `max_lines` lines and `max_bytes`
+/// bytes each, cutting between lines where it can, then at the last space, then between
+/// characters. A paste longer than one message becomes several, in order, none lost.
+pub fn split_message(text: &str, max_bytes: usize, max_lines: usize) -> Vec<String> {
+    let max_bytes = max_bytes.max(4);
+    let max_lines = max_lines.max(1);
+    let mut out = Vec::new();
+    let mut current = String::new();
+    let mut lines_in_current = 0;
+    for line in text.split('\n') {
+        let mut line = line;
+        loop {
+            let sep = usize::from(lines_in_current > 0);
+            if lines_in_current < max_lines && current.len() + sep + line.len() <= max_bytes {
+                if sep == 1 {
+                    current.push('\n');
+                }
+                current.push_str(line);
+                lines_in_current += 1;
+                break;
+            }
+            if lines_in_current > 0 {
+                out.push(std::mem::take(&mut current));
+                lines_in_current = 0;
+                continue;
+            }
+            // One line longer than a message: cut at the last space that fits.
+            let mut cut = max_bytes.min(line.len());
+            while !line.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            if !line[cut..].starts_with(' ')
+                && let Some(space) = line[..cut].rfind(' ').filter(|&i| i > 0)
+            {
+                cut = space;
+            }
+            out.push(line[..cut].to_string());
+            line = line[cut..].strip_prefix(' ').unwrap_or(&line[cut..]);
+        }
+    }
+    if lines_in_current > 0 && !current.trim().is_empty() {
+        out.push(current);
+    }
+    out.retain(|m| !m.trim().is_empty());
+    out
+}
+
+/// A web address found in a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Url<'a> {
+    /// Where it is in the text, in bytes.
+    pub range: std::ops::Range<usize>,
+    /// The address as written.
+    pub url: &'a str,
+    /// Set when the host name could pass for another: why, in words. Front-ends ask before
+    /// opening such an address.
+    pub lookalike: Option<String>,
+}
+
+/// The `http://` and `https://` addresses in `text`, with the punctuation that usually follows
+/// an address in a sentence left out (`see https://x.org/a).` gives `https://x.org/a`).
+pub fn urls(text: &str) -> Vec<Url<'_>> {
+    let mut found = Vec::new();
+    let mut from = 0;
+    while let Some(at) = find_scheme(&text[from..]) {
+        let start = from + at;
+        let rest = &text[start..];
+        let mut end = rest
+            .find(|c: char| c.is_whitespace() || matches!(c, '<' | '>' | '"' | '`'))
+            .unwrap_or(rest.len());
+        // Trailing sentence punctuation, and a closing bracket with no opening one inside.
+        loop {
+            let url = &rest[..end];
+            let Some(last) = url.chars().last() else {
+                break;
+            };
+            let unbalanced = |open: char, close: char| {
+                last == close && url.matches(open).count() < url.matches(close).count()
+            };
+            if matches!(last, '.' | ',' | ';' | ':' | '!' | '?' | '\'')
+                || unbalanced('(', ')')
+                || unbalanced('[', ']')
+            {
+                end -= last.len_utf8();
+            } else {
+                break;
+            }
+        }
+        let url = &rest[..end];
+        let host = host_of(url);
+        if !host.is_empty() {
+            found.push(Url {
+                range: start..start + end,
+                url,
+                lookalike: lookalike(host),
+            });
+        }
+        from = start + end.max(1);
+    }
+    found
+}
+
+fn find_scheme(text: &str) -> Option<usize> {
+    let lower = text.to_ascii_lowercase();
+    let mut best: Option<usize> = None;
+    for scheme in ["https://", "http://"] {
+        let mut from = 0;
+        while let Some(i) = lower[from..].find(scheme) {
+            let at = from + i;
+            // A scheme starts a word: not the end of `xhttps://`.
+            let starts_word = lower[..at]
+                .chars()
+                .last()
+                .is_none_or(|c| !c.is_alphanumeric());
+            if starts_word {
+                best = Some(best.map_or(at, |b| b.min(at)));
+                break;
+            }
+            from = at + scheme.len();
+        }
+    }
+    best
+}
+
+/// The host part of an address: after the scheme, before any path, port or user info.
+fn host_of(url: &str) -> &str {
+    let after = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = after.split(['/', '?', '#']).next().unwrap_or("");
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    host.split(':').next().unwrap_or("")
+}
+
+/// Why a host name could pass for another one, if it could: letters outside ASCII (which is how
+/// `аpple.com` with a Cyrillic `а` fools a reader), more so when scripts are mixed in one label.
+fn lookalike(host: &str) -> Option<String> {
+    use unicode_security::MixedScript;
+    if host.is_ascii() {
+        return None;
+    }
+    let mixed = host
+        .split('.')
+        .any(|label| !label.is_ascii() && !label.is_single_script());
+    Some(if mixed {
+        format!("{host} mixes alphabets in one name; it may imitate another address")
+    } else {
+        format!("{host} has letters outside ASCII; it may imitate another address")
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -275,5 +424,59 @@ mod tests {
         assert!(matches!(escape_json_controls(&plain), Cow::Borrowed(_)));
         let mixed = serde_json::to_string("é\u{9b}").unwrap();
         assert_eq!(escape_json_controls(&mixed), "\"é\\u009b\"");
+    }
+
+    #[test]
+    fn long_pastes_split_into_messages_the_server_accepts() {
+        assert_eq!(split_message("one", 10, 2), vec!["one"]);
+        assert_eq!(split_message("a\nb\nc", 100, 2), vec!["a\nb", "c"]);
+        assert_eq!(
+            split_message("hello world again", 11, 2),
+            vec!["hello world", "again"]
+        );
+        // No space to cut at: between characters, never inside one.
+        let parts = split_message("ééééé", 4, 2);
+        assert_eq!(parts, vec!["éé", "éé", "é"]);
+        // Blank lines inside are kept, blank messages are not made.
+        assert_eq!(split_message("a\n\nb", 100, 5), vec!["a\n\nb"]);
+        assert!(split_message("\n\n", 100, 1).is_empty());
+        let text: String = (0..45).map(|i| format!("line {i}\n")).collect();
+        let parts = split_message(text.trim_end(), 4000, 20);
+        assert_eq!(parts.len(), 3);
+        assert_eq!(parts.join("\n"), text.trim_end());
+        for part in split_message(&"word ".repeat(500), 100, 3) {
+            assert!(part.len() <= 100 && part.lines().count() <= 3);
+        }
+    }
+
+    #[test]
+    fn urls_are_found_with_sentence_punctuation_left_out() {
+        let text = "see https://example.org/a_(b) and (http://x.io/p?q=1). or xhttps://no, HTTPS://Up.org!";
+        let found: Vec<&str> = urls(text).iter().map(|u| u.url).collect();
+        assert_eq!(
+            found,
+            vec![
+                "https://example.org/a_(b)",
+                "http://x.io/p?q=1",
+                "HTTPS://Up.org"
+            ]
+        );
+        for u in urls(text) {
+            assert_eq!(&text[u.range.clone()], u.url);
+            assert_eq!(u.lookalike, None);
+        }
+        assert!(urls("https:// nothing").is_empty());
+        assert!(urls("no links here").is_empty());
+    }
+
+    #[test]
+    fn lookalike_hosts_are_flagged() {
+        // A Cyrillic "а" among Latin letters.
+        let u = &urls("log in at https://\u{430}pple.com/login")[0];
+        assert!(u.lookalike.as_deref().unwrap().contains("mixes alphabets"));
+        let u = &urls("https://日本.jp/")[0];
+        assert!(u.lookalike.as_deref().unwrap().contains("outside ASCII"));
+        let u = &urls("https://user@example.com:8080/x")[0];
+        assert_eq!(u.lookalike, None);
     }
 }

@@ -61,7 +61,7 @@ fn msg(id: u64, room: &str, from: &str, text: &str) -> String {
 /// The server's welcome for `name`.
 fn welcome(name: &str) -> String {
     format!(
-        r#"{{"type":"welcome","version":1,"name":"{name}","server":"t","limits":{{"max_line":100,"max_text":10,"max_text_lines":2,"max_name":32}}}}"#
+        r#"{{"type":"welcome","version":1,"name":"{name}","server":"t","limits":{{"max_line":1000,"max_text":400,"max_text_lines":4,"max_name":32}}}}"#
     )
 }
 
@@ -1280,4 +1280,194 @@ fn a_ban_list_in_pages_is_fetched_whole() {
     let shown = shown.join("\n");
     assert!(shown.contains("op banned name:a*"), "{shown}");
     assert!(shown.contains("op muted name:c*"), "{shown}");
+}
+
+/// Everything the session told the front-end since the last call.
+fn events(s: &mut Session) -> Vec<Event> {
+    let mut out = Vec::new();
+    while let Some(o) = s.poll_output() {
+        if let Output::Event(e) = o {
+            out.push(e);
+        }
+    }
+    out
+}
+
+#[test]
+fn a_reconnect_is_quiet_and_what_it_caught_up_counts_as_unread() {
+    let mut s = online();
+    feed(
+        &mut s,
+        &[
+            r##"{"type":"join","room":"#rust","name":"alice","ts":1}"##,
+            r##"{"type":"topic","room":"#rust","topic":"crabs"}"##,
+            r##"{"type":"members","room":"#rust","names":["alice","bob"]}"##,
+            r##"{"type":"history","room":"#rust","messages":[],"more":false}"##,
+            &msg(1, "#lobby", "bob", "one"),
+        ],
+    );
+    events(&mut s);
+    let lines_before = s.conversation("#lobby").unwrap().lines.len();
+    s.handle_disconnected(T + 10, "connection reset");
+    // Line-oriented front-ends hear about the disconnect once, not once per conversation.
+    let news: Vec<_> = events(&mut s)
+        .into_iter()
+        .filter(|e| matches!(e, Event::Line { .. }))
+        .collect();
+    assert_eq!(news.len(), 1, "{news:?}");
+    assert!(
+        matches!(&news[0], Event::Line { conversation: None, line } if matches!(&line.kind, LineKind::Notice(t) if t.contains("connection reset")))
+    );
+    // ...while every conversation keeps the notice for whoever looks at it.
+    for room in ["#lobby", "#rust"] {
+        assert!(
+            s.conversation(room)
+                .unwrap()
+                .lines
+                .iter()
+                .any(|l| matches!(&l.kind, LineKind::Notice(t) if t.contains("connection reset")))
+        );
+    }
+    s.handle_timeout(T + 600);
+    s.handle_connected(T + 600);
+    feed(
+        &mut s,
+        &[
+            &welcome("alice"),
+            r##"{"type":"join","room":"#lobby","name":"alice","ts":2}"##,
+            r##"{"type":"topic","room":"#lobby","topic":"hi"}"##,
+            r##"{"type":"members","room":"#lobby","names":["bob","alice"]}"##,
+            r##"{"type":"history","room":"#lobby","messages":[],"more":false,"newer":false}"##,
+            r##"{"type":"join","room":"#rust","name":"alice","ts":2}"##,
+            r##"{"type":"topic","room":"#rust","topic":"crabs and ferris"}"##,
+            r##"{"type":"members","room":"#rust","names":["alice","bob"]}"##,
+        ],
+    );
+    let lobby = s.conversation("#lobby").unwrap();
+    let added: Vec<&LineKind> = lobby
+        .lines
+        .iter()
+        .skip(lines_before)
+        .map(|l| &l.kind)
+        .collect();
+    // The disconnect notice and "connected": no second join line, topic or member list.
+    assert_eq!(added.len(), 2, "{added:?}");
+    assert!(
+        matches!(added[1], LineKind::Notice(t) if t.starts_with("connected to t")),
+        "{added:?}"
+    );
+    // A topic that changed while away is news.
+    assert!(
+        s.conversation("#rust").unwrap().lines.iter().any(
+            |l| matches!(&l.kind, LineKind::Topic { topic, .. } if topic == "crabs and ferris")
+        )
+    );
+    events(&mut s);
+    // The catch-up for #rust (not active) comes in two replies: both count as unread, and the
+    // mention in it notifies.
+    feed(
+        &mut s,
+        &[&format!(
+            r##"{{"type":"history","room":"#rust","messages":[{}],"more":false,"newer":true}}"##,
+            msg(2, "#rust", "bob", "missed").replace(r##""type":"message","##, ""),
+        )],
+    );
+    feed(
+        &mut s,
+        &[&format!(
+            r##"{{"type":"history","room":"#rust","messages":[{}],"more":false,"newer":false}}"##,
+            msg(3, "#rust", "bob", "alice: you there?").replace(r##""type":"message","##, ""),
+        )],
+    );
+    let rust = s.conversation("#rust").unwrap();
+    assert_eq!((rust.unread, rust.mentions), (2, 1));
+    let notified: Vec<_> = events(&mut s)
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Notify { conversation, line } => Some((conversation, line.id)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(notified, vec![("#rust".to_string(), Some(3))]);
+    // History asked for later is old news: not unread, no notification.
+    feed(
+        &mut s,
+        &[&format!(
+            r##"{{"type":"history","room":"#rust","messages":[{}],"more":false}}"##,
+            msg(0, "#rust", "bob", "alice: ancient").replace(r##""type":"message","##, ""),
+        )],
+    );
+    assert_eq!(s.conversation("#rust").unwrap().unread, 2);
+    assert!(
+        !events(&mut s)
+            .iter()
+            .any(|e| matches!(e, Event::Notify { .. }))
+    );
+}
+
+#[test]
+fn highlight_words_actions_and_direct_messages_notify() {
+    let mut s = in_lobby(SessionConfig {
+        highlights: vec!["deploy".into()],
+        ..config()
+    });
+    events(&mut s);
+    feed(
+        &mut s,
+        &[
+            &msg(1, "#lobby", "bob", "the Deploy is done"),
+            &msg(2, "#lobby", "bob", "nothing to see"),
+            r##"{"type":"message","id":3,"ts":1,"room":"#lobby","from":"bob","text":"waves at alice","action":true}"##,
+            r##"{"type":"direct","id":4,"ts":1,"from":"carol","to":"alice","text":"psst"}"##,
+            // Your own words never notify you.
+            &msg(5, "#lobby", "alice", "alice deploy"),
+        ],
+    );
+    let notified: Vec<_> = events(&mut s)
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Notify { conversation, line } => Some((conversation, line.id, line.mention)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        notified,
+        vec![
+            ("#lobby".to_string(), Some(1), true),
+            ("#lobby".to_string(), Some(3), true),
+            ("carol".to_string(), Some(4), false),
+        ]
+    );
+}
+
+#[test]
+fn a_paste_longer_than_one_message_goes_out_as_several_in_order() {
+    let mut s = online();
+    // The welcome allows 4 lines and 400 bytes per message.
+    let paste: String = (1..=10).map(|i| format!("line {i}\n")).collect();
+    s.handle_input(T, paste.trim_end());
+    let said: Vec<String> = sent(&mut s)
+        .into_iter()
+        .map(|m| match m {
+            ClientMsg::Say { text, .. } => text,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        said,
+        vec![
+            "line 1\nline 2\nline 3\nline 4",
+            "line 5\nline 6\nline 7\nline 8",
+            "line 9\nline 10",
+        ]
+    );
+    // Each is one exactly-once message of its own.
+    assert_eq!(s.unacked(), 3);
+    s.handle_input(T, &format!("/me {}", "ab ".repeat(200)));
+    let acts = sent(&mut s);
+    assert_eq!(acts.len(), 2);
+    assert!(
+        acts.iter()
+            .all(|m| matches!(m, ClientMsg::Me { text, .. } if text.len() <= 400))
+    );
 }
