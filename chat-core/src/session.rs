@@ -704,6 +704,20 @@ impl Session {
         self.run_input(now, input, line);
     }
 
+    /// Pasted text: a single line is typed input (a command runs); several lines are one
+    /// message to the active conversation, as written, even when a line starts with `/`. It is
+    /// split only where the server's limits demand.
+    pub fn handle_paste(&mut self, now: UnixMillis, text: &str) {
+        let text = text.trim_end_matches(['\r', '\n']);
+        if !text.contains('\n') {
+            self.handle_input(now, text);
+            return;
+        }
+        self.inputs += 1;
+        let input = self.inputs;
+        self.run(now, input, Command::Say(text.to_string()));
+    }
+
     fn run_input(&mut self, now: UnixMillis, input: u64, line: &str) {
         // Only what addresses "the active room" waits; commands naming their target run now.
         let for_active_room = matches!(

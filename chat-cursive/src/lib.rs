@@ -11,12 +11,16 @@ use chat_core::session::{
     ConnState, Conversation, ConversationKind, Line, LineKind, Session, nick_colour,
 };
 use cursive::Cursive;
-use cursive::event::{Event, Key};
-use cursive::theme::{BaseColor, Color, ColorStyle, Effect, Style};
+use cursive::event::{Event, EventResult, EventTrigger, Key, MouseButton, MouseEvent};
+use cursive::theme::{
+    BaseColor, BorderStyle, Color, ColorStyle, Effect, Palette, PaletteColor, Style, Theme,
+};
 use cursive::traits::{Nameable, Resizable};
 use cursive::utils::markup::StyledString;
 use cursive::view::scroll::Scroller;
 use cursive::view::{ScrollStrategy, SizeConstraint};
+pub mod terminal;
+
 use cursive::views::{
     Dialog, EditView, HideableView, LinearLayout, NamedView, OnEventView, Panel, ResizedView,
     ScrollView, TextView,
@@ -59,10 +63,133 @@ pub struct App {
     laid_out_for: cursive::Vec2,
 }
 
+/// The colours: the terminal's own background and text colour everywhere (as weechat and
+/// irssi draw), so nothing is drawn in a colour on the same colour, on dark and light
+/// terminals alike. Secondary text is bright black (grey), which reads on both.
+pub fn theme() -> Theme {
+    let mut palette = Palette::terminal_default();
+    palette[PaletteColor::Highlight] = Color::Dark(BaseColor::Blue);
+    palette[PaletteColor::HighlightInactive] = Color::Dark(BaseColor::Blue);
+    palette[PaletteColor::HighlightText] = Color::Light(BaseColor::White);
+    palette[PaletteColor::TitlePrimary] = Color::Light(BaseColor::Cyan);
+    palette[PaletteColor::TitleSecondary] = Color::Light(BaseColor::Cyan);
+    palette[PaletteColor::Secondary] = DIM;
+    Theme {
+        shadow: false,
+        borders: BorderStyle::Simple,
+        palette,
+    }
+}
+
+/// Timestamps and system lines: bright black, a grey on dark and light backgrounds.
+const DIM: Color = Color::Light(BaseColor::Black);
+
+/// Text pasted into the terminal: one line goes into the input at the cursor; several lines
+/// ask first, and then go out as one multi-line message (split only where the server's limits
+/// demand), never as one message per line.
+pub fn paste(siv: &mut Cursive, text: &str) {
+    let text = text.replace("\r\n", "\n").replace('\r', "\n");
+    let text = text.trim_end_matches('\n');
+    if !text.contains('\n') {
+        siv.call_on_name("input", |v: &mut EditView| {
+            for c in text.chars() {
+                // The callback is the view's on_edit, which the input does not set.
+                let _ = v.insert(c);
+            }
+        });
+        return;
+    }
+    let count = text.lines().count();
+    let preview: String = text
+        .lines()
+        .take(6)
+        .map(|l| format!("{l}\n"))
+        .collect::<String>()
+        + if count > 6 { "…\n" } else { "" };
+    let message = text.to_string();
+    let dialog = Dialog::around(TextView::new(preview))
+        .title(format!("Send {count} lines as one message?"))
+        .button("Send", move |siv| {
+            siv.pop_layer();
+            let message = message.clone();
+            act(siv, move |h| {
+                h.act(move |s, now| s.handle_paste(now, &message))
+            });
+            siv.focus_name("input").ok();
+        })
+        .button("Cancel", cancel_dialog)
+        .with_name("paste_dialog");
+    siv.add_layer(OnEventView::new(dialog).on_event(Key::Esc, cancel_dialog));
+}
+
+/// A left click at `at` (relative to the panels): a room in the room list becomes active.
+/// Whatever was clicked, the input keeps the focus.
+fn click(siv: &mut Cursive, at: cursive::Vec2) {
+    let rooms_shown = siv
+        .call_on_name("rooms_panel", |v: &mut SidePanel| v.is_visible())
+        .unwrap_or(false);
+    // Inside the room list's border: one line per conversation.
+    if rooms_shown && at.x > 0 && at.x < ROOMS_WIDTH - 1 && at.y > 0 {
+        let index = at.y - 1;
+        act(siv, move |h| h.act(move |s, _| s.switch_to_index(index)));
+    }
+    siv.focus_name("input").ok();
+}
+
+/// Ctrl+O: the newest web address in the conversation, to open in the browser. An address
+/// whose host name could imitate another says so first.
+fn open_url_dialog(siv: &mut Cursive) {
+    let Some(app) = siv.user_data::<App>() else {
+        return;
+    };
+    let found = app.handle.with_session(|s| {
+        let c = s.active()?;
+        c.lines.iter().rev().find_map(|l| match &l.kind {
+            LineKind::Message { text, .. } | LineKind::Action { text, .. } => {
+                chat_core::text::urls(text)
+                    .last()
+                    .map(|u| (u.url.to_string(), u.lookalike.clone()))
+            }
+            _ => None,
+        })
+    });
+    let Some((url, lookalike)) = found else {
+        app.hint = Some("no web address in this conversation".into());
+        refresh(siv);
+        return;
+    };
+    let mut text = format!("Open {url} in the browser?");
+    if let Some(warning) = &lookalike {
+        text.push_str(&format!("\n\nCareful: {warning}."));
+    }
+    let open = url.clone();
+    siv.add_layer(
+        Dialog::around(TextView::new(text))
+            .title("Open link")
+            .button("Open", move |siv| {
+                siv.pop_layer();
+                if let Err(err) = open::that_detached(&open)
+                    && let Some(app) = siv.user_data::<App>()
+                {
+                    app.hint = Some(format!("cannot open {open}: {err}"));
+                }
+                siv.focus_name("input").ok();
+            })
+            .button("Cancel", cancel_dialog)
+            .with_name("url_dialog"),
+    );
+}
+
+/// Closes a question without doing anything, back to the input.
+fn cancel_dialog(siv: &mut Cursive) {
+    siv.pop_layer();
+    siv.focus_name("input").ok();
+}
+
 const NICK_COLOURS: [Color; 6] = [
     Color::Light(BaseColor::Cyan),
     Color::Light(BaseColor::Green),
-    Color::Light(BaseColor::Yellow),
+    Color::Dark(BaseColor::Cyan),
     Color::Light(BaseColor::Magenta),
     Color::Light(BaseColor::Blue),
     Color::Light(BaseColor::Red),
@@ -70,6 +197,7 @@ const NICK_COLOURS: [Color; 6] = [
 
 /// Builds the chat screen and its keys, and stores the [`App`] as the Cursive user data.
 pub fn build(siv: &mut Cursive, handle: ClientHandle, clock: Clock) {
+    siv.set_theme(theme());
     siv.set_user_data(App {
         handle,
         clock,
@@ -106,14 +234,31 @@ pub fn build(siv: &mut Cursive, handle: ClientHandle, clock: Clock) {
         .on_pre_event(Key::Up, |siv| walk_history(siv, -1))
         .on_pre_event(Key::Down, |siv| walk_history(siv, 1))
         .on_pre_event(Key::Tab, complete);
+    // A click never takes the focus from the input (typed text stays where it is typed); a
+    // click on a room in the list switches to it. The wheel still scrolls.
+    let panels = OnEventView::new(
+        LinearLayout::horizontal()
+            .child(rooms)
+            .child(centre)
+            .child(members),
+    )
+    .on_pre_event_inner(EventTrigger::mouse(), |_, event| match event {
+        Event::Mouse {
+            event: MouseEvent::Press(MouseButton::Left),
+            position,
+            offset,
+        } => {
+            let at = position.saturating_sub(*offset);
+            Some(EventResult::with_cb_once(move |siv| click(siv, at)))
+        }
+        Event::Mouse {
+            event: MouseEvent::WheelUp | MouseEvent::WheelDown,
+            ..
+        } => None,
+        _ => Some(EventResult::Consumed(None)),
+    });
     let layout = LinearLayout::vertical()
-        .child(
-            LinearLayout::horizontal()
-                .child(rooms)
-                .child(centre)
-                .child(members)
-                .full_height(),
-        )
+        .child(panels.full_height())
         .child(TextView::new("").with_name("status"))
         .child(input);
     siv.add_fullscreen_layer(layout);
@@ -136,6 +281,7 @@ pub fn build(siv: &mut Cursive, handle: ClientHandle, clock: Clock) {
             });
         });
     }
+    siv.add_global_callback(Event::CtrlChar('o'), open_url_dialog);
     siv.add_global_callback(Key::PageUp, |siv| scroll(siv, -1));
     siv.add_global_callback(Key::PageDown, |siv| scroll(siv, 1));
     siv.add_global_callback(Event::WindowResize, |siv| {
@@ -258,6 +404,14 @@ fn scroll(siv: &mut Cursive, direction: isize) {
             v.set_scroll_strategy(ScrollStrategy::StickToBottom);
         }
     });
+}
+
+/// True when these session events should ring the terminal bell: a mention or a direct
+/// message arrived (live, or caught up after a reconnect).
+pub fn rings_bell(events: &[chat_core::session::Event]) -> bool {
+    events
+        .iter()
+        .any(|e| matches!(e, chat_core::session::Event::Notify { .. }))
 }
 
 /// Redraws every view from the session. Quits when the session is closed.
@@ -385,10 +539,23 @@ impl Rendered {
                 ConversationKind::Room => c.name.clone(),
                 ConversationKind::Direct => format!("@{}", c.name),
             };
-            let mut entry = format!("{} {label}", i + 1);
-            if c.unread > 0 {
-                entry.push_str(&format!(" ({})", c.unread));
-            }
+            let unread = if c.unread > 0 {
+                format!(" ({})", c.unread)
+            } else {
+                String::new()
+            };
+            // One line per conversation, so a click's row is its index.
+            let room = ROOMS_WIDTH - 2 - unread.chars().count() - (i + 1).to_string().len() - 1;
+            let label: String = if label.chars().count() > room {
+                label
+                    .chars()
+                    .take(room.saturating_sub(1))
+                    .chain(['…'])
+                    .collect()
+            } else {
+                label
+            };
+            let entry = format!("{} {label}{unread}", i + 1);
             let style = if active.is_some_and(|a| a.name == c.name) {
                 Style::from(Effect::Reverse)
             } else if c.mentions > 0 {
@@ -476,6 +643,19 @@ fn nick_style(name: &str) -> Style {
     Style::from(NICK_COLOURS[nick_colour(name, NICK_COLOURS.len())]).combine(Effect::Bold)
 }
 
+/// Message text, with web addresses underlined. Continuation lines of a multi-line message
+/// are indented under the text, not drawn from column 0.
+fn append_text(out: &mut StyledString, text: &str, style: Style) {
+    let text = text.replace('\n', "\n      ");
+    let mut at = 0;
+    for url in chat_core::text::urls(&text) {
+        out.append_styled(&text[at..url.range.start], style);
+        out.append_styled(url.url, style.combine(Effect::Underline));
+        at = url.range.end;
+    }
+    out.append_styled(&text[at..], style);
+}
+
 fn render_line(out: &mut StyledString, line: &Line, clock: Clock) {
     let time = chrono::DateTime::from_timestamp_millis(line.ts as i64)
         .map(|t| match clock {
@@ -483,22 +663,25 @@ fn render_line(out: &mut StyledString, line: &Line, clock: Clock) {
             Clock::Utc => t.format("%H:%M").to_string(),
         })
         .unwrap_or_default();
-    out.append_styled(format!("{time} "), Color::Dark(BaseColor::White));
-    let dim = Style::from(Color::Dark(BaseColor::White));
+    out.append_styled(format!("{time} "), DIM);
+    let dim = Style::from(DIM);
+    // A mention is a whole highlighted line, as in weechat: the text in bold yellow.
+    let body = if line.mention {
+        Style::from(Color::Light(BaseColor::Yellow)).combine(Effect::Bold)
+    } else {
+        Style::default()
+    };
     match &line.kind {
         LineKind::Message { from, text } => {
             out.append_styled(format!("<{from}>"), nick_style(from));
-            let style = if line.mention {
-                Style::from(Effect::Bold)
-            } else {
-                Style::default()
-            };
-            out.append_styled(format!(" {text}"), style);
+            out.append_styled(" ", body);
+            append_text(out, text, body);
         }
         LineKind::Action { from, text } => {
-            out.append_plain("* ");
+            out.append_styled("* ", body);
             out.append_styled(from.clone(), nick_style(from));
-            out.append_plain(format!(" {text}"));
+            out.append_styled(" ", body);
+            append_text(out, text, body);
         }
         LineKind::Join { name } => out.append_styled(format!("→ {name} joined"), dim),
         LineKind::Part { name, reason } => out.append_styled(

@@ -28,6 +28,12 @@ struct Args {
     /// A room to join after connecting.
     #[arg(long, env = "CHAT_ROOM")]
     room: Option<String>,
+    /// Words besides your name that highlight a line and ring the bell (comma-separated).
+    #[arg(long, env = "CHAT_HIGHLIGHT", value_delimiter = ',')]
+    highlight: Vec<String>,
+    /// Do not ring the terminal bell for mentions and direct messages.
+    #[arg(long, env = "CHAT_NO_BELL")]
+    no_bell: bool,
     #[command(flatten)]
     security: SecurityArgs,
 }
@@ -50,7 +56,11 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+/// What the user chose about highlights and the bell, for every session this run starts.
+static PREFS: std::sync::OnceLock<(Vec<String>, bool)> = std::sync::OnceLock::new();
+
 fn run(args: &Args) -> anyhow::Result<()> {
+    let _ = PREFS.set((args.highlight.clone(), !args.no_bell));
     let runtime = tokio::runtime::Runtime::new()?;
     let _enter = runtime.enter();
     // Questions for the terminal (the password, a certificate to trust) come before the UI.
@@ -73,8 +83,16 @@ fn run(args: &Args) -> anyhow::Result<()> {
     }
     // Two refresh ticks a second: cheap, and lets the layout follow terminal resizes.
     siv.set_fps(2);
+    let pastes = chat_cursive::terminal::Pastes::default();
+    let queue = pastes.clone();
+    siv.add_global_callback(chat_cursive::terminal::paste_event(), move |siv| {
+        let text = queue.lock().ok().and_then(|mut q| q.pop_front());
+        if let Some(text) = text {
+            chat_cursive::paste(siv, &text);
+        }
+    });
     let ran = siv
-        .try_run()
+        .try_run_with(|| chat_cursive::terminal::PasteBackend::init(pastes))
         .map_err(|err| anyhow::anyhow!("cannot use this terminal: {err}"));
     // Leave cleanly however the UI ended: the server announces the quit to everyone.
     if let Some(app) = siv.take_user_data::<chat_cursive::App>() {
@@ -212,14 +230,25 @@ fn start(
     room: Option<String>,
 ) {
     let redraw = chat_cursive::refresher(siv.cb_sink().clone());
+    let (highlights, bell) = PREFS.get().cloned().unwrap_or_default();
     let config = SessionConfig {
         autojoin: room.into_iter().collect(),
+        highlights,
         ..SessionConfig::default()
     };
     let mut session = Session::new(config, name);
     if let Some(password) = password {
         session.set_account(name, password);
     }
-    let (handle, _task) = client::spawn(connector, session, move |_events| redraw());
+    let (handle, _task) = client::spawn(connector, session, move |events| {
+        if bell && chat_cursive::rings_bell(events) {
+            // The bell goes straight to the terminal: cursive has no call for it.
+            use std::io::Write;
+            if let Ok(mut tty) = std::fs::OpenOptions::new().write(true).open("/dev/tty") {
+                let _ = tty.write_all(b"\x07");
+            }
+        }
+        redraw()
+    });
     chat_cursive::build(siv, handle, Clock::Local);
 }

@@ -49,7 +49,7 @@ impl Tui {
             driver,
         };
         tui.server(&[
-            r#"{"type":"welcome","version":1,"name":"alice","server":"t","limits":{"max_line":100,"max_text":100,"max_text_lines":2,"max_name":32}}"#,
+            r#"{"type":"welcome","version":1,"name":"alice","server":"t","limits":{"max_line":1000,"max_text":400,"max_text_lines":20,"max_name":32}}"#,
             r##"{"type":"join","room":"#lobby","name":"alice","ts":1700000000000}"##,
             r##"{"type":"topic","room":"#lobby","topic":"welcome all"}"##,
             r##"{"type":"members","room":"#lobby","names":["alice","bob","Zoë"]}"##,
@@ -375,4 +375,182 @@ fn roles_show_in_the_member_list_and_moderation_reads_as_lines() {
             },
         ]
     );
+}
+
+/// The screen with its colours: each row's text, then a row naming each cell's colours by a
+/// letter from the legend below (a blank cell is a space). The legend lists front/back pairs.
+fn colour_map(frame: &ObservedScreen) -> String {
+    let size = frame.size();
+    let mut legend: Vec<String> = Vec::new();
+    let mut out = String::new();
+    for y in 0..size.y {
+        let mut text = String::new();
+        let mut colours = String::new();
+        for x in 0..size.x {
+            let Some(cell) = &frame[Vec2::new(x, y)] else {
+                text.push(' ');
+                colours.push(' ');
+                continue;
+            };
+            if cell.letter.is_continuation() {
+                continue;
+            }
+            let letter = cell.letter.unwrap();
+            text.push_str(&letter);
+            if letter.trim().is_empty() {
+                colours.push(' ');
+                continue;
+            }
+            let pair = format!("{:?}/{:?}", cell.style.colors.front, cell.style.colors.back);
+            let index = legend.iter().position(|l| *l == pair).unwrap_or_else(|| {
+                legend.push(pair);
+                legend.len() - 1
+            });
+            colours.push(char::from(b'a' + index as u8));
+        }
+        out.push_str(&format!("{}\n{}\n", text.trim_end(), colours.trim_end()));
+    }
+    for (i, pair) in legend.iter().enumerate() {
+        out.push_str(&format!("{} = {pair}\n", char::from(b'a' + i as u8)));
+    }
+    out
+}
+
+/// Every visible character is drawn on the terminal's own background, in a colour other than
+/// that background.
+fn assert_readable(frame: &ObservedScreen) {
+    use cursive::theme::Color;
+    let size = frame.size();
+    for y in 0..size.y {
+        for x in 0..size.x {
+            let Some(cell) = &frame[Vec2::new(x, y)] else {
+                continue;
+            };
+            if cell.letter.is_continuation() || cell.letter.unwrap().trim().is_empty() {
+                continue;
+            }
+            let c = cell.style.colors;
+            let reversed = cell.style.effects.contains(cursive::theme::Effect::Reverse);
+            assert!(
+                c.front != c.back || c.front == Color::TerminalDefault,
+                "{:?} at {x},{y} is drawn in its own background colour {c:?}",
+                cell.letter
+            );
+            assert!(
+                c.back == Color::TerminalDefault
+                    || reversed
+                    || c.back == Color::Dark(cursive::theme::BaseColor::Blue),
+                "{:?} at {x},{y} has a background of its own: {c:?}",
+                cell.letter
+            );
+        }
+    }
+}
+
+impl Tui {
+    fn frame(&mut self) -> ObservedScreen {
+        self.runner.refresh();
+        self.frames.try_iter().last().expect("a frame was drawn")
+    }
+}
+
+#[test]
+fn colours_read_on_the_terminal_background_and_mentions_stand_out() {
+    let mut tui = Tui::new(80, 14);
+    tui.server(&[
+        r##"{"type":"join","room":"#lobby","name":"sam","ts":1700000000000}"##,
+        r##"{"type":"message","id":2,"ts":1700000000000,"room":"#lobby","from":"bob","text":"alice: look at https://example.org/x"}"##,
+        r##"{"type":"message","id":3,"ts":1700000001000,"room":"#lobby","from":"Zoë","text":"pokes alice","action":true}"##,
+        r##"{"type":"message","id":4,"ts":1700000002000,"room":"#lobby","from":"alice","text":"mine"}"##,
+    ]);
+    let frame = tui.frame();
+    assert_readable(&frame);
+    let map = colour_map(&frame);
+    insta::assert_snapshot!("colours", map);
+    // The timestamp and the join line are grey (bright black), the mention lines yellow, /me too.
+    let row = |needle: &str| {
+        let lines: Vec<&str> = map.lines().collect();
+        let i = lines.iter().position(|l| l.contains(needle)).unwrap();
+        (lines[i].to_string(), lines[i + 1].to_string())
+    };
+    let legend = |map: &str, letter: char| {
+        map.lines()
+            .find(|l| l.starts_with(&format!("{letter} = ")))
+            .unwrap()
+            .to_string()
+    };
+    for needle in ["look at", "pokes alice"] {
+        let (text, colours) = row(needle);
+        let at = text.find(needle).unwrap();
+        let column = text[..at].chars().count();
+        let letter = colours.chars().nth(column).unwrap();
+        assert!(
+            legend(&map, letter).contains("Light(Yellow)"),
+            "{needle}: {}",
+            legend(&map, letter)
+        );
+    }
+    let (text, colours) = row("sam joined");
+    let column = text[..text.find("sam joined").unwrap()].chars().count();
+    assert!(legend(&map, colours.chars().nth(column).unwrap()).contains("Light(Black)"));
+}
+
+#[test]
+fn a_multi_line_paste_asks_then_goes_out_as_one_message() {
+    let mut tui = Tui::new(80, 16);
+    chat_cursive::paste(&mut tui.runner, "first line\n/not a command\nthird\n");
+    let screen = tui.screen();
+    assert!(screen.contains("Send 3 lines as one message?"), "{screen}");
+    assert!(tui.sent().is_empty(), "nothing goes out before the answer");
+    tui.keys([Event::Key(Key::Enter)]);
+    assert_eq!(
+        tui.sent(),
+        vec![ClientMsg::Say {
+            room: "#lobby".into(),
+            text: "first line\n/not a command\nthird".into(),
+            cid: Some("t-1".into()),
+        }]
+    );
+    // Escape cancels and sends nothing; a one-line paste lands in the input at the cursor.
+    chat_cursive::paste(&mut tui.runner, "a\nb");
+    tui.keys([Event::Key(Key::Esc)]);
+    assert!(!tui.screen().contains("Send 2 lines"));
+    assert!(tui.sent().is_empty());
+    tui.type_text("say ");
+    chat_cursive::paste(&mut tui.runner, "pasted words\n");
+    assert_eq!(tui.input_text(), "say pasted words");
+}
+
+#[test]
+fn clicks_keep_the_input_focused_and_a_room_click_switches() {
+    let mut tui = Tui::new(80, 16);
+    tui.type_text("/join #rust");
+    tui.keys([Event::Key(Key::Enter)]);
+    tui.sent();
+    tui.server(&[
+        r##"{"type":"join","room":"#rust","name":"alice","ts":1700000003000}"##,
+        r##"{"type":"history","room":"#rust","messages":[],"more":false}"##,
+    ]);
+    let long: Vec<String> = (10..40)
+        .map(|i| format!(r##"{{"type":"message","id":{i},"ts":1700000004000,"room":"#rust","from":"bob","text":"line {i}"}}"##))
+        .collect();
+    let long: Vec<&str> = long.iter().map(String::as_str).collect();
+    tui.server(&long);
+    tui.screen();
+    tui.type_text("half");
+    // A click in the scrollback (which can scroll, so could take focus).
+    let press = |x, y| Event::Mouse {
+        event: cursive::event::MouseEvent::Press(cursive::event::MouseButton::Left),
+        position: Vec2::new(x, y),
+        offset: Vec2::zero(),
+    };
+    tui.keys([press(40, 5)]);
+    tui.type_text(" typed");
+    assert_eq!(tui.input_text(), "half typed");
+    // Row 1 inside the room list's border is the first conversation.
+    tui.keys([press(4, 1)]);
+    tui.sent();
+    assert!(tui.screen().contains("#lobby — welcome all"));
+    tui.type_text("!");
+    assert_eq!(tui.input_text(), "half typed!");
 }
