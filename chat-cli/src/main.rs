@@ -1,7 +1,11 @@
 //! `chat-cli`: a stdin/stdout client on chat-core's session and driver.
 //!
-//! In a terminal it is interactive: it asks for a name if none is given, prints events as
-//! readable timestamped lines, and quits cleanly on `/quit`, Ctrl-D or Ctrl-C. In a pipe it is a
+//! In a terminal it is interactive: a line editor (rustyline: history on Up/Down, Tab
+//! completion of nicks, rooms and commands, bracketed paste) keeps the prompt below incoming
+//! lines; it asks for a name if none is given, prints events as readable timestamped lines
+//! wrapped under their text, rings the bell on mentions and direct messages, asks before a
+//! multi-line paste goes out as one message, and quits cleanly on `/quit`, Ctrl-D or Ctrl-C.
+//! In a pipe it is a
 //! tool: it sends each input line, waits until the server has acknowledged every message, and
 //! exits 0 (`echo "deploy done" | chat-cli --name ci`). Lines go out at the pace the server's
 //! flood limits allow, survive reconnects (each is delivered exactly once), and a line the
@@ -23,7 +27,9 @@ use chat_core::{Session, SessionConfig};
 use clap::Parser;
 use owo_colors::{AnsiColors, OwoColorize};
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
+
+mod editor;
 
 /// Command-line flags; each is also an environment variable.
 #[derive(Debug, Parser)]
@@ -47,6 +53,12 @@ struct Args {
     /// Never use colours (NO_COLOR is honoured too).
     #[arg(long)]
     no_color: bool,
+    /// Words besides your name that highlight a line and ring the bell (comma-separated).
+    #[arg(long, env = "CHAT_HIGHLIGHT", value_delimiter = ',')]
+    highlight: Vec<String>,
+    /// Do not ring the terminal bell for mentions and direct messages.
+    #[arg(long, env = "CHAT_NO_BELL")]
+    no_bell: bool,
     #[command(flatten)]
     security: SecurityArgs,
 }
@@ -72,21 +84,58 @@ fn main() -> ExitCode {
     };
     // A blocking read of stdin cannot be cancelled; do not wait for it to return.
     runtime.shutdown_background();
+    editor::restore_terminal();
     code
+}
+
+/// Where typed lines come from: the line editor in a terminal, plain lines from a pipe.
+enum Input {
+    Editor(mpsc::UnboundedSender<editor::Ask>),
+    Lines(tokio::io::Lines<BufReader<tokio::io::Stdin>>),
+}
+
+impl Input {
+    /// The next line, or `None` at the end of input (Ctrl-D, Ctrl-C, the end of a pipe).
+    async fn line(&mut self, prompt: &str) -> anyhow::Result<Option<String>> {
+        match self {
+            Input::Lines(lines) => Ok(lines.next_line().await?),
+            Input::Editor(asks) => {
+                let (reply, answer) = oneshot::channel();
+                if asks
+                    .send(editor::Ask {
+                        prompt: prompt.to_string(),
+                        reply,
+                    })
+                    .is_err()
+                {
+                    return Ok(None);
+                }
+                Ok(answer.await.ok().flatten())
+            }
+        }
+    }
 }
 
 async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let interactive = std::io::stdin().is_terminal();
-    let mut stdin = BufReader::new(tokio::io::stdin()).lines();
+    let editing = interactive && std::io::stdout().is_terminal() && !args.json;
+    let completer = editor::Completions::default();
+    let mut stdin = if editing {
+        Input::Editor(editor::start(completer.clone())?)
+    } else {
+        Input::Lines(BufReader::new(tokio::io::stdin()).lines())
+    };
     let mut args = args;
     let account = args.security.account_for(&args.host, args.port)?;
     let password = args.security.password()?;
     let name = match account.or_else(|| args.name.clone()) {
         Some(name) => name,
         None if interactive => {
-            prompt("Your name: ");
+            if !editing {
+                prompt("Your name: ");
+            }
             stdin
-                .next_line()
+                .line("Your name: ")
                 .await?
                 .map(|l| l.trim().to_string())
                 .filter(|l| !l.is_empty())
@@ -94,16 +143,23 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         None => bail!("--name (or CHAT_NAME) is required when stdin is not a terminal"),
     };
+    let tty = std::io::stdout().is_terminal();
     let printer = Printer {
         colour: !args.no_color
             && !args.json
-            && std::io::stdout().is_terminal()
+            && tty
             && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
         json: args.json,
+        // Only someone reading along wants the room's history and the bell.
+        history: interactive,
+        bell: interactive && tty && !args.no_bell,
+        wrap: tty,
+        in_history: Arc::new(std::sync::atomic::AtomicBool::new(false)),
     };
     let config = SessionConfig {
         forward_server_messages: args.json,
         autojoin: args.room.iter().cloned().collect(),
+        highlights: args.highlight.clone(),
         ..SessionConfig::default()
     };
     let connector = chat_core::args::connector(&args.security, &args.host, args.port).await?;
@@ -131,14 +187,20 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     });
 
+    completer.set(handle.clone());
+
     // Connect and register, asking for another name as long as the server refuses one.
     loop {
         let current = state.borrow_and_update().clone();
         match current {
             ConnState::Online => break,
             ConnState::NameRejected { reason } if interactive => {
-                prompt(&format!("{reason}\nAnother name: "));
-                match stdin.next_line().await? {
+                if editing {
+                    out(&reason);
+                } else {
+                    prompt(&format!("{reason}\nAnother name: "));
+                }
+                match stdin.line("Another name: ").await? {
                     Some(name) if !name.trim().is_empty() => handle.set_name(name.trim()),
                     _ => bail!("no name given"),
                 }
@@ -155,10 +217,23 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
 
     loop {
         tokio::select! {
-            line = stdin.next_line() => match line {
+            line = stdin.line("> ") => match line {
                 Ok(Some(line)) => {
                     if matches!(*state.borrow(), ConnState::NameRejected { .. }) {
                         handle.set_name(line.trim());
+                    } else if line.contains('\n') {
+                        // A multi-line paste: one message, after a yes (as weechat asks).
+                        let count = line.lines().count();
+                        let question = format!("Send {count} lines as one message? [y/N] ");
+                        let yes = stdin
+                            .line(&question)
+                            .await?
+                            .is_some_and(|a| a.trim().eq_ignore_ascii_case("y"));
+                        if yes {
+                            handle.act(move |s, now| s.handle_paste(now, &line));
+                        } else {
+                            out("-- not sent");
+                        }
                     } else {
                         handle.submit(line);
                     }
@@ -219,6 +294,9 @@ async fn wait_for_acks(handle: &ClientHandle) -> anyhow::Result<()> {
 /// Prints one line to stdout. A closed stdout (`| head`) is not an error worth a panic: the
 /// client keeps its promise to the server and quits normally.
 fn out(line: &str) {
+    if editor::print(line) {
+        return;
+    }
     let mut stdout = std::io::stdout().lock();
     let _ = writeln!(stdout, "{line}");
     let _ = stdout.flush();
@@ -230,11 +308,22 @@ fn prompt(text: &str) {
 }
 
 /// Turns session events into output lines.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Printer {
     colour: bool,
     json: bool,
+    /// Print room history (at join and `/history`); a pipe that only sends wants none.
+    history: bool,
+    /// Ring the terminal bell on mentions and direct messages.
+    bell: bool,
+    /// Wrap long lines to the terminal's width, continuing under the text.
+    wrap: bool,
+    /// True while the lines printed are history, to frame them.
+    in_history: Arc<std::sync::atomic::AtomicBool>,
 }
+
+/// Width of `[HH:MM] `, where wrapped lines continue.
+const STAMP_WIDTH: usize = 8;
 
 const NICK_COLOURS: [AnsiColors; 6] = [
     AnsiColors::Cyan,
@@ -252,8 +341,27 @@ impl Printer {
                 let json = serde_json::to_string(msg).unwrap_or_default();
                 out(&text::escape_json_controls(&json));
             }
-            Event::Line { conversation, line } if !self.json => {
-                out(&self.format(conversation.as_deref(), line));
+            Event::Line { history: true, .. } if !self.history => {}
+            Event::Line {
+                conversation,
+                line,
+                history,
+            } if !self.json => {
+                // History arrives after newer lines were printed: frame it, so it does not
+                // read as new.
+                let was = self.in_history.swap(*history, Ordering::Relaxed);
+                if *history && !was {
+                    let place = conversation.as_deref().unwrap_or("");
+                    self.status(&format!("-- earlier messages in {place}:"));
+                } else if !*history && was {
+                    self.status("-- end of earlier messages");
+                }
+                out(&self.wrapped(&self.format(conversation.as_deref(), line)));
+            }
+            Event::Notify { .. } if self.bell => {
+                let mut stdout = std::io::stdout().lock();
+                let _ = stdout.write_all(b"\x07");
+                let _ = stdout.flush();
             }
             // In JSON mode stdout carries only the server's messages; local news goes to stderr.
             Event::Line { line, .. } if matches!(line.kind, LineKind::Error(_)) => {
@@ -274,6 +382,32 @@ impl Printer {
             }
             _ => {}
         }
+    }
+
+    /// A line wrapped to the terminal, continuation lines indented under the text.
+    fn wrapped(&self, line: &str) -> String {
+        if !self.wrap {
+            return line.to_string();
+        }
+        let width = textwrap::termwidth().max(STAMP_WIDTH + 20);
+        let options = textwrap::Options::new(width)
+            .subsequent_indent("        ")
+            .break_words(true);
+        line.split('\n')
+            .enumerate()
+            .flat_map(|(i, part)| {
+                let part = if i == 0 {
+                    part.to_string()
+                } else {
+                    format!("        {}", part.trim_start())
+                };
+                textwrap::wrap(&part, &options)
+                    .into_iter()
+                    .map(|l| l.into_owned())
+                    .collect::<Vec<_>>()
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     fn status(&self, text: &str) {
@@ -304,12 +438,23 @@ impl Printer {
             Some(c) => format!("[{c}] "),
             None => String::new(),
         };
+        // A mention is highlighted as a whole: its text in bold yellow, after the coloured nick
+        // (styling the text itself keeps the nick's reset from ending the highlight).
+        let said = |text: &str| {
+            let text = text.replace('\n', "\n        ");
+            if line.mention && self.colour {
+                text.yellow().bold().to_string()
+            } else {
+                text
+            }
+        };
         let body = match &line.kind {
             LineKind::Message { from, text } => {
-                let text = text.replace('\n', "\n        ");
-                format!("{place}<{}> {text}", self.nick(from))
+                format!("{place}<{}> {}", self.nick(from), said(text))
             }
-            LineKind::Action { from, text } => format!("{place}* {} {text}", self.nick(from)),
+            LineKind::Action { from, text } => {
+                format!("{place}* {} {}", self.nick(from), said(text))
+            }
             LineKind::Join { name } => {
                 format!("-> {} joined {}", self.nick(name), place.trim_end())
             }
@@ -346,11 +491,6 @@ impl Printer {
             format!("[{time}]").dimmed().to_string()
         } else {
             format!("[{time}]")
-        };
-        let body = if line.mention && self.colour {
-            body.bold().to_string()
-        } else {
-            body
         };
         format!("{stamp} {body}")
     }

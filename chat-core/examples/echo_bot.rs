@@ -19,9 +19,11 @@ async fn main() {
         }
     });
     while let Some(event) = events.recv().await {
+        // History shown at join is old news: answer only what is said from now on.
         let Event::Line {
             conversation: Some(room),
             line,
+            history: false,
         } = event
         else {
             continue;

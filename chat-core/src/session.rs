@@ -297,6 +297,10 @@ pub enum Event {
         conversation: Option<String>,
         /// The line.
         line: Line,
+        /// True for a message from the room's history (shown at join, or asked for with
+        /// `/history`): older than what is already shown, so a line-oriented front-end prints
+        /// it as history, or not at all when it only sends.
+        history: bool,
     },
     /// The connection state changed.
     State(ConnState),
@@ -2053,6 +2057,7 @@ impl Session {
         self.outputs.push_back(Output::Event(Event::Line {
             conversation: Some(name.clone()),
             line: line.clone(),
+            history: arrival == Arrival::History,
         }));
         if notify {
             self.outputs.push_back(Output::Event(Event::Notify {
@@ -2081,8 +2086,11 @@ impl Session {
                 None
             }
         };
-        self.outputs
-            .push_back(Output::Event(Event::Line { conversation, line }));
+        self.outputs.push_back(Output::Event(Event::Line {
+            conversation,
+            line,
+            history: false,
+        }));
     }
 
     /// A local line in the active conversation (or the status area).
@@ -2109,6 +2117,7 @@ impl Session {
         self.outputs.push_back(Output::Event(Event::Line {
             conversation: None,
             line,
+            history: false,
         }));
     }
 }

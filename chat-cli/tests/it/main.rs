@@ -509,8 +509,9 @@ async fn a_server_restart_mid_pipe_still_delivers_every_line_once() {
 async fn a_refused_line_is_named_and_the_exit_status_is_one() {
     let server = start("127.0.0.1:0", None).await;
     let addr = server.addr;
+    // A line longer than one message is not refused: it goes out as several, in order.
     let long = "x".repeat(5000);
-    let input = format!("fine\n{long}\nalso fine\n");
+    let input = format!("fine\n/msg nobody_here hello\n{long}\nalso fine\n");
     let output =
         tokio::task::spawn_blocking(move || run_with_input(cli(addr, &["--name", "r"]), &input))
             .await
@@ -519,7 +520,10 @@ async fn a_refused_line_is_named_and_the_exit_status_is_one() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("line 2 was refused"), "{stderr}");
     let stored = room_texts(addr, "#lobby").await;
-    assert_eq!(stored, vec!["fine", "also fine"]);
+    assert_eq!(stored.first().map(String::as_str), Some("fine"));
+    assert_eq!(stored.last().map(String::as_str), Some("also fine"));
+    assert!(stored.len() > 3, "the long line was split: {stored:?}");
+    assert_eq!(stored[1..stored.len() - 1].concat(), long);
     server.stop().await;
 }
 
@@ -566,5 +570,163 @@ async fn roles_show_in_member_lists_and_moderation_refusals_are_printed() {
         "{stdout}"
     );
     assert!(output.status.success(), "{output:?}");
+    server.stop().await;
+}
+
+/// chat-cli on a pseudo-terminal, as a person runs it: what it prints is collected by a thread,
+/// keys are written to the terminal.
+struct Pty {
+    child: std::process::Child,
+    keys: std::fs::File,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+impl Pty {
+    fn spawn(addr: SocketAddr, name: &str) -> Pty {
+        let size = nix::pty::Winsize {
+            ws_row: 30,
+            ws_col: 60,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        let pty = nix::pty::openpty(Some(&size), None).unwrap();
+        let slave = std::fs::File::from(pty.slave);
+        let mut cmd = cli(addr, &["--name", name]);
+        cmd.stdin(slave.try_clone().unwrap())
+            .stdout(slave.try_clone().unwrap())
+            .stderr(slave)
+            .env("TERM", "xterm")
+            .env_remove("NO_COLOR");
+        let child = cmd.spawn().unwrap();
+        let master = std::fs::File::from(pty.master);
+        let keys = master.try_clone().unwrap();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = seen.clone();
+        std::thread::spawn(move || {
+            use std::io::Read;
+            let mut master = master;
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = master.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        });
+        Pty { child, keys, seen }
+    }
+
+    fn output(&self) -> String {
+        String::from_utf8_lossy(&self.seen.lock().unwrap()).into_owned()
+    }
+
+    /// Waits until the terminal has shown `needle` (after `from` bytes of output).
+    fn wait_for(&self, needle: &str) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while !self.output().contains(needle) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out waiting for {needle:?} in {:?}",
+                self.output()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Types `keys` as a person does, one key at a time (an escape sequence or a bracketed
+    /// paste is one key).
+    fn type_keys(&mut self, keys: &str) {
+        let mut rest = keys;
+        while !rest.is_empty() {
+            let len = if rest.starts_with("\u{1b}[200~") {
+                rest.find("\u{1b}[201~").map_or(rest.len(), |i| i + 6)
+            } else if rest.starts_with("\u{1b}[") {
+                3
+            } else {
+                rest.chars().next().map_or(1, char::len_utf8)
+            };
+            self.keys.write_all(&rest.as_bytes()[..len]).unwrap();
+            self.keys.flush().unwrap();
+            rest = &rest[len..];
+            std::thread::sleep(Duration::from_millis(30));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn in_a_terminal_the_line_editor_keeps_typing_whole_and_asks_before_a_paste() {
+    let server = start("127.0.0.1:0", None).await;
+    let addr = server.addr;
+    let mut watch = observer(addr, "bob").await;
+    wait_for(&mut watch, "\"members\"").await;
+    let mut pty = tokio::task::spawn_blocking(move || {
+        let pty = Pty::spawn(addr, "tess");
+        pty.wait_for("members of #lobby");
+        pty
+    })
+    .await
+    .unwrap();
+    wait_for(&mut watch, "tess").await;
+    // Half a line typed, then someone mentions tess: the bell rings, their line is printed
+    // above the prompt, and the half line is still there to finish.
+    pty.type_keys("hel");
+    watch
+        .get_mut()
+        .write_all(b"{\"type\":\"say\",\"room\":\"#lobby\",\"text\":\"tess: ping\"}\n")
+        .await
+        .unwrap();
+    let mut pty = tokio::task::spawn_blocking(move || {
+        pty.wait_for("tess: ping");
+        pty.type_keys("lo\r");
+        // Up brings the line back from the editor's history; it is not sent as an escape.
+        pty.type_keys("\u{1b}[A\r");
+        // A bracketed paste of three lines asks first, then goes out as one message.
+        pty.type_keys("\u{1b}[200~one\ntwo\n/three\u{1b}[201~");
+        pty.type_keys("\r");
+        pty.wait_for("Send 3 lines as one message? [y/N]");
+        pty.type_keys("y\r");
+        pty
+    })
+    .await
+    .unwrap();
+    wait_for(&mut watch, "/three").await;
+    let output = pty.output();
+    assert!(output.contains('\u{7}'), "the bell rang: {output:?}");
+    assert!(!output.contains("^[[A"));
+    let stored = room_texts(addr, "#lobby").await;
+    assert_eq!(
+        stored,
+        vec!["tess: ping", "hello", "hello", "one\ntwo\n/three"]
+    );
+    // Ctrl-D leaves; the server announces the quit.
+    pty.type_keys("\u{4}");
+    let status = tokio::task::spawn_blocking(move || pty.child.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(status.success());
+    wait_for(&mut watch, "\"quit\"").await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pipe_that_only_sends_prints_no_history() {
+    let server = start("127.0.0.1:0", None).await;
+    let addr = server.addr;
+    let input: String = (1..=5).map(|i| format!("old {i}\n")).collect();
+    let first = tokio::task::spawn_blocking(move || {
+        run_with_input(cli(addr, &["--name", "early"]), &input)
+    })
+    .await
+    .unwrap();
+    assert!(first.status.success());
+    let output =
+        tokio::task::spawn_blocking(move || run_with_input(cli(addr, &["--name", "late"]), "hi\n"))
+            .await
+            .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(!stdout.contains("old "), "no history in a pipe: {stdout}");
+    assert!(stdout.contains("<late> hi"), "{stdout}");
     server.stop().await;
 }

@@ -1316,7 +1316,7 @@ fn a_reconnect_is_quiet_and_what_it_caught_up_counts_as_unread() {
         .collect();
     assert_eq!(news.len(), 1, "{news:?}");
     assert!(
-        matches!(&news[0], Event::Line { conversation: None, line } if matches!(&line.kind, LineKind::Notice(t) if t.contains("connection reset")))
+        matches!(&news[0], Event::Line { conversation: None, line, .. } if matches!(&line.kind, LineKind::Notice(t) if t.contains("connection reset")))
     );
     // ...while every conversation keeps the notice for whoever looks at it.
     for room in ["#lobby", "#rust"] {
