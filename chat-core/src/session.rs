@@ -407,6 +407,8 @@ pub struct Session {
     recovered_at: Option<UnixMillis>,
     /// Rooms rejoined with `since` whose catch-up reply has not come yet.
     catching_up: std::collections::HashSet<String>,
+    /// [`Event::Notify`]s made so far.
+    notifications: u64,
     /// Rooms whose catch-up is still arriving (possibly in several replies).
     catch_up_open: std::collections::HashSet<String>,
     /// Rooms rejoined after a reconnect whose join, topic and member list have not all come
@@ -450,6 +452,7 @@ impl Session {
             recovered_at: None,
             catching_up: std::collections::HashSet::new(),
             catch_up_open: std::collections::HashSet::new(),
+            notifications: 0,
             rejoining: std::collections::HashSet::new(),
             room_keys: HashMap::new(),
             outputs: VecDeque::new(),
@@ -519,6 +522,12 @@ impl Session {
     /// The highest message id seen.
     pub fn last_id(&self) -> Option<MsgId> {
         self.last_id
+    }
+
+    /// How many mentions and direct messages have notified so far (see [`Event::Notify`]): a
+    /// front-end that renders from state compares it with the count it last signalled.
+    pub fn notifications(&self) -> u64 {
+        self.notifications
     }
 
     /// How many typed lines are not yet acknowledged by the server: messages sent and awaiting
@@ -2060,6 +2069,7 @@ impl Session {
             history: arrival == Arrival::History,
         }));
         if notify {
+            self.notifications += 1;
             self.outputs.push_back(Output::Event(Event::Notify {
                 conversation: name,
                 line,

@@ -259,7 +259,7 @@ pub fn build(siv: &mut Cursive, handle: ClientHandle, clock: Clock) {
     });
     let layout = LinearLayout::vertical()
         .child(panels.full_height())
-        .child(TextView::new("").with_name("status"))
+        .child(TextView::new("").no_wrap().with_name("status"))
         .child(input);
     siv.add_fullscreen_layer(layout);
     siv.focus_name("input").ok();

@@ -15,6 +15,8 @@ use chat_core::session::{
 use chat_core::tls::{Untrusted, is_loopback};
 use eframe::egui::{self, Color32, Key, RichText};
 
+pub mod fonts;
+
 /// What the connect screen asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnectRequest {
@@ -109,6 +111,21 @@ pub struct ChatApp {
     join_field: String,
     /// Set when the window should close (Quit pressed, or the session ended).
     quitting: bool,
+    /// Set once the system fonts for CJK, Hebrew and Arabic have been added.
+    fonts_installed: bool,
+    /// Set when a field should take the keyboard focus at the next frame.
+    focus_next: Option<&'static str>,
+    /// A multi-line paste waiting for the user to say it should go out as one message.
+    paste: Option<String>,
+    /// A link whose host could imitate another, waiting for a yes before it opens.
+    link: Option<(String, String)>,
+    /// Notifications (mentions, direct messages) already signalled to the window manager.
+    notified: u64,
+    /// The window title last set, to set it only when it changes.
+    title: String,
+    /// The window size of the last frame: a resize draws one more frame (the scroll area
+    /// settles at the bottom on the second).
+    last_size: egui::Vec2,
 }
 
 impl ChatApp {
@@ -139,6 +156,13 @@ impl ChatApp {
             history: InputHistory::default(),
             join_field: String::new(),
             quitting: false,
+            fonts_installed: false,
+            focus_next: Some("Name"),
+            paste: None,
+            link: None,
+            notified: 0,
+            title: String::new(),
+            last_size: egui::Vec2::ZERO,
         };
         if auto {
             app.start(ctx);
@@ -208,12 +232,22 @@ impl ChatApp {
 
     /// Draws one frame.
     pub fn show(&mut self, ui: &mut egui::Ui) {
+        if !self.fonts_installed {
+            self.fonts_installed = true;
+            fonts::install(ui.ctx());
+        }
         let state = self
             .client
             .as_ref()
             .map(|c| c.with_session(|s| s.state().clone()));
-        if matches!(state, Some(ConnState::Online)) {
+        if matches!(state, Some(ConnState::Online)) && !self.chatting {
             self.chatting = true;
+            self.focus_next = Some("input");
+        }
+        let size = ui.ctx().content_rect().size();
+        if size != self.last_size {
+            self.last_size = size;
+            ui.ctx().request_repaint();
         }
         if matches!(state, Some(ConnState::Closed { .. })) && self.chatting {
             self.quitting = true;
@@ -263,6 +297,10 @@ impl ChatApp {
                                 .id_salt(label),
                         )
                         .labelled_by(caption.id);
+                    if self.focus_next == Some(label) {
+                        edit.request_focus();
+                        self.focus_next = None;
+                    }
                     submit |= edit.lost_focus() && ui.input(|i| i.key_pressed(Key::Enter));
                     ui.end_row();
                 }
@@ -293,6 +331,8 @@ impl ChatApp {
             }
         });
         if submit {
+            // The name field keeps the keyboard, so a refused name can be changed at once.
+            self.focus_next = Some("Name");
             match (&self.client, rejected) {
                 // Same connection: just try the new name, or the account with its password.
                 (Some(client), true) if !self.name.trim().is_empty() => {
@@ -366,6 +406,41 @@ impl ChatApp {
         };
         let clock = self.clock;
         let view = client.with_session(View::from_session);
+        self.window_hints(ui.ctx(), &client, &view);
+        // Alt+1..9 and Ctrl+N/P switch conversations, as in the terminal clients.
+        let switch = ui.input_mut(|i| {
+            let keys = [
+                Key::Num1,
+                Key::Num2,
+                Key::Num3,
+                Key::Num4,
+                Key::Num5,
+                Key::Num6,
+                Key::Num7,
+                Key::Num8,
+                Key::Num9,
+            ];
+            for (n, key) in keys.into_iter().enumerate() {
+                if i.consume_key(egui::Modifiers::ALT, key) {
+                    return Some((Some(n), 0));
+                }
+            }
+            if i.consume_key(egui::Modifiers::COMMAND, Key::N) {
+                return Some((None, 1));
+            }
+            if i.consume_key(egui::Modifiers::COMMAND, Key::P) {
+                return Some((None, -1));
+            }
+            None
+        });
+        match switch {
+            Some((Some(index), _)) => client.act(move |s, _| s.switch_to_index(index)),
+            Some((None, step)) => client.act(move |s, _| s.switch_relative(step)),
+            None => {}
+        }
+        if switch.is_some() {
+            self.focus_next = Some("input");
+        }
 
         egui::Panel::top("topic_bar").show(ui, |ui| {
             if let ConnState::Reconnecting {
@@ -402,15 +477,62 @@ impl ChatApp {
                     self.quitting = true;
                 }
                 let send = ui.button("Send");
+                let input_id = ui.make_persistent_id("input_field");
+                let focused = ui.memory(|m| m.has_focus(input_id));
+                // Taken before the field sees them: Tab completes (it does not leave the
+                // field), and a paste of several lines waits for a yes instead of being
+                // flattened into one line.
+                let tab =
+                    focused && ui.input_mut(|i| i.consume_key(egui::Modifiers::NONE, Key::Tab));
+                if focused {
+                    let pasted = ui.input_mut(|i| {
+                        let mut found = None;
+                        i.events.retain(|e| match e {
+                            egui::Event::Paste(text) if text.trim_end().contains('\n') => {
+                                found = Some(text.clone());
+                                false
+                            }
+                            _ => true,
+                        });
+                        found
+                    });
+                    if let Some(text) = pasted {
+                        self.paste = Some(text.trim_end().to_string());
+                    }
+                }
+                if tab {
+                    self.complete(&client);
+                }
                 let edit = ui
                     .add(
                         egui::TextEdit::singleline(&mut self.input)
-                            .id_salt("input")
+                            .id(input_id)
+                            .lock_focus(true)
                             .hint_text("Message, or /help")
                             .desired_width(f32::INFINITY),
                     )
                     .labelled_by(send.id);
+                if tab {
+                    // The cursor goes to the end of the completed word.
+                    if let Some(mut state) = egui::TextEdit::load_state(ui.ctx(), input_id) {
+                        let end = egui::text::CCursor::new(self.input.chars().count());
+                        state
+                            .cursor
+                            .set_char_range(Some(egui::text::CCursorRange::one(end)));
+                        state.store(ui.ctx(), input_id);
+                    }
+                }
+                // Read before the focus is given back below (losing it is how Enter shows).
                 let entered = edit.lost_focus() && ui.input(|i| i.key_pressed(Key::Enter));
+                // The input keeps the keyboard: after connecting, switching, joining, and
+                // when Escape or a click elsewhere left nothing focused.
+                let nothing_focused = ui.memory(|m| m.focused().is_none());
+                if self.focus_next == Some("input")
+                    || nothing_focused && self.paste.is_none() && self.link.is_none()
+                {
+                    edit.request_focus();
+                    self.focus_next = None;
+                }
                 if edit.has_focus() {
                     let (up, down) =
                         ui.input(|i| (i.key_pressed(Key::ArrowUp), i.key_pressed(Key::ArrowDown)));
@@ -451,6 +573,7 @@ impl ChatApp {
                     }
                     if ui.selectable_label(*active, rich).clicked() {
                         client.act(move |s, _| s.switch_to_index(i));
+                        self.focus_next = Some("input");
                     }
                 }
                 ui.separator();
@@ -468,6 +591,7 @@ impl ChatApp {
                     if (join.clicked() || entered) && !self.join_field.trim().is_empty() {
                         client.submit(format!("/join {}", self.join_field.trim()));
                         self.join_field.clear();
+                        self.focus_next = Some("input");
                     }
                 });
             });
@@ -500,10 +624,125 @@ impl ChatApp {
                 .stick_to_bottom(true)
                 .show(ui, |ui| {
                     for line in &view.lines {
-                        render_line(ui, line, clock);
+                        if let Some(link) = render_line(ui, line, clock) {
+                            match link.1 {
+                                Some(warning) => self.link = Some((link.0, warning)),
+                                None => ui.ctx().open_url(egui::OpenUrl::new_tab(link.0)),
+                            }
+                        }
                     }
                 });
         });
+        self.dialogs(ui, &client);
+    }
+
+    /// The questions that wait for a yes: a multi-line paste, a lookalike link.
+    fn dialogs(&mut self, ui: &mut egui::Ui, client: &ClientHandle) {
+        if let Some(text) = self.paste.clone() {
+            let count = text.lines().count();
+            let mut answer = None;
+            egui::Modal::new(egui::Id::unique("paste_dialog")).show(ui.ctx(), |ui| {
+                ui.heading(format!("Send {count} lines as one message?"));
+                let preview: String = text.lines().take(6).collect::<Vec<_>>().join("\n");
+                ui.label(if count > 6 {
+                    format!("{preview}\n…")
+                } else {
+                    preview
+                });
+                ui.horizontal(|ui| {
+                    if ui.button("Send as one message").clicked()
+                        || ui.input(|i| i.key_pressed(Key::Enter))
+                    {
+                        answer = Some(true);
+                    }
+                    if ui.button("Cancel").clicked() || ui.input(|i| i.key_pressed(Key::Escape)) {
+                        answer = Some(false);
+                    }
+                });
+            });
+            if let Some(send) = answer {
+                if send {
+                    client.act(move |s, now| s.handle_paste(now, &text));
+                }
+                self.paste = None;
+                self.focus_next = Some("input");
+            }
+        }
+        if let Some((url, warning)) = self.link.clone() {
+            let mut answer = None;
+            egui::Modal::new(egui::Id::unique("link_dialog")).show(ui.ctx(), |ui| {
+                ui.heading("Open this link?");
+                ui.monospace(&url);
+                ui.colored_label(
+                    Color32::from_rgb(0xdc, 0x32, 0x2f),
+                    format!("Careful: {warning}."),
+                );
+                ui.horizontal(|ui| {
+                    if ui.button("Open").clicked() {
+                        answer = Some(true);
+                    }
+                    if ui.button("Cancel").clicked() || ui.input(|i| i.key_pressed(Key::Escape)) {
+                        answer = Some(false);
+                    }
+                });
+            });
+            if let Some(open) = answer {
+                if open {
+                    ui.ctx().open_url(egui::OpenUrl::new_tab(url));
+                }
+                self.link = None;
+                self.focus_next = Some("input");
+            }
+        }
+    }
+
+    /// Tab in the input: completes the last word from nicks, rooms and commands.
+    fn complete(&mut self, client: &ClientHandle) {
+        let start = self.input.rfind(' ').map_or(0, |i| i + 1);
+        let word = self.input[start..].to_string();
+        if word.is_empty() {
+            return;
+        }
+        let found = client.with_session(|s| s.completions(&word));
+        let replacement = match found.as_slice() {
+            [] => return,
+            [one] if start == 0 && !one.starts_with('/') && !one.starts_with('#') => {
+                format!("{one}: ")
+            }
+            [one] => format!("{one} "),
+            many => common_prefix(many),
+        };
+        self.input.truncate(start);
+        self.input.push_str(&replacement);
+    }
+
+    /// The window title carries the unread count, and a mention or direct message in an
+    /// unfocused window asks the window manager for attention (the urgency hint).
+    fn window_hints(&mut self, ctx: &egui::Context, client: &ClientHandle, view: &View) {
+        let unread: usize = view.rooms.iter().filter(|r| !r.3).map(|r| r.1).sum();
+        let title = match unread {
+            0 => format!("{} — chat", view.title),
+            n => format!("({n}) {} — chat", view.title),
+        };
+        if title != self.title {
+            ctx.send_viewport_cmd(egui::ViewportCommand::Title(title.clone()));
+            self.title = title;
+        }
+        let notified = client.with_session(|s| s.notifications());
+        if notified > self.notified {
+            self.notified = notified;
+            let focused = ctx.input(|i| i.viewport().focused.unwrap_or(true));
+            if !focused {
+                ctx.send_viewport_cmd(egui::ViewportCommand::RequestUserAttention(
+                    egui::UserAttentionType::Informational,
+                ));
+            }
+        }
+    }
+
+    /// The window title, as last set.
+    pub fn title(&self) -> &str {
+        &self.title
     }
 
     fn walk_history(&mut self, step: isize) {
@@ -600,13 +839,59 @@ fn nick_color(name: &str) -> Color32 {
     NICK_COLOURS[nick_colour(name, NICK_COLOURS.len())]
 }
 
-fn render_line(ui: &mut egui::Ui, line: &Line, clock: Clock) {
+fn common_prefix(words: &[String]) -> String {
+    let first = &words[0];
+    let mut end = first.len();
+    for w in &words[1..] {
+        end = end.min(
+            first
+                .char_indices()
+                .zip(w.chars())
+                .take_while(|((_, a), b)| a.eq_ignore_ascii_case(b))
+                .last()
+                .map_or(0, |((i, a), _)| i + a.len_utf8()),
+        );
+    }
+    first[..end].to_string()
+}
+
+/// The mention colour: the whole line's text, as the terminal clients highlight it.
+const MENTION: Color32 = Color32::from_rgb(0xcb, 0x4b, 0x16);
+
+/// Message text in display order, links as links. Returns a link that was clicked, with the
+/// warning to show first when its host could imitate another.
+fn message_text(
+    ui: &mut egui::Ui,
+    text: &str,
+    style: impl Fn(RichText) -> RichText,
+) -> Option<(String, Option<String>)> {
+    let mut clicked = None;
+    let mut at = 0;
+    for url in chat_core::text::urls(text) {
+        let before = &text[at..url.range.start];
+        if !before.trim().is_empty() {
+            ui.label(style(RichText::new(fonts::visual(before.trim()))));
+        }
+        if ui.link(style(RichText::new(url.url))).clicked() {
+            clicked = Some((url.url.to_string(), url.lookalike.clone()));
+        }
+        at = url.range.end;
+    }
+    let rest = &text[at..];
+    if !rest.trim().is_empty() || at == 0 {
+        ui.label(style(RichText::new(fonts::visual(rest.trim_start()))));
+    }
+    clicked
+}
+
+fn render_line(ui: &mut egui::Ui, line: &Line, clock: Clock) -> Option<(String, Option<String>)> {
     let time = chrono::DateTime::from_timestamp_millis(line.ts as i64)
         .map(|t| match clock {
             Clock::Local => t.with_timezone(&chrono::Local).format("%H:%M").to_string(),
             Clock::Utc => t.format("%H:%M").to_string(),
         })
         .unwrap_or_default();
+    let mut clicked = None;
     ui.horizontal_wrapped(|ui| {
         ui.spacing_mut().item_spacing.x = 4.0;
         ui.label(RichText::new(time).weak().monospace());
@@ -618,8 +903,13 @@ fn render_line(ui: &mut egui::Ui, line: &Line, clock: Clock) {
                         .color(nick_color(from))
                         .strong(),
                 );
-                let body = RichText::new(text);
-                ui.label(if line.mention { body.strong() } else { body });
+                clicked = message_text(ui, text, |t| {
+                    if line.mention {
+                        t.strong().color(MENTION)
+                    } else {
+                        t
+                    }
+                });
             }
             LineKind::Action { from, text } => {
                 ui.label(
@@ -627,7 +917,13 @@ fn render_line(ui: &mut egui::Ui, line: &Line, clock: Clock) {
                         .color(nick_color(from))
                         .italics(),
                 );
-                ui.label(RichText::new(text).italics());
+                clicked = message_text(ui, text, |t| {
+                    if line.mention {
+                        t.italics().strong().color(MENTION)
+                    } else {
+                        t.italics()
+                    }
+                });
             }
             LineKind::Join { name } => {
                 ui.label(system(format!("» {name} joined")));
@@ -660,4 +956,5 @@ fn render_line(ui: &mut egui::Ui, line: &Line, clock: Clock) {
             }
         }
     });
+    clicked
 }

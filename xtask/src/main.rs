@@ -81,8 +81,9 @@ fn main() {
 /// Where Mesa's software Vulkan driver (lavapipe) registers itself.
 const LAVAPIPE_ICD: &str = "/usr/share/vulkan/icd.d";
 
-/// `cargo xtask test`: the whole test suite, after making sure the GUI tests can render and
-/// the real IRC client the IRC tests drive (weechat-headless) is here.
+/// `cargo xtask test`: the whole test suite, after making sure the GUI tests can render (a
+/// software renderer, fonts for CJK and Hebrew) and the real IRC client the IRC tests drive
+/// (weechat-headless) is here.
 fn test(extra: &[String]) -> anyhow::Result<()> {
     let has_renderer = std::fs::read_dir(LAVAPIPE_ICD)
         .map(|dir| {
@@ -94,7 +95,23 @@ fn test(extra: &[String]) -> anyhow::Result<()> {
         .arg("--version")
         .output()
         .is_ok_and(|o| o.status.success());
+    // The GUI draws CJK with the system's font and Hebrew with DejaVu Sans (found through
+    // fontconfig); its tests check that every character has a glyph.
+    let has_fonts = [
+        "/usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf",
+        "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+    ]
+    .iter()
+    .all(|f| std::path::Path::new(f).exists())
+        && Command::new("fc-list")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
     let mut missing = Vec::new();
+    if !has_fonts {
+        eprintln!("xtask: installing fonts for CJK and Hebrew for the GUI tests");
+        missing.extend(["fontconfig", "fonts-droid-fallback", "fonts-dejavu-core"]);
+    }
     if !has_renderer {
         eprintln!("xtask: installing Mesa's software renderer for the GUI snapshot tests");
         missing.extend(["mesa-vulkan-drivers", "libvulkan1"]);

@@ -554,3 +554,25 @@ fn clicks_keep_the_input_focused_and_a_room_click_switches() {
     tui.type_text("!");
     assert_eq!(tui.input_text(), "half typed!");
 }
+
+#[test]
+fn the_status_line_stays_one_line_while_reconnecting() {
+    let mut tui = Tui::new(60, 12);
+    tui.driver.disconnected(
+        "the server closed the connection because of a very long reason that goes on and on",
+    );
+    chat_cursive::refresh(&mut tui.runner);
+    let screen = tui.screen();
+    let status: Vec<&str> = screen
+        .lines()
+        .filter(|l| l.contains("[reconnecting"))
+        .collect();
+    assert_eq!(status.len(), 1, "{screen}");
+    // The row under it is the input, not the rest of the status.
+    let rows: Vec<&str> = screen.lines().collect();
+    let at = rows
+        .iter()
+        .position(|l| l.contains("[reconnecting"))
+        .unwrap();
+    assert!(!rows[at + 1].contains("on and on"), "{screen}");
+}

@@ -422,3 +422,157 @@ fn the_member_list_shows_roles_and_moderation_shows_in_the_room() {
         }]
     );
 }
+
+#[test]
+fn cjk_emoji_and_right_to_left_text_are_drawn() {
+    let mut gui = Gui::online();
+    let text = "日本語 🎉 ✅ ☕ שלום 2026";
+    gui.server(&[
+        &format!(r##"{{"type":"message","id":2,"ts":1700000000000,"room":"#lobby","from":"bob","text":"{text}"}}"##),
+        r##"{"type":"message","id":3,"ts":1700000001000,"room":"#lobby","from":"carol","text":"עברית עם מספר 123 ו-English"}"##,
+    ]);
+    // Every character has a glyph in the fonts the app installed (no empty boxes).
+    let missing: Vec<char> = gui.harness.ctx.fonts_mut(|f| {
+        text.chars()
+            .filter(|c| !c.is_whitespace())
+            .filter(|c| !f.has_glyph(&egui::FontId::proportional(14.0), *c))
+            .collect()
+    });
+    assert!(missing.is_empty(), "no glyph for {missing:?}");
+    // Hebrew reads right to left, its number left to right.
+    gui.harness.get_by_label_contains("2026 םולש");
+    gui.harness.snapshot("scripts");
+}
+
+#[test]
+fn the_keyboard_reaches_the_right_field_everywhere() {
+    // Typing at once on the connect screen goes into the name field.
+    let mut gui = Gui::new();
+    gui.harness.run();
+    gui.harness
+        .get_by_role_and_label(Role::TextInput, "Name")
+        .type_text("alice");
+    gui.harness.run();
+    assert_eq!(gui.input_value("Name").as_deref(), Some("alice"));
+    gui.harness.key_press(egui::Key::Enter);
+    gui.harness.run();
+    assert_eq!(
+        gui.connects.borrow().len(),
+        1,
+        "Enter in the name field connects"
+    );
+    gui.with_driver(|d| d.connected());
+    gui.server(&[
+        r#"{"type":"welcome","version":1,"name":"alice","server":"t","limits":{"max_line":1000,"max_text":400,"max_text_lines":20,"max_name":32}}"#,
+        r##"{"type":"join","room":"#lobby","name":"alice","ts":1700000000000}"##,
+        r##"{"type":"members","room":"#lobby","names":["alice","bob","Zoë"]}"##,
+        r##"{"type":"join","room":"#rust","name":"alice","ts":1700000000000}"##,
+    ]);
+    gui.sent();
+    gui.harness.run();
+    // Online: the input has the keyboard without a click.
+    let focused = |gui: &Gui| {
+        gui.harness
+            .get_by_role_and_label(Role::TextInput, "Send")
+            .is_focused()
+    };
+    assert!(focused(&gui), "the input is focused after connecting");
+    // Escape does not leave the keyboard nowhere.
+    gui.harness.key_press(egui::Key::Escape);
+    gui.harness.run();
+    gui.harness.run();
+    assert!(focused(&gui), "the input is focused again after Escape");
+    // Alt+1 switches to the first conversation, Ctrl+N to the next.
+    let active = |gui: &mut Gui| {
+        gui.sent();
+        gui.harness
+            .state()
+            .client()
+            .unwrap()
+            .with_session(|s| s.active().unwrap().name.clone())
+    };
+    assert_eq!(active(&mut gui), "#lobby");
+    gui.harness
+        .key_press_modifiers(egui::Modifiers::ALT, egui::Key::Num2);
+    gui.harness.run();
+    assert_eq!(active(&mut gui), "#rust");
+    gui.harness
+        .key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::P);
+    gui.harness.run();
+    assert_eq!(active(&mut gui), "#lobby");
+    gui.harness
+        .key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::N);
+    gui.harness.run();
+    assert_eq!(active(&mut gui), "#rust");
+    gui.harness
+        .key_press_modifiers(egui::Modifiers::ALT, egui::Key::Num1);
+    gui.harness.run();
+    assert_eq!(active(&mut gui), "#lobby");
+    assert!(focused(&gui), "switching keeps the input focused");
+    // Tab completes a nick and stays in the field.
+    gui.harness
+        .get_by_role_and_label(Role::TextInput, "Send")
+        .type_text("zo");
+    gui.harness.run();
+    gui.harness.key_press(egui::Key::Tab);
+    gui.harness.run();
+    assert_eq!(gui.input_value("Send").as_deref(), Some("Zoë: "));
+    assert!(focused(&gui), "Tab does not leave the input");
+}
+
+#[test]
+fn a_multi_line_paste_asks_then_goes_out_as_one_message() {
+    let mut gui = Gui::online();
+    gui.harness.run();
+    gui.harness
+        .input_mut()
+        .events
+        .push(egui::Event::Paste("first line\nsecond line\n".into()));
+    gui.harness.run();
+    gui.harness.get_by_label("Send 2 lines as one message?");
+    assert!(gui.sent().is_empty(), "nothing goes out before the answer");
+    assert_eq!(
+        gui.input_value("Send").as_deref(),
+        Some(""),
+        "not flattened into the input"
+    );
+    gui.click_button("Send as one message");
+    assert_eq!(
+        gui.sent(),
+        vec![ClientMsg::Say {
+            room: "#lobby".into(),
+            text: "first line\nsecond line".into(),
+            cid: Some("t-1".into()),
+        }]
+    );
+    assert!(
+        gui.harness
+            .query_by_label("Send 2 lines as one message?")
+            .is_none()
+    );
+}
+
+#[test]
+fn the_title_counts_unread_and_links_are_links() {
+    let mut gui = Gui::online();
+    gui.server(&[
+        r##"{"type":"join","room":"#rust","name":"alice","ts":1700000000000}"##,
+        r##"{"type":"message","id":4,"ts":1700000000000,"room":"#rust","from":"bob","text":"one"}"##,
+        r##"{"type":"message","id":5,"ts":1700000000000,"room":"#rust","from":"bob","text":"two"}"##,
+        r##"{"type":"message","id":6,"ts":1700000000000,"room":"#lobby","from":"bob","text":"alice: see https://example.org/docs"}"##,
+        r##"{"type":"message","id":7,"ts":1700000000000,"room":"#lobby","from":"bob","text":"and https://\u0430pple.com/login"}"##,
+    ]);
+    assert_eq!(gui.harness.state().title(), "(2) #lobby — chat");
+    gui.harness.snapshot("links_and_mentions");
+    gui.harness
+        .get_by_role_and_label(Role::Link, "https://example.org/docs");
+    // A lookalike host asks before opening.
+    gui.harness
+        .get_by_role_and_label(Role::Link, "https://\u{430}pple.com/login")
+        .click();
+    gui.harness.run();
+    gui.harness.get_by_label("Open this link?");
+    gui.harness.get_by_label_contains("mixes alphabets");
+    gui.click_button("Cancel");
+    assert!(gui.harness.query_by_label("Open this link?").is_none());
+}
