@@ -170,6 +170,7 @@ pub const CLIENT_TYPES: &[&str] = &[
     "close_room",
     "open_room",
     "connections",
+    "away",
 ];
 
 /// Message types a server may send.
@@ -188,6 +189,7 @@ pub const SERVER_TYPES: &[&str] = &[
     "direct",
     "topic",
     "members",
+    "away",
     "room_list",
     "history",
     "ping",

@@ -48,6 +48,10 @@ pub enum Command {
     Close,
     /// `/quit [reason]`.
     Quit(Option<String>),
+    /// `/away [reason]`: away with a reason, back without one.
+    Away(Option<String>),
+    /// `/highlights`: the latest lines that mentioned you, from every conversation.
+    Highlights,
     /// `/help`.
     Help,
     /// `/register password`: register the current name as an account.
@@ -285,6 +289,16 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
     ("/close", "/close", "close a conversation or leave the room"),
     ("/quit", "/quit [reason]", "leave the server"),
     (
+        "/away",
+        "/away [reason]",
+        "mark yourself away; without a reason, back",
+    ),
+    (
+        "/highlights",
+        "/highlights",
+        "the latest lines that mentioned you, everywhere",
+    ),
+    (
         "/register",
         "/register password",
         "register your name as an account",
@@ -477,6 +491,9 @@ pub fn parse(line: &str) -> Result<Command, CommandError> {
         }
         "close" => Command::Close,
         "quit" | "exit" | "bye" => Command::Quit(arg()),
+        "away" => Command::Away(arg()),
+        "back" => Command::Away(None),
+        "highlights" | "mentions" => Command::Highlights,
         "help" | "?" => Command::Help,
         "register" => Command::Register(Secret::new(
             args.split_whitespace()
@@ -701,6 +718,13 @@ mod tests {
         assert_eq!(parse("/close"), Ok(Command::Close));
         assert_eq!(parse("/quit"), Ok(Command::Quit(None)));
         assert_eq!(parse("/QUIT gone"), Ok(Command::Quit(Some("gone".into()))));
+        assert_eq!(
+            parse("/away at lunch"),
+            Ok(Command::Away(Some("at lunch".into())))
+        );
+        assert_eq!(parse("/away"), Ok(Command::Away(None)));
+        assert_eq!(parse("/back"), Ok(Command::Away(None)));
+        assert_eq!(parse("/highlights"), Ok(Command::Highlights));
         assert_eq!(parse("/help"), Ok(Command::Help));
     }
 
@@ -846,7 +870,10 @@ mod tests {
 
     #[test]
     fn completes_commands() {
-        assert_eq!(complete_command("/h"), vec!["/history", "/help"]);
+        assert_eq!(
+            complete_command("/h"),
+            vec!["/history", "/highlights", "/help"]
+        );
         assert_eq!(complete_command("/J"), vec!["/join"]);
         assert!(complete_command("/zz").is_empty());
     }

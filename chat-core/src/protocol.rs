@@ -322,6 +322,13 @@ pub enum ClientMsg {
         /// The token of the ping being answered.
         token: String,
     },
+    /// Marks the client away, with a reason shown in member lists and to whoever writes to
+    /// it directly; without a reason (or an empty one), marks it back.
+    Away {
+        /// Why: "lunch", "back at 3".
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
     /// Leaves the server; the reason is shown to everyone who shares a room with the client.
     Quit {
         /// The quit message.
@@ -465,6 +472,18 @@ pub enum ServerMsg {
         /// Set when this continues a list (the `after` that was asked for).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         after: Option<String>,
+        /// The members of this page who are away, with their reasons.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        away: BTreeMap<String, String>,
+    },
+    /// Someone went away or came back: sent to everyone who shares a room with them (and their
+    /// own connections), and to whoever writes directly to someone away.
+    Away {
+        /// Who.
+        name: String,
+        /// Why; `None` when they are back.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
     },
     /// The list of rooms, in answer to `rooms`.
     RoomList {

@@ -28,6 +28,9 @@ use crate::protocol::{
 };
 use crate::text;
 
+/// Highlights kept for `/highlights` and [`Session::highlights`].
+const HIGHLIGHTS_KEPT: usize = 100;
+
 /// Tunables of a session.
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
@@ -409,6 +412,11 @@ pub struct Session {
     catching_up: std::collections::HashSet<String>,
     /// [`Event::Notify`]s made so far.
     notifications: u64,
+    /// Who is away (name key), and why.
+    away: HashMap<String, String>,
+    /// The latest lines that mentioned the user or came directly, with their conversation's
+    /// name, oldest first: the highlights view.
+    highlights: VecDeque<(String, Line)>,
     /// Rooms whose catch-up is still arriving (possibly in several replies).
     catch_up_open: std::collections::HashSet<String>,
     /// Rooms rejoined after a reconnect whose join, topic and member list have not all come
@@ -453,6 +461,8 @@ impl Session {
             catching_up: std::collections::HashSet::new(),
             catch_up_open: std::collections::HashSet::new(),
             notifications: 0,
+            away: HashMap::new(),
+            highlights: VecDeque::new(),
             rejoining: std::collections::HashSet::new(),
             room_keys: HashMap::new(),
             outputs: VecDeque::new(),
@@ -880,6 +890,7 @@ impl Session {
             }
             ServerMsg::Quit { name, reason, ts } => {
                 let who = names::key(&name);
+                self.away.remove(&who);
                 let keys: Vec<String> = self
                     .conversations
                     .iter()
@@ -954,9 +965,16 @@ impl Session {
                 roles,
                 more,
                 after,
+                away,
             } => {
                 let key = names::key(&room);
                 let mut total = names.len();
+                for name in &names {
+                    match away.get(name) {
+                        Some(reason) => self.away.insert(names::key(name), reason.clone()),
+                        None => self.away.remove(&names::key(name)),
+                    };
+                }
                 if let Some(c) = self.conversations.get_mut(&key) {
                     if after.is_none() {
                         c.members = names.clone();
@@ -992,13 +1010,29 @@ impl Session {
                     // The list after a reconnect refreshes the panel; it is not news.
                 } else if !more {
                     let text = format!("members of {room} ({total})");
+                    let away = |label: String| {
+                        let name = label.trim_start_matches(['~', '@', '+']);
+                        if self.away.contains_key(&names::key(name)) {
+                            format!("{label} (away)")
+                        } else {
+                            label
+                        }
+                    };
                     let text = match self.conversations.get(&key) {
-                        Some(c) => format!("{text}: {}", c.member_labels().join(", ")),
+                        Some(c) => format!(
+                            "{text}: {}",
+                            c.member_labels()
+                                .into_iter()
+                                .map(away)
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
                         None => format!("{text}: {}", names.join(", ")),
                     };
                     self.push(Some(key), system(now, LineKind::Notice(text)));
                 }
             }
+            ServerMsg::Away { name, reason } => self.on_away(now, name, reason),
             ServerMsg::RoomList { rooms, more, after } => {
                 let mut text = match (&after, more) {
                     (None, false) => format!("{} rooms:", rooms.len()),
@@ -1321,6 +1355,32 @@ impl Session {
                     c.members = vec![name];
                 }
                 self.activate(key);
+            }
+            Command::Away(reason) => self.submit(now, ClientMsg::Away { reason }),
+            Command::Highlights => {
+                if self.highlights.is_empty() {
+                    self.local(now, LineKind::Notice("no highlights yet".into()));
+                    return;
+                }
+                let header = format!("the last {} highlights:", self.highlights.len());
+                self.local(now, LineKind::Notice(header));
+                // Each at its own time, so every front-end shows when it was said.
+                let lines: Vec<Line> = self
+                    .highlights
+                    .iter()
+                    .filter_map(|(place, line)| {
+                        let text = match &line.kind {
+                            LineKind::Message { from, text } => format!("{place} <{from}> {text}"),
+                            LineKind::Action { from, text } => format!("{place} * {from} {text}"),
+                            _ => return None,
+                        };
+                        Some(system(line.ts, LineKind::Notice(text)))
+                    })
+                    .collect();
+                let key = self.active.clone();
+                for line in lines {
+                    self.push(key.clone(), line);
+                }
             }
             Command::Quit(reason) => {
                 self.send_now(ClientMsg::Quit {
@@ -1785,7 +1845,44 @@ impl Session {
         }
     }
 
+    fn on_away(&mut self, now: UnixMillis, name: String, reason: Option<String>) {
+        let key = names::key(&name);
+        let before = match &reason {
+            Some(r) => self.away.insert(key.clone(), r.clone()),
+            None => self.away.remove(&key),
+        };
+        let text = match (&reason, self.is_me(&name)) {
+            (Some(r), true) => format!("you are marked away: {r}"),
+            (None, true) => "you are no longer marked away".to_string(),
+            (Some(r), false) => format!("{name} is away: {r}"),
+            (None, false) => format!("{name} is back"),
+        };
+        if self.is_me(&name) {
+            self.local(now, LineKind::Notice(text));
+        } else if self.conversations.contains_key(&key)
+            && (before.as_deref() != reason.as_deref() || reason.is_some())
+        {
+            // Said in the direct conversation with them: the answer to writing to someone away,
+            // or news of it.
+            self.push(Some(key), system(now, LineKind::Notice(text)));
+        }
+    }
+
+    /// The latest lines that mentioned the user or came to them directly, with the name of
+    /// the conversation each is in, oldest first (at most 100).
+    pub fn highlights(&self) -> impl Iterator<Item = (&str, &Line)> {
+        self.highlights.iter().map(|(c, l)| (c.as_str(), l))
+    }
+
+    /// Why `name` is away, if they are.
+    pub fn away_reason(&self, name: &str) -> Option<&str> {
+        self.away.get(&names::key(name)).map(String::as_str)
+    }
+
     fn on_nick(&mut self, old: String, new: String, ts: UnixMillis) {
+        if let Some(reason) = self.away.remove(&names::key(&old)) {
+            self.away.insert(names::key(&new), reason);
+        }
         if self.is_me(&old) {
             self.name = Some(new.clone());
             self.wanted_name = new.clone();
@@ -2070,6 +2167,10 @@ impl Session {
         }));
         if notify {
             self.notifications += 1;
+            self.highlights.push_back((name.clone(), line.clone()));
+            if self.highlights.len() > HIGHLIGHTS_KEPT {
+                self.highlights.pop_front();
+            }
             self.outputs.push_back(Output::Event(Event::Notify {
                 conversation: name,
                 line,

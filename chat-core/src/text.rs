@@ -118,6 +118,7 @@ pub fn clean_server_msg(mut msg: ServerMsg) -> ServerMsg {
             names,
             roles,
             after,
+            away,
             ..
         } => {
             s(room);
@@ -130,6 +131,18 @@ pub fn clean_server_msg(mut msg: ServerMsg) -> ServerMsg {
                     (name, role)
                 })
                 .collect();
+            *away = std::mem::take(away)
+                .into_iter()
+                .map(|(mut name, mut reason)| {
+                    s(&mut name);
+                    s(&mut reason);
+                    (name, reason)
+                })
+                .collect();
+        }
+        ServerMsg::Away { name, reason } => {
+            s(name);
+            reason.iter_mut().for_each(s);
         }
         ServerMsg::Kick {
             room,

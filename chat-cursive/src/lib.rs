@@ -580,7 +580,12 @@ impl Rendered {
         if let Some(c) = active {
             for (role, m) in c.members_by_role() {
                 members.append_styled(role.prefix(), Effect::Bold);
-                members.append_styled(m, nick_style(m));
+                // Someone away is listed in grey, as weechat does.
+                if s.away_reason(m).is_some() {
+                    members.append_styled(m, DIM);
+                } else {
+                    members.append_styled(m, nick_style(m));
+                }
                 members.append_plain("\n");
             }
         }

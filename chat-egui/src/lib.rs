@@ -604,13 +604,22 @@ impl ChatApp {
                 egui::ScrollArea::vertical()
                     .id_salt("members_scroll")
                     .show(ui, |ui| {
-                        for (role, m) in &view.members {
+                        for (role, m, away) in &view.members {
                             ui.horizontal(|ui| {
                                 ui.spacing_mut().item_spacing.x = 0.0;
                                 if *role != Role::Member {
                                     ui.label(RichText::new(role.prefix()).strong());
                                 }
-                                ui.label(RichText::new(m).color(nick_color(m)));
+                                match away {
+                                    // Away: greyed, the reason on hover.
+                                    Some(reason) => {
+                                        ui.label(RichText::new(m).weak().italics())
+                                            .on_hover_text(format!("away: {reason}"));
+                                    }
+                                    None => {
+                                        ui.label(RichText::new(m).color(nick_color(m)));
+                                    }
+                                }
                             });
                         }
                     });
@@ -773,8 +782,8 @@ struct View {
     topic: String,
     /// (label, unread, mentions, active) per conversation.
     rooms: Vec<(String, usize, usize, bool)>,
-    /// Members with their roles, in the order shown.
-    members: Vec<(Role, String)>,
+    /// Members with their roles and away reasons, in the order shown.
+    members: Vec<(Role, String, Option<String>)>,
     lines: Vec<Line>,
 }
 
@@ -806,7 +815,7 @@ impl View {
                 .map(|c| {
                     c.members_by_role()
                         .into_iter()
-                        .map(|(role, m)| (role, m.to_string()))
+                        .map(|(role, m)| (role, m.to_string(), s.away_reason(m).map(String::from)))
                         .collect()
                 })
                 .unwrap_or_default(),

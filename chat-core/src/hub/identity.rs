@@ -154,10 +154,15 @@ impl Hub {
     /// Makes `name` the one `conn` holds in the index (the caller checked it may), letting go
     /// of the one it held before.
     pub(super) fn hold_name(&mut self, conn: ConnId, name: &str) {
-        if let Some(old) = self.conns.get(&conn).and_then(|c| c.name.clone()) {
-            self.release_name(&old, conn);
-        }
         let key = names::key(name);
+        if let Some(old) = self.conns.get(&conn).and_then(|c| c.name.clone()) {
+            // Away follows the person to the new name.
+            let away = self.away.get(&names::key(&old)).cloned();
+            self.release_name(&old, conn);
+            if let Some(reason) = away {
+                self.away.insert(key.clone(), reason);
+            }
+        }
         let holders = self.names.entry(key.clone()).or_default();
         if !holders.contains(&conn) {
             holders.push(conn);
@@ -213,6 +218,7 @@ impl Hub {
             return;
         }
         self.names.remove(&key);
+        self.away.remove(&key);
         let skeleton = names::skeleton(name);
         if self.name_skeletons.get(&skeleton) == Some(&key) {
             self.name_skeletons.remove(&skeleton);

@@ -127,6 +127,7 @@ impl Hub {
                 cid,
             },
         );
+        self.tell_if_away(conn, target);
     }
 
     pub(super) fn valid_text(&mut self, conn: ConnId, text: &str) -> bool {

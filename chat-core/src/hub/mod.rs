@@ -41,6 +41,7 @@ use crate::protocol::{
 };
 
 mod accounts;
+mod away;
 mod config;
 mod delivery;
 mod durability;
@@ -296,6 +297,8 @@ pub struct Hub {
     operators: HashSet<String>,
     /// Registered accounts by key.
     accounts: HashMap<String, Account>,
+    /// Who is away (name key), and why. Forgotten when the name's last connection leaves.
+    away: HashMap<String, String>,
     /// Skeleton of each account's name to its key, to refuse look-alikes.
     account_skeletons: HashMap<String, String>,
     /// Failed logins per account key.
@@ -341,6 +344,7 @@ impl Hub {
             server_bans: Vec::new(),
             operators,
             accounts: HashMap::new(),
+            away: HashMap::new(),
             account_skeletons: HashMap::new(),
             login_throttles: HashMap::new(),
             addr_throttles: HashMap::new(),
@@ -570,6 +574,7 @@ impl Hub {
             msg @ ClientMsg::Mode { .. } => self.cmd_mode(conn, msg),
             msg @ ClientMsg::Invite { .. } => self.cmd_invite(conn, msg),
             ClientMsg::Kill { name, reason } => self.cmd_kill(now, conn, &name, reason),
+            ClientMsg::Away { reason } => self.cmd_away(conn, reason),
             ClientMsg::ServerBan {
                 target,
                 duration,

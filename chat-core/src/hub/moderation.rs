@@ -820,7 +820,11 @@ impl Hub {
         true
     }
 
-    fn valid_reason(&mut self, conn: ConnId, reason: Option<String>) -> Result<Option<String>, ()> {
+    pub(super) fn valid_reason(
+        &mut self,
+        conn: ConnId,
+        reason: Option<String>,
+    ) -> Result<Option<String>, ()> {
         let reason = reason.filter(|r| !r.trim().is_empty());
         // No control characters: reasons go to the audit log as they are, and a log read in a
         // terminal must not be steered by one.

@@ -452,6 +452,7 @@ impl Hub {
         let from = after.as_deref().map(names::key);
         let budget = self.page_budget(room);
         let mut roles = self.member_roles(&key);
+        let away = &self.away;
         let (page, more) = fit_by_size(
             names
                 .into_iter()
@@ -466,15 +467,23 @@ impl Hub {
                     } else {
                         0
                     }
+                    + away
+                        .get(&names::key(n))
+                        .map_or(0, |reason| n.len() + reason.len() + 8)
             },
         );
         roles.retain(|n, _| page.contains(n));
+        let away = page
+            .iter()
+            .filter_map(|n| Some((n.clone(), self.away.get(&names::key(n))?.clone())))
+            .collect();
         let msg = ServerMsg::Members {
             room: room.name.clone(),
             names: page,
             roles,
             more,
             after,
+            away,
         };
         self.reply(conn, &msg);
     }

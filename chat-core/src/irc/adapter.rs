@@ -373,21 +373,8 @@ impl Adapter {
                 out.hub(kill, asked(p(0)));
             }
             "AWAY" => {
-                if p(0).is_empty() {
-                    self.numeric(
-                        &mut out.buf,
-                        "305",
-                        &[],
-                        "You are no longer marked as being away",
-                    );
-                } else {
-                    self.numeric(
-                        &mut out.buf,
-                        "306",
-                        &[],
-                        "You have been marked as being away",
-                    );
-                }
+                let reason = msg.param(0).filter(|r| !r.is_empty()).map(str::to_string);
+                out.hub(ClientMsg::Away { reason }, asked(""));
             }
             "MOTD" => self.motd(&mut out.buf),
             "CHATHISTORY" => self.chathistory(&msg, out),
@@ -1202,11 +1189,26 @@ impl Adapter {
                     }
                 }
             }
+            ServerMsg::Away { name, reason } => {
+                if names::key(name) == names::key(&self.name) {
+                    match reason {
+                        Some(_) => {
+                            self.numeric(out, "306", &[], "You have been marked as being away")
+                        }
+                        None => {
+                            self.numeric(out, "305", &[], "You are no longer marked as being away")
+                        }
+                    }
+                } else if let Some(reason) = reason {
+                    self.numeric(out, "301", &[name], reason);
+                }
+            }
             ServerMsg::Members {
                 room,
                 names,
                 roles,
                 more,
+                away,
                 ..
             } => {
                 let who = asked == "WHO";
@@ -1216,7 +1218,8 @@ impl Adapter {
                 };
                 if who {
                     for (nick, prefix) in names.iter().map(prefixed) {
-                        let flags = format!("H{prefix}");
+                        let here = if away.contains_key(&nick) { "G" } else { "H" };
+                        let flags = format!("{here}{prefix}");
                         self.numeric(
                             out,
                             "352",

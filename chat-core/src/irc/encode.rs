@@ -28,6 +28,7 @@ pub fn needs_recipient(msg: &ServerMsg) -> bool {
             | ServerMsg::Unban { room: Some(_), .. }
             | ServerMsg::Role { .. }
             | ServerMsg::Mode { by: Some(_), .. }
+            | ServerMsg::Away { .. }
             | ServerMsg::Ping { .. }
             | ServerMsg::Bye { .. }
     )
@@ -181,6 +182,10 @@ pub fn event(server: &ServerInfo, caps: Caps, msg: &ServerMsg, out: &mut BytesMu
             params.extend(args);
             emit(out, tags(caps, *ts, None), &user(by), "MODE", &params);
         }
+        ServerMsg::Away { name, reason } if caps.has(Cap::AwayNotify) => match reason {
+            Some(reason) => emit_trailing(out, Vec::new(), &user(name), "AWAY", &[reason]),
+            None => emit(out, Vec::new(), &user(name), "AWAY", &[]),
+        },
         ServerMsg::Ping { token } => emit_trailing(out, Vec::new(), "", "PING", &[token]),
         ServerMsg::Bye { reason } => {
             emit_trailing(

@@ -43,11 +43,14 @@ pub enum Cap {
     Chathistory = 1 << 7,
     /// `draft/multiline`: a message of several lines is one batch, both ways.
     Multiline = 1 << 8,
+    /// `away-notify`: `AWAY` when someone sharing a channel goes away or comes back.
+    AwayNotify = 1 << 9,
 }
 
 impl Cap {
     /// Every capability offered, in the order `CAP LS` lists them.
-    pub const ALL: [Cap; 9] = [
+    pub const ALL: [Cap; 10] = [
+        Cap::AwayNotify,
         Cap::Batch,
         Cap::CapNotify,
         Cap::Chathistory,
@@ -71,6 +74,7 @@ impl Cap {
             Cap::Sasl => "sasl",
             Cap::Chathistory => "draft/chathistory",
             Cap::Multiline => "draft/multiline",
+            Cap::AwayNotify => "away-notify",
         }
     }
 
@@ -103,7 +107,13 @@ impl Caps {
     /// Only the capabilities that change how a room event is written: clients that agree on
     /// these get the same bytes.
     pub fn encoding(self) -> Caps {
-        Caps(self.0 & (Cap::MessageTags as u16 | Cap::ServerTime as u16 | Cap::Multiline as u16))
+        Caps(
+            self.0
+                & (Cap::MessageTags as u16
+                    | Cap::ServerTime as u16
+                    | Cap::Multiline as u16
+                    | Cap::AwayNotify as u16),
+        )
     }
 
     /// The names of the capabilities in the set, space-separated.

@@ -63,6 +63,7 @@ fn client_msg() -> impl Strategy<Value = ClientMsg> {
             }),
         text().prop_map(|token| ClientMsg::Ping { token }),
         proptest::option::of(text()).prop_map(|reason| ClientMsg::Quit { reason }),
+        proptest::option::of(text()).prop_map(|reason| ClientMsg::Away { reason }),
     ]
 }
 
@@ -180,11 +181,18 @@ fn server_msg_more() -> impl Strategy<Value = ServerMsg> {
         )
             .prop_map(|(room, names, more, after)| ServerMsg::Members {
                 roles: Default::default(),
+                away: names
+                    .iter()
+                    .take(1)
+                    .map(|n| (n.clone(), "lunch".into()))
+                    .collect(),
                 room,
                 names,
                 more,
                 after
             }),
+        (text(), proptest::option::of(text()))
+            .prop_map(|(name, reason)| ServerMsg::Away { name, reason }),
         (
             proptest::collection::vec((text(), any::<u32>(), text()), 0..3),
             any::<bool>(),

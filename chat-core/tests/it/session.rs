@@ -1471,3 +1471,69 @@ fn a_paste_longer_than_one_message_goes_out_as_several_in_order() {
             .all(|m| matches!(m, ClientMsg::Me { text, .. } if text.len() <= 400))
     );
 }
+
+#[test]
+fn away_is_sent_shown_and_answered_and_highlights_are_listed() {
+    let mut s = online();
+    s.handle_input(T, "/away lunch");
+    s.handle_input(T, "/back");
+    assert_eq!(
+        sent(&mut s),
+        vec![
+            ClientMsg::Away {
+                reason: Some("lunch".into())
+            },
+            ClientMsg::Away { reason: None },
+        ]
+    );
+    feed(
+        &mut s,
+        &[
+            r#"{"type":"away","name":"alice","reason":"lunch"}"#,
+            r##"{"type":"members","room":"#lobby","names":["alice","bob"],"away":{"bob":"in a meeting"}}"##,
+            r#"{"type":"direct","id":9,"ts":1,"from":"alice","to":"bob","text":"ping"}"#,
+            r#"{"type":"away","name":"bob","reason":"in a meeting"}"#,
+        ],
+    );
+    assert_eq!(s.away_reason("BOB"), Some("in a meeting"));
+    let notices = |s: &Session, c: &str| -> Vec<String> {
+        s.conversation(c)
+            .unwrap()
+            .lines
+            .iter()
+            .filter_map(|l| match &l.kind {
+                LineKind::Notice(t) => Some(t.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    assert!(notices(&s, "#lobby").contains(&"you are marked away: lunch".to_string()));
+    assert!(
+        notices(&s, "#lobby")
+            .iter()
+            .any(|t| t.contains("bob (away)")),
+        "{:?}",
+        notices(&s, "#lobby")
+    );
+    assert!(notices(&s, "bob").contains(&"bob is away: in a meeting".to_string()));
+    // Back: the list forgets it.
+    feed(&mut s, &[r#"{"type":"away","name":"bob"}"#]);
+    assert_eq!(s.away_reason("bob"), None);
+    // The highlights view lists mentions and direct messages from every conversation.
+    feed(
+        &mut s,
+        &[
+            &msg(20, "#lobby", "bob", "alice: lunch?"),
+            r#"{"type":"direct","id":21,"ts":5,"from":"carol","to":"alice","text":"hi"}"#,
+        ],
+    );
+    assert_eq!(s.highlights().count(), 2);
+    s.handle_input(T, "/highlights");
+    let shown = notices(&s, s.active().unwrap().name.clone().as_str());
+    assert!(
+        shown.iter().any(|t| t == "the last 2 highlights:"),
+        "{shown:?}"
+    );
+    assert!(shown.iter().any(|t| t == "#lobby <bob> alice: lunch?"));
+    assert!(shown.iter().any(|t| t == "carol <carol> hi"));
+}
