@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use chat_core::args::SecurityArgs;
+use chat_core::args::{ClientArgs, SecurityArgs};
 use chat_core::client::{self, ClientHandle};
 use chat_core::session::{ConnState, Event, Line, LineKind, nick_colour};
 use chat_core::text;
@@ -53,12 +53,8 @@ struct Args {
     /// Never use colours (NO_COLOR is honoured too).
     #[arg(long)]
     no_color: bool,
-    /// Words besides your name that highlight a line and ring the bell (comma-separated).
-    #[arg(long, env = "CHAT_HIGHLIGHT", value_delimiter = ',')]
-    highlight: Vec<String>,
-    /// Do not ring the terminal bell for mentions and direct messages.
-    #[arg(long, env = "CHAT_NO_BELL")]
-    no_bell: bool,
+    #[command(flatten)]
+    client: ClientArgs,
     #[command(flatten)]
     security: SecurityArgs,
 }
@@ -152,14 +148,14 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         json: args.json,
         // Only someone reading along wants the room's history and the bell.
         history: interactive,
-        bell: interactive && tty && !args.no_bell,
+        bell: interactive && tty && !args.client.no_bell,
         wrap: tty,
         in_history: Arc::new(std::sync::atomic::AtomicBool::new(false)),
     };
     let config = SessionConfig {
         forward_server_messages: args.json,
         autojoin: args.room.iter().cloned().collect(),
-        highlights: args.highlight.clone(),
+        highlights: args.client.highlight.clone(),
         ..SessionConfig::default()
     };
     let connector = chat_core::args::connector(&args.security, &args.host, args.port).await?;
@@ -171,7 +167,13 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let (state_tx, mut state) = watch::channel(ConnState::Connecting);
     let refused = Arc::new(AtomicU64::new(0));
     let refusals = refused.clone();
+    let logger = args.client.logger(&addr).map(std::sync::Mutex::new);
     let (handle, mut task) = client::spawn(connector, session, move |events| {
+        if let Some(logger) = &logger
+            && let Ok(mut logger) = logger.lock()
+        {
+            logger.record(events);
+        }
         for event in events {
             printer.print(event);
             match event {

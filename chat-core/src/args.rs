@@ -7,6 +7,30 @@ use std::path::PathBuf;
 use crate::protocol::Secret;
 use crate::tls::{TlsMode, TlsOptions};
 
+/// What the user wants from every client: highlights, the bell, logs on disk.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ClientArgs {
+    /// Words besides your name that highlight a line and notify (comma-separated).
+    #[arg(long, env = "CHAT_HIGHLIGHT", value_delimiter = ',')]
+    pub highlight: Vec<String>,
+    /// No bell (terminal clients) or attention request (GUI) for mentions and direct messages.
+    #[arg(long, env = "CHAT_NO_BELL")]
+    pub no_bell: bool,
+    /// Write plain-text logs of every conversation under this directory
+    /// (`DIR/<server>/<conversation>.log`, as weechat's logger).
+    #[arg(long, env = "CHAT_LOG_DIR")]
+    pub log_dir: Option<PathBuf>,
+}
+
+impl ClientArgs {
+    /// A logger for `server` when `--log-dir` is given.
+    pub fn logger(&self, server: &str) -> Option<crate::logs::Logger> {
+        self.log_dir
+            .as_deref()
+            .map(|dir| crate::logs::Logger::new(dir, server, true))
+    }
+}
+
 /// TLS and account flags.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct SecurityArgs {

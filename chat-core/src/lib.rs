@@ -23,6 +23,7 @@ pub mod fuzz;
 pub mod hub;
 pub mod input;
 pub mod irc;
+pub mod logs;
 pub mod names;
 pub mod password;
 pub mod protocol;

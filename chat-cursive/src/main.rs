@@ -1,7 +1,7 @@
 //! `chat-cursive`: the terminal UI binary: flags, the connect form, and the runtime that drives
 //! the session while cursive owns the terminal.
 
-use chat_core::args::SecurityArgs;
+use chat_core::args::{ClientArgs, SecurityArgs};
 use chat_core::client::{self, TcpConnector};
 use chat_core::protocol::Secret;
 use chat_core::tls::{TlsOptions, Untrusted, check_certificate, explain};
@@ -28,12 +28,8 @@ struct Args {
     /// A room to join after connecting.
     #[arg(long, env = "CHAT_ROOM")]
     room: Option<String>,
-    /// Words besides your name that highlight a line and ring the bell (comma-separated).
-    #[arg(long, env = "CHAT_HIGHLIGHT", value_delimiter = ',')]
-    highlight: Vec<String>,
-    /// Do not ring the terminal bell for mentions and direct messages.
-    #[arg(long, env = "CHAT_NO_BELL")]
-    no_bell: bool,
+    #[command(flatten)]
+    client: ClientArgs,
     #[command(flatten)]
     security: SecurityArgs,
 }
@@ -57,10 +53,10 @@ fn main() -> std::process::ExitCode {
 }
 
 /// What the user chose about highlights and the bell, for every session this run starts.
-static PREFS: std::sync::OnceLock<(Vec<String>, bool)> = std::sync::OnceLock::new();
+static PREFS: std::sync::OnceLock<ClientArgs> = std::sync::OnceLock::new();
 
 fn run(args: &Args) -> anyhow::Result<()> {
-    let _ = PREFS.set((args.highlight.clone(), !args.no_bell));
+    let _ = PREFS.set(args.client.clone());
     let runtime = tokio::runtime::Runtime::new()?;
     let _enter = runtime.enter();
     // Questions for the terminal (the password, a certificate to trust) come before the UI.
@@ -230,10 +226,12 @@ fn start(
     room: Option<String>,
 ) {
     let redraw = chat_cursive::refresher(siv.cb_sink().clone());
-    let (highlights, bell) = PREFS.get().cloned().unwrap_or_default();
+    let prefs = PREFS.get().cloned().unwrap_or_default();
+    let bell = !prefs.no_bell;
+    let logger = prefs.logger(&connector.addr).map(std::sync::Mutex::new);
     let config = SessionConfig {
         autojoin: room.into_iter().collect(),
-        highlights,
+        highlights: prefs.highlight.clone(),
         ..SessionConfig::default()
     };
     let mut session = Session::new(config, name);
@@ -241,6 +239,11 @@ fn start(
         session.set_account(name, password);
     }
     let (handle, _task) = client::spawn(connector, session, move |events| {
+        if let Some(logger) = &logger
+            && let Ok(mut logger) = logger.lock()
+        {
+            logger.record(events);
+        }
         if bell && chat_cursive::rings_bell(events) {
             // The bell goes straight to the terminal: cursive has no call for it.
             use std::io::Write;

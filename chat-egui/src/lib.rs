@@ -121,6 +121,8 @@ pub struct ChatApp {
     link: Option<(String, String)>,
     /// Notifications (mentions, direct messages) already signalled to the window manager.
     notified: u64,
+    /// Ask for attention on a notification.
+    attention: bool,
     /// The window title last set, to set it only when it changes.
     title: String,
     /// The window size of the last frame: a resize draws one more frame (the scroll area
@@ -161,6 +163,7 @@ impl ChatApp {
             paste: None,
             link: None,
             notified: 0,
+            attention: true,
             title: String::new(),
             last_size: egui::Vec2::ZERO,
         };
@@ -168,6 +171,13 @@ impl ChatApp {
             app.start(ctx);
         }
         app
+    }
+
+    /// Whether a mention or direct message in an unfocused window asks the window manager
+    /// for attention (on by default; `--no-bell` turns it off).
+    pub fn with_attention(mut self, on: bool) -> Self {
+        self.attention = on;
+        self
     }
 
     /// The running client, if any.
@@ -741,7 +751,7 @@ impl ChatApp {
         if notified > self.notified {
             self.notified = notified;
             let focused = ctx.input(|i| i.viewport().focused.unwrap_or(true));
-            if !focused {
+            if !focused && self.attention {
                 ctx.send_viewport_cmd(egui::ViewportCommand::RequestUserAttention(
                     egui::UserAttentionType::Informational,
                 ));

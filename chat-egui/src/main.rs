@@ -2,7 +2,7 @@
 //! the eframe window.
 
 use chat_core::SessionConfig;
-use chat_core::args::SecurityArgs;
+use chat_core::args::{ClientArgs, SecurityArgs};
 use chat_core::client::{self, TcpConnector};
 use chat_core::tls::{TlsMode, check_certificate};
 use chat_egui::{ChatApp, Clock, Form};
@@ -27,6 +27,8 @@ struct Args {
     room: Option<String>,
     #[command(flatten)]
     security: SecurityArgs,
+    #[command(flatten)]
+    client: ClientArgs,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -61,6 +63,8 @@ fn main() -> anyhow::Result<()> {
         .and(std::env::var_os("CHAT_PASSWORD"))
         .map(|p| chat_core::protocol::Secret::new(p.to_string_lossy()));
     let room = args.room.clone();
+    let prefs = args.client.clone();
+    let attention = !prefs.no_bell;
     let options = eframe::NativeOptions {
         viewport: eframe::egui::ViewportBuilder::default()
             .with_title("chat")
@@ -77,6 +81,7 @@ fn main() -> anyhow::Result<()> {
                 let ctx = ctx.clone();
                 let config = SessionConfig {
                     autojoin: room.iter().cloned().collect(),
+                    highlights: prefs.highlight.clone(),
                     ..SessionConfig::default()
                 };
                 let mut options = security.tls_options();
@@ -93,25 +98,36 @@ fn main() -> anyhow::Result<()> {
                 if let Some(why) = handle.block_on(check_certificate(&connector)) {
                     return Err(why);
                 }
+                let logger = prefs
+                    .logger(&format!("{}:{}", request.host, request.port))
+                    .map(std::sync::Mutex::new);
                 let (client, _task) =
-                    client::spawn(connector, request.session(config), move |_events| {
+                    client::spawn(connector, request.session(config), move |events| {
+                        if let Some(logger) = &logger
+                            && let Ok(mut logger) = logger.lock()
+                        {
+                            logger.record(events);
+                        }
                         ctx.request_repaint()
                     });
                 Ok(client)
             });
-            Ok(Box::new(ChatApp::new(
-                connect,
-                Clock::Local,
-                Form {
-                    host: host.clone(),
-                    port,
-                    name: name.clone(),
-                    password: password.clone(),
-                    tls,
-                },
-                auto,
-                &cc.egui_ctx,
-            )))
+            Ok(Box::new(
+                ChatApp::new(
+                    connect,
+                    Clock::Local,
+                    Form {
+                        host: host.clone(),
+                        port,
+                        name: name.clone(),
+                        password: password.clone(),
+                        tls,
+                    },
+                    auto,
+                    &cc.egui_ctx,
+                )
+                .with_attention(attention),
+            ))
         }),
     )
     .map_err(|e| anyhow::anyhow!("cannot open the window: {e}"))?;

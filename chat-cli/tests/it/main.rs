@@ -730,3 +730,46 @@ async fn a_pipe_that_only_sends_prints_no_history() {
     assert!(stdout.contains("<late> hi"), "{stdout}");
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn log_dir_keeps_a_plain_text_log_per_conversation() {
+    let server = start("127.0.0.1:0", None).await;
+    let addr = server.addr;
+    let logs = tempfile::tempdir().unwrap();
+    let dir = logs.path().to_str().unwrap().to_string();
+    let output = tokio::task::spawn_blocking(move || {
+        run_with_input(
+            cli(addr, &["--name", "logger", "--log-dir", &dir]),
+            "first line\n/me logs off\n",
+        )
+    })
+    .await
+    .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let file = logs
+        .path()
+        .join(format!("127_0_0_1_{}", addr.port()))
+        .join("#lobby.log");
+    let log = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{file:?}: {e}"));
+    let lines: Vec<&str> = log.lines().collect();
+    assert!(
+        lines.iter().any(|l| l.ends_with("\t-->\tlogger joined")),
+        "{log}"
+    );
+    assert!(
+        lines.iter().any(|l| l.ends_with("\tlogger\tfirst line")),
+        "{log}"
+    );
+    assert!(
+        lines.iter().any(|l| l.ends_with("\t*\tlogger logs off")),
+        "{log}"
+    );
+    // Every line starts with a date and a time.
+    for line in lines {
+        assert!(
+            line.len() > 20 && line.as_bytes()[4] == b'-' && line.as_bytes()[10] == b' ',
+            "{line:?}"
+        );
+    }
+    server.stop().await;
+}
