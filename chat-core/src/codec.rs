@@ -171,6 +171,7 @@ pub const CLIENT_TYPES: &[&str] = &[
     "open_room",
     "connections",
     "away",
+    "mark_read",
 ];
 
 /// Message types a server may send.
@@ -190,6 +191,7 @@ pub const SERVER_TYPES: &[&str] = &[
     "topic",
     "members",
     "away",
+    "read_marker",
     "room_list",
     "history",
     "ping",

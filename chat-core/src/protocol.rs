@@ -322,6 +322,15 @@ pub enum ClientMsg {
         /// The token of the ping being answered.
         token: String,
     },
+    /// Marks a conversation read up to a message: `target` is a room, or the other person of
+    /// a direct conversation. Kept for accounts only, and only forward; every device of the
+    /// account hears the new marker (`read_marker`), so reading on one clears the others.
+    MarkRead {
+        /// The room, or the other person's name.
+        target: String,
+        /// The newest message read.
+        id: MsgId,
+    },
     /// Marks the client away, with a reason shown in member lists and to whoever writes to
     /// it directly; without a reason (or an empty one), marks it back.
     Away {
@@ -475,6 +484,14 @@ pub enum ServerMsg {
         /// The members of this page who are away, with their reasons.
         #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
         away: BTreeMap<String, String>,
+    },
+    /// Where an account has read a conversation up to: after `mark_read` from any of its
+    /// devices (to all of them), and after the history of a room it joins.
+    ReadMarker {
+        /// The room, or the other person's name.
+        target: String,
+        /// The newest message read.
+        id: MsgId,
     },
     /// Someone went away or came back: sent to everyone who shares a room with them (and their
     /// own connections), and to whoever writes directly to someone away.

@@ -223,6 +223,9 @@ pub struct Conversation {
     pub mentions: usize,
     /// True when the server has older messages than the first one shown.
     pub more_history: bool,
+    /// The newest message the user has read here (on any device of their account): lines after
+    /// it are new since they last read. Set when they leave the conversation for another.
+    pub read_marker: Option<MsgId>,
 }
 
 impl Conversation {
@@ -238,6 +241,7 @@ impl Conversation {
             unread: 0,
             mentions: 0,
             more_history: false,
+            read_marker: None,
         }
     }
 
@@ -268,6 +272,22 @@ impl Conversation {
             .into_iter()
             .map(|(role, name)| format!("{}{name}", role.prefix()))
             .collect()
+    }
+
+    /// Where to draw the "new since you last read" line: the index in `lines` of the first
+    /// message after the read marker, when older lines are shown too (a marker above the top,
+    /// or with nothing new after it, draws nothing).
+    pub fn marker_position(&self) -> Option<usize> {
+        let marker = self.read_marker?;
+        let first_new = self
+            .lines
+            .iter()
+            .position(|l| l.id.is_some_and(|id| id > marker))?;
+        self.lines
+            .iter()
+            .take(first_new)
+            .any(|l| l.id.is_some_and(|id| id <= marker))
+            .then_some(first_new)
     }
 
     /// The smallest message id shown, for paging back.
@@ -1033,6 +1053,7 @@ impl Session {
                 }
             }
             ServerMsg::Away { name, reason } => self.on_away(now, name, reason),
+            ServerMsg::ReadMarker { target, id } => self.on_read_marker(&target, id),
             ServerMsg::RoomList { rooms, more, after } => {
                 let mut text = match (&after, more) {
                     (None, false) => format!("{} rooms:", rooms.len()),
@@ -1845,6 +1866,63 @@ impl Session {
         }
     }
 
+    /// The user leaves a conversation: everything in it is read. An account tells the server,
+    /// for its other devices.
+    fn mark_read(&mut self, key: &str) {
+        let logged_in = self.account.is_some() && self.is_online();
+        let Some(c) = self.conversations.get_mut(key) else {
+            return;
+        };
+        let Some(newest) = c.lines.iter().rev().find_map(|l| l.id) else {
+            return;
+        };
+        if c.read_marker.is_some_and(|m| m >= newest) {
+            return;
+        }
+        c.read_marker = Some(newest);
+        if logged_in {
+            let target = c.name.clone();
+            // Switching takes no clock: the latest time the session knows paces it.
+            let now = self.tokens_at.max(self.last_rx);
+            self.submit(now, ClientMsg::MarkRead { target, id: newest });
+        }
+    }
+
+    /// Another device (or the server, at join) says how far the account has read: what is
+    /// before the marker is no longer unread here.
+    fn on_read_marker(&mut self, target: &str, id: MsgId) {
+        let me = self.name.clone();
+        let active = self.active.clone();
+        let key = names::key(target);
+        let Some(c) = self.conversations.get_mut(&key) else {
+            return;
+        };
+        if c.read_marker.is_some_and(|m| m >= id) {
+            return;
+        }
+        c.read_marker = Some(id);
+        if active.as_deref() == Some(key.as_str()) {
+            return;
+        }
+        let direct = c.kind == ConversationKind::Direct;
+        let unread: Vec<bool> = c
+            .lines
+            .iter()
+            .filter(|l| l.id.is_some_and(|i| i > id))
+            .filter_map(|l| match &l.kind {
+                LineKind::Message { from, .. } | LineKind::Action { from, .. } => {
+                    let mine = me
+                        .as_deref()
+                        .is_some_and(|m| names::key(m) == names::key(from));
+                    (!mine).then_some(l.mention || direct)
+                }
+                _ => None,
+            })
+            .collect();
+        c.unread = c.unread.min(unread.len());
+        c.mentions = c.mentions.min(unread.iter().filter(|m| **m).count());
+    }
+
     fn on_away(&mut self, now: UnixMillis, name: String, reason: Option<String>) {
         let key = names::key(&name);
         let before = match &reason {
@@ -2091,6 +2169,11 @@ impl Session {
     }
 
     fn activate(&mut self, key: String) {
+        if let Some(old) = self.active.clone()
+            && old != key
+        {
+            self.mark_read(&old);
+        }
         if let Some(c) = self.conversations.get_mut(&key) {
             c.unread = 0;
             c.mentions = 0;

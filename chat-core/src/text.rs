@@ -140,6 +140,7 @@ pub fn clean_server_msg(mut msg: ServerMsg) -> ServerMsg {
                 })
                 .collect();
         }
+        ServerMsg::ReadMarker { target, .. } => s(target),
         ServerMsg::Away { name, reason } => {
             s(name);
             reason.iter_mut().for_each(s);

@@ -573,7 +573,14 @@ impl Rendered {
             Some(c) => c.lines.iter().collect(),
             None => s.status_lines().iter().collect(),
         };
-        for line in source {
+        let marker = active.and_then(Conversation::marker_position);
+        for (i, line) in source.into_iter().enumerate() {
+            if marker == Some(i) {
+                lines.append_styled(
+                    "────────── new since you last read ──────────\n",
+                    Color::Light(BaseColor::Red),
+                );
+            }
             render_line(&mut lines, line, clock);
         }
         let mut members = StyledString::new();

@@ -642,7 +642,16 @@ impl ChatApp {
                 .auto_shrink([false, false])
                 .stick_to_bottom(true)
                 .show(ui, |ui| {
-                    for line in &view.lines {
+                    for (i, line) in view.lines.iter().enumerate() {
+                        if view.marker == Some(i) {
+                            ui.horizontal(|ui| {
+                                ui.colored_label(
+                                    Color32::from_rgb(0xdc, 0x32, 0x2f),
+                                    "new since you last read",
+                                );
+                                ui.separator();
+                            });
+                        }
                         if let Some(link) = render_line(ui, line, clock) {
                             match link.1 {
                                 Some(warning) => self.link = Some((link.0, warning)),
@@ -795,6 +804,8 @@ struct View {
     /// Members with their roles and away reasons, in the order shown.
     members: Vec<(Role, String, Option<String>)>,
     lines: Vec<Line>,
+    /// Where the "new since you last read" line goes in `lines`.
+    marker: Option<usize>,
 }
 
 impl View {
@@ -829,6 +840,7 @@ impl View {
                         .collect()
                 })
                 .unwrap_or_default(),
+            marker: active.and_then(Conversation::marker_position),
             lines: match active {
                 Some(c) => c.lines.iter().cloned().collect(),
                 None => s.status_lines().iter().cloned().collect(),

@@ -38,7 +38,7 @@ const PRUNE_EVERY: Duration = Duration::from_secs(600);
 /// The schema version this code writes (`PRAGMA user_version`). Version 1 keys rooms by
 /// full Unicode case folding (earlier databases used lowercase) and keeps client message ids;
 /// version 2 keeps the rooms an account owns and the id it was registered under.
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 /// What was in the database at startup.
 #[derive(Debug, Default)]
@@ -303,6 +303,7 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     for (table, column, kind) in [
         ("accounts", "owned", "TEXT NOT NULL DEFAULT ''"),
         ("accounts", "created", "INTEGER NOT NULL DEFAULT 0"),
+        ("accounts", "markers", "TEXT NOT NULL DEFAULT ''"),
     ] {
         let has = tx
             .prepare(&format!("SELECT {column} FROM {table} LIMIT 0"))
@@ -399,16 +400,26 @@ fn load(
         .collect::<Result<_, _>>()?;
     cids.reverse();
     let accounts = conn
-        .prepare("SELECT name, hash, rooms, owned, created FROM accounts ORDER BY id")?
+        .prepare("SELECT name, hash, rooms, owned, created, markers FROM accounts ORDER BY id")?
         .query_map([], |r| {
             let rooms: String = r.get(2)?;
             let owned: String = r.get(3)?;
+            let markers: String = r.get(5)?;
             Ok(StoredAccount {
                 name: r.get(0)?,
                 hash: r.get(1)?,
                 rooms: rooms.lines().map(str::to_string).collect(),
                 owned: owned.lines().map(str::to_string).collect(),
                 created: r.get::<_, i64>(4)? as u64,
+                // One `key<TAB>id` line per conversation; a line that does not read is skipped
+                // (a marker is a convenience, not data to refuse a start over).
+                markers: markers
+                    .lines()
+                    .filter_map(|l| {
+                        let (key, id) = l.split_once('\t')?;
+                        Some((key.to_string(), id.parse().ok()?))
+                    })
+                    .collect(),
             })
         })?
         .collect::<Result<_, _>>()?;
@@ -715,6 +726,8 @@ fn write_batch(conn: &mut Connection, batch: &[Record]) -> rusqlite::Result<()> 
         )?;
         let mut account_rooms = tx
             .prepare_cached("UPDATE accounts SET rooms = ?2, owned = ?3, id = ?4 WHERE key = ?1")?;
+        let mut read_markers =
+            tx.prepare_cached("UPDATE accounts SET markers = ?2, id = ?3 WHERE key = ?1")?;
         let mut settings = tx.prepare_cached(
             "INSERT INTO room_settings (room_key, room, settings, id) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (room_key) DO UPDATE SET room = ?2, settings = ?3, id = ?4",
@@ -739,6 +752,19 @@ fn write_batch(conn: &mut Connection, batch: &[Record]) -> rusqlite::Result<()> 
                         names::key(account),
                         rooms.join("\n"),
                         owned.join("\n"),
+                        *id as i64
+                    ])?;
+                }
+                Record::ReadMarkers {
+                    id,
+                    account,
+                    markers,
+                } => {
+                    let lines: Vec<String> =
+                        markers.iter().map(|(k, m)| format!("{k}\t{m}")).collect();
+                    read_markers.execute(params![
+                        names::key(account),
+                        lines.join("\n"),
                         *id as i64
                     ])?;
                 }
@@ -845,6 +871,34 @@ mod tests {
                 _ => {}
             }
         }
+    }
+
+    #[test]
+    fn read_markers_are_kept_with_their_account() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, _, rx) = open(dir.path(), Retention::default());
+        store.append(Record::Account {
+            id: 1,
+            name: "Ada".into(),
+            hash: "$argon2id$x".into(),
+        });
+        store.append(Record::ReadMarkers {
+            id: 2,
+            account: "Ada".into(),
+            markers: vec![("#lobby".into(), 7), ("bob".into(), 9)],
+        });
+        store.append(Record::ReadMarkers {
+            id: 3,
+            account: "ada".into(),
+            markers: vec![("#lobby".into(), 8), ("bob".into(), 9)],
+        });
+        committed(&rx, 3);
+        store.close();
+        let (_store, restored, _rx) = open(dir.path(), Retention::default());
+        assert_eq!(
+            restored.accounts[0].markers,
+            vec![("#lobby".to_string(), 8), ("bob".to_string(), 9)]
+        );
     }
 
     #[test]

@@ -27,6 +27,8 @@ pub(super) struct Account {
     /// The id it was registered under: roles given to it name this, so that a later account
     /// of the same name does not inherit them.
     pub(super) created: MsgId,
+    /// How far it has read each conversation (room key, or the other person's name key).
+    pub(super) markers: BTreeMap<String, MsgId>,
 }
 
 /// An account as loaded back from the store on restart.
@@ -42,6 +44,8 @@ pub struct StoredAccount {
     pub owned: Vec<String>,
     /// The id it was registered under (0 for accounts stored before ids were kept).
     pub created: MsgId,
+    /// Its read markers: conversation key and the newest message read.
+    pub markers: Vec<(String, MsgId)>,
 }
 
 /// Slow password work the shell does away from the hub, answered by [`Input::PasswordDone`].
@@ -174,6 +178,7 @@ impl Hub {
                     rooms: keys(&stored.rooms),
                     owned: keys(&stored.owned),
                     created: stored.created,
+                    markers: stored.markers.into_iter().collect(),
                 },
             );
         }
@@ -635,6 +640,7 @@ impl Hub {
                 rooms,
                 owned: IndexSet::new(),
                 created: 0,
+                markers: BTreeMap::new(),
             },
         );
         if let Some(c) = self.conns.get_mut(&conn) {

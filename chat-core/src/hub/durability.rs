@@ -50,6 +50,15 @@ pub enum Record {
         /// Names of the rooms it owns.
         owned: Vec<String>,
     },
+    /// An account's read markers, replacing what was stored.
+    ReadMarkers {
+        /// Sequencing id.
+        id: MsgId,
+        /// The account's name.
+        account: String,
+        /// Conversation key and the newest message read, for each.
+        markers: Vec<(String, MsgId)>,
+    },
     /// A room's roles, bans, invitations and modes, replacing what was stored.
     RoomSettings {
         /// Sequencing id.
@@ -97,6 +106,7 @@ impl Record {
             | Record::Topic { id, .. }
             | Record::Account { id, .. }
             | Record::AccountRooms { id, .. }
+            | Record::ReadMarkers { id, .. }
             | Record::RoomSettings { id, .. }
             | Record::ServerBans { id, .. }
             | Record::AccountDeleted { id, .. } => *id,

@@ -26,7 +26,7 @@
 //! [`HubConfig::room_expiry`]. With a store its history stays there, and a later join loads it
 //! back ([`Output::LoadRoom`], answered by [`Input::RoomLoaded`]) before it goes on.
 
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
 
 use bytes::{Bytes, BytesMut};
@@ -50,6 +50,7 @@ mod history;
 mod identity;
 mod invariants;
 mod liveness;
+mod markers;
 mod messages;
 mod moderation;
 mod rooms;
@@ -575,6 +576,7 @@ impl Hub {
             msg @ ClientMsg::Invite { .. } => self.cmd_invite(conn, msg),
             ClientMsg::Kill { name, reason } => self.cmd_kill(now, conn, &name, reason),
             ClientMsg::Away { reason } => self.cmd_away(conn, reason),
+            ClientMsg::MarkRead { target, id } => self.cmd_mark_read(conn, &target, id),
             ClientMsg::ServerBan {
                 target,
                 duration,

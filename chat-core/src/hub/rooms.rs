@@ -261,6 +261,7 @@ impl Hub {
         self.reply(conn, &topic);
         self.cmd_who(conn, key, None);
         self.join_history(conn, key, since);
+        self.send_marker(conn, key);
     }
 
     /// Brings a room that is not in memory into it: loads it from the store (the join runs

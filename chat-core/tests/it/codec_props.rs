@@ -64,6 +64,7 @@ fn client_msg() -> impl Strategy<Value = ClientMsg> {
         text().prop_map(|token| ClientMsg::Ping { token }),
         proptest::option::of(text()).prop_map(|reason| ClientMsg::Quit { reason }),
         proptest::option::of(text()).prop_map(|reason| ClientMsg::Away { reason }),
+        (text(), any::<u64>()).prop_map(|(target, id)| ClientMsg::MarkRead { target, id }),
     ]
 }
 
@@ -193,6 +194,7 @@ fn server_msg_more() -> impl Strategy<Value = ServerMsg> {
             }),
         (text(), proptest::option::of(text()))
             .prop_map(|(name, reason)| ServerMsg::Away { name, reason }),
+        (text(), any::<u64>()).prop_map(|(target, id)| ServerMsg::ReadMarker { target, id }),
         (
             proptest::collection::vec((text(), any::<u32>(), text()), 0..3),
             any::<bool>(),

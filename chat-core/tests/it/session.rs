@@ -1537,3 +1537,76 @@ fn away_is_sent_shown_and_answered_and_highlights_are_listed() {
     assert!(shown.iter().any(|t| t == "#lobby <bob> alice: lunch?"));
     assert!(shown.iter().any(|t| t == "carol <carol> hi"));
 }
+
+#[test]
+fn read_markers_go_to_the_server_for_accounts_and_clear_unread_from_other_devices() {
+    let mut s = online();
+    s.handle_input(T, "/register hunter2hunter2");
+    feed(
+        &mut s,
+        &[
+            r#"{"type":"logged_in","account":"alice"}"#,
+            &msg(1, "#lobby", "bob", "one"),
+            &msg(2, "#lobby", "bob", "two"),
+            r##"{"type":"join","room":"#rust","name":"alice","ts":1}"##,
+        ],
+    );
+    sent(&mut s);
+    // Leaving #lobby for #rust reads it up to its newest message.
+    s.handle_input(T, "/switch #rust");
+    assert_eq!(
+        sent(&mut s),
+        vec![ClientMsg::MarkRead {
+            target: "#lobby".into(),
+            id: 2
+        }]
+    );
+    assert_eq!(s.conversation("#lobby").unwrap().read_marker, Some(2));
+    // Nothing new: coming back and leaving again sends nothing.
+    s.handle_input(T, "/switch #lobby");
+    s.handle_input(T, "/switch #rust");
+    assert!(sent(&mut s).is_empty());
+    // New lines while away, then the phone reads #lobby up to 4: one line is left unread.
+    feed(
+        &mut s,
+        &[
+            &msg(3, "#lobby", "bob", "three"),
+            &msg(4, "#lobby", "bob", "alice: four"),
+            &msg(5, "#lobby", "bob", "five"),
+        ],
+    );
+    let lobby = s.conversation("#lobby").unwrap();
+    assert_eq!((lobby.unread, lobby.mentions), (3, 1));
+    // The "new" line sits before the first message after the marker.
+    let at = lobby.marker_position().unwrap();
+    assert_eq!(lobby.lines[at].id, Some(3));
+    feed(
+        &mut s,
+        &[r##"{"type":"read_marker","target":"#LOBBY","id":4}"##],
+    );
+    let lobby = s.conversation("#lobby").unwrap();
+    assert_eq!((lobby.unread, lobby.mentions), (1, 0));
+    assert_eq!(lobby.lines[lobby.marker_position().unwrap()].id, Some(5));
+    // An older marker changes nothing.
+    feed(
+        &mut s,
+        &[r##"{"type":"read_marker","target":"#lobby","id":1}"##],
+    );
+    assert_eq!(s.conversation("#lobby").unwrap().read_marker, Some(4));
+}
+
+#[test]
+fn a_guest_keeps_its_read_marker_locally() {
+    let mut s = online();
+    feed(
+        &mut s,
+        &[
+            &msg(1, "#lobby", "bob", "one"),
+            r##"{"type":"join","room":"#rust","name":"alice","ts":1}"##,
+        ],
+    );
+    sent(&mut s);
+    s.handle_input(T, "/switch #rust");
+    assert!(sent(&mut s).is_empty(), "no account: nothing to sync");
+    assert_eq!(s.conversation("#lobby").unwrap().read_marker, Some(1));
+}

@@ -545,6 +545,14 @@ fn fmt_record(r: &Record) -> String {
             "account #{id} {name} ({})",
             hash.rsplitn(3, '$').nth(2).unwrap_or("no hash")
         ),
+        Record::ReadMarkers {
+            id,
+            account,
+            markers,
+        } => {
+            let markers: Vec<String> = markers.iter().map(|(k, m)| format!("{k}={m}")).collect();
+            format!("read_markers #{id} {account}: {}", markers.join(" "))
+        }
         Record::AccountRooms {
             id,
             account,

@@ -576,3 +576,23 @@ fn the_status_line_stays_one_line_while_reconnecting() {
         .unwrap();
     assert!(!rows[at + 1].contains("on and on"), "{screen}");
 }
+
+#[test]
+fn a_line_marks_what_is_new_since_you_last_read() {
+    let mut tui = Tui::new(80, 16);
+    tui.type_text("/join #rust");
+    tui.keys([Event::Key(Key::Enter)]);
+    tui.sent();
+    tui.server(&[
+        r##"{"type":"join","room":"#rust","name":"alice","ts":1700000003000}"##,
+        r##"{"type":"history","room":"#rust","messages":[],"more":false}"##,
+        r##"{"type":"message","id":6,"ts":1700000004000,"room":"#lobby","from":"bob","text":"while you were in #rust"}"##,
+    ]);
+    tui.keys([Event::AltChar('1')]);
+    tui.sent();
+    let screen = tui.screen();
+    let marker = screen.find("new since you last read").expect(&screen);
+    let earlier = screen.find("<bob> earlier").unwrap();
+    let new = screen.find("while you were in #rust").unwrap();
+    assert!(earlier < marker && marker < new, "{screen}");
+}
