@@ -172,6 +172,7 @@ pub const CLIENT_TYPES: &[&str] = &[
     "connections",
     "away",
     "mark_read",
+    "search",
 ];
 
 /// Message types a server may send.
@@ -192,6 +193,7 @@ pub const SERVER_TYPES: &[&str] = &[
     "members",
     "away",
     "read_marker",
+    "search_results",
     "room_list",
     "history",
     "ping",

@@ -52,6 +52,8 @@ pub enum Command {
     Away(Option<String>),
     /// `/highlights`: the latest lines that mentioned you, from every conversation.
     Highlights,
+    /// `/search words`: messages of the active room with all these words, newest first.
+    Search(String),
     /// `/help`.
     Help,
     /// `/register password`: register the current name as an account.
@@ -294,6 +296,11 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
         "mark yourself away; without a reason, back",
     ),
     (
+        "/search",
+        "/search words",
+        "find messages of this room with all the words",
+    ),
+    (
         "/highlights",
         "/highlights",
         "the latest lines that mentioned you, everywhere",
@@ -494,6 +501,10 @@ pub fn parse(line: &str) -> Result<Command, CommandError> {
         "away" => Command::Away(arg()),
         "back" => Command::Away(None),
         "highlights" | "mentions" => Command::Highlights,
+        "search" | "grep" => match arg() {
+            Some(words) => Command::Search(words),
+            None => return Err(usage("/search")),
+        },
         "help" | "?" => Command::Help,
         "register" => Command::Register(Secret::new(
             args.split_whitespace()

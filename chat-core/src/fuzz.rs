@@ -105,6 +105,8 @@ const LINES: &[&str] = &[
     r#"{"type":"away"}"#,
     r##"{"type":"mark_read","target":"#a","id":3}"##,
     r#"{"type":"mark_read","target":"ann","id":1}"#,
+    r##"{"type":"search","room":"#a","query":"t"}"##,
+    r##"{"type":"search","room":"#lobby","query":"x y","before":2,"limit":1}"##,
     r#"{"type":"nope"}"#,
     r#"{"type":"register","password":"password1"}"#,
     r#"{"type":"register","password":"short"}"#,

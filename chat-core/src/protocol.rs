@@ -322,6 +322,21 @@ pub enum ClientMsg {
         /// The token of the ping being answered.
         token: String,
     },
+    /// Searches a room's messages (all the store keeps, not only what is in memory) for
+    /// messages that have every word of `query` (a word matches as a prefix, in any case).
+    /// Newest first; page back with `before` = the smallest id of a page.
+    Search {
+        /// The room (the sender must be in it).
+        room: String,
+        /// The words.
+        query: String,
+        /// Only messages older than this id.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        before: Option<MsgId>,
+        /// Most results wanted (the server caps it).
+        #[serde(default = "default_search_limit")]
+        limit: u32,
+    },
     /// Marks a conversation read up to a message: `target` is a room, or the other person of
     /// a direct conversation. Kept for accounts only, and only forward; every device of the
     /// account hears the new marker (`read_marker`), so reading on one clears the others.
@@ -348,6 +363,10 @@ pub enum ClientMsg {
 
 fn default_history_limit() -> u32 {
     50
+}
+
+fn default_search_limit() -> u32 {
+    20
 }
 
 fn is_false(b: &bool) -> bool {
@@ -484,6 +503,18 @@ pub enum ServerMsg {
         /// The members of this page who are away, with their reasons.
         #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
         away: BTreeMap<String, String>,
+    },
+    /// The answer to `search`: matching messages, newest first.
+    SearchResults {
+        /// The room searched.
+        room: String,
+        /// The words, as asked.
+        query: String,
+        /// The messages found, newest first.
+        messages: Vec<ChatMessage>,
+        /// Older matches follow: ask again with `before` = the last id.
+        #[serde(default, skip_serializing_if = "is_false")]
+        more: bool,
     },
     /// Where an account has read a conversation up to: after `mark_read` from any of its
     /// devices (to all of them), and after the history of a room it joins.

@@ -1054,6 +1054,32 @@ impl Session {
             }
             ServerMsg::Away { name, reason } => self.on_away(now, name, reason),
             ServerMsg::ReadMarker { target, id } => self.on_read_marker(&target, id),
+            ServerMsg::SearchResults {
+                room,
+                query,
+                messages,
+                more,
+            } => {
+                let key = names::key(&room);
+                let place = self.conversations.contains_key(&key).then_some(key);
+                let header = match messages.len() {
+                    0 => format!("no messages in {room} have \"{query}\""),
+                    n if more => format!(
+                        "the {n} newest messages in {room} with \"{query}\" (older ones too):"
+                    ),
+                    n => format!("{n} messages in {room} with \"{query}\":"),
+                };
+                self.push(place.clone(), system(now, LineKind::Notice(header)));
+                // Each at its own time and with its id, so it can be found in the history.
+                for m in messages {
+                    let text = if m.action {
+                        format!("#{} * {} {}", m.id, m.from, m.text)
+                    } else {
+                        format!("#{} <{}> {}", m.id, m.from, m.text)
+                    };
+                    self.push(place.clone(), system(m.ts, LineKind::Notice(text)));
+                }
+            }
             ServerMsg::RoomList { rooms, more, after } => {
                 let mut text = match (&after, more) {
                     (None, false) => format!("{} rooms:", rooms.len()),
@@ -1378,6 +1404,23 @@ impl Session {
                 self.activate(key);
             }
             Command::Away(reason) => self.submit(now, ClientMsg::Away { reason }),
+            Command::Search(words) => {
+                match self.active().filter(|c| c.kind == ConversationKind::Room) {
+                    Some(c) => {
+                        let room = c.name.clone();
+                        self.submit(
+                            now,
+                            ClientMsg::Search {
+                                room,
+                                query: words,
+                                before: None,
+                                limit: 20,
+                            },
+                        );
+                    }
+                    None => self.local(now, LineKind::Error("/search works in a room".into())),
+                }
+            }
             Command::Highlights => {
                 if self.highlights.is_empty() {
                     self.local(now, LineKind::Notice("no highlights yet".into()));

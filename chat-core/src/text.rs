@@ -141,6 +141,16 @@ pub fn clean_server_msg(mut msg: ServerMsg) -> ServerMsg {
                 .collect();
         }
         ServerMsg::ReadMarker { target, .. } => s(target),
+        ServerMsg::SearchResults {
+            room,
+            query,
+            messages,
+            ..
+        } => {
+            s(room);
+            s(query);
+            messages.iter_mut().for_each(clean_message);
+        }
         ServerMsg::Away { name, reason } => {
             s(name);
             reason.iter_mut().for_each(s);

@@ -188,6 +188,19 @@ impl Store {
                  action INTEGER NOT NULL
              );
              CREATE INDEX IF NOT EXISTS messages_by_room ON messages (room_key, id);
+             -- Full-text index of room messages for `search`, kept in step by triggers
+             -- (retention deletes go through them too).
+             CREATE VIRTUAL TABLE IF NOT EXISTS messages_fts USING fts5(
+                 text, content='messages', content_rowid='id',
+                 tokenize='unicode61 remove_diacritics 2'
+             );
+             CREATE TRIGGER IF NOT EXISTS messages_fts_insert AFTER INSERT ON messages BEGIN
+                 INSERT INTO messages_fts (rowid, text) VALUES (new.id, new.text);
+             END;
+             CREATE TRIGGER IF NOT EXISTS messages_fts_delete AFTER DELETE ON messages BEGIN
+                 INSERT INTO messages_fts (messages_fts, rowid, text)
+                 VALUES ('delete', old.id, old.text);
+             END;
              CREATE TABLE IF NOT EXISTS directs (
                  id INTEGER PRIMARY KEY,
                  ts INTEGER NOT NULL,
@@ -336,6 +349,10 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
             }
         }
     }
+    // Schema 3 added the full-text index: fill it with the messages stored before.
+    if version < 3 {
+        tx.execute_batch("INSERT INTO messages_fts (messages_fts) VALUES ('rebuild')")?;
+    }
     tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;
     tx.commit()
 }
@@ -469,7 +486,19 @@ fn message_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ChatMessage> {
 
 /// A page of a room's history within the query's bounds, oldest first, and whether more lie
 /// beyond its limit.
+/// A search's words as an FTS5 query: each a quoted prefix (`"word"*`), all required.
+fn fts_query(words: &[String]) -> String {
+    words
+        .iter()
+        .map(|w| format!("\"{}\"*", w.replace('"', "\"\"")))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 fn read_history(conn: &Connection, q: &HistoryQuery) -> rusqlite::Result<(Vec<ChatMessage>, bool)> {
+    if let Some(words) = &q.search {
+        return search(conn, q, words);
+    }
     let order = if q.newest { "DESC" } else { "ASC" };
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT id, ts, room, sender, text, action FROM messages
@@ -497,6 +526,34 @@ fn read_history(conn: &Connection, q: &HistoryQuery) -> rusqlite::Result<(Vec<Ch
     if q.newest {
         messages.reverse();
     }
+    Ok((messages, more))
+}
+
+/// A search through the full-text index: the newest matches below `before`, oldest first.
+fn search(
+    conn: &Connection,
+    q: &HistoryQuery,
+    words: &[String],
+) -> rusqlite::Result<(Vec<ChatMessage>, bool)> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT m.id, m.ts, m.room, m.sender, m.text, m.action
+         FROM messages_fts JOIN messages m ON m.id = messages_fts.rowid
+         WHERE messages_fts MATCH ?1 AND m.room_key = ?2 AND m.id < ?3
+         ORDER BY m.id DESC LIMIT ?4",
+    )?;
+    let limit = q.limit.max(1);
+    let before = q
+        .before
+        .map_or(i64::MAX, |b| i64::try_from(b).unwrap_or(i64::MAX));
+    let mut messages: Vec<ChatMessage> = stmt
+        .query_map(
+            params![fts_query(words), q.key, before, limit as i64 + 1],
+            message_row,
+        )?
+        .collect::<Result<_, _>>()?;
+    let more = messages.len() > limit;
+    messages.truncate(limit);
+    messages.reverse();
     Ok((messages, more))
 }
 
@@ -871,6 +928,55 @@ mod tests {
                 _ => {}
             }
         }
+    }
+
+    #[test]
+    fn search_finds_every_stored_message_with_all_the_words() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _, rx) = open(dir.path(), Retention::default());
+        let texts = [
+            "Deploying the release now",
+            "the deploy failed: disk full",
+            "lunch?",
+            "Déploiement fini, the DEPLOY worked",
+            "unrelated \"quotes\" here",
+        ];
+        for (i, text) in texts.iter().enumerate() {
+            store.append(message(i as u64 + 1, 1000, "#ops", text));
+        }
+        store.append(message(6, 1000, "#other", "deploy elsewhere"));
+        committed(&rx, 6);
+        let conn = Connection::open(dir.path().join("chat.sqlite3")).unwrap();
+        let query = |words: &[&str], before: Option<u64>, limit: usize| {
+            let q = HistoryQuery {
+                key: "#ops".into(),
+                before,
+                after: None,
+                before_ts: None,
+                after_ts: None,
+                newest: true,
+                limit,
+                search: Some(words.iter().map(|w| w.to_string()).collect()),
+            };
+            let (found, more) = read_history(&conn, &q).unwrap();
+            (found.iter().map(|m| m.id).collect::<Vec<_>>(), more)
+        };
+        // Word prefixes, any case, accents folded, only this room; oldest first.
+        assert_eq!(query(&["deploy"], None, 10), (vec![1, 2, 4], false));
+        assert_eq!(query(&["deploy", "disk"], None, 10), (vec![2], false));
+        assert_eq!(query(&["deploiement"], None, 10), (vec![4], false));
+        // Paging back: the newest two, then what is older.
+        assert_eq!(query(&["deploy"], None, 2), (vec![2, 4], true));
+        assert_eq!(query(&["deploy"], Some(2), 2), (vec![1], false));
+        // Quotes in the words are text to the tokenizer, never FTS syntax (no error).
+        assert_eq!(query(&["\"quotes"], None, 10), (vec![5], false));
+        assert_eq!(query(&["NEAR(", "AND"], None, 10), (vec![], false));
+        assert_eq!(query(&["quotes"], None, 10), (vec![5], false));
+        assert_eq!(query(&["nothing"], None, 10), (vec![], false));
+        // Retention deletes leave the index too.
+        conn.execute("DELETE FROM messages WHERE id = 1", [])
+            .unwrap();
+        assert_eq!(query(&["deploy"], None, 10), (vec![2, 4], false));
     }
 
     #[test]

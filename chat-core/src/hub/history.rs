@@ -136,7 +136,89 @@ impl Hub {
             (page, true, cut || more)
         };
         let room = room.name.clone();
+        if let Some(words) = &query.search {
+            self.reply_search(conn, room, words.join(" "), messages, more);
+            return;
+        }
         self.reply_history(conn, room, messages, more, newer);
+    }
+
+    pub(super) fn cmd_search(
+        &mut self,
+        conn: ConnId,
+        raw: &str,
+        text: &str,
+        before: Option<MsgId>,
+        limit: u32,
+    ) {
+        let Some((key, _)) = self.member_room(conn, raw) else {
+            return;
+        };
+        let words = search_words(text);
+        if words.is_empty() || text.len() > 200 {
+            self.reply(
+                conn,
+                &error(
+                    ErrorCode::Malformed,
+                    "a search is one to eight words, at most 200 bytes",
+                ),
+            );
+            return;
+        }
+        let query = HistoryQuery {
+            key: key.clone(),
+            before,
+            after: None,
+            before_ts: None,
+            after_ts: None,
+            newest: true,
+            limit: (limit as usize).clamp(1, self.config.history_page_max.max(1)),
+            search: Some(words),
+        };
+        // The store searches everything it keeps; without one, memory is everything.
+        if self.config.durable {
+            self.outputs.push_back(Output::LoadHistory { conn, query });
+            return;
+        }
+        let room = &self.rooms[&key];
+        let mut found: Vec<ChatMessage> = room
+            .history
+            .iter()
+            .rev()
+            .filter(|m| query.admits(m))
+            .take(query.limit + 1)
+            .cloned()
+            .collect();
+        let name = room.name.clone();
+        let more = found.len() > query.limit;
+        found.truncate(query.limit);
+        found.reverse();
+        let words = query.search.unwrap_or_default().join(" ");
+        self.reply_search(conn, name, words, found, more);
+    }
+
+    /// Search results (given oldest first), sent newest first, cut to fit a line.
+    fn reply_search(
+        &mut self,
+        conn: ConnId,
+        room: String,
+        query: String,
+        oldest_first: Vec<ChatMessage>,
+        more: bool,
+    ) {
+        let budget = self
+            .config
+            .max_line
+            .saturating_sub(160 + room.len() + query.len())
+            .max(1);
+        let (page, cut) = fit(oldest_first.iter().rev(), oldest_first.len().max(1), budget);
+        let msg = ServerMsg::SearchResults {
+            room,
+            query,
+            messages: page,
+            more: more || cut,
+        };
+        self.reply(conn, &msg);
     }
 }
 
@@ -158,6 +240,8 @@ pub struct HistoryQuery {
     pub newest: bool,
     /// At most this many.
     pub limit: usize,
+    /// For a search: the words every message must have (each as a word prefix, in any case).
+    pub search: Option<Vec<String>>,
 }
 
 impl HistoryQuery {
@@ -167,7 +251,37 @@ impl HistoryQuery {
             && self.after.is_none_or(|a| m.id > a)
             && self.before_ts.is_none_or(|b| m.ts < b)
             && self.after_ts.is_none_or(|a| m.ts > a)
+            && self
+                .search
+                .as_ref()
+                .is_none_or(|words| matches_words(&m.text, words))
     }
+}
+
+/// True when every word is the start of a word of `text`, compared case-insensitively: the
+/// same rule the store's full-text index applies (word prefixes, Unicode case folding).
+pub fn matches_words(text: &str, words: &[String]) -> bool {
+    let folded = text.to_lowercase();
+    let text_words: Vec<&str> = folded
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .collect();
+    words.iter().all(|w| {
+        let w = w.to_lowercase();
+        text_words.iter().any(|t| t.starts_with(&w))
+    })
+}
+
+/// The words of a search, as the index splits text: letters and digits, lowercased; at most
+/// eight.
+pub fn search_words(query: &str) -> Vec<String> {
+    query
+        .to_lowercase()
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .take(8)
+        .map(str::to_string)
+        .collect()
 }
 
 /// Takes messages in the order given while they fit in `budget` bytes of JSON (at least one,

@@ -564,6 +564,7 @@ impl Hub {
                     after_ts,
                     newest: latest || (after.is_none() && after_ts.is_none()),
                     limit: (limit as usize).min(self.config.history_page_max),
+                    search: None,
                 };
                 self.cmd_history(conn, &room, query);
             }
@@ -577,6 +578,12 @@ impl Hub {
             ClientMsg::Kill { name, reason } => self.cmd_kill(now, conn, &name, reason),
             ClientMsg::Away { reason } => self.cmd_away(conn, reason),
             ClientMsg::MarkRead { target, id } => self.cmd_mark_read(conn, &target, id),
+            ClientMsg::Search {
+                room,
+                query,
+                before,
+                limit,
+            } => self.cmd_search(conn, &room, &query, before, limit),
             ClientMsg::ServerBan {
                 target,
                 duration,

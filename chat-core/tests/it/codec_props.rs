@@ -65,6 +65,18 @@ fn client_msg() -> impl Strategy<Value = ClientMsg> {
         proptest::option::of(text()).prop_map(|reason| ClientMsg::Quit { reason }),
         proptest::option::of(text()).prop_map(|reason| ClientMsg::Away { reason }),
         (text(), any::<u64>()).prop_map(|(target, id)| ClientMsg::MarkRead { target, id }),
+        (
+            text(),
+            text(),
+            proptest::option::of(any::<u64>()),
+            any::<u32>()
+        )
+            .prop_map(|(room, query, before, limit)| ClientMsg::Search {
+                room,
+                query,
+                before,
+                limit
+            }),
     ]
 }
 
@@ -195,6 +207,14 @@ fn server_msg_more() -> impl Strategy<Value = ServerMsg> {
         (text(), proptest::option::of(text()))
             .prop_map(|(name, reason)| ServerMsg::Away { name, reason }),
         (text(), any::<u64>()).prop_map(|(target, id)| ServerMsg::ReadMarker { target, id }),
+        (text(), text(), any::<bool>()).prop_map(|(room, query, more)| {
+            ServerMsg::SearchResults {
+                room,
+                query,
+                messages: Vec::new(),
+                more,
+            }
+        }),
         (
             proptest::collection::vec((text(), any::<u32>(), text()), 0..3),
             any::<bool>(),

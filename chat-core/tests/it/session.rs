@@ -1610,3 +1610,47 @@ fn a_guest_keeps_its_read_marker_locally() {
     assert!(sent(&mut s).is_empty(), "no account: nothing to sync");
     assert_eq!(s.conversation("#lobby").unwrap().read_marker, Some(1));
 }
+
+#[test]
+fn search_asks_the_server_and_shows_the_results_with_their_ids_and_times() {
+    let mut s = online();
+    s.handle_input(T, "/search deploy disk");
+    assert_eq!(
+        sent(&mut s),
+        vec![ClientMsg::Search {
+            room: "#lobby".into(),
+            query: "deploy disk".into(),
+            before: None,
+            limit: 20
+        }]
+    );
+    feed(
+        &mut s,
+        &[
+            r##"{"type":"search_results","room":"#lobby","query":"deploy disk","messages":[{"id":9,"ts":1700000000500,"room":"#lobby","from":"bob","text":"the deploy filled the disk"}],"more":true}"##,
+        ],
+    );
+    let lines: Vec<(u64, String)> = s
+        .conversation("#lobby")
+        .unwrap()
+        .lines
+        .iter()
+        .filter_map(|l| match &l.kind {
+            LineKind::Notice(t) => Some((l.ts, t.clone())),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|(_, t)| t
+                == "the 1 newest messages in #lobby with \"deploy disk\" (older ones too):"),
+        "{lines:?}"
+    );
+    assert!(lines.contains(&(
+        1_700_000_000_500,
+        "#9 <bob> the deploy filled the disk".to_string()
+    )));
+    s.handle_input(T, "/search");
+    assert!(sent(&mut s).is_empty(), "usage, not a request");
+}

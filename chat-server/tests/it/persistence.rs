@@ -379,3 +379,48 @@ async fn every_flag_is_an_environment_variable_and_sigint_exits_zero() {
     assert_eq!(welcome["limits"]["flood_rate"], 0);
     stops_cleanly_on(&mut child, "INT", &mut alice).await;
 }
+
+#[tokio::test]
+async fn search_reaches_every_stored_message_through_the_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    // Memory keeps two messages per room: the rest are only in SQLite.
+    let server = TestServer::start(&["--data-dir", data, "--history", "2"]).await;
+    let mut alice = server.client("alice").await;
+    alice.send(json!({"type":"join","room":"#ops"})).await;
+    for text in [
+        "deploy one",
+        "chatter",
+        "Déploy two",
+        "DEPLOYED three",
+        "more",
+        "even more",
+    ] {
+        alice.say("#ops", text).await;
+        alice.expect("message").await;
+    }
+    server.stop().await;
+    // After a restart too: the index is in the database.
+    let server = TestServer::start(&["--data-dir", data, "--history", "2"]).await;
+    let mut bob = server.client("bob").await;
+    bob.send(json!({"type":"join","room":"#ops"})).await;
+    bob.expect("history").await;
+    bob.send(json!({"type":"search","room":"#ops","query":"deploy","limit":2}))
+        .await;
+    let page = bob.expect("search_results").await;
+    let texts: Vec<&str> = page["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(texts, vec!["DEPLOYED three", "Déploy two"]);
+    assert_eq!(page["more"], true);
+    let oldest = page["messages"][1]["id"].as_u64().unwrap();
+    bob.send(json!({"type":"search","room":"#ops","query":"deploy","before":oldest}))
+        .await;
+    let page = bob.expect("search_results").await;
+    assert_eq!(page["messages"][0]["text"], "deploy one");
+    assert!(page.get("more").is_none());
+    server.stop().await;
+}
