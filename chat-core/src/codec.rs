@@ -194,6 +194,7 @@ pub const SERVER_TYPES: &[&str] = &[
     "away",
     "read_marker",
     "search_results",
+    "offline",
     "room_list",
     "history",
     "ping",

@@ -504,6 +504,12 @@ pub enum ServerMsg {
         #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
         away: BTreeMap<String, String>,
     },
+    /// The person written to is not connected: the direct message waits for them and is
+    /// delivered when their account next connects (it was acknowledged as stored).
+    Offline {
+        /// Who.
+        name: String,
+    },
     /// The answer to `search`: matching messages, newest first.
     SearchResults {
         /// The room searched.

@@ -1054,6 +1054,15 @@ impl Session {
             }
             ServerMsg::Away { name, reason } => self.on_away(now, name, reason),
             ServerMsg::ReadMarker { target, id } => self.on_read_marker(&target, id),
+            ServerMsg::Offline { name } => {
+                let key = self.open(&name, ConversationKind::Direct);
+                if let Some(c) = self.conversations.get_mut(&key) {
+                    c.members = vec![name.clone()];
+                }
+                let text =
+                    format!("{name} is not connected; they will get it when they next connect");
+                self.push(Some(key), system(now, LineKind::Notice(text)));
+            }
             ServerMsg::SearchResults {
                 room,
                 query,

@@ -141,6 +141,7 @@ pub fn clean_server_msg(mut msg: ServerMsg) -> ServerMsg {
                 .collect();
         }
         ServerMsg::ReadMarker { target, .. } => s(target),
+        ServerMsg::Offline { name } => s(name),
         ServerMsg::SearchResults {
             room,
             query,

@@ -526,6 +526,7 @@ pub async fn serve_with_faults(
             tracing::warn!(account = ?name, "a stored account's name is not valid any more; it cannot log in");
         }
         hub.restore_server_bans(restored.server_bans);
+        hub.restore_offline(restored.offline);
         tracing::info!(
             accounts = hub.account_count(),
             server_bans = hub.server_bans().len(),

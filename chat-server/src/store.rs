@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use chat_core::hub::{
-    Ban, ConnId, HistoryQuery, Record, RestoredRoom, RoomSettings, StoredAccount,
+    Ban, ConnId, HistoryQuery, Record, RestoredRoom, RoomSettings, StoredAccount, StoredDirect,
 };
 use chat_core::names;
 use chat_core::protocol::{ChatMessage, MsgId};
@@ -55,6 +55,8 @@ pub struct Restored {
     pub accounts: Vec<StoredAccount>,
     /// The server-wide bans.
     pub server_bans: Vec<Ban>,
+    /// Direct messages waiting for accounts that were not connected, oldest first.
+    pub offline: Vec<StoredDirect>,
 }
 
 /// How long stored messages are kept. Zero means no limit.
@@ -317,6 +319,7 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
         ("accounts", "owned", "TEXT NOT NULL DEFAULT ''"),
         ("accounts", "created", "INTEGER NOT NULL DEFAULT 0"),
         ("accounts", "markers", "TEXT NOT NULL DEFAULT ''"),
+        ("directs", "pending", "INTEGER NOT NULL DEFAULT 0"),
     ] {
         let has = tx
             .prepare(&format!("SELECT {column} FROM {table} LIMIT 0"))
@@ -450,7 +453,23 @@ fn load(
         .map(|json| from_json::<Vec<Ban>>(&json, "server bans"))
         .transpose()?
         .unwrap_or_default();
+    let offline = conn
+        .prepare(
+            "SELECT id, ts, sender, recipient, text, action FROM directs WHERE pending = 1 ORDER BY id",
+        )?
+        .query_map([], |r| {
+            Ok(StoredDirect {
+                id: r.get::<_, i64>(0)? as u64,
+                ts: r.get::<_, i64>(1)? as u64,
+                from: r.get(2)?,
+                to: r.get(3)?,
+                text: r.get(4)?,
+                action: r.get(5)?,
+            })
+        })?
+        .collect::<Result<_, _>>()?;
     Ok(Restored {
+        offline,
         rooms: restored_rooms,
         next_id: next_id as u64,
         messages: messages as u64,
@@ -767,8 +786,12 @@ fn write_batch(conn: &mut Connection, batch: &[Record]) -> rusqlite::Result<()> 
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         )?;
         let mut direct = tx.prepare_cached(
-            "INSERT INTO directs (id, ts, sender, recipient, text, action, cid)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            "INSERT INTO directs (id, ts, sender, recipient, text, action, cid, pending)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )?;
+        // An account's waiting messages were delivered, or the account is gone.
+        let mut delivered = tx.prepare_cached(
+            "UPDATE directs SET pending = 0 WHERE pending = 1 AND recipient = ?1",
         )?;
         let mut topic = tx.prepare_cached(
             "INSERT INTO topics (room_key, room, topic, set_by, ts, id)
@@ -839,6 +862,10 @@ fn write_batch(conn: &mut Connection, batch: &[Record]) -> rusqlite::Result<()> 
                 }
                 Record::AccountDeleted { account, .. } => {
                     account_deleted.execute(params![names::key(account)])?;
+                    delivered.execute(params![account])?;
+                }
+                Record::OfflineDelivered { account, .. } => {
+                    delivered.execute(params![account])?;
                 }
                 Record::Message { msg: m, cid } => {
                     message.execute(params![
@@ -860,8 +887,11 @@ fn write_batch(conn: &mut Connection, batch: &[Record]) -> rusqlite::Result<()> 
                     text,
                     action,
                     cid,
+                    offline,
                 } => {
-                    direct.execute(params![*id as i64, *ts as i64, from, to, text, action, cid])?;
+                    direct.execute(params![
+                        *id as i64, *ts as i64, from, to, text, action, cid, offline
+                    ])?;
                 }
                 Record::Topic {
                     id,

@@ -571,6 +571,7 @@ impl Hub {
         }
         self.rename(conn, name.clone());
         self.reply(conn, &ServerMsg::LoggedIn { account: name });
+        self.deliver_offline(conn);
         // The rooms it was in as a guest become the account's, on every device.
         let rooms: Vec<String> = self.conns[&conn].rooms.iter().cloned().collect();
         for key in rooms {
@@ -665,6 +666,7 @@ impl Hub {
             return;
         };
         self.login_throttles.remove(account);
+        self.offline.remove(account);
         let skeleton = names::skeleton(&deleted.name);
         if self.account_skeletons.get(&skeleton).map(String::as_str) == Some(account) {
             self.account_skeletons.remove(&skeleton);

@@ -29,6 +29,15 @@ pub enum Record {
         action: bool,
         /// The sender's own id for it.
         cid: Option<String>,
+        /// The recipient is an account that is not connected: the message waits for it.
+        offline: bool,
+    },
+    /// The direct messages that waited for an account were delivered.
+    OfflineDelivered {
+        /// Sequencing id.
+        id: MsgId,
+        /// The account's name.
+        account: String,
     },
     /// An account, made or with a new password: upsert by name.
     Account {
@@ -107,6 +116,7 @@ impl Record {
             | Record::Account { id, .. }
             | Record::AccountRooms { id, .. }
             | Record::ReadMarkers { id, .. }
+            | Record::OfflineDelivered { id, .. }
             | Record::RoomSettings { id, .. }
             | Record::ServerBans { id, .. }
             | Record::AccountDeleted { id, .. } => *id,

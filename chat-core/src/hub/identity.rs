@@ -91,6 +91,7 @@ impl Hub {
             self.cmd_join(now, conn, &lobby, None, None);
         }
         self.queue_account_rooms(conn);
+        self.deliver_offline(conn);
     }
 
     /// Validates a requested name and reserves it for `conn`, replying with an error if it is

@@ -68,6 +68,9 @@ impl Hub {
                 .copied()
         });
         let Some(target) = target else {
+            if self.direct_offline(conn, raw, text, action, cid) {
+                return;
+            }
             self.reply(
                 conn,
                 &error(
@@ -102,6 +105,7 @@ impl Hub {
                 text: text.clone(),
                 action,
                 cid: cid.clone(),
+                offline: false,
             }));
         }
         let msg = ServerMsg::Direct {

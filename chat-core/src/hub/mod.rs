@@ -53,6 +53,7 @@ mod liveness;
 mod markers;
 mod messages;
 mod moderation;
+mod offline;
 mod rooms;
 #[cfg(test)]
 mod tests;
@@ -62,6 +63,7 @@ pub use config::HubConfig;
 pub use durability::{Record, RestoredRoom};
 pub use history::HistoryQuery;
 pub use moderation::{Ban, RoomSettings};
+pub use offline::{MAX_OFFLINE, StoredDirect};
 pub use rooms::Room;
 
 use accounts::{Account, AuthWait, Throttle, addr_key};
@@ -300,6 +302,8 @@ pub struct Hub {
     accounts: HashMap<String, Account>,
     /// Who is away (name key), and why. Forgotten when the name's last connection leaves.
     away: HashMap<String, String>,
+    /// Direct messages waiting for accounts that are not connected, by account key.
+    offline: HashMap<String, VecDeque<offline::StoredDirect>>,
     /// Skeleton of each account's name to its key, to refuse look-alikes.
     account_skeletons: HashMap<String, String>,
     /// Failed logins per account key.
@@ -346,6 +350,7 @@ impl Hub {
             operators,
             accounts: HashMap::new(),
             away: HashMap::new(),
+            offline: HashMap::new(),
             account_skeletons: HashMap::new(),
             login_throttles: HashMap::new(),
             addr_throttles: HashMap::new(),

@@ -1189,6 +1189,17 @@ impl Adapter {
                     }
                 }
             }
+            ServerMsg::Offline { name } => {
+                let text =
+                    format!("{name} is not connected; they will get it when they next connect");
+                emit_trailing(
+                    out,
+                    Vec::new(),
+                    &server.name,
+                    "NOTICE",
+                    &[&self.name, &text],
+                );
+            }
             ServerMsg::Away { name, reason } => {
                 if names::key(name) == names::key(&self.name) {
                     match reason {

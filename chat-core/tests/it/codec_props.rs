@@ -207,6 +207,7 @@ fn server_msg_more() -> impl Strategy<Value = ServerMsg> {
         (text(), proptest::option::of(text()))
             .prop_map(|(name, reason)| ServerMsg::Away { name, reason }),
         (text(), any::<u64>()).prop_map(|(target, id)| ServerMsg::ReadMarker { target, id }),
+        text().prop_map(|name| ServerMsg::Offline { name }),
         (text(), text(), any::<bool>()).prop_map(|(room, query, more)| {
             ServerMsg::SearchResults {
                 room,

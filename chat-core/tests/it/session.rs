@@ -1654,3 +1654,14 @@ fn search_asks_the_server_and_shows_the_results_with_their_ids_and_times() {
     s.handle_input(T, "/search");
     assert!(sent(&mut s).is_empty(), "usage, not a request");
 }
+
+#[test]
+fn a_message_that_waits_for_someone_offline_says_so_in_the_conversation() {
+    let mut s = online();
+    s.handle_input(T, "/msg bob see you tomorrow");
+    sent(&mut s);
+    feed(&mut s, &[r#"{"type":"offline","name":"bob"}"#]);
+    let bob = s.conversation("bob").unwrap();
+    assert!(bob.lines.iter().any(|l| matches!(&l.kind,
+        LineKind::Notice(t) if t == "bob is not connected; they will get it when they next connect")));
+}

@@ -527,10 +527,17 @@ fn fmt_record(r: &Record) -> String {
                 .unwrap_or_default()
         ),
         Record::Direct {
-            id, from, to, text, ..
+            id,
+            from,
+            to,
+            text,
+            offline,
+            ..
         } => {
-            format!("direct #{id} {from} -> {to}: {text}")
+            let waits = if *offline { " (waits)" } else { "" };
+            format!("direct #{id} {from} -> {to}: {text}{waits}")
         }
+        Record::OfflineDelivered { id, account } => format!("offline_delivered #{id} {account}"),
         Record::Topic {
             id,
             room,

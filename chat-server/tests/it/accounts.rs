@@ -217,3 +217,45 @@ async fn a_failed_login_is_logged_with_the_account_and_never_the_password() {
     assert!(!log.contains("guessed-SECRET-1"), "{log}");
     assert!(!log.contains("erin's real password"), "{log}");
 }
+
+#[tokio::test]
+async fn a_direct_message_to_an_offline_account_waits_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let server = TestServer::start(&flags(&["--data-dir", data])).await;
+    for name in ["bob", "ann"] {
+        let mut c = server.client(name).await;
+        c.send(json!({"type":"register","password":"correct horse"}))
+            .await;
+        c.expect("logged_in").await;
+        if name == "bob" {
+            c.send(json!({"type":"quit"})).await;
+            c.expect_closed().await;
+        } else {
+            c.send(json!({"type":"msg","to":"bob","text":"call me","cid":"c1"}))
+                .await;
+            assert_eq!(c.expect("offline").await["name"], "bob");
+            // Acknowledged once stored: it is the server's to deliver now.
+            assert_eq!(c.expect("ack").await["cid"], "c1");
+        }
+    }
+    server.stop().await;
+    let server = TestServer::start(&flags(&["--data-dir", data])).await;
+    let mut bob = login(&server, "bob", "correct horse").await;
+    let direct = bob.expect("direct").await;
+    assert_eq!(direct["from"], "ann");
+    assert_eq!(direct["text"], "call me");
+    bob.send(json!({"type":"quit"})).await;
+    bob.expect_closed().await;
+    // Delivered once: the next login finds nothing waiting.
+    let mut bob = login(&server, "bob", "correct horse").await;
+    bob.send(json!({"type":"ping","token":"end"})).await;
+    loop {
+        let next = bob.next().await.expect("the pong");
+        assert_ne!(next["type"], "direct", "delivered twice: {next}");
+        if next["type"] == "pong" {
+            break;
+        }
+    }
+    server.stop().await;
+}

@@ -1,0 +1,164 @@
+//! Direct messages to an account that is not connected: kept (in the store, with a store) and
+//! delivered when the account next connects, in order, under their original ids and times.
+//! Only accounts send them (a guest's name means nothing once it is gone, and a mailbox open to
+//! anyone is a spam target), and a mailbox holds at most [`MAX_OFFLINE`] messages.
+
+use super::*;
+
+/// Most direct messages waiting for one account.
+pub const MAX_OFFLINE: usize = 200;
+
+/// A direct message waiting for its recipient, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredDirect {
+    /// Server id.
+    pub id: MsgId,
+    /// Server timestamp.
+    pub ts: UnixMillis,
+    /// Sender.
+    pub from: String,
+    /// Recipient (the account's name).
+    pub to: String,
+    /// Text.
+    pub text: String,
+    /// True for an action.
+    pub action: bool,
+}
+
+impl Hub {
+    /// `conn` wrote to `raw`, who is not connected. True when it was handled here (queued for
+    /// an account, or refused); false when nobody of that name exists at all.
+    pub(super) fn direct_offline(
+        &mut self,
+        conn: ConnId,
+        raw: &str,
+        text: String,
+        action: bool,
+        cid: Option<String>,
+    ) -> bool {
+        let Ok(name) = names::normalize_name(raw) else {
+            return false;
+        };
+        let key = names::key(&name);
+        let Some(to) = self.accounts.get(&key).map(|a| a.name.clone()) else {
+            return false;
+        };
+        if self.logged_in(conn).is_none() {
+            let why =
+                format!("{to} is not connected; log in to an account to leave them a message");
+            self.reply(conn, &error(ErrorCode::NoSuchUser, &why));
+            return true;
+        }
+        if !self.valid_text(conn, &text) {
+            return true;
+        }
+        if self
+            .offline
+            .get(&key)
+            .is_some_and(|q| q.len() >= MAX_OFFLINE)
+        {
+            let why = format!("{to} has {MAX_OFFLINE} messages waiting already; try later");
+            self.reply(conn, &error(ErrorCode::ListFull, &why));
+            return true;
+        }
+        if !self.store_can_take(conn, 64 + text.len()) {
+            return true;
+        }
+        let id = self.take_id();
+        let ts = self.stamp();
+        let from = self.name_of(conn);
+        if let Some(cid) = &cid {
+            self.remember_cid(cid.clone(), id);
+        }
+        if self.config.durable {
+            self.outputs.push_back(Output::Store(Record::Direct {
+                id,
+                ts,
+                from: from.clone(),
+                to: to.clone(),
+                text: text.clone(),
+                action,
+                cid: cid.clone(),
+                offline: true,
+            }));
+        }
+        self.offline
+            .entry(key)
+            .or_default()
+            .push_back(StoredDirect {
+                id,
+                ts,
+                from: from.clone(),
+                to: to.clone(),
+                text: text.clone(),
+                action,
+            });
+        let msg = ServerMsg::Direct {
+            id,
+            ts,
+            from,
+            to: to.clone(),
+            text,
+            action,
+        };
+        self.reply(conn, &ServerMsg::Offline { name: to });
+        self.sequence(
+            id,
+            Pending::Direct {
+                msg,
+                from: conn,
+                to: [vec![conn], self.other_devices(conn)].concat(),
+                cid,
+            },
+        );
+        true
+    }
+
+    /// The account of `conn` just connected: what waited for it arrives, oldest first, after
+    /// anything still being committed.
+    pub(super) fn deliver_offline(&mut self, conn: ConnId) {
+        let Some(account) = self.logged_in(conn) else {
+            return;
+        };
+        let Some(waiting) = self.offline.remove(&account) else {
+            return;
+        };
+        for d in waiting {
+            let msg = ServerMsg::Direct {
+                id: d.id,
+                ts: d.ts,
+                from: d.from,
+                to: d.to,
+                text: d.text,
+                action: d.action,
+            };
+            match self.pending.back() {
+                Some(&(last, _)) => {
+                    self.pending
+                        .push_back((last, delivery::Pending::Reply { conn, msg }));
+                }
+                None => self.reply(conn, &msg),
+            }
+        }
+        if self.config.durable {
+            let id = self.take_id();
+            let name = self.accounts[&account].name.clone();
+            self.outputs
+                .push_back(Output::Store(Record::OfflineDelivered {
+                    id,
+                    account: name,
+                }));
+        }
+    }
+
+    /// Direct messages that were waiting when the server stopped, oldest first. Those for
+    /// accounts that no longer exist are dropped.
+    pub fn restore_offline(&mut self, waiting: Vec<StoredDirect>) {
+        for d in waiting {
+            let key = names::key(&d.to);
+            if self.accounts.contains_key(&key) {
+                self.offline.entry(key).or_default().push_back(d);
+            }
+        }
+    }
+}
