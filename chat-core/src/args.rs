@@ -13,7 +13,8 @@ pub struct ClientArgs {
     /// Words besides your name that highlight a line and notify (comma-separated).
     #[arg(long, env = "CHAT_HIGHLIGHT", value_delimiter = ',')]
     pub highlight: Vec<String>,
-    /// No bell (terminal clients) or attention request (GUI) for mentions and direct messages.
+    /// No bell (terminal clients), attention request or desktop notification (GUI) for mentions
+    /// and direct messages.
     #[arg(long, env = "CHAT_NO_BELL")]
     pub no_bell: bool,
     /// Write plain-text logs of every conversation under this directory

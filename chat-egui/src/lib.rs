@@ -123,6 +123,8 @@ pub struct ChatApp {
     notified: u64,
     /// Ask for attention on a notification.
     attention: bool,
+    /// Shows a desktop notification (summary, body); the binary's uses notify-rust.
+    notifier: Option<Box<dyn FnMut(String, String)>>,
     /// The window title last set, to set it only when it changes.
     title: String,
     /// The window size of the last frame: a resize draws one more frame (the scroll area
@@ -164,6 +166,7 @@ impl ChatApp {
             link: None,
             notified: 0,
             attention: true,
+            notifier: None,
             title: String::new(),
             last_size: egui::Vec2::ZERO,
         };
@@ -178,6 +181,18 @@ impl ChatApp {
     pub fn with_attention(mut self, on: bool) -> Self {
         self.attention = on;
         self
+    }
+
+    /// How to show a desktop notification for a mention or a direct message that arrives
+    /// while the window is not focused (with `--no-bell`, none is shown).
+    pub fn with_notifier(mut self, notify: impl FnMut(String, String) + 'static) -> Self {
+        self.set_notifier(notify);
+        self
+    }
+
+    /// [`ChatApp::with_notifier`] on an app already made.
+    pub fn set_notifier(&mut self, notify: impl FnMut(String, String) + 'static) {
+        self.notifier = Some(Box::new(notify));
     }
 
     /// The running client, if any.
@@ -756,7 +771,35 @@ impl ChatApp {
             ctx.send_viewport_cmd(egui::ViewportCommand::Title(title.clone()));
             self.title = title;
         }
-        let notified = client.with_session(|s| s.notifications());
+        let (notified, fresh) = client.with_session(|s| {
+            let count = s.notifications();
+            let new = count.saturating_sub(self.notified) as usize;
+            // The newest few, oldest first: a burst makes three notifications, not fifty.
+            let lines: Vec<(String, String)> = s
+                .highlights()
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .take(new.min(3))
+                .rev()
+                .filter_map(|(place, line)| {
+                    let (from, text) = match &line.kind {
+                        LineKind::Message { from, text } => (from.clone(), text.clone()),
+                        LineKind::Action { from, text } => {
+                            (from.clone(), format!("* {from} {text}"))
+                        }
+                        _ => return None,
+                    };
+                    let summary = if place.starts_with('#') {
+                        format!("{from} in {place}")
+                    } else {
+                        format!("{from} (direct message)")
+                    };
+                    Some((summary, text))
+                })
+                .collect();
+            (count, lines)
+        });
         if notified > self.notified {
             self.notified = notified;
             let focused = ctx.input(|i| i.viewport().focused.unwrap_or(true));
@@ -764,6 +807,11 @@ impl ChatApp {
                 ctx.send_viewport_cmd(egui::ViewportCommand::RequestUserAttention(
                     egui::UserAttentionType::Informational,
                 ));
+                if let Some(notify) = &mut self.notifier {
+                    for (summary, body) in fresh {
+                        notify(summary, body);
+                    }
+                }
             }
         }
     }

@@ -126,7 +126,25 @@ fn main() -> anyhow::Result<()> {
                     auto,
                     &cc.egui_ctx,
                 )
-                .with_attention(attention),
+                .with_attention(attention)
+                .with_notifier(|summary, body| {
+                    // D-Bus may be slow or absent (no notification daemon): never on the UI
+                    // thread, and a failure costs nothing but the notification.
+                    std::thread::spawn(move || {
+                        let shown = notify_rust::Notification::new()
+                            .appname("chat")
+                            .summary(&summary)
+                            .body(&body)
+                            .show();
+                        static SAID: std::sync::atomic::AtomicBool =
+                            std::sync::atomic::AtomicBool::new(false);
+                        if let Err(err) = shown
+                            && !SAID.swap(true, std::sync::atomic::Ordering::Relaxed)
+                        {
+                            eprintln!("chat-egui: desktop notifications do not work here: {err}");
+                        }
+                    });
+                }),
             ))
         }),
     )

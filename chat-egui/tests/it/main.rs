@@ -576,3 +576,42 @@ fn the_title_counts_unread_and_links_are_links() {
     gui.click_button("Cancel");
     assert!(gui.harness.query_by_label("Open this link?").is_none());
 }
+
+#[test]
+fn a_mention_in_an_unfocused_window_makes_a_desktop_notification() {
+    let mut gui = Gui::online();
+    let shown: Rc<RefCell<Vec<(String, String)>>> = Rc::default();
+    let record = shown.clone();
+    gui.harness
+        .state_mut()
+        .set_notifier(move |summary, body| record.borrow_mut().push((summary, body)));
+    // Focused: the user sees it already; no notification.
+    gui.server(&[r##"{"type":"message","id":7,"ts":1700000000000,"room":"#lobby","from":"bob","text":"alice: first"}"##]);
+    assert!(shown.borrow().is_empty());
+    let unfocus = |gui: &mut Gui| {
+        gui.harness
+            .input_mut()
+            .viewports
+            .entry(egui::ViewportId::ROOT)
+            .or_default()
+            .focused = Some(false);
+    };
+    unfocus(&mut gui);
+    gui.harness.run();
+    unfocus(&mut gui);
+    gui.server(&[
+        r##"{"type":"message","id":8,"ts":1700000000000,"room":"#lobby","from":"bob","text":"alice: are you there?"}"##,
+        r##"{"type":"message","id":9,"ts":1700000000000,"room":"#lobby","from":"bob","text":"not for you"}"##,
+        r#"{"type":"direct","id":10,"ts":1700000000000,"from":"carol","to":"alice","text":"psst"}"#,
+    ]);
+    assert_eq!(
+        *shown.borrow(),
+        vec![
+            (
+                "bob in #lobby".to_string(),
+                "alice: are you there?".to_string()
+            ),
+            ("carol (direct message)".to_string(), "psst".to_string()),
+        ]
+    );
+}
