@@ -686,18 +686,28 @@ async fn in_a_terminal_the_line_editor_keeps_typing_whole_and_asks_before_a_past
         pty.type_keys("\r");
         pty.wait_for("Send 3 lines as one message? [y/N]");
         pty.type_keys("y\r");
+        // Keys that arrive together (typed fast, or sent by tmux) are all taken at once, not
+        // left waiting for the next key.
+        pty.keys.write_all(b"typed fast\r").unwrap();
         pty
     })
     .await
     .unwrap();
     wait_for(&mut watch, "/three").await;
+    wait_for(&mut watch, "typed fast").await;
     let output = pty.output();
     assert!(output.contains('\u{7}'), "the bell rang: {output:?}");
     assert!(!output.contains("^[[A"));
     let stored = room_texts(addr, "#lobby").await;
     assert_eq!(
         stored,
-        vec!["tess: ping", "hello", "hello", "one\ntwo\n/three"]
+        vec![
+            "tess: ping",
+            "hello",
+            "hello",
+            "one\ntwo\n/three",
+            "typed fast"
+        ]
     );
     // Ctrl-D leaves; the server announces the quit.
     pty.type_keys("\u{4}");
