@@ -437,6 +437,8 @@ pub struct Session {
     /// The latest lines that mentioned the user or came directly, with their conversation's
     /// name, oldest first: the highlights view.
     highlights: VecDeque<(String, Line)>,
+    /// Rooms the user asked `/history` of, whose page has not come yet.
+    paging: std::collections::HashSet<String>,
     /// Rooms whose catch-up is still arriving (possibly in several replies).
     catch_up_open: std::collections::HashSet<String>,
     /// Rooms rejoined after a reconnect whose join, topic and member list have not all come
@@ -480,6 +482,7 @@ impl Session {
             recovered_at: None,
             catching_up: std::collections::HashSet::new(),
             catch_up_open: std::collections::HashSet::new(),
+            paging: std::collections::HashSet::new(),
             notifications: 0,
             away: HashMap::new(),
             highlights: VecDeque::new(),
@@ -1153,6 +1156,15 @@ impl Session {
                         c.more_history = more;
                     }
                 }
+                if self.paging.remove(&key) && messages.is_empty() {
+                    self.push(
+                        Some(key.clone()),
+                        system(
+                            now,
+                            LineKind::Notice(format!("no earlier messages in {room}")),
+                        ),
+                    );
+                }
                 let arrival = if self.catch_up_open.contains(&key) {
                     if !newer {
                         self.catch_up_open.remove(&key);
@@ -1656,6 +1668,7 @@ impl Session {
             },
             Command::History(limit) => match self.active_room() {
                 Some(room) => {
+                    self.paging.insert(names::key(&room));
                     let before = self.active().and_then(Conversation::oldest_id);
                     self.submit(
                         now,
@@ -1837,6 +1850,7 @@ impl Session {
         self.catching_up.clear();
         self.catch_up_open.clear();
         self.rejoining.clear();
+        self.paging.clear();
         let attempt = self.reconnect_attempt;
         self.reconnect_attempt += 1;
         let delay = self

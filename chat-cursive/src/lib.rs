@@ -443,7 +443,23 @@ pub fn refresh(siv: &mut Cursive) {
     let clock = app.clock;
     let hint = app.hint.clone();
     let handle = app.handle.clone();
-    let view = handle.with_session(|s| Rendered::from_session(s, clock));
+    // The scrollback's text width: the centre panel less its borders, the scroll bar and its
+    // padding.
+    let text_width = if size.x == 0 {
+        None
+    } else {
+        let sides = if size.x >= MEMBERS_MIN_WIDTH {
+            MEMBERS_WIDTH
+        } else {
+            0
+        } + if size.x >= ROOMS_MIN_WIDTH {
+            ROOMS_WIDTH
+        } else {
+            0
+        };
+        Some(size.x.saturating_sub(sides + 4))
+    };
+    let view = handle.with_session(|s| Rendered::from_session(s, clock, text_width));
     if matches!(view.state, ConnState::Closed { .. }) {
         siv.quit();
         return;
@@ -531,7 +547,7 @@ struct Rendered {
 }
 
 impl Rendered {
-    fn from_session(s: &Session, clock: Clock) -> Self {
+    fn from_session(s: &Session, clock: Clock, width: Option<usize>) -> Self {
         let active = s.active();
         let mut rooms = StyledString::new();
         for (i, c) in s.conversations().enumerate() {
@@ -581,7 +597,7 @@ impl Rendered {
                     Color::Light(BaseColor::Red),
                 );
             }
-            render_line(&mut lines, line, clock);
+            render_line(&mut lines, line, clock, width);
         }
         let mut members = StyledString::new();
         if let Some(c) = active {
@@ -655,12 +671,10 @@ fn nick_style(name: &str) -> Style {
     Style::from(NICK_COLOURS[nick_colour(name, NICK_COLOURS.len())]).combine(Effect::Bold)
 }
 
-/// Message text, with web addresses underlined. Continuation lines of a multi-line message
-/// are indented under the text, not drawn from column 0.
+/// Message text, with web addresses underlined.
 fn append_text(out: &mut StyledString, text: &str, style: Style) {
-    let text = text.replace('\n', "\n      ");
     let mut at = 0;
-    for url in chat_core::text::urls(&text) {
+    for url in chat_core::text::urls(text) {
         out.append_styled(&text[at..url.range.start], style);
         out.append_styled(url.url, style.combine(Effect::Underline));
         at = url.range.end;
@@ -668,14 +682,59 @@ fn append_text(out: &mut StyledString, text: &str, style: Style) {
     out.append_styled(&text[at..], style);
 }
 
-fn render_line(out: &mut StyledString, line: &Line, clock: Clock) {
-    let time = chrono::DateTime::from_timestamp_millis(line.ts as i64)
+/// Width of the `HH:MM ` column that wrapped lines continue under.
+const TIME_WIDTH: usize = 6;
+
+/// Appends `body` wrapped to `width` after `time`: continuation rows (wrapped, or the next
+/// line of a multi-line message) start under the text, as in weechat, never at column 0.
+fn append_hanging(
+    out: &mut StyledString,
+    time: StyledString,
+    body: &StyledString,
+    width: Option<usize>,
+) {
+    use cursive::utils::lines::spans::LinesIterator;
+    out.append(time);
+    let Some(width) = width.filter(|w| *w > TIME_WIDTH + 10) else {
+        out.append(body.clone());
+        out.append_plain("\n");
+        return;
+    };
+    for (i, row) in LinesIterator::new(body, width - TIME_WIDTH).enumerate() {
+        if i > 0 {
+            out.append_plain(" ".repeat(TIME_WIDTH));
+        }
+        let spans: Vec<_> = row.resolve_stream(body).collect();
+        for (j, span) in spans.iter().enumerate() {
+            // The space a row was broken at stays behind: it would wrap the row again.
+            let content = if j + 1 == spans.len() {
+                span.content.trim_end()
+            } else {
+                span.content
+            };
+            out.append_styled(content, *span.attr);
+        }
+        out.append_plain("\n");
+    }
+}
+
+fn render_line(out: &mut StyledString, line: &Line, clock: Clock, width: Option<usize>) {
+    let time = StyledString::styled(format!("{} ", clock_time(line.ts, clock)), DIM);
+    let mut body = StyledString::new();
+    render_body(&mut body, line);
+    append_hanging(out, time, &body, width);
+}
+
+fn clock_time(ts: u64, clock: Clock) -> String {
+    chrono::DateTime::from_timestamp_millis(ts as i64)
         .map(|t| match clock {
             Clock::Local => t.with_timezone(&chrono::Local).format("%H:%M").to_string(),
             Clock::Utc => t.format("%H:%M").to_string(),
         })
-        .unwrap_or_default();
-    out.append_styled(format!("{time} "), DIM);
+        .unwrap_or_default()
+}
+
+fn render_body(out: &mut StyledString, line: &Line) {
     let dim = Style::from(DIM);
     // A mention is a whole highlighted line, as in weechat: the text in bold yellow.
     let body = if line.mention {
@@ -724,5 +783,4 @@ fn render_line(out: &mut StyledString, line: &Line, clock: Clock) {
             out.append_styled(format!("!! {text}"), Color::Light(BaseColor::Red))
         }
     }
-    out.append_plain("\n");
 }

@@ -1665,3 +1665,19 @@ fn a_message_that_waits_for_someone_offline_says_so_in_the_conversation() {
     assert!(bob.lines.iter().any(|l| matches!(&l.kind,
         LineKind::Notice(t) if t == "bob is not connected; they will get it when they next connect")));
 }
+
+#[test]
+fn history_with_nothing_older_says_so() {
+    let mut s = online();
+    s.handle_input(T, "/history 5");
+    sent(&mut s);
+    feed(
+        &mut s,
+        &[r##"{"type":"history","room":"#lobby","messages":[],"more":false}"##],
+    );
+    assert!(
+        s.active().unwrap().lines.iter().any(
+            |l| matches!(&l.kind, LineKind::Notice(t) if t == "no earlier messages in #lobby")
+        )
+    );
+}
