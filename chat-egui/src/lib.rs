@@ -971,9 +971,18 @@ fn render_line(ui: &mut egui::Ui, line: &Line, clock: Clock) -> Option<(String, 
         })
         .unwrap_or_default();
     let mut clicked = None;
-    ui.horizontal_wrapped(|ui| {
+    // The time in its own column: a wrapped line continues under the text, not under it.
+    ui.horizontal_top(|ui| {
         ui.spacing_mut().item_spacing.x = 4.0;
         ui.label(RichText::new(time).weak().monospace());
+        ui.horizontal_wrapped(|ui| render_body(ui, line, &mut clicked));
+    });
+    clicked
+}
+
+fn render_body(ui: &mut egui::Ui, line: &Line, clicked: &mut Option<(String, Option<String>)>) {
+    {
+        ui.spacing_mut().item_spacing.x = 4.0;
         let system = |text: String| RichText::new(text).italics().weak();
         match &line.kind {
             LineKind::Message { from, text } => {
@@ -982,7 +991,7 @@ fn render_line(ui: &mut egui::Ui, line: &Line, clock: Clock) -> Option<(String, 
                         .color(nick_color(from))
                         .strong(),
                 );
-                clicked = message_text(ui, text, |t| {
+                *clicked = message_text(ui, text, |t| {
                     if line.mention {
                         t.strong().color(MENTION)
                     } else {
@@ -996,7 +1005,7 @@ fn render_line(ui: &mut egui::Ui, line: &Line, clock: Clock) -> Option<(String, 
                         .color(nick_color(from))
                         .italics(),
                 );
-                clicked = message_text(ui, text, |t| {
+                *clicked = message_text(ui, text, |t| {
                     if line.mention {
                         t.italics().strong().color(MENTION)
                     } else {
@@ -1034,6 +1043,5 @@ fn render_line(ui: &mut egui::Ui, line: &Line, clock: Clock) -> Option<(String, 
                 ui.colored_label(Color32::from_rgb(0xdc, 0x32, 0x2f), text);
             }
         }
-    });
-    clicked
+    }
 }
