@@ -59,33 +59,31 @@ impl Completer for ChatHelper {
         pos: usize,
         _ctx: &Context<'_>,
     ) -> rustyline::Result<(usize, Vec<Pair>)> {
-        let before = &line[..pos];
-        let start = before.rfind(' ').map_or(0, |i| i + 1);
-        let word = &before[start..];
-        if word.is_empty() {
-            return Ok((start, Vec::new()));
-        }
         let handle = self.0.0.lock().ok().and_then(|h| h.clone());
         let Some(handle) = handle else {
-            return Ok((start, Vec::new()));
+            return Ok((pos, Vec::new()));
         };
-        let found = handle.with_session(|s| s.completions(word));
-        let single = found.len() == 1;
-        let pairs = found
-            .into_iter()
-            .map(|c| {
-                let nick = !c.starts_with('/') && !c.starts_with('#');
-                let replacement = match (single, start == 0 && nick) {
-                    (true, true) => format!("{c}: "),
-                    (true, false) => format!("{c} "),
-                    (false, _) => c.clone(),
-                };
-                Pair {
-                    display: c,
-                    replacement,
-                }
-            })
-            .collect();
+        let before = &line[..pos];
+        let Some(done) = handle.with_session(|s| chat_core::input::complete(s, before)) else {
+            return Ok((pos, Vec::new()));
+        };
+        let start = done.start;
+        // One candidate: its replacement. Several: the list to choose from (rustyline shows it
+        // and completes their shared prefix).
+        let pairs = if done.candidates.is_empty() {
+            vec![Pair {
+                display: done.replacement.trim_end_matches([':', ' ']).to_string(),
+                replacement: done.replacement,
+            }]
+        } else {
+            done.candidates
+                .into_iter()
+                .map(|c| Pair {
+                    display: c.clone(),
+                    replacement: c,
+                })
+                .collect()
+        };
         Ok((start, pairs))
     }
 }

@@ -1,4 +1,4 @@
-//! Input-line history (Up/Down) for front-ends that edit a line: the terminal UI and the GUI.
+//! What front-ends that edit a line share: the input history (Up/Down) and Tab completion.
 
 /// Lines the user entered, and where Up/Down currently points.
 #[derive(Debug, Clone, Default)]
@@ -34,6 +34,63 @@ impl InputHistory {
         self.pos = Some(pos);
         Some(&self.entries[pos])
     }
+}
+
+/// What Tab does to the word before the cursor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Completion {
+    /// Where the word starts, in bytes.
+    pub start: usize,
+    /// What replaces it: the one candidate (with `: ` after a nick at the start of the line, a
+    /// space otherwise), or the prefix the candidates share.
+    pub replacement: String,
+    /// The candidates, when there are several (to show the user).
+    pub candidates: Vec<String>,
+}
+
+/// Completes the last word of `before` (the text before the cursor) from the session's nicks,
+/// rooms and commands. `None` when there is no word or nothing matches.
+pub fn complete(session: &crate::Session, before: &str) -> Option<Completion> {
+    let start = before.rfind(' ').map_or(0, |i| i + 1);
+    let word = &before[start..];
+    if word.is_empty() {
+        return None;
+    }
+    let candidates = session.completions(word);
+    let replacement = match candidates.as_slice() {
+        [] => return None,
+        [one] if start == 0 && !one.starts_with('/') && !one.starts_with('#') => format!("{one}: "),
+        [one] => format!("{one} "),
+        many => common_prefix(many),
+    };
+    Some(Completion {
+        start,
+        replacement,
+        candidates: if candidates.len() > 1 {
+            candidates
+        } else {
+            Vec::new()
+        },
+    })
+}
+
+/// The longest prefix the words share, compared ignoring ASCII case (the first word's spelling).
+pub fn common_prefix(words: &[String]) -> String {
+    let Some(first) = words.first() else {
+        return String::new();
+    };
+    let mut end = first.len();
+    for w in &words[1..] {
+        end = end.min(
+            first
+                .char_indices()
+                .zip(w.chars())
+                .take_while(|((_, a), b)| a.eq_ignore_ascii_case(b))
+                .last()
+                .map_or(0, |((i, a), _)| i + a.len_utf8()),
+        );
+    }
+    first[..end].to_string()
 }
 
 #[cfg(test)]

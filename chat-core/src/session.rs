@@ -1609,44 +1609,8 @@ impl Session {
                     reason,
                 }));
             }
-            Command::Say(text) => {
-                let (kind, name) = self.active_target();
-                for text in self.message_parts(text) {
-                    let msg = match kind {
-                        ConversationKind::Room => ClientMsg::Say {
-                            room: name.clone(),
-                            text,
-                            cid: None,
-                        },
-                        ConversationKind::Direct => ClientMsg::Msg {
-                            to: name.clone(),
-                            text,
-                            action: false,
-                            cid: None,
-                        },
-                    };
-                    self.counted(now, input, msg);
-                }
-            }
-            Command::Me(text) => {
-                let (kind, name) = self.active_target();
-                for text in self.message_parts(text) {
-                    let msg = match kind {
-                        ConversationKind::Room => ClientMsg::Me {
-                            room: name.clone(),
-                            text,
-                            cid: None,
-                        },
-                        ConversationKind::Direct => ClientMsg::Msg {
-                            to: name.clone(),
-                            text,
-                            action: true,
-                            cid: None,
-                        },
-                    };
-                    self.counted(now, input, msg);
-                }
-            }
+            Command::Say(text) => self.say(now, input, text, false),
+            Command::Me(text) => self.say(now, input, text, true),
             Command::Part { room, reason } => {
                 let room = room.or_else(|| {
                     self.active()
@@ -1720,6 +1684,26 @@ impl Session {
 
     /// Sends a message the user wrote under a new cid, and keeps it until the server
     /// acknowledges or refuses it: sent now when online, else on the next registration.
+    /// Text (or an action) to the active conversation, in as many messages as the server's
+    /// limits need.
+    fn say(&mut self, now: UnixMillis, input: u64, text: String, action: bool) {
+        let (kind, name) = self.active_target();
+        for text in self.message_parts(text) {
+            let (room, cid) = (name.clone(), None);
+            let msg = match (kind, action) {
+                (ConversationKind::Room, false) => ClientMsg::Say { room, text, cid },
+                (ConversationKind::Room, true) => ClientMsg::Me { room, text, cid },
+                (ConversationKind::Direct, _) => ClientMsg::Msg {
+                    to: room,
+                    text,
+                    action,
+                    cid,
+                },
+            };
+            self.counted(now, input, msg);
+        }
+    }
+
     /// A message as the server will take it: one, or several in order when it is longer (in
     /// bytes or lines) than the limits the server announced.
     fn message_parts(&self, text: String) -> Vec<String> {

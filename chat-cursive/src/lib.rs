@@ -338,56 +338,29 @@ fn complete(siv: &mut Cursive) {
     }) else {
         return;
     };
-    let before = &content[..cursor.min(content.len())];
-    let start = before.rfind(' ').map_or(0, |i| i + 1);
-    let word = &before[start..];
-    if word.is_empty() {
-        return;
-    }
+    let cursor = cursor.min(content.len());
     let Some(app) = siv.user_data::<App>() else {
         return;
     };
-    let candidates = app.handle.with_session(|s| s.completions(word));
-    let replacement = match candidates.as_slice() {
-        [] => return,
-        [one] if start == 0 && !one.starts_with('/') && !one.starts_with('#') => format!("{one}: "),
-        [one] => format!("{one} "),
-        many => {
-            app.hint = Some(many.join(" "));
-            common_prefix(many)
-        }
+    let Some(done) = app
+        .handle
+        .with_session(|s| chat_core::input::complete(s, &content[..cursor]))
+    else {
+        return;
     };
-    if candidates.len() == 1 {
-        app.hint = None;
-    }
+    app.hint = (!done.candidates.is_empty()).then(|| done.candidates.join(" "));
     let new = format!(
         "{}{}{}",
-        &content[..start],
-        replacement,
-        &content[cursor.min(content.len())..]
+        &content[..done.start],
+        done.replacement,
+        &content[cursor..]
     );
-    let new_cursor = start + replacement.len();
+    let new_cursor = done.start + done.replacement.len();
     siv.call_on_name("input", |v: &mut EditView| {
         v.set_content(new);
         v.set_cursor(new_cursor);
     });
     refresh(siv);
-}
-
-fn common_prefix(words: &[String]) -> String {
-    let first = &words[0];
-    let mut end = first.len();
-    for w in &words[1..] {
-        end = end.min(
-            first
-                .char_indices()
-                .zip(w.chars())
-                .take_while(|((_, a), b)| a.eq_ignore_ascii_case(b))
-                .last()
-                .map_or(0, |((i, a), _)| i + a.len_utf8()),
-        );
-    }
-    first[..end].to_string()
 }
 
 fn scroll(siv: &mut Cursive, direction: isize) {

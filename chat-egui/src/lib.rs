@@ -741,22 +741,11 @@ impl ChatApp {
 
     /// Tab in the input: completes the last word from nicks, rooms and commands.
     fn complete(&mut self, client: &ClientHandle) {
-        let start = self.input.rfind(' ').map_or(0, |i| i + 1);
-        let word = self.input[start..].to_string();
-        if word.is_empty() {
-            return;
+        let input = self.input.clone();
+        if let Some(done) = client.with_session(|s| chat_core::input::complete(s, &input)) {
+            self.input.truncate(done.start);
+            self.input.push_str(&done.replacement);
         }
-        let found = client.with_session(|s| s.completions(&word));
-        let replacement = match found.as_slice() {
-            [] => return,
-            [one] if start == 0 && !one.starts_with('/') && !one.starts_with('#') => {
-                format!("{one}: ")
-            }
-            [one] => format!("{one} "),
-            many => common_prefix(many),
-        };
-        self.input.truncate(start);
-        self.input.push_str(&replacement);
     }
 
     /// The window title carries the unread count, and a mention or direct message in an
@@ -916,22 +905,6 @@ fn state_text(state: &ConnState) -> &'static str {
 
 fn nick_color(name: &str) -> Color32 {
     NICK_COLOURS[nick_colour(name, NICK_COLOURS.len())]
-}
-
-fn common_prefix(words: &[String]) -> String {
-    let first = &words[0];
-    let mut end = first.len();
-    for w in &words[1..] {
-        end = end.min(
-            first
-                .char_indices()
-                .zip(w.chars())
-                .take_while(|((_, a), b)| a.eq_ignore_ascii_case(b))
-                .last()
-                .map_or(0, |((i, a), _)| i + a.len_utf8()),
-        );
-    }
-    first[..end].to_string()
 }
 
 /// The mention colour: the whole line's text, as the terminal clients highlight it.

@@ -96,19 +96,7 @@ impl Hub {
         if let Some(cid) = &cid {
             self.remember_cid(cid.clone(), id);
         }
-        if self.config.durable {
-            self.outputs.push_back(Output::Store(Record::Direct {
-                id,
-                ts,
-                from: from.clone(),
-                to: to.clone(),
-                text: text.clone(),
-                action,
-                cid: cid.clone(),
-                offline: false,
-            }));
-        }
-        let msg = ServerMsg::Direct {
+        let direct = offline::StoredDirect {
             id,
             ts,
             from,
@@ -116,6 +104,11 @@ impl Hub {
             text,
             action,
         };
+        if self.config.durable {
+            self.outputs
+                .push_back(Output::Store(direct.record(cid.clone(), false)));
+        }
+        let msg = direct.message();
         self.sequence(
             id,
             Pending::Direct {

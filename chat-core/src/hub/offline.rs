@@ -25,6 +25,34 @@ pub struct StoredDirect {
     pub action: bool,
 }
 
+impl StoredDirect {
+    /// The message as clients receive it.
+    pub fn message(&self) -> ServerMsg {
+        ServerMsg::Direct {
+            id: self.id,
+            ts: self.ts,
+            from: self.from.clone(),
+            to: self.to.clone(),
+            text: self.text.clone(),
+            action: self.action,
+        }
+    }
+
+    /// The record the store keeps of it.
+    pub(super) fn record(&self, cid: Option<String>, offline: bool) -> Record {
+        Record::Direct {
+            id: self.id,
+            ts: self.ts,
+            from: self.from.clone(),
+            to: self.to.clone(),
+            text: self.text.clone(),
+            action: self.action,
+            cid,
+            offline,
+        }
+    }
+}
+
 impl Hub {
     /// `conn` wrote to `raw`, who is not connected. True when it was handled here (queued for
     /// an account, or refused); false when nobody of that name exists at all.
@@ -70,30 +98,7 @@ impl Hub {
         if let Some(cid) = &cid {
             self.remember_cid(cid.clone(), id);
         }
-        if self.config.durable {
-            self.outputs.push_back(Output::Store(Record::Direct {
-                id,
-                ts,
-                from: from.clone(),
-                to: to.clone(),
-                text: text.clone(),
-                action,
-                cid: cid.clone(),
-                offline: true,
-            }));
-        }
-        self.offline
-            .entry(key)
-            .or_default()
-            .push_back(StoredDirect {
-                id,
-                ts,
-                from: from.clone(),
-                to: to.clone(),
-                text: text.clone(),
-                action,
-            });
-        let msg = ServerMsg::Direct {
+        let direct = StoredDirect {
             id,
             ts,
             from,
@@ -101,6 +106,12 @@ impl Hub {
             text,
             action,
         };
+        if self.config.durable {
+            self.outputs
+                .push_back(Output::Store(direct.record(cid.clone(), true)));
+        }
+        let msg = direct.message();
+        self.offline.entry(key).or_default().push_back(direct);
         self.reply(conn, &ServerMsg::Offline { name: to });
         self.sequence(
             id,
@@ -124,14 +135,7 @@ impl Hub {
             return;
         };
         for d in waiting {
-            let msg = ServerMsg::Direct {
-                id: d.id,
-                ts: d.ts,
-                from: d.from,
-                to: d.to,
-                text: d.text,
-                action: d.action,
-            };
+            let msg = d.message();
             match self.pending.back() {
                 Some(&(last, _)) => {
                     self.pending
