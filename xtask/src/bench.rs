@@ -47,6 +47,9 @@ pub enum Part {
     /// Accounts and TLS: one argon2id hash at the default cost, the TLS handshake, and
     /// connect-hello-quit over TLS against plaintext.
     Security,
+    /// Search: a room of 100,000 stored messages (20,000 with --quick), then `search` round
+    /// trips through the store's full-text index.
+    Search,
     /// Over IRC, side by side: this server's IRC listener and ngIRCd (Debian's, penalties
     /// off), the same loads: a room of 1000 at 1M, 2M and 4M deliveries/s (past saturation),
     /// and 1000 rooms of 10 at 50,000 deliveries/s.
@@ -1231,6 +1234,97 @@ fn median_ms(mut samples: Vec<Duration>) -> f64 {
         .map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0)
 }
 
+/// Search: fills a room of a durable server with `n` messages (six words each from a small
+/// vocabulary, and a unique one), then times `search` round trips, 20 of each query.
+async fn search(target: &Target, n: usize, extra: &mut String) -> anyhow::Result<()> {
+    use chat_core::client::{Connector, Received, Transport};
+    use chat_core::protocol::{ClientMsg, ServerMsg};
+
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().to_string_lossy().to_string();
+    let server = Server::start(target, &["--data-dir", &data])?;
+    let mut t = chat_core::client::TcpConnector::new(server.addr.to_string())
+        .connect()
+        .await?;
+    async fn until<T: Transport>(
+        t: &mut T,
+        mut done: impl FnMut(&ServerMsg) -> bool,
+    ) -> anyhow::Result<ServerMsg> {
+        loop {
+            match t.recv().await? {
+                Received::Msg(m) if done(&m) => return Ok(m),
+                Received::Msg(_) | Received::Bad(_) => {}
+                Received::Closed => anyhow::bail!("the server closed the connection"),
+            }
+        }
+    }
+    t.send(&ClientMsg::Hello {
+        version: chat_core::protocol::PROTOCOL_VERSION,
+        name: "filler".into(),
+        password: None,
+    })
+    .await?;
+    t.send(&ClientMsg::Join {
+        room: "#big".into(),
+        since: None,
+        key: None,
+    })
+    .await?;
+    until(&mut t, |m| matches!(m, ServerMsg::History { room, .. } if room == "#big")).await?;
+    const WORDS: [&str; 14] = [
+        "deploy", "build", "test", "review", "lunch", "coffee", "parser", "docs", "bug",
+        "release", "wiki", "staging", "dns", "benchmark",
+    ];
+    let mut rng = crate::bots::Rng::new(7);
+    let started = Instant::now();
+    for batch in (0..n).collect::<Vec<_>>().chunks(500) {
+        for &i in batch {
+            let words: Vec<&str> = (0..6)
+                .map(|_| WORDS[(rng.next() % WORDS.len() as u64) as usize])
+                .collect();
+            t.send(&ClientMsg::Say {
+                room: "#big".into(),
+                text: format!("{} m{i}", words.join(" ")),
+                cid: Some(format!("s{i}")),
+            })
+            .await?;
+        }
+        let last = format!("s{}", batch[batch.len() - 1]);
+        until(&mut t, |m| matches!(m, ServerMsg::Ack { cid, .. } if *cid == last)).await?;
+    }
+    let fill = started.elapsed().as_secs_f64();
+    writeln!(
+        extra,
+        "- search: {n} messages stored in {fill:.1} s, then `search` round trips (median of 20):"
+    )
+    .ok();
+    for query in ["deploy", "coffee dns", "benchmark staging review", &format!("m{}", n / 2), "nothinglikeit"] {
+        let mut times = Vec::new();
+        let mut found = 0;
+        for _ in 0..20 {
+            let asked = Instant::now();
+            t.send(&ClientMsg::Search {
+                room: "#big".into(),
+                query: query.to_string(),
+                before: None,
+                limit: 20,
+            })
+            .await?;
+            if let ServerMsg::SearchResults { messages, .. } =
+                until(&mut t, |m| matches!(m, ServerMsg::SearchResults { .. })).await?
+            {
+                found = messages.len();
+            }
+            times.push(asked.elapsed());
+        }
+        let ms = median_ms(times);
+        writeln!(extra, "  - \"{query}\": **{ms:.2} ms**, {found} results").ok();
+        eprintln!("bench: search {query:?}: {ms:.2} ms, {found} results");
+    }
+    let _ = t.close().await;
+    Ok(())
+}
+
 /// Accounts and TLS: what a login costs the server, what a handshake costs, and how many
 /// connect-hello-quit cycles a second a TLS listener takes against a plaintext one.
 async fn security(target: &Target, secs: f64, extra: &mut String) -> anyhow::Result<()> {
@@ -1538,6 +1632,9 @@ pub fn run_suite(args: &BenchArgs) -> anyhow::Result<()> {
         }
         if want(Part::Security) && matches!(target, Target::Spawn(_)) {
             security(&target, secs, &mut extra).await?;
+        }
+        if want(Part::Search) && matches!(target, Target::Spawn(_)) {
+            search(&target, if quick { 20_000 } else { 100_000 }, &mut extra).await?;
         }
         // Over IRC: our IRC listener and ngIRCd, the same loads, one after the other.
         if want(Part::Irc) && let Target::Spawn(binary) = &target {

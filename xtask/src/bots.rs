@@ -33,6 +33,9 @@ const LINES: &[&str] = &[
     "I'll write that up in the wiki",
     "brb",
     "ça marche, merci !",
+    "日本語のドキュメントも更新しました ✅",
+    "שלום לכולם, גרסה 2.1 יצאה",
+    "see https://example.org/release-notes",
 ];
 
 const ACTIONS: &[&str] = &[

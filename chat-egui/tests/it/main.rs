@@ -188,6 +188,13 @@ fn connect_form_validates_connects_and_retries_a_taken_name() {
         r#"{"type":"error","code":"name_taken","message":"the name alice is taken; pick another"}"#,
     ]);
     gui.harness.get_by_label_contains("the name alice is taken");
+    // The name field has the keyboard again, to type another name at once.
+    assert!(
+        gui.harness
+            .get_by_role_and_label(Role::TextInput, "Name")
+            .is_focused(),
+        "the name field is focused after a refusal"
+    );
     gui.type_into("Name", "2");
     gui.click_button("Connect");
     assert_eq!(
