@@ -1022,7 +1022,10 @@ mod tests {
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();
-        assert!(plan[0].starts_with("SCAN messages_fts VIRTUAL TABLE"), "{plan:?}");
+        assert!(
+            plan[0].starts_with("SCAN messages_fts VIRTUAL TABLE"),
+            "{plan:?}"
+        );
         assert!(plan[1].contains("USING INTEGER PRIMARY KEY"), "{plan:?}");
     }
 

@@ -1270,10 +1270,26 @@ async fn search(target: &Target, n: usize, extra: &mut String) -> anyhow::Result
         key: None,
     })
     .await?;
-    until(&mut t, |m| matches!(m, ServerMsg::History { room, .. } if room == "#big")).await?;
+    until(
+        &mut t,
+        |m| matches!(m, ServerMsg::History { room, .. } if room == "#big"),
+    )
+    .await?;
     const WORDS: [&str; 14] = [
-        "deploy", "build", "test", "review", "lunch", "coffee", "parser", "docs", "bug",
-        "release", "wiki", "staging", "dns", "benchmark",
+        "deploy",
+        "build",
+        "test",
+        "review",
+        "lunch",
+        "coffee",
+        "parser",
+        "docs",
+        "bug",
+        "release",
+        "wiki",
+        "staging",
+        "dns",
+        "benchmark",
     ];
     let mut rng = crate::bots::Rng::new(7);
     let started = Instant::now();
@@ -1290,7 +1306,11 @@ async fn search(target: &Target, n: usize, extra: &mut String) -> anyhow::Result
             .await?;
         }
         let last = format!("s{}", batch[batch.len() - 1]);
-        until(&mut t, |m| matches!(m, ServerMsg::Ack { cid, .. } if *cid == last)).await?;
+        until(
+            &mut t,
+            |m| matches!(m, ServerMsg::Ack { cid, .. } if *cid == last),
+        )
+        .await?;
     }
     let fill = started.elapsed().as_secs_f64();
     writeln!(
@@ -1298,7 +1318,13 @@ async fn search(target: &Target, n: usize, extra: &mut String) -> anyhow::Result
         "- search: {n} messages stored in {fill:.1} s, then `search` round trips (median of 20):"
     )
     .ok();
-    for query in ["deploy", "coffee dns", "benchmark staging review", &format!("m{}", n / 2), "nothinglikeit"] {
+    for query in [
+        "deploy",
+        "coffee dns",
+        "benchmark staging review",
+        &format!("m{}", n / 2),
+        "nothinglikeit",
+    ] {
         let mut times = Vec::new();
         let mut found = 0;
         for _ in 0..20 {

@@ -581,6 +581,14 @@ struct Pty {
     seen: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
 }
 
+impl Drop for Pty {
+    /// A failed test leaves no client behind.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Pty {
     fn spawn(addr: SocketAddr, name: &str) -> Pty {
         let size = nix::pty::Winsize {
