@@ -171,8 +171,9 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let (handle, mut task) = client::spawn(connector, session, move |events| {
         if let Some(logger) = &logger
             && let Ok(mut logger) = logger.lock()
+            && let Some(why) = logger.record(events)
         {
-            logger.record(events);
+            eprintln!("chat-cli: {why}");
         }
         for event in events {
             printer.print(event);

@@ -6,8 +6,8 @@
 //! start with a tab. History shown at join is not logged again (it was logged when it happened,
 //! or was before this client's time); what a reconnect caught up is.
 //!
-//! Writing is best effort: a log that cannot be written is reported once on stderr and the chat
-//! goes on.
+//! Writing is best effort: a log that cannot be written is reported once, to the front-end
+//! (which shows it where it can: the terminal UI owns the screen), and the chat goes on.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -22,7 +22,8 @@ use crate::session::{Event, Line, LineKind};
 pub struct Logger {
     dir: PathBuf,
     files: HashMap<String, File>,
-    failed: bool,
+    /// Why writing stopped, once it has.
+    failure: Option<String>,
     local_time: bool,
 }
 
@@ -33,13 +34,15 @@ impl Logger {
         Logger {
             dir: dir.join(file_name(server)),
             files: HashMap::new(),
-            failed: false,
+            failure: None,
             local_time,
         }
     }
 
-    /// Logs what these events add to conversations.
-    pub fn record(&mut self, events: &[Event]) {
+    /// Logs what these events add to conversations. Returns why logging stopped working, the
+    /// first time it does.
+    pub fn record(&mut self, events: &[Event]) -> Option<String> {
+        let failed = self.failure.is_some();
         for event in events {
             if let Event::Line {
                 conversation,
@@ -51,6 +54,7 @@ impl Logger {
                 self.write(name, line);
             }
         }
+        if failed { None } else { self.failure.clone() }
     }
 
     fn write(&mut self, conversation: &str, line: &Line) {
@@ -78,9 +82,8 @@ impl Logger {
     }
 
     fn fail(&mut self, why: &str) {
-        if !self.failed {
-            self.failed = true;
-            eprintln!("chat: logging stopped working: {why}");
+        if self.failure.is_none() {
+            self.failure = Some(format!("logging stopped working: {why}"));
         }
     }
 }
@@ -220,5 +223,25 @@ mod tests {
             "{names:?}"
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_log_that_cannot_be_written_is_reported_once() {
+        // A file where the directory should be.
+        let blocker = std::env::temp_dir().join(format!("chat-logs-file-{}", std::process::id()));
+        std::fs::write(&blocker, "x").unwrap();
+        let mut logger = Logger::new(&blocker, "server", false);
+        let said = [Event::Line {
+            conversation: Some("#a".into()),
+            line: line(LineKind::Notice("hi".into())),
+            history: false,
+        }];
+        let why = logger.record(&said).expect("the failure is reported");
+        assert!(
+            why.starts_with("logging stopped working: cannot open"),
+            "{why}"
+        );
+        assert_eq!(logger.record(&said), None, "once, not on every line");
+        std::fs::remove_file(&blocker).unwrap();
     }
 }

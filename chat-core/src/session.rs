@@ -754,7 +754,9 @@ impl Session {
     /// message to the active conversation, as written, even when a line starts with `/`. It is
     /// split only where the server's limits demand.
     pub fn handle_paste(&mut self, now: UnixMillis, text: &str) {
-        let text = text.trim_end_matches(['\r', '\n']);
+        // Line breaks as any platform pastes them.
+        let text = text.replace("\r\n", "\n").replace('\r', "\n");
+        let text = text.trim_end_matches('\n');
         if !text.contains('\n') {
             self.handle_input(now, text);
             return;
@@ -1975,9 +1977,9 @@ impl Session {
 
     fn on_away(&mut self, now: UnixMillis, name: String, reason: Option<String>) {
         let key = names::key(&name);
-        let before = match &reason {
-            Some(r) => self.away.insert(key.clone(), r.clone()),
-            None => self.away.remove(&key),
+        let was_away = match &reason {
+            Some(r) => self.away.insert(key.clone(), r.clone()).is_some(),
+            None => self.away.remove(&key).is_some(),
         };
         let text = match (&reason, self.is_me(&name)) {
             (Some(r), true) => format!("you are marked away: {r}"),
@@ -1987,9 +1989,7 @@ impl Session {
         };
         if self.is_me(&name) {
             self.local(now, LineKind::Notice(text));
-        } else if self.conversations.contains_key(&key)
-            && (before.as_deref() != reason.as_deref() || reason.is_some())
-        {
+        } else if self.conversations.contains_key(&key) && (reason.is_some() || was_away) {
             // Said in the direct conversation with them: the answer to writing to someone away,
             // or news of it.
             self.push(Some(key), system(now, LineKind::Notice(text)));
@@ -1998,7 +1998,7 @@ impl Session {
 
     /// The latest lines that mentioned the user or came to them directly, with the name of
     /// the conversation each is in, oldest first (at most 100).
-    pub fn highlights(&self) -> impl Iterator<Item = (&str, &Line)> {
+    pub fn highlights(&self) -> impl DoubleEndedIterator<Item = (&str, &Line)> {
         self.highlights.iter().map(|(c, l)| (c.as_str(), l))
     }
 
@@ -2293,21 +2293,24 @@ impl Session {
             c.lines.pop_front();
             c.more_history = true;
         }
-        self.outputs.push_back(Output::Event(Event::Line {
-            conversation: Some(name.clone()),
-            line: line.clone(),
-            history: arrival == Arrival::History,
-        }));
         if notify {
             self.notifications += 1;
             self.highlights.push_back((name.clone(), line.clone()));
             if self.highlights.len() > HIGHLIGHTS_KEPT {
                 self.highlights.pop_front();
             }
-            self.outputs.push_back(Output::Event(Event::Notify {
-                conversation: name,
-                line,
-            }));
+        }
+        let notice = notify.then(|| Event::Notify {
+            conversation: name.clone(),
+            line: line.clone(),
+        });
+        self.outputs.push_back(Output::Event(Event::Line {
+            conversation: Some(name),
+            line,
+            history: arrival == Arrival::History,
+        }));
+        if let Some(notice) = notice {
+            self.outputs.push_back(Output::Event(notice));
         }
     }
 

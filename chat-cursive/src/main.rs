@@ -52,6 +52,9 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+/// Why the conversation logs stopped working, if they did: printed once the UI is gone.
+static LOG_FAILURE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
 /// What the user chose about highlights and the bell, for every session this run starts.
 static PREFS: std::sync::OnceLock<ClientArgs> = std::sync::OnceLock::new();
 
@@ -105,6 +108,9 @@ fn run(args: &Args) -> anyhow::Result<()> {
         });
     }
     runtime.shutdown_background();
+    if let Some(why) = LOG_FAILURE.get() {
+        eprintln!("chat-cursive: {why}");
+    }
     ran
 }
 
@@ -241,8 +247,10 @@ fn start(
     let (handle, _task) = client::spawn(connector, session, move |events| {
         if let Some(logger) = &logger
             && let Ok(mut logger) = logger.lock()
+            && let Some(why) = logger.record(events)
         {
-            logger.record(events);
+            // The screen is cursive's: said after the UI ends.
+            let _ = LOG_FAILURE.set(why);
         }
         if bell && chat_cursive::rings_bell(events) {
             // The bell goes straight to the terminal: cursive has no call for it.

@@ -106,9 +106,10 @@ fn font_for(c: char) -> Option<(String, u32)> {
     fonts.into_iter().next()
 }
 
-/// True for characters of right-to-left scripts.
+/// True for characters written right to left (bidirectional class R or AL).
 fn is_rtl(c: char) -> bool {
-    matches!(c as u32, 0x0590..=0x08FF | 0xFB1D..=0xFDFF | 0xFE70..=0xFEFF | 0x10800..=0x10FFF | 0x1E800..=0x1EFFF)
+    use unicode_bidi::BidiClass;
+    matches!(unicode_bidi::bidi_class(c), BidiClass::R | BidiClass::AL)
 }
 
 /// `text` in display order: unchanged unless it has right-to-left characters, otherwise each

@@ -760,17 +760,28 @@ impl ChatApp {
             ctx.send_viewport_cmd(egui::ViewportCommand::Title(title.clone()));
             self.title = title;
         }
-        let (notified, fresh) = client.with_session(|s| {
-            let count = s.notifications();
-            let new = count.saturating_sub(self.notified) as usize;
-            // The newest few, oldest first: a burst makes three notifications, not fifty.
-            let lines: Vec<(String, String)> = s
+        let notified = client.with_session(|s| s.notifications());
+        if notified <= self.notified {
+            return;
+        }
+        let new = (notified - self.notified) as usize;
+        self.notified = notified;
+        let focused = ctx.input(|i| i.viewport().focused.unwrap_or(true));
+        if focused || !self.attention {
+            return;
+        }
+        ctx.send_viewport_cmd(egui::ViewportCommand::RequestUserAttention(
+            egui::UserAttentionType::Informational,
+        ));
+        let Some(notify) = &mut self.notifier else {
+            return;
+        };
+        // The newest few, oldest first: a burst makes three notifications, not fifty.
+        let fresh: Vec<(String, String)> = client.with_session(|s| {
+            let mut newest: Vec<_> = s
                 .highlights()
-                .collect::<Vec<_>>()
-                .into_iter()
                 .rev()
                 .take(new.min(3))
-                .rev()
                 .filter_map(|(place, line)| {
                     let (from, text) = match &line.kind {
                         LineKind::Message { from, text } => (from.clone(), text.clone()),
@@ -787,21 +798,11 @@ impl ChatApp {
                     Some((summary, text))
                 })
                 .collect();
-            (count, lines)
+            newest.reverse();
+            newest
         });
-        if notified > self.notified {
-            self.notified = notified;
-            let focused = ctx.input(|i| i.viewport().focused.unwrap_or(true));
-            if !focused && self.attention {
-                ctx.send_viewport_cmd(egui::ViewportCommand::RequestUserAttention(
-                    egui::UserAttentionType::Informational,
-                ));
-                if let Some(notify) = &mut self.notifier {
-                    for (summary, body) in fresh {
-                        notify(summary, body);
-                    }
-                }
-            }
+        for (summary, body) in fresh {
+            notify(summary, body);
         }
     }
 
@@ -905,6 +906,14 @@ fn state_text(state: &ConnState) -> &'static str {
 
 fn nick_color(name: &str) -> Color32 {
     NICK_COLOURS[nick_colour(name, NICK_COLOURS.len())]
+}
+
+/// Text for a desktop notification's body, which notification servers read as markup:
+/// someone's `<a href=...>` or `<img>` is shown as the characters they typed.
+pub fn notification_markup(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 /// The mention colour: the whole line's text, as the terminal clients highlight it.

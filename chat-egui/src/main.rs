@@ -105,8 +105,9 @@ fn main() -> anyhow::Result<()> {
                     client::spawn(connector, request.session(config), move |events| {
                         if let Some(logger) = &logger
                             && let Ok(mut logger) = logger.lock()
+                            && let Some(why) = logger.record(events)
                         {
-                            logger.record(events);
+                            eprintln!("chat-egui: {why}");
                         }
                         ctx.request_repaint()
                     });
@@ -131,6 +132,9 @@ fn main() -> anyhow::Result<()> {
                     // D-Bus may be slow or absent (no notification daemon): never on the UI
                     // thread, and a failure costs nothing but the notification.
                     std::thread::spawn(move || {
+                        // Notification servers read the body as markup: someone's `<a href>`
+                        // or `<img>` stays text.
+                        let body = chat_egui::notification_markup(&body);
                         let shown = notify_rust::Notification::new()
                             .appname("chat")
                             .summary(&summary)

@@ -490,7 +490,6 @@ fn from_json<T: serde::de::DeserializeOwned>(json: &str, what: &str) -> rusqlite
     })
 }
 
-/// A room's topic and newest `history` messages, or `None` when the store has neither.
 /// A message from a row of `SELECT id, ts, room, sender, text, action FROM messages`.
 fn message_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ChatMessage> {
     Ok(ChatMessage {
@@ -514,6 +513,8 @@ fn fts_query(words: &[String]) -> String {
         .join(" ")
 }
 
+/// A page of a room's history within the query's bounds (or a search, when it has words),
+/// oldest first, and whether more lie beyond its limit.
 fn read_history(conn: &Connection, q: &HistoryQuery) -> rusqlite::Result<(Vec<ChatMessage>, bool)> {
     if let Some(words) = &q.search {
         return search(conn, q, words);
@@ -579,6 +580,7 @@ fn search(
     Ok((messages, more))
 }
 
+/// A room's topic and newest `history` messages, or `None` when the store has neither.
 fn load_room(
     conn: &Connection,
     key: &str,

@@ -60,42 +60,32 @@ impl Hub {
             );
             return;
         }
-        let id = match current {
-            // Only forward: an older marker (a device that was offline) changes nothing, and
-            // the sender learns where the account really is.
-            Some(at) if at >= id => at,
-            _ => {
-                acc.markers.insert(key, id);
-                let markers: Vec<(String, MsgId)> =
-                    acc.markers.iter().map(|(k, v)| (k.clone(), *v)).collect();
-                let name = acc.name.clone();
-                if self.config.durable {
-                    let seq = self.take_id();
-                    self.outputs.push_back(Output::Store(Record::ReadMarkers {
-                        id: seq,
-                        account: name,
-                        markers,
-                    }));
-                }
-                let msg = ServerMsg::ReadMarker {
-                    target: target.to_string(),
-                    id,
-                };
-                let mut devices = self.other_devices(conn);
-                devices.push(conn);
-                for device in devices {
-                    self.reply(device, &msg);
-                }
-                return;
-            }
+        let msg = ServerMsg::ReadMarker {
+            target: target.to_string(),
+            id: current.map_or(id, |at| at.max(id)),
         };
-        self.reply(
-            conn,
-            &ServerMsg::ReadMarker {
-                target: target.to_string(),
+        // Only forward: an older marker (a device that was offline) changes nothing, and the
+        // sender learns where the account really is.
+        if current.is_some_and(|at| at >= id) {
+            self.reply(conn, &msg);
+            return;
+        }
+        acc.markers.insert(key, id);
+        if self.config.durable {
+            let account = acc.name.clone();
+            let markers = acc.markers.iter().map(|(k, v)| (k.clone(), *v)).collect();
+            let id = self.take_id();
+            self.outputs.push_back(Output::Store(Record::ReadMarkers {
                 id,
-            },
-        );
+                account,
+                markers,
+            }));
+        }
+        let mut devices = self.other_devices(conn);
+        devices.push(conn);
+        for device in devices {
+            self.reply(device, &msg);
+        }
     }
 
     /// After a room's history: where the account has read it up to, if it has a marker.

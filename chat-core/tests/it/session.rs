@@ -1463,6 +1463,16 @@ fn a_paste_longer_than_one_message_goes_out_as_several_in_order() {
     );
     // Each is one exactly-once message of its own.
     assert_eq!(s.unacked(), 3);
+    // Windows and old Mac line breaks are line breaks too.
+    s.handle_paste(T, "one\r\ntwo\rthree\r\n");
+    assert_eq!(
+        sent(&mut s),
+        vec![ClientMsg::Say {
+            room: "#lobby".into(),
+            text: "one\ntwo\nthree".into(),
+            cid: None
+        }]
+    );
     s.handle_input(T, &format!("/me {}", "ab ".repeat(200)));
     let acts = sent(&mut s);
     assert_eq!(acts.len(), 2);

@@ -585,6 +585,14 @@ fn the_title_counts_unread_and_links_are_links() {
 }
 
 #[test]
+fn a_notification_body_shows_markup_as_text() {
+    assert_eq!(
+        chat_egui::notification_markup("<a href=\"x\">click</a> & <img src=/etc>"),
+        "&lt;a href=\"x\"&gt;click&lt;/a&gt; &amp; &lt;img src=/etc&gt;"
+    );
+}
+
+#[test]
 fn a_mention_in_an_unfocused_window_makes_a_desktop_notification() {
     let mut gui = Gui::online();
     let shown: Rc<RefCell<Vec<(String, String)>>> = Rc::default();
