@@ -13,6 +13,9 @@
 //! - the **store thread** ([`store`]) commits records in batches and reports back, after which
 //!   the hub delivers (acknowledges) them.
 
+pub mod admin;
+pub mod config;
+pub mod metrics;
 pub mod outbox;
 pub mod socket;
 pub mod store;
@@ -41,10 +44,31 @@ use tokio::sync::mpsc;
 use crate::outbox::{DirtySet, Outbox, Stopped, WRITE_CALLS};
 use crate::socket::Socket;
 
-/// Server configuration: every flag is also an environment variable.
-#[derive(Debug, Clone, Parser)]
+/// Server configuration: every flag is also an environment variable and a key of the
+/// configuration file ([`config`]).
+#[derive(Debug, Clone, Parser, serde::Serialize)]
 #[command(name = "chat-server", version, about = "A self-hostable chat server")]
+#[serde(rename_all = "kebab-case")]
 pub struct Config {
+    /// Read settings from this TOML file (`--print-config` writes one); flags and environment
+    /// variables override it.
+    #[arg(long, env = "CHAT_CONFIG", global = true)]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// Print the configuration (the defaults, or what the flags, environment and file make)
+    /// as an annotated TOML file, and exit.
+    #[arg(long)]
+    #[serde(skip)]
+    pub print_config: bool,
+    /// Check the configuration (file, flags, environment, certificates, addresses) without
+    /// starting; exit 0 when it is fine, 2 when not.
+    #[arg(long)]
+    #[serde(skip)]
+    pub check_config: bool,
+    /// Maintenance of a stopped or running server's data.
+    #[command(subcommand)]
+    #[serde(skip)]
+    pub command: Option<admin::Command>,
     /// Address to listen on: TLS when a certificate is given, plaintext otherwise (which
     /// needs --allow-plaintext unless the address is loopback).
     #[arg(long, env = "CHAT_LISTEN", default_value = "127.0.0.1:53000")]
@@ -67,7 +91,12 @@ pub struct Config {
     #[arg(long, env = "CHAT_ALLOW_PLAINTEXT")]
     pub allow_plaintext: bool,
     /// Directory holding the SQLite database (chat.sqlite3).
-    #[arg(long, env = "CHAT_DATA_DIR", default_value = "./chat-data")]
+    #[arg(
+        long,
+        env = "CHAT_DATA_DIR",
+        default_value = "./chat-data",
+        global = true
+    )]
     pub data_dir: PathBuf,
     /// Keep nothing on disk: history lives in memory and is lost on exit.
     #[arg(long, env = "CHAT_IN_MEMORY")]
@@ -187,6 +216,38 @@ pub struct Config {
     /// certificate of --tls-cert or --tls-self-signed.
     #[arg(long, env = "CHAT_IRC_TLS_LISTEN")]
     pub irc_tls_listen: Option<String>,
+    /// Serve Prometheus metrics (/metrics) and health checks (/healthz, /readyz) over HTTP on
+    /// this address (a port alone means 127.0.0.1), or `off`. Anyone who reaches it sees the
+    /// counts, so keep it on loopback or a private network. When the default address is taken
+    /// (a second server on the machine) the server starts without metrics and says so.
+    #[arg(long, env = "CHAT_METRICS_LISTEN", default_value = metrics::DEFAULT_LISTEN)]
+    pub metrics_listen: String,
+    /// What is logged, as tracing filter directives (`info`, `debug`,
+    /// `info,chat_server::audit=warn`); RUST_LOG, when set, wins. Message text and passwords
+    /// are never logged at info.
+    #[arg(long, env = "CHAT_LOG", default_value = "info")]
+    pub log: String,
+    /// How log lines are written to stderr: `text` for people, `json` (one object per line)
+    /// for log collectors.
+    #[arg(long, env = "CHAT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The log filter `directives` describe (`--log`), or why they do not parse.
+pub fn log_filter(directives: &str) -> Result<tracing_subscriber::EnvFilter, String> {
+    tracing_subscriber::EnvFilter::builder()
+        .parse(directives)
+        .map_err(|err| err.to_string())
 }
 
 impl Config {
@@ -266,6 +327,42 @@ impl Config {
         }
     }
 
+    /// This configuration with the settings a running server takes from a reload
+    /// ([`config::LIVE`]) taken from `new`; the others stay as they are until a restart.
+    pub fn with_live(&self, new: &Config) -> Config {
+        let mut c = self.clone();
+        c.motd = new.motd.clone();
+        c.max_connections = new.max_connections;
+        c.max_per_ip = new.max_per_ip;
+        c.connect_burst = new.connect_burst;
+        c.connect_rate = new.connect_rate;
+        c.send_queue = new.send_queue;
+        c.send_queue_bytes = new.send_queue_bytes;
+        c.flood_burst = new.flood_burst;
+        c.flood_rate = new.flood_rate;
+        c.ping_interval = new.ping_interval;
+        c.ping_timeout = new.ping_timeout;
+        c.register_timeout = new.register_timeout;
+        c.max_rooms = new.max_rooms;
+        c.room_create_burst = new.room_create_burst;
+        c.room_create_rate = new.room_create_rate;
+        c.direct_new_senders = new.direct_new_senders;
+        c.room_expiry = new.room_expiry;
+        c.require_account = new.require_account;
+        c.login_failures_per_account = new.login_failures_per_account;
+        c.login_failures_per_addr = new.login_failures_per_addr;
+        c.registrations_per_hour = new.registrations_per_hour;
+        c.min_password = new.min_password;
+        c.password_memory_kib = new.password_memory_kib;
+        c.password_iterations = new.password_iterations;
+        c.operators = new.operators.clone();
+        c.max_rooms_per_guest = new.max_rooms_per_guest;
+        c.max_owned_rooms = new.max_owned_rooms;
+        c.invite_expiry = new.invite_expiry;
+        c.log = new.log.clone();
+        c
+    }
+
     /// The cost of each password hash.
     pub fn password_cost(&self) -> PasswordCost {
         PasswordCost {
@@ -342,6 +439,12 @@ struct Throttle {
 }
 
 impl Throttle {
+    /// Takes new limits (a reload); buckets keep their tokens.
+    fn configure(&mut self, burst: u32, rate: f64) {
+        self.burst = f64::from(burst.max(1));
+        self.rate = rate;
+    }
+
     fn new(burst: u32, rate: f64) -> Self {
         Self {
             burst: f64::from(burst.max(1)),
@@ -382,12 +485,14 @@ impl Throttle {
 struct TrackerGuard {
     tracker: Arc<Mutex<Tracker>>,
     ip: IpAddr,
+    metrics: Arc<metrics::Metrics>,
 }
 
 impl Drop for TrackerGuard {
     fn drop(&mut self) {
         let mut t = self.tracker.lock().unwrap_or_else(|e| e.into_inner());
         t.total -= 1;
+        self.metrics.connections.set(t.total as i64);
         if let Some(n) = t.per_ip.get_mut(&self.ip) {
             *n -= 1;
             if *n == 0 {
@@ -471,7 +576,7 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    serve_with_faults(config, listener, shutdown, Arc::default()).await
+    serve_with(config, listener, shutdown, Options::default()).await
 }
 
 /// [`serve`], with storage faults to inject (tests of what happens when the disk fails).
@@ -481,6 +586,67 @@ pub async fn serve_with_faults(
     shutdown: impl Future<Output = ()>,
     faults: Arc<store::Faults>,
 ) -> anyhow::Result<()> {
+    let options = Options {
+        faults,
+        ..Options::default()
+    };
+    serve_with(config, listener, shutdown, options).await
+}
+
+/// Makes the configuration again, from the same flags, environment and file (on SIGHUP).
+pub type Reload = Box<dyn Fn() -> anyhow::Result<Config> + Send + Sync>;
+
+/// Sets the log filter to new directives (on a reload that changes `log`).
+pub type SetLog = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
+
+/// What a server may be given besides its configuration.
+#[derive(Default)]
+pub struct Options {
+    /// Storage faults to inject (tests).
+    pub faults: Arc<store::Faults>,
+    /// How to read the configuration again on SIGHUP; without it SIGHUP only reloads the TLS
+    /// certificate.
+    pub reload: Option<Reload>,
+    /// How to apply a new log filter.
+    pub set_log: Option<SetLog>,
+}
+
+/// What the SIGHUP task and the control socket tell the hub task.
+enum Control {
+    /// Take the live settings of this configuration.
+    Reconfigure(Arc<Config>),
+    /// A change the server's operator asked for (`chat-server accounts ...`).
+    Admin(admin::Request, tokio::sync::oneshot::Sender<admin::Reply>),
+}
+
+/// [`serve`], with [`Options`].
+pub async fn serve_with(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+    options: Options,
+) -> anyhow::Result<()> {
+    let Options {
+        faults,
+        reload,
+        set_log,
+    } = options;
+    let metrics = Arc::new(metrics::Metrics::new());
+    // Held until the server stops: a second server, or a subcommand changing the database
+    // file directly, waits for it.
+    let _lock = if config.in_memory {
+        None
+    } else {
+        let lock = admin::lock(&config.data_dir)?;
+        if lock.is_none() {
+            anyhow::bail!(
+                "another chat-server is using the data directory {}",
+                config.data_dir.display()
+            );
+        }
+        lock
+    };
+    let (control_tx, control_rx) = mpsc::unbounded_channel::<Control>();
     let (events_tx, events_rx) = mpsc::channel::<Event>(4096);
     let (reports_tx, reports_rx) = mpsc::unbounded_channel::<store::Report>();
     let hub_config = config.hub_config();
@@ -504,6 +670,7 @@ pub async fn serve_with_faults(
             store::Patience {
                 down_after: Duration::from_secs_f64(config.store_down_after.max(0.0)),
                 faults,
+                commit_seconds: Some(metrics.commit_seconds.clone()),
                 ..store::Patience::default()
             },
             move |report| {
@@ -593,10 +760,48 @@ pub async fn serve_with_faults(
         }
         None => None,
     };
+    let metrics_task = match metrics::address(&config.metrics_listen).map_err(anyhow::Error::msg)? {
+        None => None,
+        Some(addr) => match TcpListener::bind(addr).await {
+            Ok(l) => {
+                let local = l.local_addr()?;
+                if local.ip().is_loopback() {
+                    tracing::info!(%local, "metrics on http://{local}/metrics");
+                } else {
+                    tracing::warn!(%local, "metrics on a non-loopback address: anyone who reaches it reads the counts");
+                }
+                Some(tokio::spawn(metrics::serve(l, metrics.clone())))
+            }
+            Err(err) if config.metrics_listen == metrics::DEFAULT_LISTEN => {
+                tracing::warn!(%err, addr = %config.metrics_listen, "no metrics: the default metrics address is taken (set metrics-listen)");
+                None
+            }
+            Err(err) => {
+                return Err(err).with_context(|| format!("cannot listen for metrics on {addr}"));
+            }
+        },
+    };
     #[cfg(unix)]
-    if let Some(certs) = certificates.clone() {
-        tokio::spawn(reload_on_sighup(certs));
-    }
+    let control_task = if config.in_memory {
+        None
+    } else {
+        Some(tokio::spawn(admin_socket(
+            bind_control(&config.data_dir)?,
+            control_tx.clone(),
+        )))
+    };
+    let (live_tx, live_rx) = tokio::sync::watch::channel(Arc::new(config.clone()));
+    #[cfg(unix)]
+    let sighup_task = tokio::spawn(reload_on_sighup(
+        Arc::new(config.clone()),
+        certificates.clone(),
+        reload,
+        set_log,
+        live_tx,
+        control_tx.clone(),
+    ));
+    #[cfg(not(unix))]
+    let _ = (reload, set_log, live_tx);
 
     let tracker = Arc::new(Mutex::new(Tracker::default()));
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
@@ -609,6 +814,8 @@ pub async fn serve_with_faults(
         done: done_tx,
     };
     let shell = Shell {
+        metrics: metrics.clone(),
+        admin_waiting: Vec::new(),
         conns: HashMap::new(),
         addrs: HashMap::new(),
         irc: HashMap::new(),
@@ -617,7 +824,9 @@ pub async fn serve_with_faults(
         store,
         passwords,
     };
-    let hub_task = tokio::spawn(run_hub(hub, shell, events_rx, reports_rx, done_rx, stop_rx));
+    let hub_task = tokio::spawn(run_hub(
+        hub, shell, events_rx, reports_rx, done_rx, control_rx, stop_rx,
+    ));
     let ids = Arc::new(AtomicU64::new(0));
     let throttle = Arc::new(Mutex::new(Throttle::new(
         config.connect_burst,
@@ -634,21 +843,37 @@ pub async fn serve_with_faults(
             listener,
             tls,
             wire,
-            config.clone(),
+            live_rx.clone(),
             events_tx.clone(),
-            tracker.clone(),
-            ids.clone(),
-            throttle.clone(),
+            Shared {
+                tracker: tracker.clone(),
+                ids: ids.clone(),
+                throttle: throttle.clone(),
+                metrics: metrics.clone(),
+            },
         ));
     }
     drop(events_tx);
+    drop(control_tx);
+    metrics.set_listening();
     tokio::select! {
         _ = accepting.join_next() => {}
         () = shutdown => tracing::info!("shutting down"),
     }
     accepting.abort_all();
     let _ = stop_tx.send(());
+    #[cfg(unix)]
+    {
+        sighup_task.abort();
+        if let Some(task) = control_task {
+            task.abort();
+            let _ = std::fs::remove_file(admin::socket_path(&config.data_dir));
+        }
+    }
     hub_task.await.context("hub task failed")?;
+    if let Some(task) = metrics_task {
+        task.abort();
+    }
     // Give writers a moment to deliver `bye` and close their sockets.
     let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
     while open_connections(&tracker) > 0 && tokio::time::Instant::now() < deadline {
@@ -658,21 +883,110 @@ pub async fn serve_with_faults(
     Ok(())
 }
 
-/// Reloads the TLS certificate on every SIGHUP; connections in progress keep theirs.
+/// On every SIGHUP: reads the configuration again and applies what can change live (logging
+/// what cannot), and reloads the TLS certificate; connections in progress keep theirs.
 #[cfg(unix)]
-async fn reload_on_sighup(certs: Arc<tls::Certificates>) {
+async fn reload_on_sighup(
+    mut current: Arc<Config>,
+    certs: Option<Arc<tls::Certificates>>,
+    reload: Option<Reload>,
+    set_log: Option<SetLog>,
+    live: tokio::sync::watch::Sender<Arc<Config>>,
+    control: mpsc::UnboundedSender<Control>,
+) {
     use tokio::signal::unix::{SignalKind, signal};
     let Ok(mut hup) = signal(SignalKind::hangup()) else {
-        tracing::warn!("cannot watch SIGHUP: the TLS certificate will not reload");
+        tracing::warn!("cannot watch SIGHUP: nothing will reload");
         return;
     };
     while hup.recv().await.is_some() {
-        match certs.reload() {
-            Ok(()) => {
-                tracing::info!(fingerprint = %certs.fingerprint(), "TLS certificate reloaded");
+        if let Some(reload) = &reload {
+            match reload() {
+                Err(err) => {
+                    tracing::error!("configuration not reloaded, the running one stays: {err:#}")
+                }
+                Ok(new) => {
+                    let changes = config::changes(&current, &new);
+                    let next = Arc::new(current.with_live(&new));
+                    if changes.live.iter().any(|k| k == "log")
+                        && let Some(set_log) = &set_log
+                        && let Err(err) = set_log(&next.log)
+                    {
+                        tracing::error!(%err, "the log filter did not change");
+                    }
+                    let _ = control.send(Control::Reconfigure(next.clone()));
+                    let _ = live.send(next.clone());
+                    current = next;
+                    tracing::info!(changed = ?changes.live, "configuration reloaded");
+                    for key in &changes.restart {
+                        tracing::warn!(setting = %key, "changed in the configuration, but only a restart applies it; the running value stays");
+                    }
+                }
             }
-            Err(err) => tracing::error!("TLS certificate not reloaded, the old one stays: {err:#}"),
         }
+        if let Some(certs) = &certs {
+            match certs.reload() {
+                Ok(()) => {
+                    tracing::info!(fingerprint = %certs.fingerprint(), "TLS certificate reloaded");
+                }
+                Err(err) => {
+                    tracing::error!("TLS certificate not reloaded, the old one stays: {err:#}")
+                }
+            }
+        }
+    }
+}
+
+/// Binds the control socket in the data directory, readable and writable by the server's
+/// user only. The data directory's lock is held, so a socket file left there is stale.
+#[cfg(unix)]
+fn bind_control(dir: &std::path::Path) -> anyhow::Result<tokio::net::UnixListener> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = admin::socket_path(dir);
+    let _ = std::fs::remove_file(&path);
+    let listener = tokio::net::UnixListener::bind(&path)
+        .with_context(|| format!("cannot listen on {}", path.display()))?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}
+
+/// Answers `chat-server accounts ...` run beside the server: one JSON request per
+/// connection, one JSON answer.
+#[cfg(unix)]
+async fn admin_socket(listener: tokio::net::UnixListener, control: mpsc::UnboundedSender<Control>) {
+    use tokio::io::AsyncBufReadExt;
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        let control = control.clone();
+        tokio::spawn(async move {
+            let (read, mut write) = stream.into_split();
+            let mut line = String::new();
+            let read = tokio::io::AsyncReadExt::take(read, 64 * 1024);
+            let got = tokio::time::timeout(
+                Duration::from_secs(10),
+                tokio::io::BufReader::new(read).read_line(&mut line),
+            )
+            .await;
+            let reply = match (got, serde_json::from_str::<admin::Request>(&line)) {
+                (Ok(Ok(_)), Ok(request)) => {
+                    let (tx, rx) = tokio::sync::oneshot::channel();
+                    let _ = control.send(Control::Admin(request, tx));
+                    rx.await.unwrap_or_else(|_| admin::Reply {
+                        error: Some("the server is shutting down".into()),
+                    })
+                }
+                (_, Err(err)) => admin::Reply {
+                    error: Some(format!("not a request: {err}")),
+                },
+                (_, Ok(_)) => return,
+            };
+            let mut text = serde_json::to_vec(&reply).unwrap_or_default();
+            text.push(b'\n');
+            let _ = write.write_all(&text).await;
+        });
     }
 }
 
@@ -683,6 +997,9 @@ fn open_connections(tracker: &Mutex<Tracker>) -> usize {
 /// What the hub task holds besides the hub: the connections' queues, the store, and the
 /// password workers.
 struct Shell {
+    metrics: Arc<metrics::Metrics>,
+    /// Changes asked over the control socket, answered once the store has committed them.
+    admin_waiting: Vec<(u64, tokio::sync::oneshot::Sender<admin::Reply>)>,
     conns: HashMap<ConnId, Outbox>,
     /// Peer addresses, for the log.
     addrs: HashMap<ConnId, IpAddr>,
@@ -703,8 +1020,11 @@ async fn run_hub(
     mut events: mpsc::Receiver<Event>,
     mut reports: mpsc::UnboundedReceiver<store::Report>,
     mut passwords: mpsc::UnboundedReceiver<(ConnId, bool, Option<String>)>,
+    mut control: mpsc::UnboundedReceiver<Control>,
     mut stop: tokio::sync::oneshot::Receiver<()>,
 ) {
+    let mut counted = chat_core::hub::Counters::default();
+    shell.count(&hub, &mut counted);
     let mut batch = Vec::with_capacity(256);
     let workers = tokio::runtime::Handle::current().metrics().num_workers();
     let flushers = outbox::Flusher::spawn(workers);
@@ -755,7 +1075,10 @@ async fn run_hub(
             Some(report) = reports.recv() => {
                 let now = tick(&mut hub);
                 let input = match report {
-                    store::Report::Committed(through) => Input::Committed { through },
+                    store::Report::Committed(through) => {
+                        shell.committed(through);
+                        Input::Committed { through }
+                    }
                     store::Report::Loaded { key, room } => Input::RoomLoaded {
                         key,
                         room: room.map(|r| *r),
@@ -764,8 +1087,14 @@ async fn run_hub(
                     store::Report::History { conn, query, messages, more } => {
                         Input::HistoryLoaded { conn, query, messages, more }
                     }
-                    store::Report::Down => Input::StoreDown,
-                    store::Report::Up => Input::StoreUp,
+                    store::Report::Down => {
+                        shell.metrics.store_up.set(0);
+                        Input::StoreDown
+                    }
+                    store::Report::Up => {
+                        shell.metrics.store_up.set(1);
+                        Input::StoreUp
+                    }
                 };
                 hub.handle(now, input);
                 shell.perform(&mut hub, &mut dirty, now);
@@ -775,6 +1104,11 @@ async fn run_hub(
                 hub.handle(now, Input::PasswordDone { conn, verified, hash });
                 shell.perform(&mut hub, &mut dirty, now);
             }
+            Some(control) = control.recv() => {
+                let now = tick(&mut hub);
+                shell.control(&mut hub, now, control);
+                shell.perform(&mut hub, &mut dirty, now);
+            }
             () = sleep => {
                 let now = tick(&mut hub);
                 hub.handle_timeout(now);
@@ -782,6 +1116,7 @@ async fn run_hub(
             }
             _ = &mut stop => break,
         }
+        shell.count(&hub, &mut counted);
         // Everything this batch queued goes out in one pass, many messages per write.
         flushers.dispatch(&mut dirty);
     }
@@ -796,6 +1131,62 @@ async fn run_hub(
 }
 
 impl Shell {
+    /// Brings the metrics up to date with the hub.
+    fn count(&self, hub: &Hub, counted: &mut chat_core::hub::Counters) {
+        let now = hub.counters();
+        let m = &self.metrics;
+        m.messages_in.inc_by(now.messages - counted.messages);
+        m.flood_kicks.inc_by(now.flood_kicks - counted.flood_kicks);
+        *counted = now;
+        m.accounts.set(hub.account_count() as i64);
+        m.rooms.set(hub.room_count() as i64);
+    }
+
+    /// Does what the SIGHUP task or the control socket asks.
+    fn control(&mut self, hub: &mut Hub, now: UnixMillis, control: Control) {
+        match control {
+            Control::Reconfigure(config) => {
+                hub.reconfigure(config.hub_config());
+                self.passwords.cost = config.password_cost();
+            }
+            Control::Admin(request, reply) => {
+                let done = match &request {
+                    admin::Request::ResetPassword { account, hash } => {
+                        hub.reset_password(now, account, hash.clone())
+                    }
+                    admin::Request::DeleteAccount { account } => hub.remove_account(now, account),
+                };
+                match done {
+                    Ok(id) => {
+                        tracing::info!(target: "chat_server::audit", "{} (the server's operator)", request.describe());
+                        if self.store.is_some() {
+                            self.admin_waiting.push((id, reply));
+                        } else {
+                            let _ = reply.send(admin::Reply { error: None });
+                        }
+                    }
+                    Err(error) => {
+                        let _ = reply.send(admin::Reply { error: Some(error) });
+                    }
+                }
+            }
+        }
+    }
+
+    /// Answers the operator's changes that are now on disk.
+    fn committed(&mut self, through: u64) {
+        if self.admin_waiting.is_empty() {
+            return;
+        }
+        for (id, reply) in std::mem::take(&mut self.admin_waiting) {
+            if id <= through {
+                let _ = reply.send(admin::Reply { error: None });
+            } else {
+                self.admin_waiting.push((id, reply));
+            }
+        }
+    }
+
     /// Runs one IRC line through the connection's adapter: its own answers go out at once, in
     /// order with what the hub answers to the messages it makes of the line.
     fn irc_line(
@@ -851,6 +1242,7 @@ impl Shell {
         for conn in too_slow {
             if let Some(outbox) = self.conns.remove(&conn) {
                 tracing::info!(%conn, "dropping a client that does not read: send queue exceeded");
+                self.metrics.queue_drops.inc();
                 outbox.kill();
                 self.irc.remove(&conn);
                 self.holding.remove(&conn);
@@ -875,6 +1267,7 @@ impl Shell {
                 match output {
                     Output::Transmit { to, bytes } => {
                         DELIVERIES.fetch_add(to.len() as u64, Ordering::Relaxed);
+                        self.metrics.deliveries.inc_by(to.len() as u64);
                         for conn in to {
                             if !self.holding.is_empty()
                                 && self.holding.contains(&conn)
@@ -898,6 +1291,7 @@ impl Shell {
                             continue;
                         };
                         DELIVERIES.fetch_add(1, Ordering::Relaxed);
+                        self.metrics.deliveries.inc();
                         let more = adapter.reply(&name, &msg, &mut scratch);
                         if adapter.holding() {
                             self.holding.insert(conn);
@@ -954,6 +1348,7 @@ impl Shell {
                         let addr = self.addrs.get(&conn).map(ToString::to_string);
                         let addr = addr.as_deref().unwrap_or("unknown");
                         tracing::warn!(%conn, addr, ?account, "failed login");
+                        self.metrics.login_failures.inc();
                     }
                 }
             }
@@ -984,18 +1379,31 @@ fn queue(
     }
 }
 
-/// Accepts connections, enforcing the total and per-address limits.
-#[allow(clippy::too_many_arguments)]
+/// What every accept loop shares.
+struct Shared {
+    tracker: Arc<Mutex<Tracker>>,
+    ids: Arc<AtomicU64>,
+    throttle: Arc<Mutex<Throttle>>,
+    metrics: Arc<metrics::Metrics>,
+}
+
+/// Accepts connections, enforcing the total and per-address limits (those in force: a reload
+/// changes them for the next connection).
 async fn accept_loop(
     listener: TcpListener,
     tls: Option<tokio_rustls::TlsAcceptor>,
     wire: Wire,
-    config: Config,
+    mut live: tokio::sync::watch::Receiver<Arc<Config>>,
     events: mpsc::Sender<Event>,
-    tracker: Arc<Mutex<Tracker>>,
-    ids: Arc<AtomicU64>,
-    throttle: Arc<Mutex<Throttle>>,
+    shared: Shared,
 ) {
+    let Shared {
+        tracker,
+        ids,
+        throttle,
+        metrics,
+    } = shared;
+    let mut config = live.borrow_and_update().clone();
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -1007,11 +1415,19 @@ async fn accept_loop(
             }
         };
         let ip = peer.ip();
+        if live.has_changed().unwrap_or(false) {
+            config = live.borrow_and_update().clone();
+            throttle
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .configure(config.connect_burst, config.connect_rate);
+        }
         let admitted = throttle
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .admit(ip, std::time::Instant::now());
         if !admitted {
+            metrics.refuse("throttled");
             tracing::info!(%peer, "refused connection: connecting too fast");
             tokio::spawn(refuse(
                 stream,
@@ -1028,11 +1444,13 @@ async fn accept_loop(
             let mut t = tracker.lock().unwrap_or_else(|e| e.into_inner());
             let from_ip = t.per_ip.get(&ip).copied().unwrap_or(0);
             if t.total >= config.max_connections {
+                metrics.refuse("server_full");
                 Some((
                     ErrorCode::ServerFull,
                     "the server is full; try again later".to_string(),
                 ))
             } else if from_ip >= config.max_per_ip {
+                metrics.refuse("per_address");
                 Some((
                     ErrorCode::TooManyConnections,
                     format!(
@@ -1043,6 +1461,7 @@ async fn accept_loop(
             } else {
                 t.total += 1;
                 *t.per_ip.entry(ip).or_insert(0) += 1;
+                metrics.connections.set(t.total as i64);
                 None
             }
         };
@@ -1055,6 +1474,7 @@ async fn accept_loop(
         let guard = TrackerGuard {
             tracker: tracker.clone(),
             ip,
+            metrics: metrics.clone(),
         };
         tracing::debug!(%conn, %peer, "accepted");
         tokio::spawn(connection(

@@ -38,7 +38,7 @@ const PRUNE_EVERY: Duration = Duration::from_secs(600);
 /// The schema version this code writes (`PRAGMA user_version`). Version 1 keys rooms by
 /// full Unicode case folding (earlier databases used lowercase) and keeps client message ids;
 /// version 2 keeps the rooms an account owns and the id it was registered under.
-const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// What was in the database at startup.
 #[derive(Debug, Default)]
@@ -133,6 +133,8 @@ pub struct Patience {
     pub at_shutdown: Duration,
     /// Injected faults (tests).
     pub faults: Arc<Faults>,
+    /// Where the time each commit takes is recorded (the server's metrics).
+    pub commit_seconds: Option<prometheus_client::metrics::histogram::Histogram>,
 }
 
 impl Default for Patience {
@@ -141,6 +143,7 @@ impl Default for Patience {
             down_after: Duration::from_secs(5),
             at_shutdown: Duration::from_secs(5),
             faults: Arc::default(),
+            commit_seconds: None,
         }
     }
 }
@@ -311,7 +314,18 @@ fn now_millis() -> u64 {
 /// Brings an older database to [`SCHEMA_VERSION`].
 fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    if version >= SCHEMA_VERSION {
+    if version > SCHEMA_VERSION {
+        // A newer chat-server wrote it: this one would misread it.
+        return Err(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_MISMATCH),
+            Some(format!(
+                "the database has schema version {version}, newer than this chat-server's \
+                 {SCHEMA_VERSION}: run the chat-server that wrote it, or restore a backup \
+                 made before the upgrade"
+            )),
+        ));
+    }
+    if version == SCHEMA_VERSION {
         return Ok(());
     }
     let tx = conn.unchecked_transaction()?;
@@ -694,7 +708,12 @@ fn store_loop(
                     Some("injected fault".into()),
                 ))
             } else {
-                write_batch(&mut conn, &batch)
+                let started = Instant::now();
+                let written = write_batch(&mut conn, &batch);
+                if let Some(histogram) = &patience.commit_seconds {
+                    histogram.observe(started.elapsed().as_secs_f64());
+                }
+                written
             };
             match written {
                 Ok(()) => {
@@ -783,6 +802,18 @@ fn store_loop(
     }
 }
 
+/// Deletes an account (by its name) and drops the direct messages that waited for it.
+pub(crate) fn delete_account(
+    tx: &rusqlite::Transaction<'_>,
+    account: &str,
+) -> rusqlite::Result<()> {
+    tx.prepare_cached("DELETE FROM accounts WHERE key = ?1")?
+        .execute(params![names::key(account)])?;
+    tx.prepare_cached("UPDATE directs SET pending = 0 WHERE pending = 1 AND recipient = ?1")?
+        .execute(params![account])?;
+    Ok(())
+}
+
 fn write_batch(conn: &mut Connection, batch: &[Record]) -> rusqlite::Result<()> {
     let tx = conn.transaction()?;
     {
@@ -821,7 +852,6 @@ fn write_batch(conn: &mut Connection, batch: &[Record]) -> rusqlite::Result<()> 
             "INSERT INTO server_state (key, value, id) VALUES (?1, ?2, ?3)
              ON CONFLICT (key) DO UPDATE SET value = ?2, id = ?3",
         )?;
-        let mut account_deleted = tx.prepare_cached("DELETE FROM accounts WHERE key = ?1")?;
         for record in batch {
             match record {
                 Record::Account { id, name, hash } => {
@@ -865,10 +895,7 @@ fn write_batch(conn: &mut Connection, batch: &[Record]) -> rusqlite::Result<()> 
                     let json = serde_json::to_string(bans).expect("bans serialize");
                     state.execute(params!["bans", json, *id as i64])?;
                 }
-                Record::AccountDeleted { account, .. } => {
-                    account_deleted.execute(params![names::key(account)])?;
-                    delivered.execute(params![account])?;
-                }
+                Record::AccountDeleted { account, .. } => delete_account(&tx, account)?,
                 Record::OfflineDelivered { account, .. } => {
                     delivered.execute(params![account])?;
                 }

@@ -662,20 +662,36 @@ impl Hub {
     }
 
     fn delete_account(&mut self, now: UnixMillis, conn: ConnId, account: &str) {
-        let Some(deleted) = self.accounts.remove(account) else {
+        if !self.accounts.contains_key(account) {
             return;
-        };
-        self.login_throttles.remove(account);
-        self.offline.remove(account);
-        let skeleton = names::skeleton(&deleted.name);
-        if self.account_skeletons.get(&skeleton).map(String::as_str) == Some(account) {
-            self.account_skeletons.remove(&skeleton);
         }
         for device in self.other_devices(conn) {
             self.kick(now, device, "account deleted");
         }
         if let Some(c) = self.conns.get_mut(&conn) {
             c.account = None;
+        }
+        let Some((name, id)) = self.forget_account(account) else {
+            return;
+        };
+        self.sequence(
+            id,
+            Pending::Reply {
+                conn,
+                msg: ServerMsg::AccountDeleted { account: name },
+            },
+        );
+    }
+
+    /// Removes an account and everything kept for it, and hands its deletion to the store.
+    /// Returns its name and the id the deletion is stored under.
+    fn forget_account(&mut self, account: &str) -> Option<(String, MsgId)> {
+        let deleted = self.accounts.remove(account)?;
+        self.login_throttles.remove(account);
+        self.offline.remove(account);
+        let skeleton = names::skeleton(&deleted.name);
+        if self.account_skeletons.get(&skeleton).map(String::as_str) == Some(account) {
+            self.account_skeletons.remove(&skeleton);
         }
         let id = self.take_id();
         if self.config.durable {
@@ -685,15 +701,56 @@ impl Hub {
                     account: deleted.name.clone(),
                 }));
         }
-        self.sequence(
-            id,
-            Pending::Reply {
-                conn,
-                msg: ServerMsg::AccountDeleted {
-                    account: deleted.name,
-                },
-            },
-        );
+        Some((deleted.name, id))
+    }
+
+    /// The connections logged in to an account (by key).
+    fn devices_of(&self, account: &str) -> Vec<ConnId> {
+        let mut devices: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.account.as_deref() == Some(account))
+            .map(|(&conn, _)| conn)
+            .collect();
+        devices.sort();
+        devices
+    }
+
+    /// The server's operator sets an account's password (`chat-server accounts
+    /// reset-password`, given the new hash): every device logged in to it is disconnected, so
+    /// that whoever knew the old password is out, and its failed-login lock is lifted. Returns
+    /// the id the change is stored under ([`Input::Committed`] says when it is on disk).
+    pub fn reset_password(
+        &mut self,
+        now: UnixMillis,
+        account: &str,
+        hash: String,
+    ) -> Result<MsgId, String> {
+        let key = names::key(account);
+        let Some(acc) = self.accounts.get_mut(&key) else {
+            return Err(format!("there is no account called {account}"));
+        };
+        acc.hash = hash;
+        self.login_throttles.remove(&key);
+        for device in self.devices_of(&key) {
+            self.kick(now, device, "password reset by the server's operator");
+        }
+        Ok(self.store_account(&key))
+    }
+
+    /// The server's operator deletes an account (`chat-server accounts delete`): every device
+    /// logged in to it is disconnected, and the name is free to register again. Returns the id
+    /// the deletion is stored under.
+    pub fn remove_account(&mut self, now: UnixMillis, account: &str) -> Result<MsgId, String> {
+        let key = names::key(account);
+        if !self.accounts.contains_key(&key) {
+            return Err(format!("there is no account called {account}"));
+        }
+        for device in self.devices_of(&key) {
+            self.kick(now, device, "account deleted by the server's operator");
+        }
+        let (_, id) = self.forget_account(&key).expect("checked above");
+        Ok(id)
     }
 
     /// Hands the account (name and hash) to the store; returns the id it was sequenced under.

@@ -31,6 +31,7 @@ impl Hub {
             // A room this connection joins is on its way from the store, or its password is
             // being checked: keep the order.
             if c.delayed.len() - c.free >= flood_queue {
+                self.counters.flood_kicks += 1;
                 self.kick(now, conn, reason::FLOODING);
             } else {
                 c.delayed.push_back(frame);
@@ -48,6 +49,7 @@ impl Hub {
             return;
         }
         if c.delayed.len() - c.free >= flood_queue {
+            self.counters.flood_kicks += 1;
             self.kick(now, conn, reason::FLOODING);
             return;
         }

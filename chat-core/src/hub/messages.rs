@@ -25,6 +25,7 @@ impl Hub {
         }
         let id = self.take_id();
         let ts = self.stamp();
+        self.counters.messages += 1;
         let msg = ChatMessage {
             id,
             ts,
@@ -96,6 +97,7 @@ impl Hub {
         if let Some(cid) = &cid {
             self.remember_cid(cid.clone(), id);
         }
+        self.counters.messages += 1;
         let direct = offline::StoredDirect {
             id,
             ts,

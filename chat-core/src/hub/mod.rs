@@ -312,6 +312,17 @@ pub struct Hub {
     addr_throttles: HashMap<IpAddr, Throttle>,
     /// When each address registered accounts, within the last hour.
     registrations: HashMap<IpAddr, VecDeque<UnixMillis>>,
+    /// What happened since the start, for the server's metrics.
+    counters: Counters,
+}
+
+/// Counts of what the hub did since it started, for metrics. They only grow.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Room and direct messages accepted from clients.
+    pub messages: u64,
+    /// Connections dropped for flooding.
+    pub flood_kicks: u64,
 }
 
 impl Hub {
@@ -355,6 +366,7 @@ impl Hub {
             login_throttles: HashMap::new(),
             addr_throttles: HashMap::new(),
             registrations: HashMap::new(),
+            counters: Counters::default(),
         };
         let lobby = hub.config.default_room.clone();
         hub.insert_room(Room::new(lobby));
@@ -364,6 +376,37 @@ impl Hub {
     /// The configuration in force.
     pub fn config(&self) -> &HubConfig {
         &self.config
+    }
+
+    /// Takes a new configuration while running (a reload): limits, timeouts, the MOTD and the
+    /// operators change for everyone from now on. What the hub's state is built around stays
+    /// as it was started: the server's name, the default room, durability, the history kept
+    /// per room, the line limit and the store's bounds.
+    pub fn reconfigure(&mut self, config: HubConfig) {
+        let old = &self.config;
+        let config = HubConfig {
+            server_name: old.server_name.clone(),
+            default_room: old.default_room.clone(),
+            durable: old.durable,
+            history: old.history,
+            max_line: old.max_line,
+            dedupe_window: old.dedupe_window,
+            max_held: old.max_held,
+            max_held_bytes: old.max_held_bytes,
+            ..config
+        };
+        self.operators = config.operators.iter().map(|o| names::key(o)).collect();
+        self.config = config;
+    }
+
+    /// What the hub has counted since it started.
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    /// Number of rooms held in memory.
+    pub fn room_count(&self) -> usize {
+        self.rooms.len()
     }
 
     /// Sets how the server presents itself to IRC clients (its name, network, limits).

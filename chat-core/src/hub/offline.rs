@@ -98,6 +98,7 @@ impl Hub {
         if let Some(cid) = &cid {
             self.remember_cid(cid.clone(), id);
         }
+        self.counters.messages += 1;
         let direct = StoredDirect {
             id,
             ts,

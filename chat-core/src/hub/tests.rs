@@ -413,3 +413,204 @@ fn server_bans_restored_from_the_store_hold_at_connect() {
     assert!(closed, "a restored ban closes a connection it matches");
     assert_eq!(hub.connection_count(), 0);
 }
+
+/// Logs `conn` in to `account` with `password`, doing the password work here.
+fn log_in(hub: &mut Hub, conn: u64, account: &str, password: &str) -> String {
+    hub.handle(
+        0,
+        Input::Frame {
+            conn: ConnId(conn),
+            frame: Ok(ClientMsg::Login {
+                account: account.into(),
+                password: Secret::new(password),
+            }),
+        },
+    );
+    let mut work = None;
+    let mut out = String::new();
+    while let Some(output) = hub.poll_output() {
+        match output {
+            Output::Password { conn, work: w } => work = Some((conn, w)),
+            Output::Transmit { to, bytes } if to.contains(&ConnId(conn)) => {
+                out.push_str(std::str::from_utf8(&bytes).unwrap());
+            }
+            _ => {}
+        }
+    }
+    if let Some((conn, work)) = work {
+        let (verified, hash) = work.perform(&crate::password::PasswordCost::TEST);
+        hub.handle(
+            0,
+            Input::PasswordDone {
+                conn,
+                verified,
+                hash,
+            },
+        );
+    }
+    out + &sent_to(hub, conn)
+}
+
+#[test]
+fn the_servers_operator_resets_a_password_and_deletes_an_account() {
+    let mut hub = Hub::new(HubConfig {
+        durable: true,
+        ..HubConfig::default()
+    });
+    let cost = crate::password::PasswordCost::TEST;
+    hub.restore_accounts(vec![StoredAccount {
+        name: "zed".into(),
+        hash: crate::password::hash("old password", &cost),
+        ..StoredAccount::default()
+    }]);
+    hello(&mut hub, 1, "zed-phone");
+    assert!(log_in(&mut hub, 1, "zed", "old password").contains(r#""type":"logged_in""#));
+    hello(&mut hub, 2, "amy");
+
+    let new_hash = crate::password::hash("new password", &cost);
+    let id = hub.reset_password(0, "ZED", new_hash.clone()).unwrap();
+    let mut stored = None;
+    let mut bye = String::new();
+    while let Some(output) = hub.poll_output() {
+        match output {
+            Output::Store(Record::Account { id: at, hash, .. }) => stored = Some((at, hash)),
+            Output::Transmit { to, bytes } if to.contains(&ConnId(1)) => {
+                bye.push_str(std::str::from_utf8(&bytes).unwrap());
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(
+        stored,
+        Some((id, new_hash)),
+        "the new hash goes to the store"
+    );
+    assert!(
+        bye.contains(r#""reason":"password reset by the server's operator""#),
+        "{bye}"
+    );
+    assert!(
+        log_in(&mut hub, 2, "zed", "old password").contains(r#""code":"bad_credentials""#),
+        "the old password is refused"
+    );
+    let out = log_in(&mut hub, 2, "zed", "new password");
+    assert!(out.contains(r#""type":"logged_in""#), "{out}");
+
+    let deleted = hub.remove_account(0, "zed").unwrap();
+    let mut records = Vec::new();
+    let mut to_amy = String::new();
+    while let Some(output) = hub.poll_output() {
+        match output {
+            Output::Store(record) => records.push(record),
+            Output::Transmit { to, bytes } if to.contains(&ConnId(2)) => {
+                to_amy.push_str(std::str::from_utf8(&bytes).unwrap());
+            }
+            _ => {}
+        }
+    }
+    assert!(records.contains(&Record::AccountDeleted {
+        id: deleted,
+        account: "zed".into()
+    }));
+    assert!(
+        to_amy.contains("account deleted by the server's operator"),
+        "{to_amy}"
+    );
+    assert!(!hub.account_exists("zed"));
+    assert_eq!(
+        hub.remove_account(0, "zed"),
+        Err("there is no account called zed".into())
+    );
+    assert_eq!(
+        hub.reset_password(0, "nobody", String::new()),
+        Err("there is no account called nobody".into())
+    );
+    assert_eq!(hub.check_invariants(), Ok(()));
+}
+
+#[test]
+fn a_reload_changes_limits_and_operators_but_not_what_state_is_built_on() {
+    let mut hub = Hub::new(HubConfig::default());
+    hello(&mut hub, 1, "ann");
+    hub.reconfigure(HubConfig {
+        server_name: "renamed".into(),
+        default_room: "#elsewhere".into(),
+        history: 3,
+        durable: true,
+        motd: Some("new rules".into()),
+        flood_rate: 1,
+        operators: vec!["Ann".into()],
+        ..HubConfig::default()
+    });
+    let config = hub.config();
+    assert_eq!(
+        (config.server_name.as_str(), config.default_room.as_str()),
+        ("chat", "#lobby")
+    );
+    assert_eq!((config.history, config.durable), (1000, false));
+    assert_eq!(
+        (config.motd.as_deref(), config.flood_rate),
+        (Some("new rules"), 1)
+    );
+    assert!(hub.operators.contains("ann"));
+    // The new MOTD greets the next connection.
+    hub.handle(
+        0,
+        Input::Connect {
+            conn: ConnId(2),
+            addr: std::net::Ipv4Addr::LOCALHOST.into(),
+            wire: Default::default(),
+        },
+    );
+    hub.handle(
+        0,
+        Input::Frame {
+            conn: ConnId(2),
+            frame: Ok(ClientMsg::Hello {
+                version: 1,
+                name: "bob".into(),
+                password: None,
+            }),
+        },
+    );
+    assert!(sent_to(&mut hub, 2).contains(r#""motd":"new rules""#));
+}
+
+#[test]
+fn counters_count_accepted_messages_and_flood_kicks() {
+    let mut hub = Hub::new(HubConfig {
+        // hello takes one token, the first message the other.
+        flood_burst: 2,
+        flood_rate: 1,
+        flood_queue: 2,
+        ..HubConfig::default()
+    });
+    hello(&mut hub, 1, "ann");
+    let say = |hub: &mut Hub, text: &str| {
+        hub.handle(
+            0,
+            Input::Frame {
+                conn: ConnId(1),
+                frame: Ok(ClientMsg::Say {
+                    room: "#lobby".into(),
+                    text: text.into(),
+                    cid: None,
+                }),
+            },
+        );
+    };
+    say(&mut hub, "one");
+    assert_eq!(hub.counters().messages, 1);
+    for _ in 0..5 {
+        say(&mut hub, "more");
+    }
+    while hub.poll_output().is_some() {}
+    assert_eq!(
+        hub.counters(),
+        Counters {
+            messages: 1,
+            flood_kicks: 1
+        }
+    );
+    assert_eq!(hub.connection_count(), 0);
+}

@@ -6,6 +6,7 @@ mod behaviour;
 mod harness;
 mod irc;
 mod moderation;
+mod ops;
 mod persistence;
 mod tls;
 mod weechat;
