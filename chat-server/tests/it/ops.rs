@@ -811,3 +811,98 @@ async fn account_subcommands_work_on_a_running_and_on_a_stopped_server() {
     );
     server.stop();
 }
+
+/// The packaging directory.
+fn packaging() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging")
+}
+
+#[test]
+fn the_systemd_units_pass_systemd_analyze() {
+    let dir = tempfile::tempdir().unwrap();
+    let units = [
+        "chat-server.service",
+        "chat-server-backup.service",
+        "chat-server-backup.timer",
+    ];
+    // The units name the installed binary; here it is the one just built.
+    for unit in units {
+        let text = std::fs::read_to_string(packaging().join(unit)).unwrap();
+        let text = text.replace(
+            "/usr/local/bin/chat-server",
+            env!("CARGO_BIN_EXE_chat-server"),
+        );
+        std::fs::write(dir.path().join(unit), text).unwrap();
+    }
+    let analyze = |args: &[&str]| {
+        Command::new("systemd-analyze")
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .expect("systemd-analyze (Debian's systemd; cargo xtask test installs it)")
+    };
+    let mut verify = vec!["verify"];
+    let paths: Vec<String> = units.iter().map(|u| format!("./{u}")).collect();
+    verify.extend(paths.iter().map(String::as_str));
+    let out = analyze(&verify);
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success() && said.trim().is_empty(), "{said}");
+    // The hardening options hold: systemd rates the exposure from 0 (none) to 10; "OK" is below
+    // 4.5, and this unit must stay at 2 or below.
+    let out = analyze(&[
+        "security",
+        "--offline=yes",
+        "--threshold=20",
+        "./chat-server.service",
+    ]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{said}");
+    let level = said
+        .lines()
+        .find_map(|l| {
+            l.split("Overall exposure level for chat-server.service: ")
+                .nth(1)
+        })
+        .unwrap_or_else(|| panic!("no overall level in {said}"));
+    eprintln!("systemd-analyze security: {level}");
+}
+
+#[test]
+fn the_container_file_passes_hadolint() {
+    let file = packaging().join("Containerfile");
+    let hadolint = std::env::var("HADOLINT").unwrap_or_else(|_| "hadolint".into());
+    let out = Command::new(&hadolint)
+        .args(["--no-color"])
+        .arg(&file)
+        .output()
+        .unwrap_or_else(|e| panic!("{hadolint} ({e}): cargo xtask test installs it"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // The image runs as a user with a number, from the defaults the binary checks fine.
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(text.contains("USER 10001:10001"));
+    let env: Vec<(String, String)> = text
+        .lines()
+        .filter_map(|l| {
+            let l = l.trim().trim_start_matches("ENV ").trim_end_matches(" \\");
+            let (k, v) = l.split_once('=')?;
+            k.starts_with("CHAT_")
+                .then(|| (k.to_string(), v.to_string()))
+        })
+        .collect();
+    assert!(env.len() >= 5, "{env:?}");
+    let dir = tempfile::tempdir().unwrap();
+    let mut env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let data = dir.path().to_str().unwrap();
+    env.retain(|(k, _)| *k != "CHAT_DATA_DIR");
+    env.push(("CHAT_DATA_DIR", data));
+    let (code, out, err) = run(&["--check-config"], &env, "");
+    assert_eq!(code, 0, "{out}{err}");
+}
