@@ -106,7 +106,9 @@ pub fn lock(dir: &Path) -> anyhow::Result<Option<File>> {
         Ok(()) => Ok(Some(file)),
         Err(std::fs::TryLockError::WouldBlock) => Ok(None),
         Err(std::fs::TryLockError::Error(err)) => {
-            Err(err).with_context(|| format!("cannot lock {}", path.display()))
+            // A file system without locks (some network file systems): go on unlocked.
+            tracing::warn!(path = %path.display(), %err, "cannot lock the data directory; nothing keeps a second server out of it");
+            Ok(Some(file))
         }
     }
 }
@@ -416,18 +418,26 @@ pub fn restore(dir: &Path, source: &Path) -> anyhow::Result<()> {
     }
     let db = database(dir);
     if db.exists() {
-        // Fold the WAL in first, so that the file kept aside is whole.
-        Connection::open(&db)?.pragma_update(None, "wal_checkpoint", "TRUNCATE")?;
-        let aside = dir.join(format!(
+        // Fold the WAL in first, so that the file kept aside is whole. The database being
+        // replaced may be damaged (the reason for a restore): then its WAL goes aside with it,
+        // under the name SQLite looks for beside it.
+        let _ =
+            Connection::open(&db).and_then(|c| c.pragma_update(None, "wal_checkpoint", "TRUNCATE"));
+        let aside = format!(
             "chat.sqlite3.before-restore-{}",
             chrono::Utc::now().format("%Y%m%d-%H%M%S")
-        ));
-        std::fs::rename(&db, &aside)?;
-        eprintln!("the database it replaces is kept as {}", aside.display());
+        );
+        std::fs::rename(&db, dir.join(&aside))?;
+        let wal = dir.join("chat.sqlite3-wal");
+        if wal.exists() {
+            std::fs::rename(&wal, dir.join(format!("{aside}-wal")))?;
+        }
+        eprintln!(
+            "the database it replaces is kept as {}",
+            dir.join(&aside).display()
+        );
     }
-    for stale in ["chat.sqlite3-wal", "chat.sqlite3-shm"] {
-        let _ = std::fs::remove_file(dir.join(stale));
-    }
+    let _ = std::fs::remove_file(dir.join("chat.sqlite3-shm"));
     let partial = dir.join("chat.sqlite3.partial");
     std::fs::copy(source, &partial).with_context(|| format!("cannot copy {}", source.display()))?;
     File::open(&partial)?.sync_all()?;

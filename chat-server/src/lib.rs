@@ -785,10 +785,17 @@ pub async fn serve_with(
     let control_task = if config.in_memory {
         None
     } else {
-        Some(tokio::spawn(admin_socket(
-            bind_control(&config.data_dir)?,
-            control_tx.clone(),
-        )))
+        match bind_control(&config.data_dir) {
+            Ok(listener) => Some(tokio::spawn(admin_socket(listener, control_tx.clone()))),
+            Err(err) => {
+                // A data directory whose path is too long for a Unix socket, say: the server
+                // runs, and the account subcommands need it stopped.
+                tracing::warn!(
+                    "no control socket, so `chat-server accounts` changes need the server stopped: {err:#}"
+                );
+                None
+            }
+        }
     };
     let (live_tx, live_rx) = tokio::sync::watch::channel(Arc::new(config.clone()));
     #[cfg(unix)]

@@ -20,7 +20,7 @@ async fn start(listen: &str, data: Option<&str>) -> Server {
 }
 
 async fn start_with(listen: &str, data: Option<&str>, extra: &[&str]) -> Server {
-    let mut args = vec!["chat-server", "--listen", listen];
+    let mut args = vec!["chat-server", "--listen", listen, "--metrics-listen", "off"];
     args.extend(extra);
     match data {
         Some(dir) => args.extend(["--data-dir", dir]),

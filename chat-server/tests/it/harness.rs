@@ -30,6 +30,7 @@ pub async fn spawn_binary(flags: &[&str]) -> (std::process::Child, Client) {
     let port = free_port();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_chat-server"))
         .args(["--listen", &format!("127.0.0.1:{port}"), "--in-memory"])
+        .args(["--metrics-listen", "off"])
         .args(flags)
         .env("RUST_LOG", "info")
         .stdout(std::process::Stdio::null())
@@ -73,6 +74,9 @@ impl TestServer {
         }
         if !flags.contains(&"--connect-rate") {
             args.extend(["--connect-rate", "0"]);
+        }
+        if !flags.contains(&"--metrics-listen") {
+            args.extend(["--metrics-listen", "off"]);
         }
         args.extend_from_slice(flags);
         let config = chat_server::Config::parse_from(args);
