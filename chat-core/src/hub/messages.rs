@@ -90,26 +90,9 @@ impl Hub {
         if !self.store_can_take(conn, 64 + text.len()) {
             return;
         }
-        let id = self.take_id();
-        let ts = self.stamp();
-        let from = self.name_of(conn);
         let to = self.name_of(target);
-        if let Some(cid) = &cid {
-            self.remember_cid(cid.clone(), id);
-        }
-        self.counters.messages += 1;
-        let direct = offline::StoredDirect {
-            id,
-            ts,
-            from,
-            to,
-            text,
-            action,
-        };
-        if self.config.durable {
-            self.outputs
-                .push_back(Output::Store(direct.record(cid.clone(), false)));
-        }
+        let direct = self.new_direct(conn, to, text, action, &cid, false);
+        let id = direct.id;
         let msg = direct.message();
         self.sequence(
             id,

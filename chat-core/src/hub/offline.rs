@@ -54,6 +54,38 @@ impl StoredDirect {
 }
 
 impl Hub {
+    /// A direct message `conn` sends, accepted: its id and time, its `cid` remembered, counted,
+    /// and handed to the store (marked waiting when `offline`).
+    pub(super) fn new_direct(
+        &mut self,
+        conn: ConnId,
+        to: String,
+        text: String,
+        action: bool,
+        cid: &Option<String>,
+        offline: bool,
+    ) -> StoredDirect {
+        let id = self.take_id();
+        let ts = self.stamp();
+        if let Some(cid) = cid {
+            self.remember_cid(cid.clone(), id);
+        }
+        self.counters.messages += 1;
+        let direct = StoredDirect {
+            id,
+            ts,
+            from: self.name_of(conn),
+            to,
+            text,
+            action,
+        };
+        if self.config.durable {
+            self.outputs
+                .push_back(Output::Store(direct.record(cid.clone(), offline)));
+        }
+        direct
+    }
+
     /// `conn` wrote to `raw`, who is not connected. True when it was handled here (queued for
     /// an account, or refused); false when nobody of that name exists at all.
     pub(super) fn direct_offline(
@@ -92,25 +124,8 @@ impl Hub {
         if !self.store_can_take(conn, 64 + text.len()) {
             return true;
         }
-        let id = self.take_id();
-        let ts = self.stamp();
-        let from = self.name_of(conn);
-        if let Some(cid) = &cid {
-            self.remember_cid(cid.clone(), id);
-        }
-        self.counters.messages += 1;
-        let direct = StoredDirect {
-            id,
-            ts,
-            from,
-            to: to.clone(),
-            text,
-            action,
-        };
-        if self.config.durable {
-            self.outputs
-                .push_back(Output::Store(direct.record(cid.clone(), true)));
-        }
+        let direct = self.new_direct(conn, to.clone(), text, action, &cid, true);
+        let id = direct.id;
         let msg = direct.message();
         self.offline.entry(key).or_default().push_back(direct);
         self.reply(conn, &ServerMsg::Offline { name: to });
