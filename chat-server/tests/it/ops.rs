@@ -358,7 +358,6 @@ async fn scrape(port: u16) -> std::collections::BTreeMap<String, f64> {
 async fn metrics_are_scraped_and_parsed_while_load_runs() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let metrics_port = free_port();
     let mut args = vec![
         "--data-dir",
         data.to_str().unwrap(),
@@ -367,10 +366,18 @@ async fn metrics_are_scraped_and_parsed_while_load_runs() {
         "--connect-rate",
         "0",
     ];
-    let metrics = format!("127.0.0.1:{metrics_port}");
-    args.extend(["--metrics-listen", &metrics]);
+    // Port 0: the kernel picks one no other test holds, and the log says which.
+    args.extend(["--metrics-listen", "127.0.0.1:0"]);
     args.extend_from_slice(CHEAP);
     let server = Server::start(dir.path(), &args, &[]).await;
+    server.wait_log("/metrics", 1).await;
+    let log = server.log_text();
+    let metrics_port: u16 = log
+        .split("metrics on http://127.0.0.1:")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|port| port.parse().ok())
+        .unwrap_or_else(|| panic!("no metrics address in {log}"));
     assert_eq!(
         http_get(metrics_port, "/healthz").await,
         (200, "ok\n".into())
