@@ -163,6 +163,8 @@ pub struct ModeChange {
     pub topic_lock: Option<bool>,
     /// `R`: only accounts join.
     pub registered_only: Option<bool>,
+    /// `s`: secret, only members see the room.
+    pub secret: Option<bool>,
     /// `k`: the key (empty to remove it).
     pub key: Option<Secret>,
 }
@@ -254,6 +256,7 @@ fn mode_args(args: &str) -> Option<ModeChange> {
                 'i' => change.invite_only = Some(on),
                 't' => change.topic_lock = Some(on),
                 'R' => change.registered_only = Some(on),
+                's' => change.secret = Some(on),
                 'k' if on => change.key = Some(Secret::new(params.next()?)),
                 'k' => change.key = Some(Secret::new("")),
                 _ => return None,
@@ -351,8 +354,8 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
     ),
     (
         "/mode",
-        "/mode [+m|+i|+t|+R|+k key|-k ...]",
-        "show or set modes: moderated, invite-only, topic lock, accounts only, key",
+        "/mode [+m|+i|+t|+R|+s|+k key|-k ...]",
+        "show or set modes: moderated, invite-only, topic lock, accounts only, secret, key",
     ),
     (
         "/invite",
@@ -827,6 +830,7 @@ mod tests {
                 invite_only: Some(true),
                 topic_lock: Some(false),
                 registered_only: None,
+                secret: None,
                 key: Some(Secret::new("sesame")),
             }))
         );

@@ -246,6 +246,10 @@ pub enum ClientMsg {
         /// Only people logged in to an account may join.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         registered_only: Option<bool>,
+        /// Secret: only members see the room (its place in the room list, history, members,
+        /// topic); to anyone else it does not exist.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        secret: Option<bool>,
         /// A key (password) to join with; an empty string removes it.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         key: Option<Secret>,
@@ -829,6 +833,9 @@ pub struct RoomModes {
     /// Only accounts join.
     #[serde(default, skip_serializing_if = "is_false")]
     pub registered_only: bool,
+    /// Only members see it.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub secret: bool,
     /// Joining needs a key (which is not shown).
     #[serde(default, skip_serializing_if = "is_false")]
     pub key: bool,

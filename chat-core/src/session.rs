@@ -1544,6 +1544,7 @@ impl Session {
                 invite_only: change.invite_only,
                 topic_lock: change.topic_lock,
                 registered_only: change.registered_only,
+                secret: change.secret,
                 key: change.key,
             }),
             Command::Invite { name, duration } => {
@@ -2414,6 +2415,7 @@ fn describe_modes(m: RoomModes) -> String {
         (m.invite_only, "invite-only (+i)"),
         (m.topic_lock, "topic locked (+t)"),
         (m.registered_only, "accounts only (+R)"),
+        (m.secret, "secret (+s)"),
         (m.key, "key needed (+k)"),
         (m.closed, "closed"),
     ]

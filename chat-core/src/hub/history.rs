@@ -48,7 +48,7 @@ impl Hub {
     /// Answers `history` from memory when the memory holds every message the query could
     /// want, else asks the store ([`Output::LoadHistory`]).
     pub(super) fn cmd_history(&mut self, conn: ConnId, raw: &str, mut query: HistoryQuery) {
-        let Some((key, _)) = self.existing_room(conn, raw) else {
+        let Some((key, _)) = self.readable_room(conn, raw) else {
             return;
         };
         query.key = key.clone();
@@ -151,7 +151,7 @@ impl Hub {
         before: Option<MsgId>,
         limit: u32,
     ) {
-        let Some((key, _)) = self.member_room(conn, raw) else {
+        let Some((key, _)) = self.readable_room(conn, raw) else {
             return;
         };
         let words = search_words(text);

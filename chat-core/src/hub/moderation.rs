@@ -210,6 +210,7 @@ fn mode_letters(m: RoomModes) -> String {
         (m.invite_only, 'i'),
         (m.topic_lock, 't'),
         (m.registered_only, 'R'),
+        (m.secret, 's'),
         (m.key, 'k'),
     ]
     .into_iter()
@@ -361,16 +362,33 @@ impl Hub {
     }
 
     /// Whether `conn` may join the room now (it is in memory), replying with the reason when
-    /// not. Bans stop everyone but server operators; invitations, roles and the account having
-    /// been in the room already get past invite-only, the key and registered-only.
+    /// not.
     pub(super) fn may_join(&mut self, conn: ConnId, key: &str, given: Option<&Secret>) -> bool {
+        match self.join_refusal(conn, key, given) {
+            Some((code, why)) => {
+                self.reply(conn, &error(code, &why));
+                false
+            }
+            None => true,
+        }
+    }
+
+    /// Why `conn` may not join the room now (it is in memory), if it may not. Bans stop
+    /// everyone but server operators; invitations, roles and the account having been in the
+    /// room already get past invite-only, the key and registered-only.
+    fn join_refusal(
+        &self,
+        conn: ConnId,
+        key: &str,
+        given: Option<&Secret>,
+    ) -> Option<(ErrorCode, String)> {
         if self.is_server_op(conn) {
-            return true;
+            return None;
         }
         let now = self.wall_now();
         let room = &self.rooms[key];
         let shown = room.name.clone();
-        let refusal = if room.settings.modes.closed {
+        if room.settings.modes.closed {
             Some((
                 ErrorCode::RoomClosed,
                 format!("{shown} was closed by the server's operators"),
@@ -422,14 +440,42 @@ impl Hub {
             } else {
                 None
             }
-        };
-        match refusal {
-            Some((code, why)) => {
-                self.reply(conn, &error(code, &why));
-                false
-            }
-            None => true,
         }
+    }
+
+    /// Whether `conn` may read a room in memory (its history, members, topic, modes, bans,
+    /// and its place in the room list): members and server operators may; anyone else only
+    /// when the room is not secret and they could join it right now, without a key.
+    pub(super) fn may_read(&self, conn: ConnId, key: &str) -> bool {
+        let Some(room) = self.rooms.get(key) else {
+            return false;
+        };
+        room.members.contains(&conn)
+            || self.is_server_op(conn)
+            || (!room.settings.modes.secret && self.join_refusal(conn, key, None).is_none())
+    }
+
+    /// The room `raw` names, when `conn` may read it (see [`Hub::may_read`]); else replies
+    /// why not. A secret room is answered as if it did not exist.
+    pub(super) fn readable_room(&mut self, conn: ConnId, raw: &str) -> Option<(String, String)> {
+        let (key, name) = self.existing_room(conn, raw)?;
+        if self.may_read(conn, &key) {
+            return Some((key, name));
+        }
+        let room = &self.rooms[&key];
+        let (code, why) = if room.settings.modes.secret {
+            (ErrorCode::NoSuchRoom, format!("there is no room {name}"))
+        } else {
+            let why = self
+                .join_refusal(conn, &key, None)
+                .map_or_else(String::new, |(_, why)| format!(": {why}"));
+            (
+                ErrorCode::NotInRoom,
+                format!("you are not in {}{why}", room.name),
+            )
+        };
+        self.reply(conn, &error(code, &why));
+        None
     }
 
     /// Whether `conn` may speak in a room it is in, replying with the reason when not.
@@ -1094,7 +1140,7 @@ impl Hub {
     }
 
     pub(super) fn cmd_bans(&mut self, conn: ConnId, raw: &str, after: Option<u32>) {
-        let Some((key, _)) = self.existing_room(conn, raw) else {
+        let Some((key, _)) = self.readable_room(conn, raw) else {
             return;
         };
         let wall = self.wall_now();
@@ -1233,6 +1279,7 @@ impl Hub {
             invite_only,
             topic_lock,
             registered_only,
+            secret,
             key: room_key,
         } = &msg
         else {
@@ -1242,9 +1289,10 @@ impl Hub {
             && invite_only.is_none()
             && topic_lock.is_none()
             && registered_only.is_none()
+            && secret.is_none()
             && room_key.is_none();
         if query {
-            let Some((key, _)) = self.existing_room(conn, room) else {
+            let Some((key, _)) = self.readable_room(conn, room) else {
                 return;
             };
             let room = &self.rooms[&key];
@@ -1279,6 +1327,7 @@ impl Hub {
         m.invite_only = invite_only.unwrap_or(m.invite_only);
         m.topic_lock = topic_lock.unwrap_or(m.topic_lock);
         m.registered_only = registered_only.unwrap_or(m.registered_only);
+        m.secret = secret.unwrap_or(m.secret);
         if let Some(k) = new_key {
             r.settings.key = Some(k).filter(|k| !k.is_empty());
         }

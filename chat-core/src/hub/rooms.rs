@@ -377,7 +377,7 @@ impl Hub {
 
     pub(super) fn cmd_topic(&mut self, conn: ConnId, raw: &str, topic: Option<String>) {
         let Some(topic) = topic else {
-            let Some((key, _)) = self.existing_room(conn, raw) else {
+            let Some((key, _)) = self.readable_room(conn, raw) else {
                 return;
             };
             let room = &self.rooms[&key];
@@ -437,7 +437,7 @@ impl Hub {
     }
 
     pub(super) fn cmd_who(&mut self, conn: ConnId, raw: &str, after: Option<String>) {
-        let Some((key, _)) = self.existing_room(conn, raw) else {
+        let Some((key, _)) = self.readable_room(conn, raw) else {
             return;
         };
         let room = &self.rooms[&key];
@@ -494,7 +494,7 @@ impl Hub {
         let mut rooms: Vec<(String, RoomInfo)> = self
             .rooms
             .iter()
-            .filter(|(k, _)| from.as_ref().is_none_or(|f| *k > f))
+            .filter(|(k, _)| from.as_ref().is_none_or(|f| *k > f) && self.may_read(conn, k))
             .map(|(k, r)| {
                 (
                     k.clone(),

@@ -991,6 +991,7 @@ impl Adapter {
                 invite_only: None,
                 topic_lock: None,
                 registered_only: None,
+                secret: None,
                 key: None,
             };
             return out.hub(query, asked);
@@ -1002,6 +1003,7 @@ impl Adapter {
             invite_only: None,
             topic_lock: None,
             registered_only: None,
+            secret: None,
             key: None,
         };
         let mut any_flag = false;
@@ -1055,13 +1057,14 @@ impl Adapter {
                     };
                     out.hub(hub, Asked::new("MODE", target));
                 }
-                'i' | 'm' | 't' | 'R' | 'k' => {
+                'i' | 'm' | 's' | 't' | 'R' | 'k' => {
                     any_flag = true;
                     if let ClientMsg::Mode {
                         moderated,
                         invite_only,
                         topic_lock,
                         registered_only,
+                        secret,
                         key,
                         ..
                     } = &mut flags
@@ -1071,6 +1074,7 @@ impl Adapter {
                             'm' => *moderated = Some(on),
                             't' => *topic_lock = Some(on),
                             'R' => *registered_only = Some(on),
+                            's' => *secret = Some(on),
                             _ => {
                                 let given = args.next().map_or("", String::as_str);
                                 if on && given.is_empty() {
@@ -1427,7 +1431,7 @@ impl Adapter {
         self.numeric_params(
             out,
             "004",
-            &[&s.name, &s.version, "i", "bikmqotvR", "bkoqv"],
+            &[&s.name, &s.version, "i", "bikmqostvR", "bkoqv"],
         );
         self.isupport(out);
         self.motd(out);
@@ -1438,7 +1442,7 @@ impl Adapter {
         let tokens = [
             "CASEMAPPING=rfc8265".to_string(),
             format!("CHANLIMIT=#:{}", s.max_rooms),
-            "CHANMODES=b,k,,imntR".to_string(),
+            "CHANMODES=b,k,,imnstR".to_string(),
             format!("CHANNELLEN={}", names::MAX_ROOM_CHARS),
             "CHANTYPES=#".to_string(),
             format!("KICKLEN={}", s.reason_len),

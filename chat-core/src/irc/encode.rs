@@ -434,6 +434,7 @@ pub fn mode_change(modes: &RoomModes) -> (String, Vec<&'static str>) {
         ('i', modes.invite_only),
         ('k', modes.key),
         ('m', modes.moderated),
+        ('s', modes.secret),
         ('t', modes.topic_lock),
         ('R', modes.registered_only),
     ];
@@ -467,6 +468,7 @@ pub fn mode_string(modes: &RoomModes) -> (String, Vec<&'static str>) {
         ('i', modes.invite_only),
         ('k', modes.key),
         ('m', modes.moderated),
+        ('s', modes.secret),
         ('t', modes.topic_lock),
         ('R', modes.registered_only),
     ] {
@@ -658,7 +660,7 @@ mod tests {
                 by: Some("bo".into()),
                 ts: Some(1)
             }),
-            ":bo!bo@chat-server MODE #den +km-itR *\r\n"
+            ":bo!bo@chat-server MODE #den +km-istR *\r\n"
         );
         assert_eq!(
             ev(ServerMsg::Ping {

@@ -1149,6 +1149,7 @@ fn moderation_commands_roles_and_refused_joins() {
                 invite_only: None,
                 topic_lock: None,
                 registered_only: None,
+                secret: None,
                 key: Some(Secret::new("")),
             },
         ),
