@@ -16,7 +16,7 @@
 //! a leading `:$&#+%~`), so the same names work for IRC clients.
 
 use icu_casemap::CaseMapper;
-use icu_properties::props::{DefaultIgnorableCodePoint, GeneralCategory};
+use icu_properties::props::{DefaultIgnorableCodePoint, GeneralCategory, SoftDotted};
 use icu_properties::{CodePointMapData, CodePointSetData};
 use unicode_normalization::UnicodeNormalization;
 
@@ -119,12 +119,69 @@ pub fn key(name: &str) -> String {
     current
 }
 
-/// The UTS #39 skeleton of a name's key: names that look alike share it.
+/// The UTS #39 skeletons a name can be seen as: of the name as typed, of its key, and of its
+/// key in capitals. Two names look alike when they share one. Case folding alone would hide
+/// look-alikes: `I` (capital i) looks like `l`, but folds to `i`; so `aIice` is compared as
+/// typed (`alice`), and `ALlCE` as `ALICE` would be written. Each skeleton is keyed again, so
+/// case stays out of the comparison, and a combining dot above after a soft-dotted letter
+/// (`i\u{307}`, `\u{131}\u{307}`) is the dot the letter already shows.
+pub fn skeletons(name: &str) -> Vec<String> {
+    let typed: String = name.nfc().collect();
+    let folded = key(&typed);
+    let capitals = folded.to_uppercase();
+    let mut all = Vec::with_capacity(3);
+    for form in [typed.as_str(), folded.as_str(), capitals.as_str()] {
+        let s = skeleton_of(form);
+        if !all.contains(&s) {
+            all.push(s);
+        }
+    }
+    all
+}
+
+/// The one skeleton of a name's key, for rooms (whose names are compared as keys anyway) and
+/// for name patterns (see [`skeleton_pattern`]).
 pub fn skeleton(name: &str) -> String {
-    let key = key(name);
-    let skeleton: String = unicode_security::confusable_detection::skeleton(&key).collect();
+    skeleton_of(&key(name))
+}
+
+/// A name pattern (`*` any run, `?` one character) with its literal runs turned into
+/// skeletons, so that it matches what [`skeletons`] gives of a look-alike name.
+pub fn skeleton_pattern(pattern: &str) -> String {
+    let mut out = String::with_capacity(pattern.len());
+    let mut run = String::new();
+    for c in pattern.chars() {
+        if c == '*' || c == '?' {
+            if !run.is_empty() {
+                out.push_str(&skeleton_of(&std::mem::take(&mut run)));
+            }
+            out.push(c);
+        } else {
+            run.push(c);
+        }
+    }
+    if !run.is_empty() {
+        out.push_str(&skeleton_of(&run));
+    }
+    out
+}
+
+fn skeleton_of(form: &str) -> String {
+    let soft_dotted = CodePointSetData::new::<SoftDotted>();
+    let raw: String = unicode_security::confusable_detection::skeleton(form).collect();
+    // The skeleton is in NFD: drop a dot above that follows a soft-dotted letter (or one the
+    // skeleton turned into one), which draws no second dot.
+    let mut undotted = String::with_capacity(raw.len());
+    let mut after_soft = false;
+    for c in raw.chars() {
+        if c == '\u{307}' && after_soft {
+            continue;
+        }
+        after_soft = soft_dotted.contains(c);
+        undotted.push(c);
+    }
     // The skeleton of `I` is `l`: keying it again keeps case out of the comparison.
-    self::key(&skeleton)
+    key(&undotted)
 }
 
 fn check_chars(s: &str, max: usize) -> Result<(), NameError> {
@@ -213,6 +270,29 @@ mod tests {
         assert_eq!(skeleton("\u{430}lice"), skeleton("alice"));
         assert_eq!(skeleton("paypa1"), skeleton("PAYPAL"));
         assert_ne!(skeleton("alice"), skeleton("bob"));
+        let alike = |a: &str, b: &str| skeletons(a).iter().any(|s| skeletons(b).contains(s));
+        for fake in [
+            "aIice",
+            "ALlCE",
+            "ali\u{307}ce",
+            "al\u{131}\u{307}ce",
+            "al\u{131}ce",
+            "\u{430}lice",
+            "AL\u{406}CE",
+        ] {
+            assert!(alike(fake, "alice"), "{fake:?} passes for alice");
+        }
+        assert!(alike("BiII", "Bill"));
+        assert!(alike("bIll", "Bill"));
+        assert!(!alike("alice", "bob"));
+        assert!(!alike("alina", "alice"));
+        // Patterns: literal runs become skeletons, wildcards stay.
+        let pattern = skeleton_pattern("spam*");
+        assert!(
+            skeletons("sp\u{430}mmer")
+                .iter()
+                .any(|s| s.starts_with(pattern.trim_end_matches('*')))
+        );
     }
 
     #[test]

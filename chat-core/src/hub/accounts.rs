@@ -157,8 +157,9 @@ impl Hub {
                 continue;
             };
             let key = names::key(&name);
-            let skeleton = names::skeleton(&name);
-            if self.account_like(&key, &skeleton).is_some() {
+            // A look-alike of an account loaded before was accepted when it was registered
+            // (under older rules): it stays. Only the same name twice is refused.
+            if self.accounts.contains_key(&key) {
                 refused.push(stored.name);
                 continue;
             }
@@ -169,7 +170,7 @@ impl Hub {
                     .map(|r| names::key(&r))
                     .collect()
             };
-            self.account_skeletons.insert(skeleton, key.clone());
+            identity::index_skeletons(&mut self.account_skeletons, &key);
             self.accounts.insert(
                 key,
                 Account {
@@ -195,12 +196,13 @@ impl Hub {
         self.accounts.len()
     }
 
-    /// The account whose name is `key` or looks like it (same `skeleton`), if any.
-    pub(super) fn account_like(&self, key: &str, skeleton: &str) -> Option<String> {
-        if self.accounts.contains_key(key) {
-            return Some(key.to_string());
+    /// The account of that name, or one it looks like ([`identity::look_alike`]), if any.
+    pub(super) fn account_like(&self, name: &str) -> Option<String> {
+        let key = names::key(name);
+        if self.accounts.contains_key(&key) {
+            return Some(key);
         }
-        self.account_skeletons.get(skeleton).cloned()
+        identity::look_alike(&self.account_skeletons, name)
     }
 
     pub(super) fn cmd_register(&mut self, now: UnixMillis, conn: ConnId, password: Secret) {
@@ -218,8 +220,7 @@ impl Hub {
             return;
         }
         let name = self.name_of(conn);
-        let key = names::key(&name);
-        if let Some(account) = self.account_like(&key, &names::skeleton(&name)) {
+        if let Some(account) = self.account_like(&name) {
             let shown = self.accounts[&account].name.clone();
             self.reply(
                 conn,
@@ -620,8 +621,7 @@ impl Hub {
     fn create_account(&mut self, conn: ConnId, hash: String) {
         let name = self.name_of(conn);
         let key = names::key(&name);
-        let skeleton = names::skeleton(&name);
-        if name.is_empty() || self.account_like(&key, &skeleton).is_some() {
+        if name.is_empty() || self.account_like(&name).is_some() {
             self.reply(
                 conn,
                 &error(
@@ -632,7 +632,7 @@ impl Hub {
             return;
         }
         let rooms = self.conns[&conn].rooms.clone();
-        self.account_skeletons.insert(skeleton, key.clone());
+        identity::index_skeletons(&mut self.account_skeletons, &key);
         self.accounts.insert(
             key.clone(),
             Account {
@@ -689,10 +689,7 @@ impl Hub {
         let deleted = self.accounts.remove(account)?;
         self.login_throttles.remove(account);
         self.offline.remove(account);
-        let skeleton = names::skeleton(&deleted.name);
-        if self.account_skeletons.get(&skeleton).map(String::as_str) == Some(account) {
-            self.account_skeletons.remove(&skeleton);
-        }
+        identity::unindex_skeletons(&mut self.account_skeletons, account);
         let id = self.take_id();
         if self.config.durable {
             self.outputs

@@ -105,8 +105,7 @@ impl Hub {
             }
         };
         let key = names::key(&name);
-        let skeleton = names::skeleton(&name);
-        let account = self.account_like(&key, &skeleton);
+        let account = self.account_like(&name);
         if let Some(account) = account {
             let shown = self.accounts[&account].name.clone();
             let message = if account == key {
@@ -131,9 +130,8 @@ impl Hub {
             );
             return None;
         }
-        if let Some(similar) = self.name_skeletons.get(&skeleton)
-            && *similar != key
-            && let Some(&owner) = self.names.get(similar).and_then(|h| h.first())
+        if let Some(similar) = look_alike(&self.name_skeletons, &name)
+            && let Some(&owner) = self.names.get(&similar).and_then(|h| h.first())
             && owner != conn
         {
             let shown = self.name_of(owner);
@@ -168,7 +166,7 @@ impl Hub {
         if !holders.contains(&conn) {
             holders.push(conn);
         }
-        self.name_skeletons.insert(names::skeleton(name), key);
+        index_skeletons(&mut self.name_skeletons, &key);
     }
 
     pub(super) fn cmd_nick(&mut self, conn: ConnId, raw: &str) {
@@ -220,10 +218,7 @@ impl Hub {
         }
         self.names.remove(&key);
         self.away.remove(&key);
-        let skeleton = names::skeleton(name);
-        if self.name_skeletons.get(&skeleton) == Some(&key) {
-            self.name_skeletons.remove(&skeleton);
-        }
+        unindex_skeletons(&mut self.name_skeletons, &key);
     }
 
     /// The other connections holding `conn`'s name: the other devices of its account.
@@ -254,10 +249,9 @@ impl Hub {
         let mut n = 1;
         loop {
             let key = names::key(&name);
-            let skeleton = names::skeleton(&name);
             let free = !self.names.contains_key(&key)
-                && self.name_skeletons.get(&skeleton).is_none_or(|k| k == &key)
-                && self.account_like(&key, &skeleton).is_none();
+                && look_alike(&self.name_skeletons, &name).is_none()
+                && self.account_like(&name).is_none();
             if free {
                 return name;
             }
@@ -265,4 +259,30 @@ impl Hub {
             name = format!("{base}_{n}");
         }
     }
+}
+
+/// Adds the skeletons of a name (by its key: [`names::skeletons`] of the key) to an index of
+/// skeletons, each pointing at the key; a skeleton another key holds already stays with it.
+pub(super) fn index_skeletons(index: &mut HashMap<String, String>, key: &str) {
+    for skeleton in names::skeletons(key) {
+        index.entry(skeleton).or_insert_with(|| key.to_string());
+    }
+}
+
+/// Takes a key's skeletons out of an index of skeletons.
+pub(super) fn unindex_skeletons(index: &mut HashMap<String, String>, key: &str) {
+    for skeleton in names::skeletons(key) {
+        if index.get(&skeleton).is_some_and(|k| k == key) {
+            index.remove(&skeleton);
+        }
+    }
+}
+
+/// The key of another name in the index that `name` looks like: any skeleton of `name` as
+/// typed, folded or in capitals, against those of the names in the index.
+pub(super) fn look_alike(index: &HashMap<String, String>, name: &str) -> Option<String> {
+    let key = names::key(name);
+    names::skeletons(name)
+        .into_iter()
+        .find_map(|s| index.get(&s).filter(|k| **k != key).cloned())
 }

@@ -31,7 +31,13 @@ impl Rule {
     fn matches(&self, name_key: Option<&str>, account: Option<&str>, addr: IpAddr) -> bool {
         match self {
             Rule::Account(a) => account == Some(a.as_str()),
-            Rule::Name(pattern) => name_key.is_some_and(|n| glob(pattern, n)),
+            Rule::Name(pattern) => name_key.is_some_and(|n| {
+                // As typed, and by look: `spam*` also stops `sp\u{430}mmer`.
+                glob(pattern, n) || {
+                    let pattern = names::skeleton_pattern(pattern);
+                    names::skeletons(n).iter().any(|s| glob(&pattern, s))
+                }
+            }),
             Rule::Addr { addr: net, bits } => in_prefix(addr, *net, *bits),
         }
     }
