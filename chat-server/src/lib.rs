@@ -1421,7 +1421,10 @@ async fn accept_loop(
                 continue;
             }
         };
-        let ip = peer.ip();
+        // An IPv4 client of a dual-stack (`[::]`) socket arrives as `::ffff:a.b.c.d`: every
+        // policy (limits, throttles, bans, logs) sees its IPv4 address.
+        let ip = peer.ip().to_canonical();
+        let peer = std::net::SocketAddr::new(ip, peer.port());
         if live.has_changed().unwrap_or(false) {
             config = live.borrow_and_update().clone();
             throttle
@@ -1558,7 +1561,9 @@ async fn connection(
     let _ = stream.set_nodelay(true);
     let addr = stream
         .peer_addr()
-        .map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |a| a.ip());
+        .map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |a| {
+            a.ip().to_canonical()
+        });
     let socket = match tls {
         None => Socket::from(Arc::new(stream)),
         Some(acceptor) => {

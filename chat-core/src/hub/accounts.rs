@@ -133,10 +133,11 @@ impl Throttle {
 }
 
 /// The address a throttle counts against: IPv4 as it is, IPv6 cut to its /64 (one host's
-/// usual allocation, so that one machine cannot rotate through addresses).
+/// usual allocation, so that one machine cannot rotate through addresses). An IPv4 client on
+/// a dual-stack socket (`::ffff:a.b.c.d`) is its IPv4 address, not a share of `::/64`.
 pub(super) fn addr_key(addr: IpAddr) -> IpAddr {
-    match addr {
-        IpAddr::V4(_) => addr,
+    match addr.to_canonical() {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
         IpAddr::V6(v6) => {
             let mut segments = v6.segments();
             segments[4..].fill(0);

@@ -65,7 +65,10 @@ impl TestServer {
         flags: &[&str],
         faults: std::sync::Arc<chat_server::store::Faults>,
     ) -> TestServer {
-        let mut args = vec!["chat-server", "--listen", "127.0.0.1:0"];
+        let mut args = vec!["chat-server"];
+        if !flags.contains(&"--listen") {
+            args.extend(["--listen", "127.0.0.1:0"]);
+        }
         if !flags.contains(&"--data-dir") {
             args.push("--in-memory");
         }
@@ -130,6 +133,23 @@ pub struct Client {
 impl Client {
     pub async fn connect(addr: SocketAddr) -> Client {
         let stream = TcpStream::connect(addr).await.unwrap();
+        let (rd, wr) = stream.into_split();
+        Client {
+            reader: BufReader::new(rd),
+            writer: wr,
+        }
+    }
+
+    /// Connects from a chosen local address (any of 127.0.0.0/8 is this machine).
+    pub async fn connect_from(from: std::net::IpAddr, addr: SocketAddr) -> Client {
+        let socket = if from.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()
+        } else {
+            tokio::net::TcpSocket::new_v6()
+        }
+        .unwrap();
+        socket.bind(SocketAddr::new(from, 0)).unwrap();
+        let stream = socket.connect(addr).await.unwrap();
         let (rd, wr) = stream.into_split();
         Client {
             reader: BufReader::new(rd),

@@ -8,5 +8,6 @@ mod irc;
 mod moderation;
 mod ops;
 mod persistence;
+mod security;
 mod tls;
 mod weechat;
