@@ -461,7 +461,7 @@ impl Checker {
                     );
                     self.histories.push((conn, query));
                 }
-                Output::Password { conn, work: w } => self.work.push((conn, w)),
+                Output::Password { conn, work: w, .. } => self.work.push((conn, w)),
                 Output::Audit { conn, .. } => {
                     assert!(
                         self.open.contains(&conn),

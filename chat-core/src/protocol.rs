@@ -987,6 +987,9 @@ pub enum ErrorCode {
     ListFull,
     /// The account owns as many rooms as the server allows.
     OwnedRoomLimit,
+    /// Too many searches or history pages are on their way (this connection's, or the
+    /// server's): try again in a moment.
+    Busy,
 }
 
 impl ErrorCode {
@@ -1038,6 +1041,7 @@ impl ErrorCode {
             ErrorCode::NoSuchBan => "no_such_ban",
             ErrorCode::ListFull => "list_full",
             ErrorCode::OwnedRoomLimit => "owned_room_limit",
+            ErrorCode::Busy => "busy",
         }
     }
 }

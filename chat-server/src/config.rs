@@ -329,6 +329,7 @@ pub const LIVE: &[&str] = &[
     "room-expiry",
     "require-account",
     "login-failures-per-account",
+    "login-failures-account-ceiling",
     "login-failures-per-addr",
     "registrations-per-hour",
     "min-password",

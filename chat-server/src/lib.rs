@@ -175,10 +175,21 @@ pub struct Config {
     /// Admit registered accounts only: guests are refused at hello.
     #[arg(long, env = "CHAT_REQUIRE_ACCOUNT")]
     pub require_account: bool,
-    /// Failed logins per minute that lock an account (for a minute, doubling up to an hour);
-    /// 0 means no limit.
+    /// Failed logins per minute on one account from one address (an IPv6 /64) that lock that
+    /// address out of that account (for a minute, doubling up to an hour); the owner logging
+    /// in from elsewhere is not stopped. Wrong room keys count the same way per room. 0 means
+    /// no limit.
     #[arg(long, env = "CHAT_LOGIN_FAILURES_PER_ACCOUNT", default_value_t = 3)]
     pub login_failures_per_account: u32,
+    /// Failed logins per hour on one account from all addresses together past which every
+    /// further attempt on it waits 2 s before its password is checked (slowed, not locked);
+    /// 0 means no ceiling.
+    #[arg(
+        long,
+        env = "CHAT_LOGIN_FAILURES_ACCOUNT_CEILING",
+        default_value_t = 100
+    )]
+    pub login_failures_account_ceiling: u32,
     /// Failed logins per minute that lock an address (an IPv6 /64), likewise.
     #[arg(long, env = "CHAT_LOGIN_FAILURES_PER_ADDR", default_value_t = 10)]
     pub login_failures_per_addr: u32,
@@ -300,6 +311,7 @@ impl Config {
             direct_new_senders_per_minute: self.direct_new_senders,
             require_account: self.require_account,
             login_failures_per_account: self.login_failures_per_account,
+            login_failures_account_ceiling: self.login_failures_account_ceiling,
             login_failures_per_addr: self.login_failures_per_addr,
             registrations_per_addr_per_hour: self.registrations_per_hour,
             min_password: self.min_password,
@@ -350,6 +362,7 @@ impl Config {
         c.room_expiry = new.room_expiry;
         c.require_account = new.require_account;
         c.login_failures_per_account = new.login_failures_per_account;
+        c.login_failures_account_ceiling = new.login_failures_account_ceiling;
         c.login_failures_per_addr = new.login_failures_per_addr;
         c.registrations_per_hour = new.registrations_per_hour;
         c.min_password = new.min_password;
@@ -382,9 +395,14 @@ struct Passwords {
 }
 
 impl Passwords {
-    fn start(&self, conn: ConnId, work: PasswordWork) {
+    /// Runs the work on the blocking pool after `delay` milliseconds (the hub slows attempts
+    /// on an account over its ceiling of failed logins), at most one job per permit.
+    fn start(&self, conn: ConnId, work: PasswordWork, delay: u64) {
         let (cost, permits, done) = (self.cost, self.permits.clone(), self.done.clone());
         tokio::spawn(async move {
+            if delay > 0 {
+                tokio::time::sleep(Duration::from_millis(delay)).await;
+            }
             let Ok(_permit) = permits.acquire_owned().await else {
                 return;
             };
@@ -1334,7 +1352,12 @@ impl Shell {
                         None => hub.handle(now, Input::RoomLoaded { key, room: None }),
                     },
                     Output::LoadHistory { conn, query } => match self.store.as_ref() {
-                        Some(store) => store.history(conn, query),
+                        Some(store) => {
+                            if let Some(query) = store.history(conn, query) {
+                                self.metrics.reads_busy.inc();
+                                hub.handle(now, Input::HistoryBusy { conn, query });
+                            }
+                        }
                         None => hub.handle(
                             now,
                             Input::HistoryLoaded {
@@ -1345,7 +1368,9 @@ impl Shell {
                             },
                         ),
                     },
-                    Output::Password { conn, work } => self.passwords.start(conn, work),
+                    Output::Password { conn, work, delay } => {
+                        self.passwords.start(conn, work, delay)
+                    }
                     Output::Audit { conn, text } => {
                         let addr = self.addrs.get(&conn).map(ToString::to_string);
                         let addr = addr.as_deref().unwrap_or("unknown");

@@ -61,6 +61,8 @@ pub struct Metrics {
     pub flood_kicks: Counter,
     /// Failed logins (wrong password, or locked out).
     pub login_failures: Counter,
+    /// History pages and searches refused because the store's queue of reads was full.
+    pub reads_busy: Counter,
     /// How long each store transaction took to commit.
     pub commit_seconds: Histogram,
     /// 1 while the store commits, 0 while it fails.
@@ -89,6 +91,7 @@ impl Metrics {
             queue_drops: Counter::default(),
             flood_kicks: Counter::default(),
             login_failures: Counter::default(),
+            reads_busy: Counter::default(),
             // 50 µs to about 3 s.
             commit_seconds: Histogram::new(exponential_buckets(0.000_05, 2.0, 16)),
             store_up: Gauge::default(),
@@ -131,6 +134,11 @@ impl Metrics {
             "login_failures",
             "Failed logins (wrong password or locked out)",
             metrics.login_failures.clone(),
+        );
+        registry.register(
+            "store_reads_busy",
+            "History pages and searches refused (busy) because the store's read queue was full",
+            metrics.reads_busy.clone(),
         );
         registry.register_with_unit(
             "store_commit",

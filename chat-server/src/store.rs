@@ -152,14 +152,59 @@ impl Default for Patience {
 enum Job {
     Append(Record),
     Load(String),
-    History(ConnId, HistoryQuery),
 }
 
-/// The writer thread, seen from the server.
+/// Reads (history pages and searches) queued server-wide for the readers; past this the
+/// store refuses them ([`Store::history`]) and the asker hears `busy`.
+pub const READ_QUEUE: usize = 16;
+
+/// The writer thread and the readers, seen from the server.
 pub struct Store {
     tx: Option<std_mpsc::Sender<Job>>,
     thread: Option<JoinHandle<()>>,
+    /// History pages and searches, for the readers: bounded, so a storm of slow searches
+    /// is refused rather than queued without end.
+    reads: Option<std_mpsc::SyncSender<(ConnId, HistoryQuery)>>,
+    /// The reader threads, each with its own read-only connection: WAL lets them read beside
+    /// the writer, so no search or history page ever waits in front of a commit.
+    readers: Vec<JoinHandle<()>>,
     path: PathBuf,
+}
+
+/// How many reader threads: half the cores (at least one, at most four), so that searches
+/// leave the hub and the writer a core of their own.
+fn reader_count() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get().div_ceil(2))
+        .clamp(1, 4)
+}
+
+/// A reader thread: answers history pages and searches from its own connection until the
+/// queue closes.
+fn read_loop(
+    conn: Connection,
+    rx: Arc<std::sync::Mutex<std_mpsc::Receiver<(ConnId, HistoryQuery)>>>,
+    report: impl Fn(Report),
+) {
+    loop {
+        let job = rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
+        let Ok((asker, query)) = job else {
+            break;
+        };
+        let (messages, more) = match read_history(&conn, &query) {
+            Ok(found) => found,
+            Err(err) => {
+                tracing::error!(%err, key = %query.key, "store: cannot read history");
+                (Vec::new(), false)
+            }
+        };
+        report(Report::History {
+            conn: asker,
+            query,
+            messages,
+            more,
+        });
+    }
 }
 
 impl Store {
@@ -173,7 +218,7 @@ impl Store {
         dedupe_window: usize,
         retention: Retention,
         patience: Patience,
-        report: impl Fn(Report) + Send + 'static,
+        report: impl Fn(Report) + Clone + Send + 'static,
     ) -> anyhow::Result<(Store, Restored)> {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create data directory {}", dir.display()))?;
@@ -246,6 +291,25 @@ impl Store {
         prune(&conn, retention, now_millis()).context("cannot apply the retention policy")?;
         let restored =
             load(&conn, history, rooms, dedupe_window).context("cannot load stored rooms")?;
+        let (reads_tx, reads_rx) = std_mpsc::sync_channel(READ_QUEUE);
+        let reads_rx = Arc::new(std::sync::Mutex::new(reads_rx));
+        let mut readers = Vec::new();
+        for i in 0..reader_count() {
+            let reader = Connection::open_with_flags(
+                &path,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+                    | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            .with_context(|| format!("cannot open database {} to read", path.display()))?;
+            reader.busy_timeout(Duration::from_secs(5))?;
+            let (rx, report) = (reads_rx.clone(), report.clone());
+            readers.push(
+                std::thread::Builder::new()
+                    .name(format!("chat-read-{i}"))
+                    .spawn(move || read_loop(reader, rx, report))
+                    .context("cannot start a store reader")?,
+            );
+        }
         let (tx, rx) = std_mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("chat-store".into())
@@ -255,6 +319,8 @@ impl Store {
             Store {
                 tx: Some(tx),
                 thread: Some(thread),
+                reads: Some(reads_tx),
+                readers,
                 path,
             },
             restored,
@@ -282,16 +348,28 @@ impl Store {
         }
     }
 
-    /// Asks for a page of a room's history; it comes back as [`Report::History`], after every
-    /// record queued before it is committed.
-    pub fn history(&self, conn: ConnId, query: HistoryQuery) {
-        if let Some(tx) = &self.tx {
-            let _ = tx.send(Job::History(conn, query));
+    /// Asks a reader for a page of a room's history (or a search); it comes back as
+    /// [`Report::History`]. It sees what is committed: the hub only shows messages once they
+    /// are. Refused, the query handed back, when [`READ_QUEUE`] reads wait already.
+    #[must_use = "a refused read must be answered (busy)"]
+    pub fn history(&self, conn: ConnId, query: HistoryQuery) -> Option<HistoryQuery> {
+        let Some(reads) = &self.reads else {
+            return Some(query);
+        };
+        match reads.try_send((conn, query)) {
+            Ok(()) => None,
+            Err(
+                std_mpsc::TrySendError::Full((_, q)) | std_mpsc::TrySendError::Disconnected((_, q)),
+            ) => Some(q),
         }
     }
 
-    /// Commits everything queued and stops the writer thread.
+    /// Stops the readers, then commits everything queued and stops the writer thread.
     pub fn close(&mut self) {
+        self.reads.take();
+        for reader in self.readers.drain(..) {
+            let _ = reader.join();
+        }
         self.tx.take();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
@@ -661,7 +739,6 @@ fn store_loop(
 ) {
     let mut batch: Vec<Record> = Vec::with_capacity(256);
     let mut loads = Vec::new();
-    let mut histories = Vec::new();
     let mut pruned_at = Instant::now();
     // While a batch fails: since when, whether the hub was told, and the wait before a retry.
     let mut failing_since: Option<Instant> = None;
@@ -694,7 +771,6 @@ fn store_loop(
             match job {
                 Job::Append(record) => batch.push(record),
                 Job::Load(key) => loads.push(key),
-                Job::History(conn, query) => histories.push((conn, query)),
             }
             if batch.len() < MAX_BATCH {
                 next = rx.try_recv().ok();
@@ -771,21 +847,6 @@ fn store_loop(
                     report(Report::LoadFailed { key });
                 }
             }
-        }
-        for (asker, query) in histories.drain(..) {
-            let (messages, more) = match read_history(&conn, &query) {
-                Ok(found) => found,
-                Err(err) => {
-                    tracing::error!(%err, key = %query.key, "store: cannot read history");
-                    (Vec::new(), false)
-                }
-            };
-            report(Report::History {
-                conn: asker,
-                query,
-                messages,
-                more,
-            });
         }
         if pruned_at.elapsed() >= PRUNE_EVERY {
             pruned_at = Instant::now();
@@ -1084,6 +1145,74 @@ mod tests {
             restored.accounts[0].markers,
             vec![("#lobby".to_string(), 8), ("bob".to_string(), 9)]
         );
+    }
+
+    #[test]
+    fn readers_answer_history_and_searches_beside_the_writer_and_refuse_past_the_queue() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, _, rx) = open(dir.path(), Retention::default());
+        for id in 1..=20 {
+            store.append(message(
+                id,
+                1000 + id,
+                "#ops",
+                &format!("deploy number {id}"),
+            ));
+        }
+        committed(&rx, 20);
+        let query = |search: Option<Vec<String>>| HistoryQuery {
+            key: "#ops".into(),
+            before: Some(15),
+            after: None,
+            before_ts: None,
+            after_ts: None,
+            newest: true,
+            limit: 3,
+            search,
+        };
+        assert!(store.history(ConnId(1), query(None)).is_none());
+        assert!(
+            store
+                .history(ConnId(2), query(Some(vec!["deploy".into()])))
+                .is_none()
+        );
+        let mut answered = Vec::new();
+        while answered.len() < 2 {
+            match rx.recv_timeout(Duration::from_secs(5)).unwrap() {
+                Report::History {
+                    conn,
+                    messages,
+                    more,
+                    ..
+                } => {
+                    let ids: Vec<MsgId> = messages.iter().map(|m| m.id).collect();
+                    assert_eq!((ids, more), (vec![12, 13, 14], true));
+                    answered.push(conn);
+                }
+                Report::Committed(_) => {}
+                other => panic!("{other:?}"),
+            }
+        }
+        answered.sort();
+        assert_eq!(answered, [ConnId(1), ConnId(2)]);
+        // A burst far past the queue: some are handed back (refused), none is lost, and
+        // every one taken is answered.
+        let refused = (0..READ_QUEUE * 20)
+            .filter(|i| store.history(ConnId(*i as u64), query(None)).is_some())
+            .count();
+        let taken = READ_QUEUE * 20 - refused;
+        let mut answers = 0;
+        while answers < taken {
+            if let Report::History { .. } = rx.recv_timeout(Duration::from_secs(5)).unwrap() {
+                answers += 1;
+            }
+        }
+        assert!(
+            refused > 0,
+            "a burst of {} reads was never refused",
+            READ_QUEUE * 20
+        );
+        store.close();
     }
 
     #[test]

@@ -47,6 +47,10 @@ pub enum Part {
     /// Accounts and TLS: one argon2id hash at the default cost, the TLS handshake, and
     /// connect-hello-quit over TLS against plaintext.
     Security,
+    /// Reads beside writes: a bystander's send-to-acknowledgement time with and without 24
+    /// connections searching a word 40,000 stored messages share (10,000 with --quick), each
+    /// at 5 searches a second (the default request limit).
+    Storm,
     /// Search: a room of 100,000 stored messages (20,000 with --quick), then `search` round
     /// trips through the store's full-text index.
     Search,
@@ -1351,6 +1355,195 @@ async fn search(target: &Target, n: usize, extra: &mut String) -> anyhow::Result
     Ok(())
 }
 
+/// Reads beside writes: a durable server with `n` stored messages in #big that all have the
+/// word "deploy"; a bystander in #chat sends a message every 20 ms and times each
+/// acknowledgement, first alone, then while 24 connections (one address) search #big for
+/// "deploy" 5 times a second each, then alone again. Reports p50/p99 for each phase and how the
+/// searches were answered (results, or `busy`).
+async fn storm(target: &Target, n: usize, secs: f64, extra: &mut String) -> anyhow::Result<()> {
+    use tokio::io::AsyncBufReadExt;
+
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().to_string_lossy().to_string();
+    let server = Server::start(target, &["--data-dir", &data])?;
+    // A line-oriented client on the native protocol.
+    async fn client(
+        addr: SocketAddr,
+        name: &str,
+        room: &str,
+    ) -> anyhow::Result<(
+        tokio::io::BufReader<tokio::net::tcp::OwnedReadHalf>,
+        tokio::net::tcp::OwnedWriteHalf,
+    )> {
+        let (rd, mut wr) = TcpStream::connect(addr).await?.into_split();
+        let mut rd = tokio::io::BufReader::new(rd);
+        let hello = format!(r#"{{"type":"hello","version":1,"name":"{name}"}}"#);
+        let join = format!(r#"{{"type":"join","room":"{room}"}}"#);
+        wr.write_all(format!("{hello}\n{join}\n").as_bytes())
+            .await?;
+        let mut line = String::new();
+        loop {
+            line.clear();
+            anyhow::ensure!(
+                rd.read_line(&mut line).await? > 0,
+                "{name}: connection closed"
+            );
+            if line.contains("\"history\"") && line.contains(&format!("\"room\":\"{room}\"")) {
+                return Ok((rd, wr));
+            }
+        }
+    }
+    let (mut frd, mut fwr) = client(server.addr, "filler", "#big").await?;
+    let started = Instant::now();
+    let mut line = String::new();
+    for batch in (0..n).collect::<Vec<_>>().chunks(500) {
+        let mut out = String::new();
+        for &i in batch {
+            let say = format!(
+                r##"{{"type":"say","room":"#big","text":"deploy step {i} of the release","cid":"f{i}"}}"##
+            );
+            writeln!(out, "{say}").ok();
+        }
+        fwr.write_all(out.as_bytes()).await?;
+        let last = format!("\"cid\":\"f{}\"", batch[batch.len() - 1]);
+        loop {
+            line.clear();
+            anyhow::ensure!(
+                frd.read_line(&mut line).await? > 0,
+                "filler: connection closed"
+            );
+            if line.contains("\"ack\"") && line.contains(&last) {
+                break;
+            }
+        }
+    }
+    let fill = started.elapsed().as_secs_f64();
+    let (mut brd, mut bwr) = client(server.addr, "bystander", "#chat").await?;
+    // One phase: the bystander's send-to-ack times over `secs`, a message every 20 ms.
+    async fn phase(
+        rd: &mut tokio::io::BufReader<tokio::net::tcp::OwnedReadHalf>,
+        wr: &mut tokio::net::tcp::OwnedWriteHalf,
+        tag: &str,
+        secs: f64,
+    ) -> anyhow::Result<Histogram<u64>> {
+        let mut hist = new_histogram();
+        let count = (secs * 50.0) as usize;
+        let start = Instant::now();
+        let mut line = String::new();
+        for i in 0..count {
+            let due = start + Duration::from_millis(20 * i as u64);
+            tokio::time::sleep_until(due.into()).await;
+            let cid = format!("{tag}{i}");
+            let say = format!(r##"{{"type":"say","room":"#chat","text":"hello","cid":"{cid}"}}"##);
+            let sent = Instant::now();
+            wr.write_all(format!("{say}\n").as_bytes()).await?;
+            let want = format!("\"cid\":\"{cid}\"");
+            loop {
+                line.clear();
+                anyhow::ensure!(
+                    rd.read_line(&mut line).await? > 0,
+                    "bystander: connection closed"
+                );
+                if line.contains("\"ack\"") && line.contains(&want) {
+                    break;
+                }
+            }
+            hist.record(sent.elapsed().as_micros() as u64).ok();
+        }
+        Ok(hist)
+    }
+    let quiet = phase(&mut brd, &mut bwr, "q", secs).await?;
+    // The storm: 24 searchers, each paced at 5 searches a second, reading answers as they come.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (results, busy, sent) = (
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+    );
+    let mut searchers = Vec::new();
+    for s in 0..24 {
+        let (mut rd, mut wr) = client(server.addr, &format!("searcher{s}"), "#big").await?;
+        let (stop, results, busy, sent) =
+            (stop.clone(), results.clone(), busy.clone(), sent.clone());
+        searchers.push(tokio::spawn(async move {
+            let reader = tokio::spawn(async move {
+                let mut line = String::new();
+                while rd.read_line(&mut line).await.unwrap_or(0) > 0 {
+                    if line.contains("\"search_results\"") {
+                        results.fetch_add(1, Ordering::Relaxed);
+                    } else if line.contains("\"busy\"") {
+                        busy.fetch_add(1, Ordering::Relaxed);
+                    }
+                    line.clear();
+                }
+            });
+            let search = r##"{"type":"search","room":"#big","query":"deploy","limit":20}"##;
+            let start = Instant::now();
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                tokio::time::sleep_until((start + Duration::from_millis(200 * i + 7 * s)).into())
+                    .await;
+                if wr
+                    .write_all(format!("{search}\n").as_bytes())
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+                sent.fetch_add(1, Ordering::Relaxed);
+                i += 1;
+            }
+            drop(wr);
+            reader.abort();
+        }));
+    }
+    let stormy = phase(&mut brd, &mut bwr, "s", secs).await?;
+    stop.store(true, Ordering::Relaxed);
+    for s in searchers {
+        let _ = s.await;
+    }
+    let after = phase(&mut brd, &mut bwr, "a", secs).await?;
+    let ms = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    let (sent, results, busy) = (
+        sent.load(Ordering::Relaxed),
+        results.load(Ordering::Relaxed),
+        busy.load(Ordering::Relaxed),
+    );
+    writeln!(
+        extra,
+        "- reads beside writes: {n} stored messages with \"deploy\" (filled in {fill:.1} s); a bystander's send-to-ack, a message every 20 ms, {secs:.0} s a phase:"
+    )
+    .ok();
+    for (name, h) in [
+        ("alone", &quiet),
+        ("while 24 connections search \"deploy\" 5/s each", &stormy),
+        ("alone again", &after),
+    ] {
+        writeln!(
+            extra,
+            "  - {name}: p50 **{:.2} ms**, p99 **{:.2} ms**, max {:.2} ms",
+            ms(h, 0.5),
+            ms(h, 0.99),
+            h.max() as f64 / 1000.0
+        )
+        .ok();
+        eprintln!(
+            "bench: storm, {name}: p50 {:.2} ms, p99 {:.2} ms",
+            ms(h, 0.5),
+            ms(h, 0.99)
+        );
+    }
+    writeln!(
+        extra,
+        "  - searches: {sent} sent, {results} answered with results, {busy} refused `busy`; p99 during the storm is {:.1}x alone",
+        ms(&stormy, 0.99) / ms(&quiet, 0.99).max(0.001)
+    )
+    .ok();
+    eprintln!("bench: storm searches: {sent} sent, {results} results, {busy} busy");
+    drop(server);
+    Ok(())
+}
+
 /// Accounts and TLS: what a login costs the server, what a handshake costs, and how many
 /// connect-hello-quit cycles a second a TLS listener takes against a plaintext one.
 async fn security(target: &Target, secs: f64, extra: &mut String) -> anyhow::Result<()> {
@@ -1661,6 +1854,9 @@ pub fn run_suite(args: &BenchArgs) -> anyhow::Result<()> {
         }
         if want(Part::Search) && matches!(target, Target::Spawn(_)) {
             search(&target, if quick { 20_000 } else { 100_000 }, &mut extra).await?;
+        }
+        if want(Part::Storm) && matches!(target, Target::Spawn(_)) {
+            storm(&target, if quick { 10_000 } else { 40_000 }, secs.max(4.0), &mut extra).await?;
         }
         // Over IRC: our IRC listener and ngIRCd, the same loads, one after the other.
         if want(Part::Irc) && let Target::Spawn(binary) = &target {

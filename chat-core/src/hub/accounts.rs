@@ -100,6 +100,8 @@ pub(super) struct Throttle {
 
 /// A throttle's window.
 const MINUTE: u64 = 60_000;
+/// The account-wide ceiling's window.
+const HOUR: u64 = 60 * MINUTE;
 /// The longest lockout.
 const MAX_LOCKOUT: u64 = 3_600_000;
 /// Throttles kept before the inactive ones are let go.
@@ -257,7 +259,7 @@ impl Hub {
                     .retain(|_, made| made.back().is_some_and(|&t| t + 60 * MINUTE > now));
             }
         }
-        self.wait_for_password(conn, AuthWait::Register, PasswordWork::Hash { password });
+        self.wait_for_password(conn, AuthWait::Register, PasswordWork::Hash { password }, 0);
     }
 
     pub(super) fn cmd_login(
@@ -290,9 +292,9 @@ impl Hub {
         at_hello: bool,
     ) {
         let key = names::normalize_name(raw).map_or_else(|_| raw.to_string(), |n| names::key(&n));
-        if !self.may_try(now, conn, &key) {
+        let Some(delay) = self.may_try(now, conn, &key) else {
             return;
-        }
+        };
         let hash = self.accounts.get(&key).map(|a| a.hash.clone());
         match hash {
             Some(hash) if password.expose().len() <= MAX_PASSWORD => self.wait_for_password(
@@ -302,6 +304,7 @@ impl Hub {
                     at_hello,
                 },
                 PasswordWork::Verify { password, hash },
+                delay,
             ),
             _ => self.login_failed(now, conn, &key, raw),
         }
@@ -320,9 +323,12 @@ impl Hub {
         let Some(account) = self.require_login(conn) else {
             return;
         };
-        if !self.acceptable_password(conn, &new) || !self.may_try(now, conn, &account) {
+        if !self.acceptable_password(conn, &new) {
             return;
         }
+        let Some(delay) = self.may_try(now, conn, &account) else {
+            return;
+        };
         if old.expose().len() > MAX_PASSWORD {
             // Longer than any password: wrong, without hashing it.
             let shown = self.name_of(conn);
@@ -335,16 +341,16 @@ impl Hub {
             hash,
             new,
         };
-        self.wait_for_password(conn, AuthWait::Change, work);
+        self.wait_for_password(conn, AuthWait::Change, work, delay);
     }
 
     pub(super) fn cmd_unregister(&mut self, now: UnixMillis, conn: ConnId, password: Secret) {
         let Some(account) = self.require_login(conn) else {
             return;
         };
-        if !self.may_try(now, conn, &account) {
+        let Some(delay) = self.may_try(now, conn, &account) else {
             return;
-        }
+        };
         if password.expose().len() > MAX_PASSWORD {
             let shown = self.name_of(conn);
             self.login_failed(now, conn, &account, &shown);
@@ -355,6 +361,7 @@ impl Hub {
             conn,
             AuthWait::Delete,
             PasswordWork::Verify { password, hash },
+            delay,
         );
     }
 
@@ -373,7 +380,7 @@ impl Hub {
         match wait {
             AuthWait::Login { account, at_hello } => {
                 if verified && self.accounts.contains_key(&account) {
-                    self.login_throttles.remove(&account);
+                    self.forgive(conn, &account);
                     if at_hello {
                         let name = self.accounts[&account].name.clone();
                         self.take_account_name(conn, &account);
@@ -394,10 +401,17 @@ impl Hub {
             }
             AuthWait::Change => match (account, verified, hash) {
                 (Some(account), true, Some(hash)) if self.accounts.contains_key(&account) => {
-                    self.login_throttles.remove(&account);
+                    self.forgive(conn, &account);
                     let acc = self.accounts.get_mut(&account).expect("checked");
                     acc.hash = hash;
                     let shown = acc.name.clone();
+                    // Whoever knew the old password is out: the account's other devices are
+                    // disconnected, as an operator's reset does; this one stays.
+                    for device in self.devices_of(&account) {
+                        if device != conn {
+                            self.kick(now, device, "the account's password was changed");
+                        }
+                    }
                     let id = self.store_account(&account);
                     self.sequence(
                         id,
@@ -462,36 +476,64 @@ impl Hub {
         false
     }
 
-    /// False (and an error sent) when the account or the address is locked out.
-    fn may_try(&mut self, now: UnixMillis, conn: ConnId, account: &str) -> bool {
-        let Some(addr) = self.conns.get(&conn).map(|c| c.addr) else {
-            return false;
-        };
+    /// Whether `conn` may try a password on `account` now: `None` (and an error sent) when its
+    /// address is locked out of that account, or out of every account; else how long the
+    /// attempt waits first (0, or [`HubConfig::login_ceiling_delay`] while the account is over
+    /// its ceiling of failed logins from everywhere).
+    fn may_try(&mut self, now: UnixMillis, conn: ConnId, account: &str) -> Option<u64> {
+        let addr = self.conns.get(&conn).map(|c| c.addr)?;
         let wait = [
-            self.login_throttles.get(account).and_then(|t| t.wait(now)),
+            self.login_throttles
+                .get(&(account.to_string(), addr))
+                .and_then(|t| t.wait(now)),
             self.addr_throttles.get(&addr).and_then(|t| t.wait(now)),
         ]
         .into_iter()
         .flatten()
         .max();
         let Some(wait) = wait else {
-            return true;
+            let ceiling = self.config.login_failures_account_ceiling as usize;
+            let over = ceiling > 0
+                && self
+                    .account_failures
+                    .get(account)
+                    .is_some_and(|f| f.iter().filter(|&&t| t + HOUR > now).count() >= ceiling);
+            return Some(if over {
+                self.config.login_ceiling_delay
+            } else {
+                0
+            });
         };
         self.reply(
             conn,
             &error(
                 ErrorCode::LoginThrottled,
                 &format!(
-                    "too many failed logins; try again in {} s",
+                    "too many failed logins from your address; try again in {} s",
                     wait.div_ceil(1000)
                 ),
             ),
         );
-        false
+        None
     }
 
-    /// Counts a failed password against the account (if it exists) and the address, tells the
-    /// client, and tells the shell (to log it; never with the password).
+    /// A right password from `conn`: its address's failures on the account are forgiven.
+    fn forgive(&mut self, conn: ConnId, account: &str) {
+        if let Some(addr) = self.conns.get(&conn).map(|c| c.addr) {
+            self.login_throttles.remove(&(account.to_string(), addr));
+        }
+    }
+
+    /// Forgets every failed login counted against an account (deleted, or reset by the
+    /// server's operator).
+    fn forget_failures(&mut self, account: &str) {
+        self.login_throttles.retain(|(a, _), _| a != account);
+        self.account_failures.remove(account);
+    }
+
+    /// Counts a failed password against the account and address pair (if the account exists),
+    /// the account as a whole and the address, tells the client, and tells the shell (to log
+    /// it; never with the password).
     fn login_failed(&mut self, now: UnixMillis, conn: ConnId, key: &str, shown: &str) {
         let Some(addr) = self.conns.get(&conn).map(|c| c.addr) else {
             return;
@@ -500,11 +542,23 @@ impl Hub {
             self.config.login_failures_per_account,
             self.config.login_failures_per_addr,
         );
-        if per_account > 0 && self.accounts.contains_key(key) {
-            self.login_throttles
-                .entry(key.to_string())
-                .or_default()
-                .fail(now, per_account);
+        if self.accounts.contains_key(key) {
+            if per_account > 0 {
+                self.login_throttles
+                    .entry((key.to_string(), addr))
+                    .or_default()
+                    .fail(now, per_account);
+            }
+            let ceiling = self.config.login_failures_account_ceiling as usize;
+            if ceiling > 0 {
+                let failures = self.account_failures.entry(key.to_string()).or_default();
+                while failures.front().is_some_and(|&t| t + HOUR <= now)
+                    || failures.len() >= ceiling
+                {
+                    failures.pop_front();
+                }
+                failures.push_back(now);
+            }
         }
         if per_addr > 0 {
             self.addr_throttles
@@ -516,6 +570,10 @@ impl Hub {
             self.addr_throttles.retain(|_, t| !t.idle(now));
             self.login_throttles.retain(|_, t| !t.idle(now));
         }
+        if self.account_failures.len() > THROTTLES_KEPT {
+            self.account_failures
+                .retain(|_, f| f.back().is_some_and(|&t| t + HOUR > now));
+        }
         self.reply(
             conn,
             &error(ErrorCode::BadCredentials, "wrong account name or password"),
@@ -526,10 +584,11 @@ impl Hub {
         });
     }
 
-    fn wait_for_password(&mut self, conn: ConnId, wait: AuthWait, work: PasswordWork) {
+    fn wait_for_password(&mut self, conn: ConnId, wait: AuthWait, work: PasswordWork, delay: u64) {
         if let Some(c) = self.conns.get_mut(&conn) {
             c.auth = Some(wait);
-            self.outputs.push_back(Output::Password { conn, work });
+            self.outputs
+                .push_back(Output::Password { conn, work, delay });
         }
     }
 
@@ -688,7 +747,7 @@ impl Hub {
     /// Returns its name and the id the deletion is stored under.
     fn forget_account(&mut self, account: &str) -> Option<(String, MsgId)> {
         let deleted = self.accounts.remove(account)?;
-        self.login_throttles.remove(account);
+        self.forget_failures(account);
         self.offline.remove(account);
         identity::unindex_skeletons(&mut self.account_skeletons, account);
         let id = self.take_id();
@@ -729,7 +788,7 @@ impl Hub {
             return Err(format!("there is no account called {account}"));
         };
         acc.hash = hash;
-        self.login_throttles.remove(&key);
+        self.forget_failures(&key);
         for device in self.devices_of(&key) {
             self.kick(now, device, "password reset by the server's operator");
         }

@@ -64,9 +64,19 @@ pub struct HubConfig {
     pub direct_new_senders_per_minute: u32,
     /// Only registered accounts may come in (`hello` with a password); guests are refused.
     pub require_account: bool,
-    /// Failed logins one account may take within a minute before it is locked: for a minute
-    /// the first time, twice as long each time after, up to an hour. 0 means no limit.
+    /// Failed logins one account may take from one address (an IPv6 /64) within a minute
+    /// before that address is locked out of that account: for a minute the first time, twice
+    /// as long each time after, up to an hour. The owner logging in from elsewhere is not
+    /// stopped. Wrong room keys are counted the same way, per room and address. 0 means no
+    /// limit.
     pub login_failures_per_account: u32,
+    /// Failed logins one account may take from every address together within an hour before
+    /// each further attempt on it is slowed ([`HubConfig::login_ceiling_delay`]) rather than
+    /// refused. 0 means no ceiling.
+    pub login_failures_account_ceiling: u32,
+    /// How long an attempt on an account over its ceiling waits before its password is
+    /// checked, in milliseconds.
+    pub login_ceiling_delay: u64,
     /// Failed logins one address (an IPv6 /64) may make within a minute before it is locked,
     /// likewise. 0 means no limit.
     pub login_failures_per_addr: u32,
@@ -120,6 +130,8 @@ impl Default for HubConfig {
             direct_new_senders_per_minute: 10,
             require_account: false,
             login_failures_per_account: 3,
+            login_failures_account_ceiling: 100,
+            login_ceiling_delay: 2_000,
             login_failures_per_addr: 10,
             registrations_per_addr_per_hour: 3,
             min_password: 8,

@@ -73,7 +73,7 @@ impl Hub {
                 }
             };
         if older_wanted {
-            self.outputs.push_back(Output::LoadHistory { conn, query });
+            self.read_store(conn, query);
             return;
         }
         let more_in_range = in_range.len() > selected.len();
@@ -111,6 +111,53 @@ impl Hub {
         self.reply(conn, &msg);
     }
 
+    /// Asks the store for a page or a search, one at a time per connection: a read waits
+    /// while another of the same connection's is on its way, and past [`MAX_STORE_READS`]
+    /// it is refused with `busy`. Slow reads by a few cannot fill the store's queue.
+    fn read_store(&mut self, conn: ConnId, query: HistoryQuery) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        if c.reads.len() >= liveness::MAX_STORE_READS {
+            let why = format!(
+                "you have {} searches or history pages on their way; wait for them, then try again",
+                c.reads.len()
+            );
+            self.reply(conn, &error(ErrorCode::Busy, &why));
+            return;
+        }
+        c.reads.push_back(query.clone());
+        if c.reads.len() == 1 {
+            self.outputs.push_back(Output::LoadHistory { conn, query });
+        }
+    }
+
+    /// A store read of `conn` is answered (or refused): the next one waiting goes out.
+    fn store_read_done(&mut self, conn: ConnId) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        c.reads.pop_front();
+        if let Some(query) = c.reads.front().cloned() {
+            self.outputs.push_back(Output::LoadHistory { conn, query });
+        }
+    }
+
+    /// The store could not take a read now (its queue is full): the asker hears `busy`.
+    pub(super) fn handle_history_busy(&mut self, conn: ConnId, query: &HistoryQuery) {
+        if !self.conns.contains_key(&conn) {
+            return;
+        }
+        self.store_read_done(conn);
+        let what = if query.search.is_some() {
+            "search"
+        } else {
+            "history page"
+        };
+        let why = format!("the server is busy with other reads; try the {what} again in a second");
+        self.reply(conn, &error(ErrorCode::Busy, &why));
+    }
+
     /// The store's page of history, for whoever asked (if still here and the room too).
     pub(super) fn handle_history_loaded(
         &mut self,
@@ -122,6 +169,7 @@ impl Hub {
         if !self.conns.contains_key(&conn) {
             return;
         }
+        self.store_read_done(conn);
         let Some(room) = self.rooms.get(&query.key) else {
             return;
         };
@@ -177,7 +225,7 @@ impl Hub {
         };
         // The store searches everything it keeps; without one, memory is everything.
         if self.config.durable {
-            self.outputs.push_back(Output::LoadHistory { conn, query });
+            self.read_store(conn, query);
             return;
         }
         let room = &self.rooms[&key];

@@ -48,7 +48,14 @@ pub(super) struct Conn {
     pub(super) rooms_created: u32,
     /// The wire format it speaks.
     pub(super) wire: Wire,
+    /// Its history pages and searches that need the store, oldest first: the first is being
+    /// read, the rest wait their turn (at most [`MAX_STORE_READS`]), so one connection keeps
+    /// at most one of the store's readers busy.
+    pub(super) reads: VecDeque<HistoryQuery>,
 }
+
+/// Store reads one connection may have on their way; more are refused with `busy`.
+pub(super) const MAX_STORE_READS: usize = 3;
 
 impl Conn {
     /// Its frames wait: a room it joins is loading, or its password is being checked.
@@ -92,6 +99,7 @@ impl Hub {
                 room_tokens_at: now,
                 rooms_created: 0,
                 wire: Wire::Json,
+                reads: VecDeque::new(),
             },
         );
         self.timers.insert((check_at, conn));

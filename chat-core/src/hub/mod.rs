@@ -159,6 +159,14 @@ pub enum Input {
         /// More messages within the bounds lie beyond the limit.
         more: bool,
     },
+    /// The store could not take an [`Output::LoadHistory`] now (its queue of reads is full):
+    /// the asker is told `busy`, and its next read goes out.
+    HistoryBusy {
+        /// Who asked.
+        conn: ConnId,
+        /// The query, as asked.
+        query: HistoryQuery,
+    },
     /// The store has failed to commit for a while: refuse new messages (`store_unavailable`)
     /// and tell the senders of held ones that they wait. Held messages are kept, in order.
     StoreDown,
@@ -214,6 +222,9 @@ pub enum Output {
         conn: ConnId,
         /// What to do.
         work: PasswordWork,
+        /// Wait this long first, in milliseconds: an attempt on an account over its ceiling
+        /// of failed logins is slowed down, not refused.
+        delay: u64,
     },
     /// A login failed: wrong password or no such account (for the log; no password in it).
     LoginFailed {
@@ -306,8 +317,14 @@ pub struct Hub {
     offline: HashMap<String, VecDeque<offline::StoredDirect>>,
     /// Skeleton of each account's name to its key, to refuse look-alikes.
     account_skeletons: HashMap<String, String>,
-    /// Failed logins per account key.
-    login_throttles: HashMap<String, Throttle>,
+    /// Failed logins per account key and address: what locks (one address guessing cannot
+    /// lock the owner out from another).
+    login_throttles: HashMap<(String, IpAddr), Throttle>,
+    /// Failed logins per account key from every address within the last hour, against the
+    /// account-wide ceiling ([`HubConfig::login_failures_account_ceiling`]), which only slows.
+    account_failures: HashMap<String, VecDeque<UnixMillis>>,
+    /// Wrong room keys per room key and address, throttled like passwords.
+    key_throttles: HashMap<(String, IpAddr), Throttle>,
     /// Failed logins per address.
     addr_throttles: HashMap<IpAddr, Throttle>,
     /// When each address registered accounts, within the last hour.
@@ -364,6 +381,8 @@ impl Hub {
             offline: HashMap::new(),
             account_skeletons: HashMap::new(),
             login_throttles: HashMap::new(),
+            account_failures: HashMap::new(),
+            key_throttles: HashMap::new(),
             addr_throttles: HashMap::new(),
             registrations: HashMap::new(),
             counters: Counters::default(),
@@ -483,6 +502,7 @@ impl Hub {
             Input::Committed { through } => self.handle_committed(through),
             Input::RoomLoaded { key, room } => self.handle_room_loaded(now, key, room),
             Input::RoomLoadFailed { key } => self.handle_room_load_failed(now, &key),
+            Input::HistoryBusy { conn, query } => self.handle_history_busy(conn, &query),
             Input::HistoryLoaded {
                 conn,
                 query,

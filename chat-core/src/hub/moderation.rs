@@ -368,9 +368,45 @@ impl Hub {
     }
 
     /// Whether `conn` may join the room now (it is in memory), replying with the reason when
-    /// not.
-    pub(super) fn may_join(&mut self, conn: ConnId, key: &str, given: Option<&Secret>) -> bool {
-        match self.join_refusal(conn, key, given) {
+    /// not. Wrong keys are counted per room and address, and lock that address out of the
+    /// key for a while as wrong passwords do ([`HubConfig::login_failures_per_account`]).
+    pub(super) fn may_join(
+        &mut self,
+        now: UnixMillis,
+        conn: ConnId,
+        key: &str,
+        given: Option<&Secret>,
+    ) -> bool {
+        let Some(addr) = self.conns.get(&conn).map(|c| c.addr) else {
+            return false;
+        };
+        let pair = (key.to_string(), addr);
+        let needs_key = || {
+            matches!(
+                self.join_refusal(conn, key, None),
+                Some((ErrorCode::BadKey, _))
+            )
+        };
+        if let Some(wait) = self.key_throttles.get(&pair).and_then(|t| t.wait(now))
+            && needs_key()
+        {
+            let why = format!(
+                "too many wrong keys for {} from your address; try again in {} s",
+                self.rooms[key].name,
+                wait.div_ceil(1000)
+            );
+            self.reply(conn, &error(ErrorCode::BadKey, &why));
+            return false;
+        }
+        let refusal = self.join_refusal(conn, key, given);
+        let limit = self.config.login_failures_per_account;
+        if given.is_some() && limit > 0 && matches!(refusal, Some((ErrorCode::BadKey, _))) {
+            if self.key_throttles.len() > 10_000 {
+                self.key_throttles.retain(|_, t| !t.idle(now));
+            }
+            self.key_throttles.entry(pair).or_default().fail(now, limit);
+        }
+        match refusal {
             Some((code, why)) => {
                 self.reply(conn, &error(code, &why));
                 false

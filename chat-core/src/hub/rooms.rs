@@ -157,7 +157,7 @@ impl Hub {
                     return;
                 }
                 self.created_room(conn, &key);
-            } else if !self.may_join(conn, &key, given) {
+            } else if !self.may_join(now, conn, &key, given) {
                 return;
             }
             let claimed = existed && self.claim_room(conn, &key);

@@ -268,7 +268,7 @@ fn the_owner_logging_in_displaces_a_guest_using_the_name() {
             }),
         },
     );
-    let Some(Output::Password { conn, work }) = hub.poll_output() else {
+    let Some(Output::Password { conn, work, .. }) = hub.poll_output() else {
         panic!("no password work asked for");
     };
     let (verified, hash) = work.perform(&crate::password::PasswordCost::TEST);
@@ -430,7 +430,7 @@ fn log_in(hub: &mut Hub, conn: u64, account: &str, password: &str) -> String {
     let mut out = String::new();
     while let Some(output) = hub.poll_output() {
         match output {
-            Output::Password { conn, work: w } => work = Some((conn, w)),
+            Output::Password { conn, work: w, .. } => work = Some((conn, w)),
             Output::Transmit { to, bytes } if to.contains(&ConnId(conn)) => {
                 out.push_str(std::str::from_utf8(&bytes).unwrap());
             }

@@ -15,6 +15,8 @@
 //! - `absent KEY` answers a `load` of room KEY: the store has nothing of it;
 //! - `store_down` / `store_up` report the store failing and recovering;
 //! - `wallclock -1h`-style steps (`-3600s`) move only the wall clock, not deadlines;
+//! - `reads hold` / `reads answer` / `reads busy`: store reads wait, are answered, or are
+//!   refused as a full read queue would;
 //! - `passwords` finishes the password work the hub asked for (argon2id at its test cost).
 //!
 //! Run with `INSTA_UPDATE=always` (or `cargo insta review`) to accept new snapshots.
@@ -48,6 +50,8 @@ struct Harness {
     stored: Vec<chat_core::protocol::ChatMessage>,
     /// History loads asked for and not answered yet.
     history_loads: Vec<(ConnId, chat_core::hub::HistoryQuery)>,
+    /// History loads wait (`reads hold`) instead of being answered after each line.
+    hold_reads: bool,
 }
 
 impl Harness {
@@ -69,6 +73,7 @@ impl Harness {
             irc: BTreeMap::new(),
             stored: Vec::new(),
             history_loads: Vec::new(),
+            hold_reads: false,
         }
     }
 
@@ -168,14 +173,19 @@ impl Harness {
                     line
                 }
                 Output::LoadRoom { key } => format!("{t} load {key}"),
-                Output::Password { conn, work } => {
+                Output::Password { conn, work, delay } => {
                     let what = match &work {
                         PasswordWork::Hash { .. } => "hash",
                         PasswordWork::Verify { .. } => "verify",
                         PasswordWork::Change { .. } => "change",
                     };
                     self.work.push((conn, work));
-                    format!("{t} password {what} for {}", self.name_of(conn))
+                    let after = if delay > 0 {
+                        format!(" after {delay} ms")
+                    } else {
+                        String::new()
+                    };
+                    format!("{t} password {what} for {}{after}", self.name_of(conn))
                 }
                 Output::Audit { conn, text } => {
                     format!("{t} audit {}: {text}", self.name_of(conn))
@@ -339,6 +349,19 @@ impl Harness {
                     }
                 }
                 "store_down" => self.hub().handle(now, Input::StoreDown),
+                // `reads hold`: history loads wait unanswered; `reads answer`: answered again;
+                // `reads busy`: those waiting are refused as a full read queue would.
+                "reads" => match rest[0] {
+                    "hold" => self.hold_reads = true,
+                    "answer" => self.hold_reads = false,
+                    "busy" => {
+                        for (conn, query) in std::mem::take(&mut self.history_loads) {
+                            self.hub().handle(now, Input::HistoryBusy { conn, query });
+                            self.drain();
+                        }
+                    }
+                    other => panic!("reads {other}?"),
+                },
                 "store_up" => self.hub().handle(now, Input::StoreUp),
                 "absent" => {
                     let key = rest[0].to_string();
@@ -368,7 +391,7 @@ impl Harness {
         }
         self.drain();
         // The store answers history loads at once, from what it was asked to keep.
-        while !self.history_loads.is_empty() {
+        while !self.hold_reads && !self.history_loads.is_empty() {
             for (conn, query) in std::mem::take(&mut self.history_loads) {
                 let key = query.key.clone();
                 let found: Vec<_> = self
@@ -485,6 +508,7 @@ fn set_config(c: &mut HubConfig, key: &str, value: &str) {
         "require_account" => c.require_account = value == "true",
         "login_failures_per_account" => c.login_failures_per_account = n() as u32,
         "login_failures_per_addr" => c.login_failures_per_addr = n() as u32,
+        "login_failures_account_ceiling" => c.login_failures_account_ceiling = n() as u32,
         "registrations_per_addr_per_hour" => c.registrations_per_addr_per_hour = n() as u32,
         "min_password" => c.min_password = n() as usize,
         "operators" => c.operators = value.split(',').map(str::to_string).collect(),
