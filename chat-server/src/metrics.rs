@@ -16,8 +16,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 
 /// Where metrics are served unless told otherwise.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9477";
@@ -181,91 +180,73 @@ impl Metrics {
     }
 }
 
-/// Most scrapes answered at once; more wait for their turn.
-const MAX_SCRAPES: usize = 16;
-/// A request that has not arrived whole by then is dropped.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
-/// The longest request accepted (headers included).
+/// Connections served at once; past this a new one is closed at once (a probe retries), so
+/// that slow clients can hold at most this many tasks and file descriptors.
+const MAX_CONNECTIONS: usize = 1024;
+/// A request whose headers have not arrived whole by then is dropped (slow clients).
+const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// No connection lives longer than this, whatever it does.
+const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
+/// The largest request accepted (headers included).
 const MAX_REQUEST: usize = 8192;
 
 /// Serves `/metrics`, `/healthz` and `/readyz` on `listener` until the task is dropped.
+/// HTTP/1.1 by hyper, each connection on its own task: a client that sends nothing, or its
+/// headers a byte at a time, holds only its own connection until the header timeout, never
+/// another's answer.
 pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
-    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_SCRAPES));
+    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         };
-        let Ok(permit) = permits.clone().acquire_owned().await else {
-            return;
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            // Full: closing now keeps the accept loop (and everyone else's answers) moving.
+            drop(stream);
+            continue;
         };
         let metrics = metrics.clone();
         tokio::spawn(async move {
-            let _ = tokio::time::timeout(REQUEST_TIMEOUT, answer(stream, &metrics)).await;
+            let service = hyper::service::service_fn(move |request| {
+                let metrics = metrics.clone();
+                async move { Ok::<_, std::convert::Infallible>(answer(&request, &metrics)) }
+            });
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .max_buf_size(MAX_REQUEST)
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            let _ = tokio::time::timeout(CONNECTION_LIFETIME, connection).await;
             drop(permit);
         });
     }
 }
 
-/// Reads one request and answers it, then closes.
-async fn answer(mut stream: TcpStream, metrics: &Metrics) -> std::io::Result<()> {
-    let mut buf = Vec::with_capacity(1024);
-    let (method, path) = loop {
-        let mut chunk = [0u8; 1024];
-        let n = stream.read(&mut chunk).await?;
-        if n == 0 {
-            return Ok(());
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        let mut headers = [httparse::EMPTY_HEADER; 32];
-        let mut request = httparse::Request::new(&mut headers);
-        match request.parse(&buf) {
-            Ok(httparse::Status::Complete(_)) => {
-                break (
-                    request.method.unwrap_or_default().to_string(),
-                    request.path.unwrap_or_default().to_string(),
-                );
-            }
-            Ok(httparse::Status::Partial) if buf.len() < MAX_REQUEST => {}
-            _ => {
-                return respond(
-                    &mut stream,
-                    "400 Bad Request",
-                    "text/plain",
-                    "bad request\n",
-                    true,
-                )
-                .await;
-            }
-        }
-    };
-    let head = method == "HEAD";
-    if method != "GET" && !head {
+type Response = hyper::Response<http_body_util::Full<hyper::body::Bytes>>;
+
+/// The answer to one request.
+fn answer<B>(request: &hyper::Request<B>, metrics: &Metrics) -> Response {
+    use hyper::{Method, StatusCode};
+    let head = request.method() == Method::HEAD;
+    if request.method() != Method::GET && !head {
         return respond(
-            &mut stream,
-            "405 Method Not Allowed",
+            StatusCode::METHOD_NOT_ALLOWED,
             "text/plain",
-            "GET only\n",
+            "GET only\n".into(),
             head,
-        )
-        .await;
+        );
     }
-    let path = path.split('?').next().unwrap_or_default();
-    match path {
-        "/metrics" => {
-            let body = metrics.render();
-            respond(
-                &mut stream,
-                "200 OK",
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                &body,
-                head,
-            )
-            .await
-        }
-        "/healthz" | "/livez" => respond(&mut stream, "200 OK", "text/plain", "ok\n", head).await,
+    match request.uri().path() {
+        "/metrics" => respond(
+            StatusCode::OK,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            metrics.render(),
+            head,
+        ),
+        "/healthz" | "/livez" => respond(StatusCode::OK, "text/plain", "ok\n".into(), head),
         "/readyz" if metrics.ready() => {
-            respond(&mut stream, "200 OK", "text/plain", "ready\n", head).await
+            respond(StatusCode::OK, "text/plain", "ready\n".into(), head)
         }
         "/readyz" => {
             let why = if metrics.store_up.get() == 1 {
@@ -274,39 +255,31 @@ async fn answer(mut stream: TcpStream, metrics: &Metrics) -> std::io::Result<()>
                 "store unavailable\n"
             };
             respond(
-                &mut stream,
-                "503 Service Unavailable",
+                StatusCode::SERVICE_UNAVAILABLE,
                 "text/plain",
-                why,
+                why.into(),
                 head,
             )
-            .await
         }
-        _ => {
-            let body = "not found: /metrics, /healthz and /readyz are here\n";
-            respond(&mut stream, "404 Not Found", "text/plain", body, head).await
-        }
+        _ => respond(
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            "not found: /metrics, /healthz and /readyz are here\n".into(),
+            head,
+        ),
     }
 }
 
-async fn respond(
-    stream: &mut TcpStream,
-    status: &str,
-    content_type: &str,
-    body: &str,
-    head: bool,
-) -> std::io::Result<()> {
-    let mut out = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
-         Cache-Control: no-store\r\nConnection: close\r\n\r\n",
-        body.len()
-    )
-    .into_bytes();
-    if !head {
-        out.extend_from_slice(body.as_bytes());
-    }
-    stream.write_all(&out).await?;
-    stream.shutdown().await
+fn respond(status: hyper::StatusCode, content_type: &str, body: String, head: bool) -> Response {
+    let length = body.len();
+    let body = if head { String::new() } else { body };
+    hyper::Response::builder()
+        .status(status)
+        .header(hyper::header::CONTENT_TYPE, content_type)
+        .header(hyper::header::CONTENT_LENGTH, length)
+        .header(hyper::header::CACHE_CONTROL, "no-store")
+        .body(http_body_util::Full::new(body.into()))
+        .expect("a response of known parts")
 }
 
 #[cfg(test)]

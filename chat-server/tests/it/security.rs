@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use serde_json::json;
 
-use crate::harness::{Client, TestServer};
+use crate::harness::{Client, TestServer, WAIT};
 
 fn v4(last: u8) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(127, 0, 0, last))
@@ -76,4 +76,75 @@ async fn ipv4_clients_of_a_dual_stack_listener_keep_their_addresses() {
     assert!(g21.expect_closed().await.is_some());
     six.sync().await;
     server.stop().await;
+}
+
+/// A GET over a fresh connection: the status line and the body.
+async fn get(addr: SocketAddr, path: &str) -> (String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: probe\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    tokio::time::timeout(WAIT, stream.read_to_string(&mut response))
+        .await
+        .expect("an answer in time")
+        .unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    (head.lines().next().unwrap().to_string(), body.to_string())
+}
+
+/// 200 clients that send half a request and wait do not hold up a liveness probe: each
+/// connection is served on its own, and the slow ones are dropped at the header timeout.
+#[tokio::test]
+async fn the_metrics_endpoint_answers_probes_while_slow_clients_hang_on() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let metrics = std::sync::Arc::new(chat_server::metrics::Metrics::new());
+    metrics.set_listening();
+    let server = tokio::spawn(chat_server::metrics::serve(listener, metrics));
+    let mut slow = Vec::new();
+    for _ in 0..200 {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: sl")
+            .await
+            .unwrap();
+        slow.push(s);
+    }
+    for _ in 0..5 {
+        assert_eq!(
+            get(addr, "/healthz").await,
+            ("HTTP/1.1 200 OK".into(), "ok\n".into())
+        );
+        assert_eq!(get(addr, "/readyz").await.1, "ready\n");
+    }
+    let (status, body) = get(addr, "/metrics").await;
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert!(body.ends_with("# EOF\n"), "{body}");
+    assert_eq!(get(addr, "/nothing").await.0, "HTTP/1.1 404 Not Found");
+    // The probes were answered while the slow ones were still waiting (none was closed
+    // yet: answering did not wait for them to time out)...
+    let mut byte = [0u8; 64];
+    for s in &slow {
+        assert!(
+            matches!(s.try_read(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+            "a slow client was closed before the probes were answered"
+        );
+    }
+    // ...and the header timeout (5 s) closes them.
+    for s in &mut slow {
+        let read = tokio::time::timeout(WAIT, s.read(&mut byte))
+            .await
+            .expect("closed in time");
+        // Closed, or answered 408 and closed.
+        match read {
+            Ok(0) | Err(_) => {}
+            Ok(_) => assert!(
+                std::str::from_utf8(&byte)
+                    .unwrap_or("")
+                    .starts_with("HTTP/1.1 408")
+            ),
+        }
+    }
+    server.abort();
 }
