@@ -93,15 +93,10 @@ fn lock_path(dir: &Path) -> PathBuf {
 /// Takes the data directory's lock: held by a running server, and by a subcommand changing a
 /// stopped server's database. `None` when someone else holds it.
 pub fn lock(dir: &Path) -> anyhow::Result<Option<File>> {
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("cannot create data directory {}", dir.display()))?;
+    crate::private::dir(dir)?;
     let path = lock_path(dir);
-    let file = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .with_context(|| format!("cannot open {}", path.display()))?;
+    let file =
+        crate::private::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
     match file.try_lock() {
         Ok(()) => Ok(Some(file)),
         Err(std::fs::TryLockError::WouldBlock) => Ok(None),
@@ -346,6 +341,8 @@ pub fn backup(dir: &Path, dest: &Path) -> anyhow::Result<()> {
     };
     let partial = dest.with_extension("partial");
     let _ = std::fs::remove_file(&partial);
+    // A backup holds what the database holds: only its owner reads it.
+    crate::private::file(&partial)?;
     {
         let mut copy = Connection::open(&partial)
             .with_context(|| format!("cannot create {}", partial.display()))?;

@@ -17,6 +17,7 @@ pub mod admin;
 pub mod config;
 pub mod metrics;
 pub mod outbox;
+pub mod private;
 pub mod socket;
 pub mod store;
 pub mod tls;

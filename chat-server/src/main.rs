@@ -15,6 +15,9 @@ use tracing_subscriber::{EnvFilter, Layer, reload};
 const BAD_CONFIG: u8 = 2;
 
 fn main() -> ExitCode {
+    // Everything the server writes (database, WAL, backups, exports, keys, sockets) is its
+    // user's alone, whatever umask it was started with.
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     let args: Vec<OsString> = std::env::args_os().collect();
     let config = match config::load(args.clone()) {
         Ok(config) => config,

@@ -220,9 +220,10 @@ impl Store {
         patience: Patience,
         report: impl Fn(Report) + Clone + Send + 'static,
     ) -> anyhow::Result<(Store, Restored)> {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("cannot create data directory {}", dir.display()))?;
+        crate::private::dir(dir)?;
         let path = dir.join("chat.sqlite3");
+        // Created 0600 first: SQLite gives the WAL and SHM the database's mode.
+        crate::private::file(&path)?;
         let conn = Connection::open(&path)
             .with_context(|| format!("cannot open database {}", path.display()))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;

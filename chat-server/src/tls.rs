@@ -103,7 +103,7 @@ pub fn self_signed(dir: &Path, hosts: &[String]) -> anyhow::Result<(PathBuf, Pat
     if cert.exists() && key.exists() {
         return Ok((cert, key));
     }
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    crate::private::dir(dir)?;
     let made = rcgen::generate_simple_self_signed(hosts.to_vec())
         .context("cannot make a self-signed certificate")?;
     std::fs::write(&cert, made.cert.pem())

@@ -148,3 +148,96 @@ async fn the_metrics_endpoint_answers_probes_while_slow_clients_hang_on() {
     }
     server.abort();
 }
+
+/// Started by hand under umask 022, the server keeps its data directory 0700 and everything in
+/// it 0600; a data directory and database another start left readable are tightened, with a
+/// warning. Backups are 0600 too.
+#[test]
+fn data_files_are_private_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let base = tempfile::tempdir().unwrap();
+    let data = base.path().join("data");
+    let start = |data: &std::path::Path| {
+        std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "umask 022; exec {} --listen 127.0.0.1:0 --metrics-listen off --tls-self-signed --data-dir {}",
+                env!("CARGO_BIN_EXE_chat-server"),
+                data.display()
+            ))
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let wait_for = |path: &std::path::Path| {
+        for _ in 0..400 {
+            if path.exists() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(25));
+        }
+        panic!("{} never appeared", path.display());
+    };
+    let stop = |mut child: std::process::Child| {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let out = child.wait_with_output().unwrap();
+        String::from_utf8_lossy(&out.stderr).to_string()
+    };
+    let child = start(&data);
+    wait_for(&data.join("control.sock"));
+    let files = [
+        "chat.sqlite3",
+        "chat.sqlite3-wal",
+        "chat.sqlite3-shm",
+        "chat.lock",
+        "control.sock",
+        "tls/self-signed.key",
+        "tls/self-signed.pem",
+    ];
+    assert_eq!((mode(&data), mode(&data.join("tls"))), (0o700, 0o700));
+    for f in files {
+        assert_eq!(mode(&data.join(f)), 0o600, "{f}");
+    }
+    let backups = base.path().join("backups/");
+    let backup = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "umask 022; exec {} backup {} --data-dir {}",
+            env!("CARGO_BIN_EXE_chat-server"),
+            backups.display(),
+            data.display()
+        ))
+        .output()
+        .unwrap();
+    assert!(
+        backup.status.success(),
+        "{}",
+        String::from_utf8_lossy(&backup.stderr)
+    );
+    let copy = std::fs::read_dir(&backups)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    assert_eq!(mode(&copy), 0o600, "{}", copy.display());
+    stop(child);
+
+    // Loosened by someone since: tightened at the next start, and said so.
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let db = data.join("chat.sqlite3");
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let child = start(&data);
+    wait_for(&data.join("control.sock"));
+    assert_eq!((mode(&data), mode(&db)), (0o700, 0o600));
+    let log = stop(child);
+    assert!(
+        log.contains("it is private now") && log.contains("0644"),
+        "{log}"
+    );
+}
