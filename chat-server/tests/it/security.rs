@@ -181,7 +181,7 @@ fn data_files_are_private_whatever_the_umask() {
         }
         panic!("{} never appeared", path.display());
     };
-    let stop = |mut child: std::process::Child| {
+    let stop = |child: std::process::Child| {
         let _ = std::process::Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
             .status();
