@@ -393,6 +393,10 @@ impl Checker {
                     self.drain(hub, now);
                 }
                 irc::Action::Caps(caps) => hub.set_wire(conn, Wire::Irc(caps)),
+                irc::Action::Answered => {
+                    hub.handle(now, Input::Answered { conn });
+                    self.drain(hub, now);
+                }
             }
         }
     }

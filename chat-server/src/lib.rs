@@ -1247,6 +1247,10 @@ impl Shell {
                     self.perform(hub, dirty, now);
                 }
                 irc::Action::Caps(caps) => hub.set_wire(conn, Wire::Irc(caps)),
+                irc::Action::Answered => {
+                    hub.handle(now, Input::Answered { conn });
+                    self.perform(hub, dirty, now);
+                }
             }
             if !self.irc.contains_key(&conn) {
                 return;

@@ -668,11 +668,11 @@ impl Hub {
         for room in names_of {
             c.delayed.insert(
                 c.free,
-                Ok(ClientMsg::Join {
+                liveness::Queued::Frame(Ok(ClientMsg::Join {
                     room,
                     since: None,
                     key: None,
-                }),
+                })),
             );
             c.free += 1;
         }

@@ -2,6 +2,7 @@
 //! new direct-message senders.
 
 use super::*;
+use liveness::Queued;
 
 /// Direct-message peers remembered per connection.
 pub(super) const DIRECT_PEERS: usize = 256;
@@ -13,6 +14,19 @@ impl Hub {
         conn: ConnId,
         frame: Result<ClientMsg, FrameError>,
     ) {
+        self.admit(now, conn, Queued::Frame(frame));
+    }
+
+    /// A line the connection's IRC adapter answered itself (an unknown command, a bad line):
+    /// it costs a turn as a frame would, so that flooding with such lines is cut off after
+    /// the same budget as any other flood.
+    pub(super) fn handle_answered(&mut self, now: UnixMillis, conn: ConnId) {
+        self.admit(now, conn, Queued::Answered);
+    }
+
+    /// Runs a frame (or a turn) now if the connection's token bucket allows, else queues it
+    /// (telling the client once) or, past the queue's bound, kicks the connection.
+    fn admit(&mut self, now: UnixMillis, conn: ConnId, frame: Queued) {
         let config_rate = self.config.flood_rate;
         let burst = u64::from(self.config.flood_burst) * 1000;
         let flood_queue = self.config.flood_queue;
@@ -24,7 +38,7 @@ impl Hub {
         // The pong to our ping only proves liveness: it never waits behind throttled frames.
         // Any other pong counts against flood control like every other frame, so pongs cannot
         // be used to make the server work for free.
-        if pinged && matches!(frame, Ok(ClientMsg::Pong { .. })) {
+        if pinged && matches!(frame, Queued::Frame(Ok(ClientMsg::Pong { .. }))) {
             return;
         }
         if c.waiting() {
@@ -39,13 +53,13 @@ impl Hub {
             return;
         }
         if config_rate == 0 {
-            self.process(now, conn, frame);
+            self.run_queued(now, conn, frame);
             return;
         }
         refill(c, now, config_rate, burst);
         if c.delayed.is_empty() && c.tokens >= 1000 {
             c.tokens -= 1000;
-            self.process(now, conn, frame);
+            self.run_queued(now, conn, frame);
             return;
         }
         if c.delayed.len() - c.free >= flood_queue {
@@ -91,7 +105,7 @@ impl Hub {
                 // the client nothing.
                 c.free = c.free.saturating_sub(1);
                 let frame = c.delayed.pop_front().expect("checked non-empty");
-                self.process(now, conn, frame);
+                self.run_queued(now, conn, frame);
                 continue;
             }
             if c.tokens < 1000 {
@@ -102,6 +116,12 @@ impl Hub {
             }
             c.tokens -= 1000;
             let frame = c.delayed.pop_front().expect("checked non-empty");
+            self.run_queued(now, conn, frame);
+        }
+    }
+
+    fn run_queued(&mut self, now: UnixMillis, conn: ConnId, item: Queued) {
+        if let Queued::Frame(frame) = item {
             self.process(now, conn, frame);
         }
     }

@@ -20,7 +20,7 @@ pub(super) struct Conn {
     /// When `tokens` was last refilled.
     pub(super) tokens_at: UnixMillis,
     /// Frames held back by flood control, oldest first.
-    pub(super) delayed: VecDeque<Result<ClientMsg, FrameError>>,
+    pub(super) delayed: VecDeque<Queued>,
     /// When the first delayed frame may run; the entry in `Hub::releases`.
     pub(super) release_at: Option<UnixMillis>,
     /// A room this connection is joining that the store is loading: its frames wait in
@@ -52,6 +52,15 @@ pub(super) struct Conn {
     /// read, the rest wait their turn (at most [`MAX_STORE_READS`]), so one connection keeps
     /// at most one of the store's readers busy.
     pub(super) reads: VecDeque<HistoryQuery>,
+}
+
+/// What waits in a connection's queue for its turn.
+#[derive(Debug)]
+pub(super) enum Queued {
+    /// A frame, run when its turn comes.
+    Frame(Result<ClientMsg, FrameError>),
+    /// A line its IRC adapter answered itself: nothing to run, but it cost a turn.
+    Answered,
 }
 
 /// Store reads one connection may have on their way; more are refused with `busy`.

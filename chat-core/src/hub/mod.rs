@@ -172,6 +172,13 @@ pub enum Input {
     StoreDown,
     /// The store commits again: accept messages again.
     StoreUp,
+    /// A line the connection's protocol adapter answered itself, without a frame for the
+    /// hub (an unknown IRC command, a malformed line): it costs what a frame costs, so flood
+    /// control cuts off a client flooding with such lines as it would any other.
+    Answered {
+        /// Whose line.
+        conn: ConnId,
+    },
     /// The answer to [`Output::Password`].
     PasswordDone {
         /// The connection the work was for.
@@ -498,6 +505,7 @@ impl Hub {
         match input {
             Input::Connect { conn, addr, wire } => self.handle_connect(now, conn, addr, wire),
             Input::Frame { conn, frame } => self.handle_frame(now, conn, frame),
+            Input::Answered { conn } => self.handle_answered(now, conn),
             Input::Disconnect { conn, reason } => self.drop_conn(now, conn, &reason, false),
             Input::Committed { through } => self.handle_committed(through),
             Input::RoomLoaded { key, room } => self.handle_room_loaded(now, key, room),

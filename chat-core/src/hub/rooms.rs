@@ -197,7 +197,7 @@ impl Hub {
             return;
         };
         c.loading = Some(key.to_string());
-        c.delayed.push_front(Ok(again));
+        c.delayed.push_front(liveness::Queued::Frame(Ok(again)));
         let waiting = self.loading.entry(key.to_string()).or_default();
         waiting.push(conn);
         if waiting.len() == 1 {

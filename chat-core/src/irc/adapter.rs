@@ -41,6 +41,9 @@ pub enum Action {
     /// The client's capabilities changed: tell the hub, whose encoding of room events
     /// depends on them.
     Caps(Caps),
+    /// The line was answered here, with no message for the hub: tell the hub
+    /// ([`crate::hub::Input::Answered`]) so that it costs a turn of flood control.
+    Answered,
 }
 
 /// The IRC command a hub message came from, and what it named: answers and refusals name
@@ -167,6 +170,7 @@ impl Adapter {
     /// Handles one line from the client, parsed or not.
     pub fn line(&mut self, line: Result<Message, LineError>) -> Vec<Action> {
         let mut out = Out::default();
+
         match line {
             Ok(msg) => self.command(msg, &mut out),
             Err(LineError::TooLong) => {
@@ -190,7 +194,11 @@ impl Adapter {
                 self.numeric(&mut out.buf, "421", &[&cmd], "Unknown command");
             }
         }
-        out.finish()
+        let mut actions = out.finish();
+        if !actions.iter().any(|a| matches!(a, Action::Hub { .. })) {
+            actions.push(Action::Answered);
+        }
+        actions
     }
 
     fn command(&mut self, msg: Message, out: &mut Out) {

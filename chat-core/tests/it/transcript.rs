@@ -467,6 +467,11 @@ impl Harness {
                         self.drain();
                     }
                     irc::Action::Caps(caps) => self.hub().set_wire(conn, Wire::Irc(caps)),
+                    irc::Action::Answered => {
+                        let now = self.now;
+                        self.hub().handle(now, Input::Answered { conn });
+                        self.drain();
+                    }
                 }
             }
         }
