@@ -4,11 +4,18 @@
 
 use super::*;
 
+/// The away reason of someone muted somewhere, in place of theirs.
+const SILENT_AWAY: &str = "away";
+
 impl Hub {
     pub(super) fn cmd_away(&mut self, conn: ConnId, reason: Option<String>) {
-        let Ok(reason) = self.valid_reason(conn, reason) else {
+        let Ok(mut reason) = self.valid_reason(conn, reason) else {
             return;
         };
+        // Muted somewhere: away, but the reason (text every room would see) is not theirs.
+        if reason.is_some() && self.silenced_in(conn).is_some() {
+            reason = Some(SILENT_AWAY.to_string());
+        }
         let name = self.name_of(conn);
         let key = names::key(&name);
         let changed = match &reason {

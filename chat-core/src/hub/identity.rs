@@ -186,6 +186,13 @@ impl Hub {
         {
             return;
         }
+        // A new name is text every room sees: not while muted in one of them (as IRC
+        // servers refuse a nick change while banned or muted on a channel).
+        if let Some(room) = self.silenced_in(conn) {
+            let why = format!("you cannot change your name while you may not speak in {room}");
+            self.reply(conn, &error(ErrorCode::CannotSpeak, &why));
+            return;
+        }
         let Some(new) = self.claim_name(conn, raw) else {
             return;
         };

@@ -69,7 +69,7 @@ impl Hub {
                 .copied()
         });
         let Some(target) = target else {
-            if self.direct_offline(conn, raw, text, action, cid) {
+            if self.direct_offline(now, conn, raw, text, action, cid) {
                 return;
             }
             self.reply(

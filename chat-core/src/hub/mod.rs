@@ -322,6 +322,9 @@ pub struct Hub {
     away: HashMap<String, String>,
     /// Direct messages waiting for accounts that are not connected, by account key.
     offline: HashMap<String, VecDeque<offline::StoredDirect>>,
+    /// When new senders first left a message in each mailbox (account key), within the last
+    /// minute: the new-sender limit of direct messages, for accounts that are not connected.
+    offline_new: HashMap<String, VecDeque<UnixMillis>>,
     /// Skeleton of each account's name to its key, to refuse look-alikes.
     account_skeletons: HashMap<String, String>,
     /// Failed logins per account key and address: what locks (one address guessing cannot
@@ -386,6 +389,7 @@ impl Hub {
             accounts: HashMap::new(),
             away: HashMap::new(),
             offline: HashMap::new(),
+            offline_new: HashMap::new(),
             account_skeletons: HashMap::new(),
             login_throttles: HashMap::new(),
             account_failures: HashMap::new(),
@@ -580,8 +584,9 @@ impl Hub {
             ClientMsg::Ping { token } => self.cmd_ping(conn, token),
             ClientMsg::Pong { .. } => {}
             ClientMsg::Quit { reason } => {
+                // Muted somewhere: the quit says nothing of its own to anyone.
                 let why = match reason {
-                    Some(r) if !r.trim().is_empty() => r,
+                    Some(r) if !r.trim().is_empty() && self.silenced_in(conn).is_none() => r,
                     _ => reason::QUIT.to_string(),
                 };
                 self.kick(now, conn, &why);

@@ -25,6 +25,10 @@ enum Rule {
     Name(String),
     /// Addresses within a prefix (IPv6 addresses as the hub keeps them, cut to their /64).
     Addr { addr: IpAddr, bits: u8 },
+    /// A guest: this name (key) from this address, as the hub keeps it. An invitation of a
+    /// guest is theirs, not the bare name's: someone else taking the name after they leave
+    /// is not invited.
+    Guest { name: String, addr: IpAddr },
 }
 
 impl Rule {
@@ -39,6 +43,9 @@ impl Rule {
                 }
             }),
             Rule::Addr { addr: net, bits } => in_prefix(addr, *net, *bits),
+            Rule::Guest { name, addr: from } => {
+                name_key == Some(name.as_str()) && account.is_none() && addr == *from
+            }
         }
     }
 }
@@ -522,28 +529,57 @@ impl Hub {
 
     /// Whether `conn` may speak in a room it is in, replying with the reason when not.
     pub(super) fn may_speak(&mut self, conn: ConnId, key: &str) -> bool {
+        match self.speak_refusal(conn, key) {
+            Some(why) => {
+                self.reply(conn, &error(ErrorCode::CannotSpeak, &why));
+                false
+            }
+            None => true,
+        }
+    }
+
+    /// Why `conn` may not speak in a room it is in (muted, or moderated without voice).
+    fn speak_refusal(&self, conn: ConnId, key: &str) -> Option<String> {
         // The common case, on every message: nothing in the room can stop anyone speaking.
-        let settings = &self.rooms[key].settings;
+        let settings = &self.rooms.get(key)?.settings;
         if !settings.modes.moderated && !settings.bans.iter().any(|b| b.info.mute) {
-            return true;
+            return None;
         }
         if self.power_of(conn, key) >= power(Role::Voice) {
-            return true;
+            return None;
         }
-        let shown = self.rooms[key].name.clone();
-        let why = if self.rooms[key].settings.modes.moderated {
-            format!("{shown} is moderated: only voiced members speak")
-        } else if let Some(ban) = self.room_ban(key, conn, None, true) {
-            format!(
-                "you are muted in {shown}{}{}",
-                with_reason(&ban.info.reason),
-                lasts(self.wall_now(), ban.info.expires)
-            )
+        let shown = &self.rooms[key].name;
+        if self.rooms[key].settings.modes.moderated {
+            Some(format!("{shown} is moderated: only voiced members speak"))
         } else {
-            return true;
-        };
-        self.reply(conn, &error(ErrorCode::CannotSpeak, &why));
-        false
+            self.room_ban(key, conn, None, true).map(|ban| {
+                format!(
+                    "you are muted in {shown}{}{}",
+                    with_reason(&ban.info.reason),
+                    lasts(self.wall_now(), ban.info.expires)
+                )
+            })
+        }
+    }
+
+    /// A room `conn` (or another device of its name) is in where it may not speak, if any:
+    /// while so, what it says to every room at once (away and quit reasons, a new name)
+    /// carries no text of its own.
+    pub(super) fn silenced_in(&self, conn: ConnId) -> Option<String> {
+        let mut devices = self.other_devices(conn);
+        devices.push(conn);
+        devices.iter().find_map(|d| {
+            let c = self.conns.get(d)?;
+            c.rooms
+                .iter()
+                .find(|key| self.speak_refusal(*d, key).is_some())
+                .map(|key| self.rooms[key].name.clone())
+        })
+    }
+
+    /// Whether `conn` may not speak in this room.
+    pub(super) fn silenced_in_room(&self, conn: ConnId, key: &str) -> bool {
+        self.speak_refusal(conn, key).is_some()
     }
 
     /// Whether `conn` may set the topic of a room it is in.
@@ -1413,7 +1449,12 @@ impl Hub {
         let (rule, invitee) = if let Some(account) = self.accounts.get(&target) {
             (Rule::Account(target.clone()), account.name.clone())
         } else if let Some(&guest) = self.names.get(&target).and_then(|c| c.first()) {
-            (Rule::Name(target.clone()), self.name_of(guest))
+            let addr = self.conns[&guest].addr;
+            let rule = Rule::Guest {
+                name: target.clone(),
+                addr,
+            };
+            (rule, self.name_of(guest))
         } else {
             self.reply(
                 conn,

@@ -7,6 +7,9 @@ use super::*;
 
 /// Most direct messages waiting for one account.
 pub const MAX_OFFLINE: usize = 200;
+/// Most of them from one sender: one sender cannot fill a mailbox so that nobody else can
+/// leave a message.
+pub const MAX_OFFLINE_PER_SENDER: usize = 20;
 
 /// A direct message waiting for its recipient, as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,6 +93,7 @@ impl Hub {
     /// an account, or refused); false when nobody of that name exists at all.
     pub(super) fn direct_offline(
         &mut self,
+        now: UnixMillis,
         conn: ConnId,
         raw: &str,
         text: String,
@@ -112,14 +116,42 @@ impl Hub {
         if !self.valid_text(conn, &text) {
             return true;
         }
-        if self
-            .offline
-            .get(&key)
-            .is_some_and(|q| q.len() >= MAX_OFFLINE)
-        {
+        let from = names::key(&self.name_of(conn));
+        let queue = self.offline.get(&key);
+        let mine = queue.map_or(0, |q| {
+            q.iter().filter(|d| names::key(&d.from) == from).count()
+        });
+        if queue.is_some_and(|q| q.len() >= MAX_OFFLINE) {
             let why = format!("{to} has {MAX_OFFLINE} messages waiting already; try later");
             self.reply(conn, &error(ErrorCode::ListFull, &why));
             return true;
+        }
+        if mine >= MAX_OFFLINE_PER_SENDER {
+            let why = format!(
+                "you have {MAX_OFFLINE_PER_SENDER} messages waiting for {to} already; wait until they read them"
+            );
+            self.reply(conn, &error(ErrorCode::ListFull, &why));
+            return true;
+        }
+        // A sender new to this mailbox counts against the new-sender limit, as online.
+        let limit = self.config.direct_new_senders_per_minute as usize;
+        if mine == 0 && limit > 0 && from != key {
+            let new = self.offline_new.entry(key.clone()).or_default();
+            while new.front().is_some_and(|&t| t + 60_000 <= now) {
+                new.pop_front();
+            }
+            if new.len() >= limit {
+                let why = format!(
+                    "{to} is getting direct messages from too many new people; try again in a minute"
+                );
+                self.reply(conn, &error(ErrorCode::DirectThrottled, &why));
+                return true;
+            }
+            new.push_back(now);
+            if self.offline_new.len() > 10_000 {
+                self.offline_new
+                    .retain(|_, n| n.back().is_some_and(|&t| t + 60_000 > now));
+            }
         }
         if !self.store_can_take(conn, 64 + text.len()) {
             return true;
@@ -147,6 +179,7 @@ impl Hub {
         let Some(account) = self.logged_in(conn) else {
             return;
         };
+        self.offline_new.remove(&account);
         let Some(waiting) = self.offline.remove(&account) else {
             return;
         };

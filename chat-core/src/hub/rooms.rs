@@ -359,10 +359,12 @@ impl Hub {
             self.rooms[&key].members.iter().copied().collect()
         };
         let ts = self.stamp();
+        // A muted member leaves without a word.
+        let why = why.filter(|r| !r.trim().is_empty() && !self.silenced_in_room(conn, &key));
         let msg = ServerMsg::Part {
             room: self.rooms[&key].name.clone(),
             name: self.name_of(conn),
-            reason: why.filter(|r| !r.trim().is_empty()),
+            reason: why,
             ts,
         };
         self.send(to, &msg);

@@ -614,3 +614,70 @@ fn counters_count_accepted_messages_and_flood_kicks() {
     );
     assert_eq!(hub.connection_count(), 0);
 }
+
+#[test]
+fn a_mailbox_gives_each_sender_a_share_and_new_senders_meet_the_new_sender_limit() {
+    let mut hub = Hub::new(HubConfig {
+        flood_rate: 0,
+        ..HubConfig::default()
+    });
+    let (_, hash) = PasswordWork::Hash {
+        password: Secret::new("a password"),
+    }
+    .perform(&crate::password::PasswordCost::TEST);
+    let names: Vec<String> = ["bob".to_string()]
+        .into_iter()
+        .chain((0..12).map(|i| format!("s{i}")))
+        .collect();
+    let accounts = names
+        .iter()
+        .map(|n| StoredAccount {
+            name: n.clone(),
+            hash: hash.clone().unwrap(),
+            ..StoredAccount::default()
+        })
+        .collect();
+    assert!(hub.restore_accounts(accounts).is_empty());
+    for i in 0..12u64 {
+        hello(&mut hub, i + 1, &format!("guest{i}"));
+        log_in(&mut hub, i + 1, &format!("s{i}"), "a password");
+    }
+    let mut write = |hub: &mut Hub, now: UnixMillis, conn: u64, text: &str| {
+        hub.handle(
+            now,
+            Input::Frame {
+                conn: ConnId(conn),
+                frame: Ok(ClientMsg::Msg {
+                    to: "bob".into(),
+                    text: text.into(),
+                    action: false,
+                    cid: None,
+                }),
+            },
+        );
+        sent_to(hub, conn)
+    };
+    // One sender: 20 wait, the 21st is refused, and nobody else is kept out by it.
+    for n in 0..20 {
+        let got = write(&mut hub, 0, 1, &format!("spam {n}"));
+        assert!(got.contains(r#""type":"offline""#), "{n}: {got}");
+    }
+    let got = write(&mut hub, 0, 1, "spam 20");
+    assert!(
+        got.contains("list_full") && got.contains("you have 20"),
+        "{got}"
+    );
+    // Nine more new senders within the minute make ten; the eleventh waits a minute.
+    for conn in 2..=10 {
+        let got = write(&mut hub, 1_000, conn, "hello bob");
+        assert!(got.contains(r#""type":"offline""#), "sender {conn}: {got}");
+    }
+    let got = write(&mut hub, 2_000, 11, "me too");
+    assert!(got.contains("direct_throttled"), "{got}");
+    // A sender already in the mailbox is not new.
+    let got = write(&mut hub, 2_000, 2, "again");
+    assert!(got.contains(r#""type":"offline""#), "{got}");
+    let got = write(&mut hub, 61_000, 11, "me too");
+    assert!(got.contains(r#""type":"offline""#), "{got}");
+    hub.check_invariants().unwrap();
+}
