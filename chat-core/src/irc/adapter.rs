@@ -711,10 +711,14 @@ impl Adapter {
                 };
                 out.hub(login, asked);
             }
-            ("IDENTIFY", [account, password, ..]) => {
+            ("IDENTIFY", [account, _, ..]) => {
+                // The account, then the rest of the line as the password: a passphrase may
+                // have spaces in it.
+                let rest = text.trim_start()[command.len()..].trim_start();
+                let password = rest[account.len()..].trim_start();
                 let login = ClientMsg::Login {
                     account: (*account).to_string(),
-                    password: Secret::new(*password),
+                    password: Secret::new(password),
                 };
                 out.hub(login, asked);
             }
@@ -729,7 +733,7 @@ impl Adapter {
                     "NOTICE",
                     &[
                         &name,
-                        "Commands: REGISTER <password>, IDENTIFY [account] <password>, LOGOUT",
+                        "Commands: REGISTER <password>, IDENTIFY [account] <password> (the rest of the line), LOGOUT",
                     ],
                 );
             }
