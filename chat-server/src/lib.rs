@@ -1441,6 +1441,8 @@ async fn accept_loop(
         metrics,
     } = shared;
     let mut config = live.borrow_and_update().clone();
+    // TLS handshakes spent on refusals at once; past this a refused client is closed silently.
+    let refusals = Arc::new(tokio::sync::Semaphore::new(REFUSAL_HANDSHAKES));
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -1471,6 +1473,7 @@ async fn accept_loop(
             tracing::info!(%peer, "refused connection: connecting too fast");
             tokio::spawn(refuse(
                 stream,
+                tls.clone().zip(Some(refusals.clone())),
                 wire,
                 ErrorCode::ConnectionThrottled,
                 format!(
@@ -1507,7 +1510,13 @@ async fn accept_loop(
         };
         if let Some((code, message)) = refusal {
             tracing::info!(%peer, %code, "refused connection");
-            tokio::spawn(refuse(stream, wire, code, message));
+            tokio::spawn(refuse(
+                stream,
+                tls.clone().zip(Some(refusals.clone())),
+                wire,
+                code,
+                message,
+            ));
             continue;
         }
         let conn = ConnId(ids.fetch_add(1, Ordering::Relaxed) + 1);
@@ -1533,8 +1542,21 @@ async fn accept_loop(
     }
 }
 
-/// Tells a refused client why, then closes.
-async fn refuse(mut stream: TcpStream, wire: Wire, code: ErrorCode, message: String) {
+/// Refused TLS clients told why at once (each costs a handshake); the rest are closed silently.
+const REFUSAL_HANDSHAKES: usize = 32;
+
+/// Tells a refused client why, then closes. On a TLS listener the refusal is written inside
+/// the TLS session, never in plaintext before it: the handshake is finished first, within the
+/// handshake timeout and at most [`REFUSAL_HANDSHAKES`] at once. A client refused for
+/// connecting too fast is closed without a handshake (spending one would be what the limit
+/// is there to stop).
+async fn refuse(
+    stream: TcpStream,
+    tls: Option<(tokio_rustls::TlsAcceptor, Arc<tokio::sync::Semaphore>)>,
+    wire: Wire,
+    code: ErrorCode,
+    message: String,
+) {
     let mut buf = BytesMut::new();
     if wire != Wire::Json {
         let error = irc::Message::new("ERROR", &[&format!("Closing link: {message}")]);
@@ -1542,11 +1564,26 @@ async fn refuse(mut stream: TcpStream, wire: Wire, code: ErrorCode, message: Str
     } else {
         encode_refusal(code, message, &mut buf);
     }
-    let _ = tokio::time::timeout(Duration::from_secs(1), async {
-        let _ = stream.write_all(&buf).await;
-        let _ = stream.shutdown().await;
-    })
-    .await;
+    async fn tell<S: tokio::io::AsyncWrite + Unpin>(mut stream: S, buf: &[u8]) {
+        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+            let _ = stream.write_all(buf).await;
+            let _ = stream.shutdown().await;
+        })
+        .await;
+    }
+    let Some((acceptor, permits)) = tls else {
+        return tell(stream, &buf).await;
+    };
+    if code == ErrorCode::ConnectionThrottled {
+        return;
+    }
+    let Ok(_permit) = permits.try_acquire_owned() else {
+        return;
+    };
+    if let Ok(Ok(session)) = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
+    {
+        tell(session, &buf).await;
+    }
 }
 
 fn encode_refusal(code: ErrorCode, message: String, buf: &mut BytesMut) {

@@ -186,6 +186,11 @@ fn read_loop(
     rx: Arc<std::sync::Mutex<std_mpsc::Receiver<(ConnId, HistoryQuery)>>>,
     report: impl Fn(Report),
 ) {
+    // Searches are the slow reads: they yield the core to the hub and the writer whenever
+    // those have work (nice 19 on this thread alone; Linux keeps niceness per thread).
+    if let Err(err) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 19) {
+        tracing::debug!(%err, "store: cannot lower a reader's priority");
+    }
     loop {
         let job = rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
         let Ok((asker, query)) = job else {

@@ -1420,38 +1420,71 @@ async fn storm(target: &Target, n: usize, secs: f64, extra: &mut String) -> anyh
     }
     let fill = started.elapsed().as_secs_f64();
     let (mut brd, mut bwr) = client(server.addr, "bystander", "#chat").await?;
-    // One phase: the bystander's send-to-ack times over `secs`, a message every 20 ms.
+    // One phase: the bystander's send-to-ack times over `secs`, a message every 20 ms sent on
+    // schedule (open loop: a slow acknowledgement does not slow the sending), each timed from
+    // its send to its `ack`; acknowledgements that have not come 60 s after the last send
+    // fail the run.
     async fn phase(
         rd: &mut tokio::io::BufReader<tokio::net::tcp::OwnedReadHalf>,
         wr: &mut tokio::net::tcp::OwnedWriteHalf,
         tag: &str,
         secs: f64,
     ) -> anyhow::Result<Histogram<u64>> {
-        let mut hist = new_histogram();
         let count = (secs * 50.0) as usize;
+        let sent: Mutex<Vec<Option<Instant>>> = Mutex::new(vec![None; count]);
         let start = Instant::now();
-        let mut line = String::new();
-        for i in 0..count {
-            let due = start + Duration::from_millis(20 * i as u64);
-            tokio::time::sleep_until(due.into()).await;
-            let cid = format!("{tag}{i}");
-            let say = format!(r##"{{"type":"say","room":"#chat","text":"hello","cid":"{cid}"}}"##);
-            let sent = Instant::now();
-            wr.write_all(format!("{say}\n").as_bytes()).await?;
-            let want = format!("\"cid\":\"{cid}\"");
-            loop {
+        let writer = async {
+            for i in 0..count {
+                tokio::time::sleep_until((start + Duration::from_millis(20 * i as u64)).into())
+                    .await;
+                let say =
+                    format!(r##"{{"type":"say","room":"#chat","text":"hello","cid":"{tag}{i}"}}"##);
+                sent.lock().unwrap()[i] = Some(Instant::now());
+                wr.write_all(format!("{say}\n").as_bytes()).await?;
+            }
+            anyhow::Ok(())
+        };
+        let reader = async {
+            let mut hist = new_histogram();
+            let mut line = String::new();
+            let deadline = start + Duration::from_secs_f64(secs + 60.0);
+            let prefix = format!("\"cid\":\"{tag}");
+            let mut acked = 0;
+            while acked < count {
                 line.clear();
-                anyhow::ensure!(
-                    rd.read_line(&mut line).await? > 0,
-                    "bystander: connection closed"
-                );
-                if line.contains("\"ack\"") && line.contains(&want) {
-                    break;
+                let n = tokio::time::timeout_at(deadline.into(), rd.read_line(&mut line))
+                    .await
+                    .map_err(|_| {
+                        anyhow::anyhow!(
+                            "{} of {count} acknowledgements did not come within 60 s",
+                            count - acked
+                        )
+                    })??;
+                anyhow::ensure!(n > 0, "bystander: connection closed");
+                if !line.contains("\"ack\"") {
+                    continue;
+                }
+                let Some(at) = line.find(&prefix) else {
+                    continue;
+                };
+                let digits: String = line[at + prefix.len()..]
+                    .chars()
+                    .take_while(char::is_ascii_digit)
+                    .collect();
+                if let Some(Some(t)) = digits
+                    .parse::<usize>()
+                    .ok()
+                    .and_then(|i| sent.lock().unwrap().get(i).copied())
+                {
+                    hist.record(t.elapsed().as_micros() as u64).ok();
+                    acked += 1;
                 }
             }
-            hist.record(sent.elapsed().as_micros() as u64).ok();
-        }
-        Ok(hist)
+            anyhow::Ok(hist)
+        };
+        let (written, hist) = tokio::join!(writer, reader);
+        written?;
+        hist
     }
     // A second to warm up (connections, caches), not counted.
     phase(&mut brd, &mut bwr, "w", 1.0).await?;
@@ -1485,7 +1518,7 @@ async fn storm(target: &Target, n: usize, secs: f64, extra: &mut String) -> anyh
             let search = r##"{"type":"search","room":"#quiet","query":"deploy","limit":20}"##;
             let start = Instant::now();
             let mut i = 0u64;
-            while !stop.load(Ordering::Relaxed) {
+            while !stop.load(Ordering::Relaxed) && start.elapsed().as_secs_f64() < secs {
                 tokio::time::sleep_until((start + Duration::from_millis(200 * i + 7 * s)).into())
                     .await;
                 if wr
@@ -1861,7 +1894,7 @@ pub fn run_suite(args: &BenchArgs) -> anyhow::Result<()> {
             search(&target, if quick { 20_000 } else { 100_000 }, &mut extra).await?;
         }
         if want(Part::Storm) && matches!(target, Target::Spawn(_)) {
-            storm(&target, if quick { 10_000 } else { 40_000 }, secs.max(4.0), &mut extra).await?;
+            storm(&target, if quick { 10_000 } else { 40_000 }, if quick { secs.max(4.0) } else { 10.0 }, &mut extra).await?;
         }
         // Over IRC: our IRC listener and ngIRCd, the same loads, one after the other.
         if want(Part::Irc) && let Target::Spawn(binary) = &target {

@@ -642,7 +642,7 @@ fn a_mailbox_gives_each_sender_a_share_and_new_senders_meet_the_new_sender_limit
         hello(&mut hub, i + 1, &format!("guest{i}"));
         log_in(&mut hub, i + 1, &format!("s{i}"), "a password");
     }
-    let mut write = |hub: &mut Hub, now: UnixMillis, conn: u64, text: &str| {
+    let write = |hub: &mut Hub, now: UnixMillis, conn: u64, text: &str| {
         hub.handle(
             now,
             Input::Frame {

@@ -371,6 +371,7 @@ fn roles_show_in_the_member_list_and_moderation_reads_as_lines() {
                 invite_only: None,
                 topic_lock: None,
                 registered_only: None,
+                secret: None,
                 key: None,
             },
         ]

@@ -400,3 +400,42 @@ async fn a_tls_client_that_stops_reading_is_dropped_and_slows_nobody() {
     assert!(ended.is_ok(), "the stuck client's connection was closed");
     server.stop().await;
 }
+
+/// On the TLS port a refusal (too many connections from one address) is said inside TLS after
+/// the handshake, never as plaintext before it.
+#[tokio::test]
+async fn a_refusal_on_the_tls_port_is_written_inside_tls() {
+    use tokio::io::AsyncReadExt;
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new();
+    let (cert, key) = pki.server_cert(dir.path());
+    let server =
+        TestServer::start(&["--tls-cert", &cert, "--tls-key", &key, "--max-per-ip", "1"]).await;
+    let addr = format!("localhost:{}", server.addr.port());
+    let known = dir.path().join("known_hosts");
+    let mut first = connect(&addr, pki.trust(&known)).await.unwrap();
+    hello(&mut first, "first").await;
+    // A raw TCP peer that sends nothing hears nothing in the clear: the server waits for a
+    // handshake (and gives up on it), it does not write its refusal first.
+    let mut raw = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let mut byte = [0u8; 1];
+    let heard = tokio::time::timeout(Duration::from_millis(500), raw.read(&mut byte)).await;
+    assert!(
+        heard.is_err(),
+        "the server wrote {byte:?} before any handshake"
+    );
+    drop(raw);
+    // A TLS client is told why, over TLS.
+    let mut second = connect(&addr, pki.trust(&known)).await.unwrap();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), second.recv()).await {
+            Ok(Ok(Received::Msg(ServerMsg::Error { code, .. }))) => {
+                assert_eq!(code, chat_core::protocol::ErrorCode::TooManyConnections);
+                break;
+            }
+            Ok(Ok(Received::Msg(_))) => {}
+            other => panic!("no refusal: {other:?}"),
+        }
+    }
+    server.stop().await;
+}
