@@ -75,6 +75,24 @@ async fn ipv4_clients_of_a_dual_stack_listener_keep_their_addresses() {
     assert_eq!(root.expect("ban").await["ban"]["target"], "addr:127.0.0.21");
     assert!(g21.expect_closed().await.is_some());
     six.sync().await;
+
+    // Ten failed logins from 127.0.0.30 lock that address out, not 127.0.0.31.
+    let mut guesser = Client::connect_from(v4(30), to).await;
+    for i in 0..10 {
+        guesser
+            .send(json!({"type":"hello","version":1,"name":format!("u{i}"),"password":"guess"}))
+            .await;
+        assert_eq!(guesser.expect_error().await, "bad_credentials");
+    }
+    guesser
+        .send(json!({"type":"hello","version":1,"name":"u10","password":"guess"}))
+        .await;
+    assert_eq!(guesser.expect_error().await, "login_throttled");
+    let mut other = Client::connect_from(v4(31), to).await;
+    other
+        .send(json!({"type":"hello","version":1,"name":"u0","password":"guess"}))
+        .await;
+    assert_eq!(other.expect_error().await, "bad_credentials");
     server.stop().await;
 }
 
