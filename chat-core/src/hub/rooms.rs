@@ -275,14 +275,14 @@ impl Hub {
         again: ClientMsg,
     ) -> bool {
         if let Some(similar) = self.similar_room(key) {
-            let shown = self.rooms[&similar].name.clone();
-            self.reply(
-                conn,
-                &error(
-                    ErrorCode::InvalidRoom,
-                    &format!("{name} looks too much like {shown}; join that or pick another name"),
-                ),
-            );
+            // A room the asker may not read is not named (a secret room does not exist).
+            let why = if self.may_read(conn, &similar) {
+                let shown = &self.rooms[&similar].name;
+                format!("{name} looks too much like {shown}; join that or pick another name")
+            } else {
+                format!("{name} looks too much like a room that exists; pick another name")
+            };
+            self.reply(conn, &error(ErrorCode::InvalidRoom, &why));
             return false;
         }
         if self.config.durable && !self.absent.contains(key) {
