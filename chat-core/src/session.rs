@@ -1491,7 +1491,8 @@ impl Session {
                 if matches!(self.state, ConnState::NameRejected { .. }) {
                     self.set_name(now, &name);
                 } else {
-                    self.wanted_name = name.clone();
+                    // The name changes when the server says so (`nick`); a refused one
+                    // changes nothing, not the name the next hello asks for.
                     self.submit(now, ClientMsg::Nick { name });
                 }
             }

@@ -147,8 +147,7 @@ fn test(extra: &[String]) -> anyhow::Result<()> {
         );
     }
     let hadolint = hadolint()?;
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
+    let status = cargo()
         .current_dir(root())
         .args(["test", "--workspace"])
         .args(extra)
@@ -202,14 +201,13 @@ fn hadolint() -> anyhow::Result<PathBuf> {
 
 /// `cargo xtask fuzz`: each target for `secs` seconds; fails on the first finding.
 fn fuzz(secs: u64, targets: &[String]) -> anyhow::Result<()> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let has_fuzz = Command::new(&cargo)
+    let has_fuzz = cargo()
         .args(["fuzz", "--version"])
         .output()
         .is_ok_and(|o| o.status.success());
     if !has_fuzz {
         eprintln!("xtask: installing cargo-fuzz");
-        let status = Command::new(&cargo)
+        let status = cargo()
             .args(["install", "cargo-fuzz", "--locked"])
             .status()?;
         anyhow::ensure!(status.success(), "cannot install cargo-fuzz");
@@ -224,7 +222,7 @@ fn fuzz(secs: u64, targets: &[String]) -> anyhow::Result<()> {
         eprintln!("xtask: fuzzing {target} for {secs} s");
         let corpus = root().join("fuzz").join("corpus").join(target);
         std::fs::create_dir_all(&corpus)?;
-        let status = Command::new(&cargo)
+        let status = cargo()
             .current_dir(root().join("fuzz"))
             .args(["fuzz", "run", "--sanitizer", "none", target])
             .arg(&corpus)
@@ -240,6 +238,27 @@ fn fuzz(secs: u64, targets: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Cargo, to run from here. `cargo xtask` runs this binary with the variables cargo sets for a
+/// package it runs (`CARGO_MANIFEST_DIR`, `CARGO_PKG_*`, ...); an inner cargo that inherits them
+/// sees a changed environment and reruns build scripts (ring's, every time), so they are taken
+/// out.
+pub(crate) fn cargo() -> Command {
+    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy();
+        if key.starts_with("CARGO_PKG_")
+            || key.starts_with("CARGO_MANIFEST_")
+            || matches!(
+                &*key,
+                "CARGO_CRATE_NAME" | "CARGO_BIN_NAME" | "CARGO_PRIMARY_PACKAGE"
+            )
+        {
+            cmd.env_remove(&*key);
+        }
+    }
+    cmd
+}
+
 /// The workspace root (the parent of this crate's directory).
 pub(crate) fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -250,8 +269,7 @@ pub(crate) fn root() -> PathBuf {
 
 /// Builds the given packages' binaries, in release or debug.
 fn build(packages: &[&str], release: bool) -> anyhow::Result<PathBuf> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = Command::new(cargo);
+    let mut cmd = cargo();
     cmd.current_dir(root()).arg("build").arg("--quiet");
     if release {
         cmd.arg("--release");

@@ -1312,9 +1312,13 @@ impl Adapter {
                 }
             }
             ServerMsg::History { room, messages, .. } => {
-                // Replayed on join; without server-time a replayed line would read as said
-                // just now, so such a client gets none.
-                if !self.caps.has(Cap::ServerTime) || messages.is_empty() {
+                // Replayed on join, only to a client that can tell it from what is said now:
+                // one with server-time (each line's own time) and batch (the replay framed as
+                // such). irssi asks for server-time and no batch, and showed every replayed line
+                // as said at the join; a client with chathistory asks for what it wants.
+                if !(self.caps.has(Cap::ServerTime) && self.caps.has(Cap::Batch))
+                    || messages.is_empty()
+                {
                     return None;
                 }
                 self.history_batch(out, room, messages);

@@ -970,6 +970,43 @@ fn register_then_reconnect_logs_in_again_with_the_same_password() {
 }
 
 #[test]
+fn a_refused_nick_changes_nothing_the_next_login_uses() {
+    let mut s = online();
+    s.handle_input(T, "/register hunter2hunter2");
+    feed(&mut s, &[r#"{"type":"logged_in","account":"alice"}"#]);
+    sent(&mut s);
+    s.handle_input(T, "/nick bob");
+    assert_eq!(sent(&mut s), vec![ClientMsg::Nick { name: "bob".into() }]);
+    feed(
+        &mut s,
+        &[
+            r#"{"type":"error","code":"name_reserved","message":"you are logged in as alice: your name is your account's"}"#,
+        ],
+    );
+    assert_eq!(s.wanted_name(), "alice");
+    // After a restart the session logs in to its own account, never to the name refused.
+    s.handle_disconnected(T, "server restarting");
+    s.handle_timeout(T + 60_000);
+    s.handle_connected(T + 60_000);
+    assert_eq!(
+        sent(&mut s),
+        vec![ClientMsg::Hello {
+            version: 1,
+            name: "alice".into(),
+            password: Some(Secret::new("hunter2hunter2")),
+        }]
+    );
+    // A rename the server agrees to is the name from then on.
+    let mut g = online();
+    g.handle_input(T, "/nick carol");
+    feed(
+        &mut g,
+        &[r#"{"type":"nick","old":"alice","new":"carol","ts":1700000000001}"#],
+    );
+    assert_eq!(g.wanted_name(), "carol");
+}
+
+#[test]
 fn account_commands_and_their_answers() {
     let mut s = online();
     s.handle_input(T, "/login");
