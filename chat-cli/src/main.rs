@@ -25,7 +25,7 @@ use chat_core::session::{ConnState, Event, Line, LineKind, nick_colour};
 use chat_core::text;
 use chat_core::{Session, SessionConfig};
 use clap::Parser;
-use owo_colors::{AnsiColors, OwoColorize};
+use owo_colors::OwoColorize;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -151,6 +151,7 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         bell: interactive && tty && !args.client.no_bell,
         wrap: tty,
         in_history: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        me: Arc::new(std::sync::Mutex::new(name.clone())),
     };
     let config = SessionConfig {
         forward_server_messages: args.json,
@@ -323,19 +324,12 @@ struct Printer {
     wrap: bool,
     /// True while the lines printed are history, to frame them.
     in_history: Arc<std::sync::atomic::AtomicBool>,
+    /// The user's own name, shown in a style of its own.
+    me: Arc<std::sync::Mutex<String>>,
 }
 
 /// Width of `[HH:MM] `, where wrapped lines continue.
 const STAMP_WIDTH: usize = 8;
-
-const NICK_COLOURS: [AnsiColors; 6] = [
-    AnsiColors::Cyan,
-    AnsiColors::Green,
-    AnsiColors::Yellow,
-    AnsiColors::Magenta,
-    AnsiColors::Blue,
-    AnsiColors::Red,
-];
 
 impl Printer {
     fn print(&self, event: &Event) {
@@ -424,11 +418,17 @@ impl Printer {
     }
 
     fn nick(&self, name: &str) -> String {
-        if self.colour {
-            let colour = NICK_COLOURS[nick_colour(name, NICK_COLOURS.len())];
-            name.color(colour).bold().to_string()
-        } else {
-            name.to_string()
+        if !self.colour {
+            return name.to_string();
+        }
+        let me = self.me.lock().map(|m| m.clone()).unwrap_or_default();
+        match nick_colour(name, Some(&me)) {
+            Some(c) => name
+                .color(owo_colors::XtermColors::from(c.xterm))
+                .bold()
+                .to_string(),
+            // Your own name: bold in the text colour, like no one else's.
+            None => name.bold().to_string(),
         }
     }
 
@@ -474,7 +474,13 @@ impl Printer {
                 format!("<- {} quit ({reason})", self.nick(name))
             }
             LineKind::Nick { old, new } => {
-                format!("-- {} is now known as {}", self.nick(old), self.nick(new))
+                let text = format!("-- {} is now known as {}", self.nick(old), self.nick(new));
+                if let Ok(mut me) = self.me.lock()
+                    && chat_core::names::key(old) == chat_core::names::key(&me)
+                {
+                    *me = new.clone();
+                }
+                text
             }
             LineKind::Topic { by, topic } => match by {
                 Some(by) => format!("-- {}topic set by {by}: {topic}", place),

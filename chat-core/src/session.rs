@@ -2446,13 +2446,79 @@ fn mentions(text: &str, me: &str) -> bool {
         .any(|word| word == me)
 }
 
-/// A stable palette index for a nick, so every front-end colours a person the same way.
-pub fn nick_colour(name: &str, palette_len: usize) -> usize {
-    // FNV-1a over the case-insensitive key: stable across runs and platforms.
+/// A colour of the nick palette: its index in the xterm 256-colour palette, which terminals
+/// draw, and the RGB that index stands for there, which the GUI draws.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NickColour {
+    /// xterm 256-colour index.
+    pub xterm: u8,
+    /// Its red, green and blue.
+    pub rgb: [u8; 3],
+}
+
+/// The nick palette every front-end uses: eleven colours from the xterm cube, apart from each
+/// other, readable on dark and light backgrounds, none of them red (errors and the read
+/// marker), the bold yellow of mentions in the terminals or the orange of mentions in the GUI. The user's own nick has none of them (see [`nick_colour`]).
+pub const NICK_COLOURS: [NickColour; 11] = [
+    NickColour {
+        xterm: 37,
+        rgb: [0, 175, 175],
+    },
+    NickColour {
+        xterm: 34,
+        rgb: [0, 175, 0],
+    },
+    NickColour {
+        xterm: 178,
+        rgb: [215, 175, 0],
+    },
+    NickColour {
+        xterm: 170,
+        rgb: [215, 95, 215],
+    },
+    NickColour {
+        xterm: 33,
+        rgb: [0, 135, 255],
+    },
+    NickColour {
+        xterm: 141,
+        rgb: [175, 135, 255],
+    },
+    NickColour {
+        xterm: 72,
+        rgb: [95, 175, 135],
+    },
+    NickColour {
+        xterm: 180,
+        rgb: [215, 175, 135],
+    },
+    NickColour {
+        xterm: 107,
+        rgb: [135, 175, 95],
+    },
+    NickColour {
+        xterm: 110,
+        rgb: [135, 175, 215],
+    },
+    NickColour {
+        xterm: 175,
+        rgb: [215, 135, 175],
+    },
+];
+
+/// The colour of `name`'s nick, the same in every front-end and every run (a hash of its
+/// case-insensitive key); `None` for the user's own name (`me`), which front-ends show in their
+/// own distinct style (bold, in the text colour).
+pub fn nick_colour(name: &str, me: Option<&str>) -> Option<NickColour> {
+    let key = names::key(name);
+    if me.is_some_and(|me| names::key(me) == key) {
+        return None;
+    }
+    // FNV-1a over the key: stable across runs and platforms.
     let mut hash: u32 = 0x811c_9dc5;
-    for b in names::key(name).bytes() {
+    for b in key.bytes() {
         hash ^= u32::from(b);
         hash = hash.wrapping_mul(0x0100_0193);
     }
-    (hash as usize) % palette_len.max(1)
+    Some(NICK_COLOURS[hash as usize % NICK_COLOURS.len()])
 }

@@ -186,15 +186,6 @@ fn cancel_dialog(siv: &mut Cursive) {
     siv.focus_name("input").ok();
 }
 
-const NICK_COLOURS: [Color; 6] = [
-    Color::Light(BaseColor::Cyan),
-    Color::Light(BaseColor::Green),
-    Color::Dark(BaseColor::Cyan),
-    Color::Light(BaseColor::Magenta),
-    Color::Light(BaseColor::Blue),
-    Color::Light(BaseColor::Red),
-];
-
 /// Builds the chat screen and its keys, and stores the [`App`] as the Cursive user data.
 pub fn build(siv: &mut Cursive, handle: ClientHandle, clock: Clock) {
     siv.set_theme(theme());
@@ -570,7 +561,7 @@ impl Rendered {
                     Color::Light(BaseColor::Red),
                 );
             }
-            render_line(&mut lines, line, clock, width);
+            render_line(&mut lines, line, clock, width, s.name());
         }
         let mut members = StyledString::new();
         if let Some(c) = active {
@@ -580,7 +571,7 @@ impl Rendered {
                 if s.away_reason(m).is_some() {
                     members.append_styled(m, DIM);
                 } else {
-                    members.append_styled(m, nick_style(m));
+                    members.append_styled(m, nick_style(m, s.name()));
                 }
                 members.append_plain("\n");
             }
@@ -640,8 +631,12 @@ fn status_line(s: &Session, active: Option<&Conversation>) -> StyledString {
     out
 }
 
-fn nick_style(name: &str) -> Style {
-    Style::from(NICK_COLOURS[nick_colour(name, NICK_COLOURS.len())]).combine(Effect::Bold)
+/// A nick in the palette every client shares; your own in bold text colour, like no one else.
+fn nick_style(name: &str, me: Option<&str>) -> Style {
+    match nick_colour(name, me) {
+        Some(c) => Style::from(Color::from_256colors(c.xterm)).combine(Effect::Bold),
+        None => Style::from(Effect::Bold),
+    }
 }
 
 /// Message text, with web addresses underlined.
@@ -691,10 +686,16 @@ fn append_hanging(
     }
 }
 
-fn render_line(out: &mut StyledString, line: &Line, clock: Clock, width: Option<usize>) {
+fn render_line(
+    out: &mut StyledString,
+    line: &Line,
+    clock: Clock,
+    width: Option<usize>,
+    me: Option<&str>,
+) {
     let time = StyledString::styled(format!("{} ", clock_time(line.ts, clock)), DIM);
     let mut body = StyledString::new();
-    render_body(&mut body, line);
+    render_body(&mut body, line, me);
     append_hanging(out, time, &body, width);
 }
 
@@ -707,7 +708,7 @@ fn clock_time(ts: u64, clock: Clock) -> String {
         .unwrap_or_default()
 }
 
-fn render_body(out: &mut StyledString, line: &Line) {
+fn render_body(out: &mut StyledString, line: &Line, me: Option<&str>) {
     let dim = Style::from(DIM);
     // A mention is a whole highlighted line, as in weechat: the text in bold yellow.
     let body = if line.mention {
@@ -717,13 +718,13 @@ fn render_body(out: &mut StyledString, line: &Line) {
     };
     match &line.kind {
         LineKind::Message { from, text } => {
-            out.append_styled(format!("<{from}>"), nick_style(from));
+            out.append_styled(format!("<{from}>"), nick_style(from, me));
             out.append_styled(" ", body);
             append_text(out, text, body);
         }
         LineKind::Action { from, text } => {
             out.append_styled("* ", body);
-            out.append_styled(from.clone(), nick_style(from));
+            out.append_styled(from.clone(), nick_style(from, me));
             out.append_styled(" ", body);
             append_text(out, text, body);
         }

@@ -74,16 +74,6 @@ pub enum Clock {
     Utc,
 }
 
-/// Nick colours, the same palette order as the terminal clients use.
-const NICK_COLOURS: [Color32; 6] = [
-    Color32::from_rgb(0x2a, 0xa1, 0x98),
-    Color32::from_rgb(0x4e, 0x9a, 0x06),
-    Color32::from_rgb(0xb5, 0x89, 0x00),
-    Color32::from_rgb(0xad, 0x5f, 0xb0),
-    Color32::from_rgb(0x26, 0x8b, 0xd2),
-    Color32::from_rgb(0xdc, 0x32, 0x2f),
-];
-
 /// The application: the connect screen, then the chat window.
 pub struct ChatApp {
     connect: Connect,
@@ -642,7 +632,7 @@ impl ChatApp {
                                             .on_hover_text(format!("away: {reason}"));
                                     }
                                     None => {
-                                        ui.label(RichText::new(m).color(nick_color(m)));
+                                        ui.label(RichText::new(m).color(nick_color(m, &view.me)));
                                     }
                                 }
                             });
@@ -667,7 +657,7 @@ impl ChatApp {
                                 ui.separator();
                             });
                         }
-                        if let Some(link) = render_line(ui, line, clock) {
+                        if let Some(link) = render_line(ui, line, clock, &view.me) {
                             match link.1 {
                                 Some(warning) => self.link = Some((link.0, warning)),
                                 None => ui.ctx().open_url(egui::OpenUrl::new_tab(link.0)),
@@ -904,9 +894,16 @@ fn state_text(state: &ConnState) -> &'static str {
     }
 }
 
-fn nick_color(name: &str) -> Color32 {
-    NICK_COLOURS[nick_colour(name, NICK_COLOURS.len())]
+/// A nick in the palette every client shares; your own in the strong text colour.
+fn nick_color(name: &str, me: &str) -> Color32 {
+    match nick_colour(name, Some(me)) {
+        Some(c) => Color32::from_rgb(c.rgb[0], c.rgb[1], c.rgb[2]),
+        None => OWN_NICK,
+    }
 }
+
+/// Your own name: the strong text colour of the dark theme, in no one else's palette.
+const OWN_NICK: Color32 = Color32::from_rgb(0xf0, 0xf0, 0xf0);
 
 /// Text for a desktop notification's body, which notification servers read as markup:
 /// someone's `<a href=...>` or `<img>` is shown as the characters they typed.
@@ -945,7 +942,12 @@ fn message_text(
     clicked
 }
 
-fn render_line(ui: &mut egui::Ui, line: &Line, clock: Clock) -> Option<(String, Option<String>)> {
+fn render_line(
+    ui: &mut egui::Ui,
+    line: &Line,
+    clock: Clock,
+    me: &str,
+) -> Option<(String, Option<String>)> {
     let time = chrono::DateTime::from_timestamp_millis(line.ts as i64)
         .map(|t| match clock {
             Clock::Local => t.with_timezone(&chrono::Local).format("%H:%M").to_string(),
@@ -957,12 +959,17 @@ fn render_line(ui: &mut egui::Ui, line: &Line, clock: Clock) -> Option<(String, 
     ui.horizontal_top(|ui| {
         ui.spacing_mut().item_spacing.x = 4.0;
         ui.label(RichText::new(time).weak().monospace());
-        ui.horizontal_wrapped(|ui| render_body(ui, line, &mut clicked));
+        ui.horizontal_wrapped(|ui| render_body(ui, line, me, &mut clicked));
     });
     clicked
 }
 
-fn render_body(ui: &mut egui::Ui, line: &Line, clicked: &mut Option<(String, Option<String>)>) {
+fn render_body(
+    ui: &mut egui::Ui,
+    line: &Line,
+    me: &str,
+    clicked: &mut Option<(String, Option<String>)>,
+) {
     {
         ui.spacing_mut().item_spacing.x = 4.0;
         let system = |text: String| RichText::new(text).italics().weak();
@@ -970,7 +977,7 @@ fn render_body(ui: &mut egui::Ui, line: &Line, clicked: &mut Option<(String, Opt
             LineKind::Message { from, text } => {
                 ui.label(
                     RichText::new(format!("<{from}>"))
-                        .color(nick_color(from))
+                        .color(nick_color(from, me))
                         .strong(),
                 );
                 *clicked = message_text(ui, text, |t| {
@@ -984,7 +991,7 @@ fn render_body(ui: &mut egui::Ui, line: &Line, clicked: &mut Option<(String, Opt
             LineKind::Action { from, text } => {
                 ui.label(
                     RichText::new(format!("* {from}"))
-                        .color(nick_color(from))
+                        .color(nick_color(from, me))
                         .italics(),
                 );
                 *clicked = message_text(ui, text, |t| {

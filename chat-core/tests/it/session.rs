@@ -1729,3 +1729,46 @@ fn history_with_nothing_older_says_so() {
         )
     );
 }
+
+#[test]
+fn nick_colours_come_from_one_palette_none_is_red_or_yellow_and_your_own_is_none_of_them() {
+    use chat_core::session::{NICK_COLOURS, nick_colour};
+    assert!(NICK_COLOURS.len() >= 10);
+    let mut seen = std::collections::HashSet::new();
+    for c in NICK_COLOURS {
+        assert!(seen.insert(c.rgb), "{c:?} twice");
+        let [r, g, b] = c.rgb.map(i32::from);
+        // Not red (errors, the read marker), not yellow (mentions in the terminals), not the
+        // GUI's mention orange (#cb4b16).
+        assert!(!(r > 150 && g < 100 && b < 100), "{c:?} is red");
+        assert!(!(r > 200 && g > 200 && b < 100), "{c:?} is yellow");
+        assert!(
+            (r - 0xcb).abs() + (g - 0x4b).abs() + (b - 0x16).abs() > 120,
+            "{c:?} is the mention orange"
+        );
+        // The xterm index stands for that RGB in the 6x6x6 cube.
+        let level = |v: i32| {
+            [0, 95, 135, 175, 215, 255]
+                .iter()
+                .position(|&l| l == v)
+                .unwrap() as u8
+        };
+        assert_eq!(
+            c.xterm,
+            16 + 36 * level(r) + 6 * level(g) + level(b),
+            "{c:?}"
+        );
+    }
+    // The same person is the same colour whatever the case; you are none of them.
+    assert_eq!(
+        nick_colour("Alice", None),
+        nick_colour("alice", Some("bob"))
+    );
+    assert_eq!(nick_colour("ALICE", Some("alice")), None);
+    // Many names use most of the palette.
+    let used: std::collections::HashSet<_> = (0..200)
+        .filter_map(|i| nick_colour(&format!("user{i}"), None))
+        .map(|c| c.xterm)
+        .collect();
+    assert!(used.len() >= NICK_COLOURS.len() - 1, "{used:?}");
+}
