@@ -517,7 +517,8 @@ impl Rendered {
         for (i, c) in s.conversations().enumerate() {
             let label = match c.kind {
                 ConversationKind::Room => c.name.clone(),
-                ConversationKind::Direct => format!("@{}", c.name),
+                // A person's name alone: `@` is an operator's mark in member lists.
+                ConversationKind::Direct => c.name.clone(),
             };
             let unread = if c.unread > 0 {
                 format!(" ({})", c.unread)
@@ -620,13 +621,29 @@ fn status_line(s: &Session, active: Option<&Conversation>) -> StyledString {
             out.append_plain(format!(" │ {}", c.topic));
         }
     }
-    let others: usize = s
+    // Where the unread messages are, as weechat's `Act:`: the numbers Alt+N goes to, those
+    // with a mention in red.
+    let active_name = active.map(|a| a.name.as_str());
+    let mut act = s
         .conversations()
-        .filter(|c| active.is_none_or(|a| a.name != c.name))
-        .map(|c| c.unread)
-        .sum();
-    if others > 0 {
-        out.append_styled(format!(" │ {others} unread"), Effect::Bold);
+        .enumerate()
+        .filter(|(_, c)| c.unread > 0 && Some(c.name.as_str()) != active_name)
+        .peekable();
+    if act.peek().is_some() {
+        out.append_styled(" │ Act: ", Effect::Bold);
+        let mut first = true;
+        for (i, c) in act {
+            if !first {
+                out.append_plain(",");
+            }
+            first = false;
+            let style = if c.mentions > 0 {
+                Style::from(Color::Light(BaseColor::Red)).combine(Effect::Bold)
+            } else {
+                Style::from(Effect::Bold)
+            };
+            out.append_styled((i + 1).to_string(), style);
+        }
     }
     out
 }

@@ -844,7 +844,8 @@ impl View {
             .map(|c| {
                 let label = match c.kind {
                     ConversationKind::Room => c.name.clone(),
-                    ConversationKind::Direct => format!("@{}", c.name),
+                    // A person's name alone: `@` is an operator's mark in member lists.
+                    ConversationKind::Direct => c.name.clone(),
                 };
                 (
                     label,

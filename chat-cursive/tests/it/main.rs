@@ -163,7 +163,9 @@ fn switching_rooms_and_unread_counts() {
     ]);
     let screen = tui.screen();
     assert!(screen.contains("1 #lobby (2)"), "{screen}");
-    assert!(screen.contains("3 @bob (1)"), "{screen}");
+    assert!(screen.contains("3 bob (1)"), "{screen}");
+    // The status line says where the unread messages are (the mention in #lobby, and bob).
+    assert!(screen.contains("Act: 1,3"), "{screen}");
     insta::assert_snapshot!("unread", screen);
     tui.keys([Event::AltChar('1')]);
     tui.sent();
