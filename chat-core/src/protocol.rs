@@ -560,9 +560,12 @@ pub enum ServerMsg {
         room: String,
         /// The messages, in id order.
         messages: Vec<ChatMessage>,
-        /// True when older messages exist before the first one sent (or, on catch-up, when some
-        /// missed messages are no longer kept).
+        /// True when older messages exist before the first one sent.
         more: bool,
+        /// On catch-up (`join` with `since`): some of the messages missed are no longer kept,
+        /// so what follows `since` is not all there was.
+        #[serde(default, skip_serializing_if = "is_false")]
+        gap: bool,
         /// True when newer messages follow the last one sent that did not fit in this reply (on
         /// catch-up, and for `history` with `after`): ask for them with `history` and `after`
         /// set to the last id received.

@@ -1121,6 +1121,7 @@ impl Session {
                 messages,
                 more,
                 newer,
+                gap,
             } => {
                 let key = names::key(&room);
                 if newer && let Some(last) = messages.last() {
@@ -1138,7 +1139,10 @@ impl Session {
                         },
                     );
                 }
-                if self.catching_up.remove(&key) && more {
+                // Only the server knows whether what was missed is gone: `more` says older
+                // messages exist (the room's history on join always has them), not that any
+                // are lost.
+                if self.catching_up.remove(&key) && gap {
                     self.push(
                         Some(key.clone()),
                         system(

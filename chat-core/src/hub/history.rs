@@ -8,7 +8,7 @@ impl Hub {
     pub(super) fn join_history(&mut self, conn: ConnId, key: &str, since: Option<MsgId>) {
         let room = &self.rooms[key];
         let budget = self.page_budget(room);
-        let (messages, more, newer) = match since {
+        let (messages, more, newer, gap) = match since {
             Some(since) => {
                 // Catch-up: what was missed, oldest first, a page at a time.
                 let start = room.history.partition_point(|m| m.id <= since);
@@ -17,15 +17,16 @@ impl Hub {
                     self.config.history_page_max,
                     budget,
                 );
-                // Missed messages older than what is kept cannot be replayed; say so.
-                let lost = room.evicted_through > since;
-                (page, lost, cut)
+                // Missed messages older than memory holds: with a store they are there (a
+                // `history` page reaches them: `more`); without one they are gone (`gap`).
+                let evicted = room.evicted_through > since;
+                (page, evicted, cut, evicted && !self.config.durable)
             }
             None => {
                 let (mut page, cut) =
                     fit(room.history.iter().rev(), self.config.join_history, budget);
                 page.reverse();
-                (page, cut, false)
+                (page, cut, false, false)
             }
         };
         let history = ServerMsg::History {
@@ -33,6 +34,7 @@ impl Hub {
             messages,
             more,
             newer,
+            gap,
         };
         self.reply(conn, &history);
     }
@@ -107,6 +109,7 @@ impl Hub {
             messages,
             more,
             newer,
+            gap: false,
         };
         self.reply(conn, &msg);
     }

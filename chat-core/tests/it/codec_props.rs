@@ -240,13 +240,15 @@ fn server_msg_more() -> impl Strategy<Value = ServerMsg> {
             text(),
             proptest::collection::vec(chat(), 0..4),
             any::<bool>(),
+            any::<bool>(),
             any::<bool>()
         )
-            .prop_map(|(room, messages, more, newer)| ServerMsg::History {
+            .prop_map(|(room, messages, more, newer, gap)| ServerMsg::History {
                 room,
                 messages,
                 more,
-                newer
+                newer,
+                gap
             }),
         (text(), text(), any::<u64>()).prop_map(|(room, name, ts)| ServerMsg::Join {
             room,

@@ -875,7 +875,7 @@ fn a_paged_catch_up_asks_for_the_rest_and_a_gap_is_told() {
     feed(
         &mut s,
         &[&format!(
-            r##"{{"type":"history","room":"#lobby","messages":[{}],"more":true,"newer":true}}"##,
+            r##"{{"type":"history","room":"#lobby","messages":[{}],"more":true,"newer":true,"gap":true}}"##,
             msg(9, "#lobby", "bob", "nine").replace(r##""type":"message","##, ""),
         )],
     );
@@ -918,6 +918,41 @@ fn a_paged_catch_up_asks_for_the_rest_and_a_gap_is_told() {
         texts(&s, "#lobby"),
         vec!["<bob> three", "<bob> nine", "<bob> ten"]
     );
+}
+
+#[test]
+fn a_reconnect_warns_of_lost_messages_only_when_the_server_says_some_are_gone() {
+    let mut s = online();
+    feed(&mut s, &[&msg(3, "#lobby", "bob", "three")]);
+    s.handle_disconnected(T, "server restarting");
+    s.handle_timeout(T + 1000);
+    s.handle_connected(T + 1000);
+    feed(&mut s, &[&welcome("alice")]);
+    sent(&mut s);
+    // The room's history after a restart: older messages exist (`more`), none is lost.
+    feed(
+        &mut s,
+        &[&format!(
+            r##"{{"type":"history","room":"#lobby","messages":[{},{}],"more":true}}"##,
+            msg(3, "#lobby", "bob", "three").replace(r##""type":"message","##, ""),
+            msg(4, "#lobby", "bob", "four").replace(r##""type":"message","##, ""),
+        )],
+    );
+    let notices: Vec<String> = s
+        .active()
+        .unwrap()
+        .lines
+        .iter()
+        .filter_map(|l| match &l.kind {
+            LineKind::Notice(n) => Some(n.clone()),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        !notices.iter().any(|n| n.contains("no longer kept")),
+        "{notices:?}"
+    );
+    assert_eq!(texts(&s, "#lobby"), vec!["<bob> three", "<bob> four"]);
 }
 
 #[test]
