@@ -1877,8 +1877,13 @@ impl Session {
         self.name_retries = 0;
         self.name = Some(name.clone());
         self.set_state(ConnState::Online);
-        let mut text = format!("connected to {server} as {name}");
-        if let Some(motd) = motd.filter(|m| !m.is_empty()) {
+        // A reconnect is one quiet line: the message of the day was read at the first connect.
+        let mut text = if reconnect {
+            format!("reconnected to {server} as {name}")
+        } else {
+            format!("connected to {server} as {name}")
+        };
+        if let Some(motd) = motd.filter(|m| !m.is_empty() && !reconnect) {
             text.push_str(&format!("\n{motd}"));
         }
         self.local(now, LineKind::Notice(text));

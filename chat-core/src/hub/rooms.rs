@@ -167,7 +167,13 @@ impl Hub {
                 self.announce_owner(conn, &key);
             }
         }
-        self.room_state(conn, &key, since);
+        if already && since.is_some() {
+            // A catch-up of a room one is in already (the default room the server put a
+            // reconnecting client back in): what was missed, not the room's state again.
+            self.join_history(conn, &key, since);
+        } else {
+            self.room_state(conn, &key, since);
+        }
         if !already {
             self.share_room(conn, &key);
         }
