@@ -113,7 +113,8 @@ pub fn restore_terminal() {
 /// Starts the editor thread; each [`Ask`] sent to it reads one line.
 pub fn start(completions: Completions) -> anyhow::Result<mpsc::UnboundedSender<Ask>> {
     let config = Config::builder()
-        .auto_add_history(true)
+        // Added by hand: a line with a password in it is not kept for Up to show.
+        .auto_add_history(false)
         .bracketed_paste(true)
         .completion_type(rustyline::CompletionType::List)
         .build();
@@ -132,7 +133,12 @@ pub fn start(completions: Completions) -> anyhow::Result<mpsc::UnboundedSender<A
         .spawn(move || {
             while let Some(ask) = requests.blocking_recv() {
                 let line = match editor.readline(&ask.prompt) {
-                    Ok(line) => Some(line),
+                    Ok(line) => {
+                        if !line.trim().is_empty() && !chat_core::command::holds_secret(&line) {
+                            let _ = editor.add_history_entry(line.as_str());
+                        }
+                        Some(line)
+                    }
                     // Ctrl-C and Ctrl-D end the session, as in any shell.
                     Err(ReadlineError::Interrupted | ReadlineError::Eof) => None,
                     Err(_) => None,

@@ -410,6 +410,24 @@ pub enum CommandError {
     Empty,
 }
 
+/// True when the line carries a password (`/register`, `/login`, `/identify`, `/passwd`,
+/// `/unregister`, or `/msg NickServ IDENTIFY ...`): front-ends keep it out of the input history
+/// (Up recalls it) and out of any history file.
+pub fn holds_secret(line: &str) -> bool {
+    let Some(rest) = line.trim_start().strip_prefix('/') else {
+        return false;
+    };
+    let mut words = rest.split_whitespace();
+    let command = words.next().unwrap_or("").to_lowercase();
+    match command.as_str() {
+        "register" | "login" | "identify" | "passwd" | "password" | "unregister" => true,
+        "msg" | "query" | "m" => words
+            .next()
+            .is_some_and(|to| to.eq_ignore_ascii_case("nickserv")),
+        _ => false,
+    }
+}
+
 /// Parses one line typed by the user. A line starting with `//` sends the text after the first
 /// slash as a plain message, so a message can start with a slash.
 pub fn parse(line: &str) -> Result<Command, CommandError> {

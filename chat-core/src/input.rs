@@ -10,9 +10,10 @@ pub struct InputHistory {
 }
 
 impl InputHistory {
-    /// Records an entered line (blank lines are not kept) and stops walking.
+    /// Records an entered line (blank lines, and lines with a password in them, are not kept)
+    /// and stops walking.
     pub fn push(&mut self, line: &str) {
-        if !line.trim().is_empty() {
+        if !line.trim().is_empty() && !crate::command::holds_secret(line) {
             self.entries.push(line.to_string());
         }
         self.pos = None;
@@ -96,6 +97,26 @@ pub fn common_prefix(words: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lines_with_passwords_are_not_kept() {
+        let mut h = InputHistory::default();
+        for line in [
+            "hello",
+            "/register hunter2hunter2",
+            "/login alice hunter2",
+            "/IDENTIFY alice hunter2",
+            "/passwd old new",
+            "/unregister hunter2",
+            "/msg NickServ IDENTIFY alice hunter2",
+            "/msg bob hi",
+        ] {
+            h.push(line);
+        }
+        assert_eq!(h.walk(-1), Some("/msg bob hi"));
+        assert_eq!(h.walk(-1), Some("hello"));
+        assert_eq!(h.walk(-1), Some("hello"));
+    }
 
     #[test]
     fn walks_back_and_forth() {
