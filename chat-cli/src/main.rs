@@ -220,8 +220,13 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
 
     loop {
+        // Where the next line goes, in the prompt: `[#lobby] > `.
+        let prompt = handle.with_session(|s| {
+            s.active()
+                .map_or_else(|| "> ".to_string(), |c| format!("[{}] > ", c.name))
+        });
         tokio::select! {
-            line = stdin.line("> ") => match line {
+            line = stdin.line(&prompt) => match line {
                 Ok(Some(line)) => {
                     if matches!(*state.borrow(), ConnState::NameRejected { .. }) {
                         handle.set_name(line.trim());

@@ -226,6 +226,10 @@ pub struct Conversation {
     /// The newest message the user has read here (on any device of their account): lines after
     /// it are new since they last read. Set when they leave the conversation for another.
     pub read_marker: Option<MsgId>,
+    /// The user is no longer in this room (an operator removed them): it stays where it was,
+    /// and what is typed here is refused until they join it again, rather than going
+    /// somewhere else.
+    pub left: bool,
 }
 
 impl Conversation {
@@ -242,6 +246,7 @@ impl Conversation {
             mentions: 0,
             more_history: false,
             read_marker: None,
+            left: false,
         }
     }
 
@@ -877,6 +882,9 @@ impl Session {
                 let key = names::key(&room);
                 if me {
                     self.open(&room, ConversationKind::Room);
+                    if let Some(c) = self.conversations.get_mut(&key) {
+                        c.left = false;
+                    }
                     let asked = self.joining.as_deref() == Some(key.as_str());
                     if asked {
                         self.joining = None;
@@ -1220,10 +1228,19 @@ impl Session {
                 let key = names::key(&room);
                 let why = reason.map(|r| format!(": {r}")).unwrap_or_default();
                 if self.is_me(&name) {
-                    self.close_conversation(&key);
+                    // The room stays the target of what is typed there, and says why it is
+                    // refused: nothing the user writes for #mod goes anywhere else.
                     self.room_keys.remove(&key);
                     let text = format!("you were removed from {room} by {by}{why}");
-                    self.local(now, LineKind::Error(text));
+                    match self.conversations.get_mut(&key) {
+                        Some(c) => {
+                            c.left = true;
+                            c.members.clear();
+                            c.roles.clear();
+                            self.push(Some(key), system(ts, LineKind::Error(text)));
+                        }
+                        None => self.local(now, LineKind::Error(text)),
+                    }
                     return;
                 }
                 if let Some(c) = self.conversations.get_mut(&key) {
@@ -1609,13 +1626,7 @@ impl Session {
                 );
             }
             Command::Say(_) | Command::Me(_) if self.active.is_none() => {
-                let reason = "join a room first: /join #room".to_string();
-                self.local(now, LineKind::Error(reason.clone()));
-                self.outputs.push_back(Output::Event(Event::Refused {
-                    input,
-                    code: None,
-                    reason,
-                }));
+                self.refuse_input(now, input, "join a room first: /join #room".to_string());
             }
             Command::Say(text) => self.say(now, input, text, false),
             Command::Me(text) => self.say(now, input, text, true),
@@ -1664,7 +1675,7 @@ impl Session {
     fn room_names(&self) -> Vec<String> {
         self.conversations
             .values()
-            .filter(|c| c.kind == ConversationKind::Room)
+            .filter(|c| c.kind == ConversationKind::Room && !c.left)
             .map(|c| c.name.clone())
             .collect()
     }
@@ -1694,8 +1705,24 @@ impl Session {
     /// acknowledges or refuses it: sent now when online, else on the next registration.
     /// Text (or an action) to the active conversation, in as many messages as the server's
     /// limits need.
+    /// Refuses an input here, without the server: said in the conversation, and as a refusal
+    /// naming the input (so a pipe knows which line was not sent).
+    fn refuse_input(&mut self, now: UnixMillis, input: u64, reason: String) {
+        self.local(now, LineKind::Error(reason.clone()));
+        self.outputs.push_back(Output::Event(Event::Refused {
+            input,
+            code: None,
+            reason,
+        }));
+    }
+
     fn say(&mut self, now: UnixMillis, input: u64, text: String, action: bool) {
         let (kind, name) = self.active_target();
+        if self.active().is_some_and(|c| c.left) {
+            let why = format!("you are not in {name}; /join {name} to go back");
+            self.refuse_input(now, input, why);
+            return;
+        }
         for text in self.message_parts(text) {
             let (room, cid) = (name.clone(), None);
             let msg = match (kind, action) {

@@ -697,12 +697,17 @@ async fn in_a_terminal_the_line_editor_keeps_typing_whole_and_asks_before_a_past
         // Keys that arrive together (typed fast, or sent by tmux) are all taken at once, not
         // left waiting for the next key.
         pty.keys.write_all(b"typed fast\r").unwrap();
+        // Three lines in one burst, no bracketed paste (tmux send-keys): every one is sent,
+        // in order, none lost with the line before.
+        pty.keys
+            .write_all(b"burst one\rburst two\rburst three\r")
+            .unwrap();
         pty
     })
     .await
     .unwrap();
     wait_for(&mut watch, "/three").await;
-    wait_for(&mut watch, "typed fast").await;
+    wait_for(&mut watch, "burst three").await;
     let output = pty.output();
     assert!(output.contains('\u{7}'), "the bell rang: {output:?}");
     assert!(!output.contains("^[[A"));
@@ -714,7 +719,10 @@ async fn in_a_terminal_the_line_editor_keeps_typing_whole_and_asks_before_a_past
             "hello",
             "hello",
             "one\ntwo\n/three",
-            "typed fast"
+            "typed fast",
+            "burst one",
+            "burst two",
+            "burst three"
         ]
     );
     // Ctrl-D leaves; the server announces the quit.

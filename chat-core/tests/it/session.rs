@@ -1807,3 +1807,54 @@ fn nick_colours_come_from_one_palette_none_is_red_or_yellow_and_your_own_is_none
         .collect();
     assert!(used.len() >= NICK_COLOURS.len() - 1, "{used:?}");
 }
+
+#[test]
+fn a_room_one_was_removed_from_stays_the_target_and_refuses_what_is_typed_there() {
+    let mut s = online();
+    feed(
+        &mut s,
+        &[
+            r##"{"type":"join","room":"#mod","name":"alice","ts":1}"##,
+            r##"{"type":"members","room":"#mod","names":["alice","op"]}"##,
+            r##"{"type":"direct","id":5,"ts":1700000000005,"from":"bob","to":"alice","text":"psst"}"##,
+        ],
+    );
+    s.handle_input(T, "/switch #mod");
+    sent(&mut s);
+    feed(
+        &mut s,
+        &[
+            r##"{"type":"kick","room":"#mod","name":"alice","by":"op","reason":"off topic","ts":2}"##,
+        ],
+    );
+    // Still where the user is, marked as left, with the reason in it.
+    assert_eq!(s.active().map(|c| c.name.as_str()), Some("#mod"));
+    assert!(s.active().unwrap().left);
+    s.handle_input(T, "this was meant for #mod");
+    assert!(
+        sent(&mut s).is_empty(),
+        "nothing goes to bob or anywhere else"
+    );
+    let last = s.active().unwrap().lines.back().unwrap();
+    assert!(
+        matches!(&last.kind, LineKind::Error(t) if t.contains("you are not in #mod")),
+        "{last:?}"
+    );
+    // After a reconnect the room is not joined again behind the user's back...
+    s.handle_disconnected(T, "reset");
+    s.handle_timeout(T + 60_000);
+    s.handle_connected(T + 60_000);
+    feed(&mut s, &[&welcome("alice")]);
+    let rejoins: Vec<ClientMsg> = sent(&mut s)
+        .into_iter()
+        .filter(|m| matches!(m, ClientMsg::Join { room, .. } if room == "#mod"))
+        .collect();
+    assert!(rejoins.is_empty(), "{rejoins:?}");
+    // ...and joining it again makes it a room to talk in.
+    feed(
+        &mut s,
+        &[r##"{"type":"join","room":"#mod","name":"alice","ts":3}"##],
+    );
+    s.handle_input(T, "back");
+    assert!(matches!(&sent(&mut s)[..], [ClientMsg::Say { room, .. }] if room == "#mod"));
+}
