@@ -446,6 +446,9 @@ pub struct Session {
     paging: std::collections::HashSet<String>,
     /// Rooms whose catch-up is still arriving (possibly in several replies).
     catch_up_open: std::collections::HashSet<String>,
+    /// People just written to directly: the server's `away` that follows is its answer, said
+    /// where the user is.
+    asked_away: std::collections::HashSet<String>,
     /// Rooms rejoined after a reconnect whose join, topic and member list have not all come
     /// back yet: what did not change is not shown again.
     rejoining: std::collections::HashSet<String>,
@@ -492,6 +495,7 @@ impl Session {
             away: HashMap::new(),
             highlights: VecDeque::new(),
             rejoining: std::collections::HashSet::new(),
+            asked_away: std::collections::HashSet::new(),
             room_keys: HashMap::new(),
             outputs: VecDeque::new(),
         }
@@ -1614,6 +1618,13 @@ impl Session {
                 self.submit(now, ClientMsg::Unregister { password });
             }
             Command::Msg { to, text } => {
+                // Said where the user is, as irssi does; the message itself goes to the
+                // conversation with them.
+                let key = names::key(&to);
+                if self.active.as_deref() != Some(key.as_str()) {
+                    self.local(now, LineKind::Notice(format!("-> *{to}* {text}")));
+                }
+                self.asked_away.insert(key);
                 self.counted(
                     now,
                     input,
@@ -2015,10 +2026,21 @@ impl Session {
 
     fn on_away(&mut self, now: UnixMillis, name: String, reason: Option<String>) {
         let key = names::key(&name);
-        let was_away = match &reason {
-            Some(r) => self.away.insert(key.clone(), r.clone()).is_some(),
-            None => self.away.remove(&key).is_some(),
+        let before = match &reason {
+            Some(r) => self.away.insert(key.clone(), r.clone()),
+            None => self.away.remove(&key),
         };
+        let was_away = before.is_some();
+        // The answer to writing to someone away comes every time; it is shown once (until
+        // the reason changes or they come back), where the user is.
+        if self.asked_away.remove(&key) && !self.is_me(&name) {
+            if let Some(r) = &reason
+                && before.as_ref() != Some(r)
+            {
+                self.local(now, LineKind::Notice(format!("{name} is away: {r}")));
+            }
+            return;
+        }
         let text = match (&reason, self.is_me(&name)) {
             (Some(r), true) => format!("you are marked away: {r}"),
             (None, true) => "you are no longer marked away".to_string(),

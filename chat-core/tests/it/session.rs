@@ -1250,7 +1250,8 @@ fn moderation_commands_roles_and_refused_joins() {
     let lobby = s.conversation("#lobby").unwrap();
     assert_eq!(lobby.member_labels(), ["@carol", "+bob", "alice"]);
     assert_eq!(lobby.role_of("BOB"), Role::Voice);
-    // A kick of someone else takes them off the list; a kick of us closes the room.
+    // A kick of someone else takes them off the list; a kick of us leaves the room where it
+    // is, marked as left, with the reason in it.
     feed(
         &mut s,
         &[r##"{"type":"kick","room":"#lobby","name":"bob","by":"carol","ts":2}"##],
@@ -1263,13 +1264,15 @@ fn moderation_commands_roles_and_refused_joins() {
         &mut s,
         &[r##"{"type":"kick","room":"#lobby","name":"alice","by":"carol","reason":"bye","ts":3}"##],
     );
-    assert!(s.conversation("#lobby").is_none());
+    let lobby = s.conversation("#lobby").unwrap();
+    assert!(lobby.left && lobby.members.is_empty());
     assert!(
-        s.status_lines()
+        lobby
+            .lines
             .iter()
             .any(|l| l.kind == LineKind::Error("you were removed from #lobby by carol: bye".into())),
         "{:?}",
-        s.status_lines()
+        lobby.lines
     );
     // A refused join does not leave what is typed next waiting for a room that never comes.
     s.handle_input(T, "/join #vault sesame");
@@ -1857,4 +1860,34 @@ fn a_room_one_was_removed_from_stays_the_target_and_refuses_what_is_typed_there(
     );
     s.handle_input(T, "back");
     assert!(matches!(&sent(&mut s)[..], [ClientMsg::Say { room, .. }] if room == "#mod"));
+}
+
+#[test]
+fn a_direct_message_is_echoed_where_the_user_is_and_an_away_answer_shows_once() {
+    let mut s = online();
+    s.handle_input(T, "/msg bob are you there?");
+    assert!(matches!(&sent(&mut s)[..], [ClientMsg::Msg { to, .. }] if to == "bob"));
+    let lobby_notices = |s: &Session| -> Vec<String> {
+        s.conversation("#lobby")
+            .unwrap()
+            .lines
+            .iter()
+            .filter_map(|l| match &l.kind {
+                LineKind::Notice(t) => Some(t.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    assert!(lobby_notices(&s).contains(&"-> *bob* are you there?".to_string()));
+    // The server answers every message to someone away; the user hears it once, here.
+    let away = r#"{"type":"away","name":"bob","reason":"lunch"}"#;
+    feed(&mut s, &[away]);
+    s.handle_input(T, "/msg bob still there?");
+    sent(&mut s);
+    feed(&mut s, &[away]);
+    let said: Vec<String> = lobby_notices(&s)
+        .into_iter()
+        .filter(|t| t.contains("bob is away"))
+        .collect();
+    assert_eq!(said, ["bob is away: lunch"]);
 }
