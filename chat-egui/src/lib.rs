@@ -105,6 +105,9 @@ pub struct ChatApp {
     fonts_installed: bool,
     /// Set when a field should take the keyboard focus at the next frame.
     focus_next: Option<&'static str>,
+    /// The digit of an Alt+digit switch whose text event has not come yet (it may come a
+    /// frame after the key): it is kept out of the input.
+    swallow: Option<String>,
     /// A multi-line paste waiting for the user to say it should go out as one message.
     paste: Option<String>,
     /// A link whose host could imitate another, waiting for a yes before it opens.
@@ -152,6 +155,7 @@ impl ChatApp {
             quitting: false,
             fonts_installed: false,
             focus_next: Some("Name"),
+            swallow: None,
             paste: None,
             link: None,
             notified: 0,
@@ -423,7 +427,30 @@ impl ChatApp {
         let view = client.with_session(View::from_session);
         self.window_hints(ui.ctx(), &client, &view);
         // Alt+1..9 and Ctrl+N/P switch conversations, as in the terminal clients.
+        let mut swallow = self.swallow.take();
         let switch = ui.input_mut(|i| {
+            // The text of the Alt+digit pressed a frame ago, if it comes now; any other key or
+            // text means it is not coming.
+            if let Some(digit) = swallow.take() {
+                // A key pressed now is a new key: its text is the user's.
+                let pressed = i
+                    .events
+                    .iter()
+                    .any(|e| matches!(e, egui::Event::Key { pressed: true, .. }));
+                let text = i.events.iter().any(|e| matches!(e, egui::Event::Text(_)));
+                if !pressed && text {
+                    let mut removed = false;
+                    i.events.retain(|e| match e {
+                        egui::Event::Text(t) if !removed && *t == digit => {
+                            removed = true;
+                            false
+                        }
+                        _ => true,
+                    });
+                } else if !pressed {
+                    swallow = Some(digit);
+                }
+            }
             let keys = [
                 Key::Num1,
                 Key::Num2,
@@ -437,6 +464,15 @@ impl ChatApp {
             ];
             for (n, key) in keys.into_iter().enumerate() {
                 if i.consume_key(egui::Modifiers::ALT, key) {
+                    // The digit's text event of the same key press would reach the input: now,
+                    // or in a frame to come.
+                    let digit = (n + 1).to_string();
+                    let before = i.events.len();
+                    i.events
+                        .retain(|e| !matches!(e, egui::Event::Text(t) if *t == digit));
+                    if i.events.len() == before {
+                        swallow = Some(digit);
+                    }
                     return Some((Some(n), 0));
                 }
             }
@@ -448,6 +484,7 @@ impl ChatApp {
             }
             None
         });
+        self.swallow = swallow;
         match switch {
             Some((Some(index), _)) => client.act(move |s, _| s.switch_to_index(index)),
             Some((None, step)) => client.act(move |s, _| s.switch_relative(step)),

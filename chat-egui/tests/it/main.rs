@@ -516,6 +516,33 @@ fn the_keyboard_reaches_the_right_field_everywhere() {
     gui.harness.run();
     assert_eq!(active(&mut gui), "#lobby");
     assert!(focused(&gui), "switching keeps the input focused");
+    // A real keyboard sends the digit's text with Alt+2: it does not land in the input.
+    let alt = egui::Modifiers::ALT;
+    gui.harness.event(egui::Event::ModifiersChanged(alt));
+    gui.harness.event(egui::Event::Key {
+        key: egui::Key::Num2,
+        physical_key: None,
+        pressed: true,
+        repeat: false,
+        modifiers: alt,
+    });
+    gui.harness.event(egui::Event::Text("2".into()));
+    gui.harness.event(egui::Event::Key {
+        key: egui::Key::Num2,
+        physical_key: None,
+        pressed: false,
+        repeat: false,
+        modifiers: alt,
+    });
+    gui.harness
+        .event(egui::Event::ModifiersChanged(egui::Modifiers::NONE));
+    gui.harness.run();
+    assert_eq!(active(&mut gui), "#rust");
+    assert_eq!(gui.input_value("Send").as_deref(), Some(""));
+    gui.harness
+        .key_press_modifiers(egui::Modifiers::ALT, egui::Key::Num1);
+    gui.harness.run();
+    assert_eq!(active(&mut gui), "#lobby");
     // Tab completes a nick and stays in the field.
     gui.harness
         .get_by_role_and_label(Role::TextInput, "Send")
