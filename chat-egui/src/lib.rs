@@ -254,6 +254,12 @@ impl ChatApp {
         if !self.fonts_installed {
             self.fonts_installed = true;
             fonts::install(ui.ctx());
+            ui.ctx().style_mut_of(egui::Theme::Dark, |s| {
+                s.visuals.weak_text_color = Some(WEAK_DARK);
+            });
+            ui.ctx().style_mut_of(egui::Theme::Light, |s| {
+                s.visuals.weak_text_color = Some(WEAK_LIGHT);
+            });
         }
         let state = self
             .client
@@ -606,76 +612,85 @@ impl ChatApp {
             ui.add_space(4.0);
         });
 
-        egui::Panel::left("rooms")
-            .resizable(true)
-            .default_size(170.0)
-            .show(ui, |ui| {
-                ui.heading("Rooms");
-                for (i, (label, unread, mentions, active)) in view.rooms.iter().enumerate() {
-                    let text = if *unread > 0 {
-                        format!("{label} ({unread})")
-                    } else {
-                        label.clone()
-                    };
-                    let mut rich = RichText::new(text);
-                    if *mentions > 0 {
-                        rich = rich.color(Color32::from_rgb(0xdc, 0x32, 0x2f)).strong();
-                    } else if *unread > 0 {
-                        rich = rich.strong();
+        // A narrow window keeps its width for the messages: the member list folds away first
+        // (under 760 px), then the room list (under 560 px; Alt+1..9 and Ctrl+N/P still switch).
+        let width = ui.available_width();
+        if width >= NARROW_ROOMS {
+            egui::Panel::left("rooms")
+                .resizable(true)
+                .default_size(170.0)
+                .show(ui, |ui| {
+                    ui.heading("Rooms");
+                    for (i, (label, unread, mentions, active)) in view.rooms.iter().enumerate() {
+                        let text = if *unread > 0 {
+                            format!("{label} ({unread})")
+                        } else {
+                            label.clone()
+                        };
+                        let mut rich = RichText::new(text);
+                        if *mentions > 0 {
+                            rich = rich.color(Color32::from_rgb(0xdc, 0x32, 0x2f)).strong();
+                        } else if *unread > 0 {
+                            rich = rich.strong();
+                        }
+                        if ui.selectable_label(*active, rich).clicked() {
+                            client.act(move |s, _| s.switch_to_index(i));
+                            self.focus_next = Some("input");
+                        }
                     }
-                    if ui.selectable_label(*active, rich).clicked() {
-                        client.act(move |s, _| s.switch_to_index(i));
-                        self.focus_next = Some("input");
-                    }
-                }
-                ui.separator();
-                ui.horizontal(|ui| {
-                    let edit = ui.add(
-                        egui::TextEdit::singleline(&mut self.join_field)
-                            .id_salt("join")
-                            .hint_text("#room")
-                            .desired_width(100.0),
-                    );
-                    let entered = edit.lost_focus() && ui.input(|i| i.key_pressed(Key::Enter));
-                    let join = ui.button("Join");
-                    // The button names the field for screen readers (and tests).
-                    edit.labelled_by(join.id);
-                    if (join.clicked() || entered) && !self.join_field.trim().is_empty() {
-                        client.submit(format!("/join {}", self.join_field.trim()));
-                        self.join_field.clear();
-                        self.focus_next = Some("input");
-                    }
-                });
-            });
-
-        egui::Panel::right("members")
-            .resizable(true)
-            .default_size(140.0)
-            .show(ui, |ui| {
-                ui.heading(format!("Members ({})", view.members.len()));
-                egui::ScrollArea::vertical()
-                    .id_salt("members_scroll")
-                    .show(ui, |ui| {
-                        for (role, m, away) in &view.members {
-                            ui.horizontal(|ui| {
-                                ui.spacing_mut().item_spacing.x = 0.0;
-                                if *role != Role::Member {
-                                    ui.label(RichText::new(role.prefix()).strong());
-                                }
-                                match away {
-                                    // Away: greyed, the reason on hover.
-                                    Some(reason) => {
-                                        ui.label(RichText::new(m).weak().italics())
-                                            .on_hover_text(format!("away: {reason}"));
-                                    }
-                                    None => {
-                                        ui.label(RichText::new(m).color(nick_color(m, &view.me)));
-                                    }
-                                }
-                            });
+                    ui.separator();
+                    ui.horizontal(|ui| {
+                        let edit = ui.add(
+                            egui::TextEdit::singleline(&mut self.join_field)
+                                .id_salt("join")
+                                .hint_text("#room")
+                                .desired_width(100.0),
+                        );
+                        let entered = edit.lost_focus() && ui.input(|i| i.key_pressed(Key::Enter));
+                        let join = ui.button("Join");
+                        // The button names the field for screen readers (and tests).
+                        edit.labelled_by(join.id);
+                        if (join.clicked() || entered) && !self.join_field.trim().is_empty() {
+                            client.submit(format!("/join {}", self.join_field.trim()));
+                            self.join_field.clear();
+                            self.focus_next = Some("input");
                         }
                     });
-            });
+                });
+        }
+
+        if width >= NARROW_MEMBERS {
+            egui::Panel::right("members")
+                .resizable(true)
+                .default_size(140.0)
+                .show(ui, |ui| {
+                    ui.heading(format!("Members ({})", view.members.len()));
+                    egui::ScrollArea::vertical()
+                        .id_salt("members_scroll")
+                        .show(ui, |ui| {
+                            for (role, m, away) in &view.members {
+                                ui.horizontal(|ui| {
+                                    ui.spacing_mut().item_spacing.x = 0.0;
+                                    if *role != Role::Member {
+                                        ui.label(RichText::new(role.prefix()).strong());
+                                    }
+                                    match away {
+                                        // Away: greyed, the reason on hover.
+                                        Some(reason) => {
+                                            ui.label(RichText::new(m).weak().italics())
+                                                .on_hover_text(format!("away: {reason}"));
+                                        }
+                                        None => {
+                                            ui.label(
+                                                RichText::new(m).color(nick_color(m, &view.me)),
+                                            );
+                                        }
+                                    }
+                                });
+                            }
+                        });
+                });
+        }
 
         egui::CentralPanel::default().show(ui, |ui| {
             // Sticks to the bottom while the user is there; scrolling up pauses it.
@@ -940,6 +955,16 @@ fn nick_color(name: &str, me: &str) -> Color32 {
     }
 }
 
+/// Narrower than this, the window shows no room list.
+const NARROW_ROOMS: f32 = 560.0;
+/// Narrower than this, the window shows no member list.
+const NARROW_MEMBERS: f32 = 760.0;
+/// Secondary text (times, notices, help) in the dark theme: 4.6:1 on its panels (grey 27),
+/// where egui's own weak text is about 2.7:1.
+const WEAK_DARK: Color32 = Color32::from_gray(132);
+/// The same in the light theme: 4.8:1 on its panels (grey 248).
+const WEAK_LIGHT: Color32 = Color32::from_gray(110);
+
 /// Your own name: the strong text colour of the dark theme, in no one else's palette.
 const OWN_NICK: Color32 = Color32::from_rgb(0xf0, 0xf0, 0xf0);
 
@@ -1062,6 +1087,10 @@ fn render_body(
                     None => format!("Topic: {topic}"),
                 };
                 ui.label(system(text));
+            }
+            // A list laid out in columns (/help) keeps them: monospace.
+            LineKind::Notice(text) if text.contains("\n  ") => {
+                ui.label(RichText::new(text.clone()).monospace().weak());
             }
             LineKind::Notice(text) => {
                 ui.label(system(text.clone()));

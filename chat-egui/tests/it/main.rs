@@ -657,3 +657,42 @@ fn a_mention_in_an_unfocused_window_makes_a_desktop_notification() {
         ]
     );
 }
+
+/// WCAG contrast ratio of two colours.
+fn contrast(a: egui::Color32, b: egui::Color32) -> f32 {
+    let luminance = |c: egui::Color32| {
+        let lin = |v: u8| {
+            let v = f32::from(v) / 255.0;
+            if v <= 0.04045 {
+                v / 12.92
+            } else {
+                ((v + 0.055) / 1.055).powf(2.4)
+            }
+        };
+        0.2126 * lin(c.r()) + 0.7152 * lin(c.g()) + 0.0722 * lin(c.b())
+    };
+    let (x, y) = (luminance(a), luminance(b));
+    (x.max(y) + 0.05) / (x.min(y) + 0.05)
+}
+
+#[test]
+fn system_text_is_readable_and_a_narrow_window_keeps_its_width_for_messages() {
+    let mut gui = Gui::online();
+    for theme in [egui::Theme::Dark, egui::Theme::Light] {
+        let visuals = gui.harness.ctx.style_of(theme).visuals.clone();
+        let ratio = contrast(visuals.weak_text_color(), visuals.panel_fill);
+        assert!(ratio >= 4.5, "{theme:?}: secondary text at {ratio:.2}:1");
+    }
+    gui.harness.get_by_label("Members (3)");
+    gui.harness.get_by_label("Rooms");
+    gui.harness.set_size(egui::vec2(480.0, 560.0));
+    gui.harness.run();
+    assert!(gui.harness.query_by_label("Members (3)").is_none());
+    assert!(gui.harness.query_by_label("Rooms").is_none());
+    gui.harness.get_by_label("morning all");
+    gui.type_into("Send", "still typing");
+    assert_eq!(gui.input_value("Send").as_deref(), Some("still typing"));
+    gui.harness.set_size(egui::vec2(900.0, 560.0));
+    gui.harness.run();
+    gui.harness.get_by_label("Members (3)");
+}
