@@ -61,6 +61,9 @@ pub struct App {
     hint: Option<String>,
     /// The terminal size the panels were last sized for.
     laid_out_for: cursive::Vec2,
+    /// While the user reads further up: the conversation and its newest line then, so the
+    /// status line can say how many arrived since (`-- MORE (3) --`).
+    reading_up: Option<(String, Option<Line>)>,
 }
 
 /// The colours: the terminal's own background and text colour everywhere (as weechat and
@@ -195,6 +198,7 @@ pub fn build(siv: &mut Cursive, handle: ClientHandle, clock: Clock) {
         history: InputHistory::default(),
         hint: None,
         laid_out_for: cursive::Vec2::zero(),
+        reading_up: None,
     });
     let rooms = HideableView::new(
         Panel::new(TextView::new("").with_name("rooms"))
@@ -275,6 +279,8 @@ pub fn build(siv: &mut Cursive, handle: ClientHandle, clock: Clock) {
     siv.add_global_callback(Event::CtrlChar('o'), open_url_dialog);
     siv.add_global_callback(Key::PageUp, |siv| scroll(siv, -1));
     siv.add_global_callback(Key::PageDown, |siv| scroll(siv, 1));
+    // Ctrl+End jumps to the newest line and follows again (End alone moves in the input).
+    siv.add_global_callback(Event::Ctrl(Key::End), |siv| scroll(siv, 0));
     siv.add_global_callback(Event::WindowResize, |siv| {
         // Lay out again once the new size is in effect.
         let _ = siv.cb_sink().send(Box::new(refresh));
@@ -354,20 +360,50 @@ fn complete(siv: &mut Cursive) {
     refresh(siv);
 }
 
+/// Scrolls a page up (`direction` < 0) or down (> 0), or to the end (0).
 fn scroll(siv: &mut Cursive, direction: isize) {
     let page = siv.screen_size().y.saturating_sub(6).max(1);
-    siv.call_on_name("scroll", |v: &mut ScrollView<NamedView<TextView>>| {
-        if direction < 0 {
-            // Stop following new lines while the user reads further up.
-            let _ = v.set_scroll_strategy(ScrollStrategy::KeepRow);
-            v.get_scroller_mut().scroll_up(page);
-        } else {
-            v.get_scroller_mut().scroll_down(page);
+    let at_bottom = siv
+        .call_on_name("scroll", |v: &mut ScrollView<NamedView<TextView>>| {
+            if direction < 0 {
+                // Stop following new lines while the user reads further up.
+                let _ = v.set_scroll_strategy(ScrollStrategy::KeepRow);
+                v.get_scroller_mut().scroll_up(page);
+            } else if direction > 0 {
+                v.get_scroller_mut().scroll_down(page);
+            } else {
+                v.scroll_to_bottom();
+            }
+            if v.is_at_bottom() {
+                v.set_scroll_strategy(ScrollStrategy::StickToBottom);
+            }
+            v.is_at_bottom()
+        })
+        .unwrap_or(true);
+    if let Some(app) = siv.user_data::<App>() {
+        if at_bottom {
+            app.reading_up = None;
+        } else if app.reading_up.is_none() {
+            app.reading_up = app.handle.with_session(|s| {
+                s.active()
+                    .map(|c| (c.name.clone(), c.lines.back().cloned()))
+            });
         }
-        if v.is_at_bottom() {
-            v.set_scroll_strategy(ScrollStrategy::StickToBottom);
-        }
-    });
+    }
+    refresh(siv);
+}
+
+/// How many lines came into the conversation after `newest` (all of them when it has left
+/// the scrollback).
+fn lines_after(c: &Conversation, newest: &Option<Line>) -> usize {
+    match newest {
+        None => c.lines.len(),
+        Some(line) => c
+            .lines
+            .iter()
+            .rposition(|l| l == line)
+            .map_or(c.lines.len(), |i| c.lines.len() - i - 1),
+    }
 }
 
 /// True when these session events should ring the terminal bell: a mention or a direct
@@ -407,6 +443,7 @@ pub fn refresh(siv: &mut Cursive) {
     let clock = app.clock;
     let hint = app.hint.clone();
     let handle = app.handle.clone();
+    let reading_up = app.reading_up.clone();
     // The scrollback's text width: the centre panel less its borders, the scroll bar and its
     // padding.
     let text_width = if size.x == 0 {
@@ -441,9 +478,24 @@ pub fn refresh(siv: &mut Cursive) {
         "centre",
         |v: &mut Panel<NamedView<ScrollView<NamedView<TextView>>>>| v.set_title(view.title.clone()),
     );
-    let status = match hint {
-        Some(hint) => StyledString::plain(hint),
-        None => view.status.clone(),
+    // Read further up while lines arrive: say how many, as weechat and irssi do.
+    let more = reading_up.and_then(|(name, newest)| {
+        handle.with_session(|s| {
+            let c = s.active().filter(|c| c.name == name)?;
+            Some(lines_after(c, &newest)).filter(|&n| n > 0)
+        })
+    });
+    let status = match (hint, more) {
+        (Some(hint), _) => StyledString::plain(hint),
+        (None, Some(n)) => {
+            let mut status = view.status.clone();
+            status.append_styled(
+                format!(" -- MORE ({n}) -- Ctrl+End: newest"),
+                Effect::Reverse,
+            );
+            status
+        }
+        (None, None) => view.status.clone(),
     };
     siv.call_on_name("status", |v: &mut TextView| v.set_content(status));
     // Before the first layout the size is unknown: lay out as for a wide terminal.

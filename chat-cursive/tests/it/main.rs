@@ -599,3 +599,28 @@ fn a_line_marks_what_is_new_since_you_last_read() {
     let new = screen.find("while you were in #rust").unwrap();
     assert!(earlier < marker && marker < new, "{screen}");
 }
+
+#[test]
+fn reading_further_up_while_lines_arrive_says_how_many_and_ctrl_end_goes_back() {
+    let mut tui = Tui::new(80, 14);
+    let many: Vec<String> = (0..30)
+        .map(|i| format!(r##"{{"type":"message","id":{},"ts":1700000000000,"room":"#lobby","from":"bob","text":"line {i}"}}"##, 10 + i))
+        .collect();
+    tui.server(&many.iter().map(String::as_str).collect::<Vec<_>>());
+    tui.keys([Event::Key(Key::PageUp)]);
+    assert!(!tui.screen().contains("MORE"), "nothing new yet");
+    tui.server(&[
+        r##"{"type":"message","id":50,"ts":1700000001000,"room":"#lobby","from":"bob","text":"new one"}"##,
+        r##"{"type":"message","id":51,"ts":1700000002000,"room":"#lobby","from":"bob","text":"new two"}"##,
+    ]);
+    let screen = tui.screen();
+    assert!(screen.contains("-- MORE (2) --"), "{screen}");
+    assert!(
+        !screen.contains("new two"),
+        "still reading further up: {screen}"
+    );
+    tui.keys([Event::Ctrl(Key::End)]);
+    let screen = tui.screen();
+    assert!(!screen.contains("MORE"), "{screen}");
+    assert!(screen.contains("new two"), "{screen}");
+}
