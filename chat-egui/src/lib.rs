@@ -108,6 +108,11 @@ pub struct ChatApp {
     /// The digit of an Alt+digit switch whose text event has not come yet (it may come a
     /// frame after the key): it is kept out of the input.
     swallow: Option<String>,
+    /// While the user reads further up: the conversation (its title) and its newest line
+    /// then, to count what arrived since.
+    reading_up: Option<(String, Option<Line>)>,
+    /// Set by "jump to latest": the next frame scrolls to the newest line.
+    jump_to_latest: bool,
     /// A multi-line paste waiting for the user to say it should go out as one message.
     paste: Option<String>,
     /// A link whose host could imitate another, waiting for a yes before it opens.
@@ -156,6 +161,8 @@ impl ChatApp {
             fonts_installed: false,
             focus_next: Some("Name"),
             swallow: None,
+            reading_up: None,
+            jump_to_latest: false,
             paste: None,
             link: None,
             notified: 0,
@@ -694,7 +701,8 @@ impl ChatApp {
 
         egui::CentralPanel::default().show(ui, |ui| {
             // Sticks to the bottom while the user is there; scrolling up pauses it.
-            egui::ScrollArea::vertical()
+            let jump = std::mem::take(&mut self.jump_to_latest);
+            let scrolled = egui::ScrollArea::vertical()
                 .id_salt("scrollback")
                 .auto_shrink([false, false])
                 .stick_to_bottom(true)
@@ -716,7 +724,43 @@ impl ChatApp {
                             }
                         }
                     }
+                    if jump {
+                        ui.scroll_to_cursor(Some(egui::Align::BOTTOM));
+                    }
                 });
+            // Read further up while lines arrive: a button says how many, and goes there.
+            let bottom = (scrolled.content_size.y - scrolled.inner_rect.height()).max(0.0);
+            if scrolled.state.clamped_offset().y >= bottom - 4.0 {
+                self.reading_up = None;
+            } else if self.reading_up.is_none() {
+                self.reading_up = Some((view.title.clone(), view.lines.last().cloned()));
+            }
+            let arrived = self.reading_up.as_ref().and_then(|(title, newest)| {
+                let n = match newest {
+                    None => view.lines.len(),
+                    Some(line) => view
+                        .lines
+                        .iter()
+                        .rposition(|l| l == line)
+                        .map_or(view.lines.len(), |i| view.lines.len() - i - 1),
+                };
+                (*title == view.title && n > 0).then_some(n)
+            });
+            if let Some(n) = arrived {
+                let rect = scrolled.inner_rect;
+                let at = egui::Rect::from_min_size(
+                    rect.right_bottom() - egui::vec2(190.0, 34.0),
+                    egui::vec2(180.0, 26.0),
+                );
+                if ui
+                    .put(at, egui::Button::new(format!("↓ jump to latest ({n})")))
+                    .clicked()
+                {
+                    self.jump_to_latest = true;
+                    self.reading_up = None;
+                    ui.ctx().request_repaint();
+                }
+            }
         });
         self.dialogs(ui, &client);
     }

@@ -696,3 +696,42 @@ fn system_text_is_readable_and_a_narrow_window_keeps_its_width_for_messages() {
     gui.harness.run();
     gui.harness.get_by_label("Members (3)");
 }
+
+#[test]
+fn reading_further_up_while_lines_arrive_offers_to_jump_to_the_latest() {
+    let mut gui = Gui::online();
+    let many: Vec<String> = (0..60)
+        .map(|i| format!(r##"{{"type":"message","id":{},"ts":1700000000000,"room":"#lobby","from":"bob","text":"line {i}"}}"##, 10 + i))
+        .collect();
+    gui.server(&many.iter().map(String::as_str).collect::<Vec<_>>());
+    // The wheel over the messages, upwards.
+    gui.harness
+        .event(egui::Event::PointerMoved(egui::pos2(450.0, 250.0)));
+    for _ in 0..5 {
+        gui.harness.event(egui::Event::MouseWheel {
+            unit: egui::MouseWheelUnit::Point,
+            delta: egui::vec2(0.0, 200.0),
+            phase: egui::TouchPhase::Move,
+            source: egui::MouseWheelSource::Unknown,
+            modifiers: egui::Modifiers::NONE,
+        });
+    }
+    gui.harness.run();
+    assert!(
+        gui.harness
+            .query_by_label_contains("jump to latest")
+            .is_none()
+    );
+    gui.server(&[
+        r##"{"type":"message","id":80,"ts":1700000001000,"room":"#lobby","from":"bob","text":"new one"}"##,
+        r##"{"type":"message","id":81,"ts":1700000002000,"room":"#lobby","from":"bob","text":"new two"}"##,
+    ]);
+    gui.harness.get_by_label("↓ jump to latest (2)").click();
+    gui.harness.run();
+    gui.harness.run();
+    assert!(
+        gui.harness
+            .query_by_label_contains("jump to latest")
+            .is_none()
+    );
+}
