@@ -729,9 +729,16 @@ fn reading_further_up_while_lines_arrive_offers_to_jump_to_the_latest() {
     gui.harness.get_by_label("↓ jump to latest (2)").click();
     gui.harness.run();
     gui.harness.run();
-    assert!(
+    let button = |gui: &Gui| {
         gui.harness
             .query_by_label_contains("jump to latest")
-            .is_none()
-    );
+            .is_some()
+    };
+    assert!(!button(&gui));
+    // At the newest line again, and following: what comes next needs no button.
+    gui.server(&[
+        r##"{"type":"message","id":82,"ts":1700000003000,"room":"#lobby","from":"bob","text":"new three"}"##,
+    ]);
+    gui.harness.run();
+    assert!(!button(&gui));
 }
