@@ -215,15 +215,21 @@ async fn interactive(
     };
     let in_tmux = std::env::var_os("TMUX").is_some();
     let mut children = Vec::new();
+    // The tmux panes opened for the extra clients, closed with the demo.
+    let mut panes = Vec::new();
     for i in 0..windows.max(1) {
         let args = ["--host", host, "--port", port, "--name", &name(i)];
         if i > 0 && client == Client::Tui && in_tmux {
             // Extra terminal clients go into new tmux panes.
             let command = format!("{} {}", bin.join(program).display(), args.join(" "));
-            Command::new("tmux")
-                .args(["split-window", "-h", &command])
-                .status()
+            let opened = Command::new("tmux")
+                .args(["split-window", "-h", "-P", "-F", "#{pane_id}", &command])
+                .output()
                 .context("cannot open a tmux pane")?;
+            let pane = String::from_utf8_lossy(&opened.stdout).trim().to_string();
+            if !pane.is_empty() {
+                panes.push(pane);
+            }
             continue;
         }
         if i > 0 && client != Client::Gui {
@@ -249,6 +255,9 @@ async fn interactive(
     }
     for child in children.iter_mut() {
         let _ = child.start_kill();
+    }
+    for pane in &panes {
+        let _ = Command::new("tmux").args(["kill-pane", "-t", pane]).status();
     }
     Ok(())
 }
