@@ -279,6 +279,20 @@ impl Conversation {
             .collect()
     }
 
+    /// How many lines came into the conversation after `newest` (one of its lines, noted
+    /// when the user scrolled away from the end); all of them when it has left the
+    /// scrollback. Front-ends show it as `-- MORE (n) --` or a "jump to latest" count.
+    pub fn lines_after(&self, newest: Option<&Line>) -> usize {
+        match newest {
+            None => self.lines.len(),
+            Some(line) => self
+                .lines
+                .iter()
+                .rposition(|l| l == line)
+                .map_or(self.lines.len(), |i| self.lines.len() - i - 1),
+        }
+    }
+
     /// Where to draw the "new since you last read" line: the index in `lines` of the first
     /// message after the read marker, when older lines are shown too (a marker above the top,
     /// or with nothing new after it, draws nothing).

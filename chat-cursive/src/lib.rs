@@ -393,19 +393,6 @@ fn scroll(siv: &mut Cursive, direction: isize) {
     refresh(siv);
 }
 
-/// How many lines came into the conversation after `newest` (all of them when it has left
-/// the scrollback).
-fn lines_after(c: &Conversation, newest: &Option<Line>) -> usize {
-    match newest {
-        None => c.lines.len(),
-        Some(line) => c
-            .lines
-            .iter()
-            .rposition(|l| l == line)
-            .map_or(c.lines.len(), |i| c.lines.len() - i - 1),
-    }
-}
-
 /// True when these session events should ring the terminal bell: a mention or a direct
 /// message arrived (live, or caught up after a reconnect).
 pub fn rings_bell(events: &[chat_core::session::Event]) -> bool {
@@ -482,7 +469,7 @@ pub fn refresh(siv: &mut Cursive) {
     let more = reading_up.and_then(|(name, newest)| {
         handle.with_session(|s| {
             let c = s.active().filter(|c| c.name == name)?;
-            Some(lines_after(c, &newest)).filter(|&n| n > 0)
+            Some(c.lines_after(newest.as_ref())).filter(|&n| n > 0)
         })
     });
     let status = match (hint, more) {

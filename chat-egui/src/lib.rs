@@ -736,15 +736,8 @@ impl ChatApp {
                 self.reading_up = Some((view.title.clone(), view.lines.last().cloned()));
             }
             let arrived = self.reading_up.as_ref().and_then(|(title, newest)| {
-                let n = match newest {
-                    None => view.lines.len(),
-                    Some(line) => view
-                        .lines
-                        .iter()
-                        .rposition(|l| l == line)
-                        .map_or(view.lines.len(), |i| view.lines.len() - i - 1),
-                };
-                (*title == view.title && n > 0).then_some(n)
+                let n = client.with_session(|s| s.active().map(|c| c.lines_after(newest.as_ref())));
+                n.filter(|&n| *title == view.title && n > 0)
             });
             if let Some(n) = arrived {
                 let rect = scrolled.inner_rect;

@@ -257,7 +257,9 @@ async fn interactive(
         let _ = child.start_kill();
     }
     for pane in &panes {
-        let _ = Command::new("tmux").args(["kill-pane", "-t", pane]).status();
+        let _ = Command::new("tmux")
+            .args(["kill-pane", "-t", pane])
+            .status();
     }
     Ok(())
 }

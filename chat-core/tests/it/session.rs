@@ -120,6 +120,19 @@ fn online() -> Session {
     s
 }
 
+/// The notices shown in a conversation, oldest first.
+fn notices(s: &Session, room: &str) -> Vec<String> {
+    s.conversation(room)
+        .unwrap()
+        .lines
+        .iter()
+        .filter_map(|l| match &l.kind {
+            LineKind::Notice(n) => Some(n.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
 fn texts(s: &Session, room: &str) -> Vec<String> {
     s.conversation(room)
         .unwrap()
@@ -891,16 +904,7 @@ fn a_paged_catch_up_asks_for_the_rest_and_a_gap_is_told() {
             limit: 200,
         }]
     );
-    let notices: Vec<String> = s
-        .active()
-        .unwrap()
-        .lines
-        .iter()
-        .filter_map(|l| match &l.kind {
-            LineKind::Notice(n) => Some(n.clone()),
-            _ => None,
-        })
-        .collect();
+    let notices = notices(&s, "#lobby");
     assert!(
         notices.iter().any(|n| n.contains("no longer kept")),
         "{notices:?}"
@@ -938,16 +942,7 @@ fn a_reconnect_warns_of_lost_messages_only_when_the_server_says_some_are_gone() 
             msg(4, "#lobby", "bob", "four").replace(r##""type":"message","##, ""),
         )],
     );
-    let notices: Vec<String> = s
-        .active()
-        .unwrap()
-        .lines
-        .iter()
-        .filter_map(|l| match &l.kind {
-            LineKind::Notice(n) => Some(n.clone()),
-            _ => None,
-        })
-        .collect();
+    let notices = notices(&s, "#lobby");
     assert!(
         !notices.iter().any(|n| n.contains("no longer kept")),
         "{notices:?}"
@@ -1343,17 +1338,7 @@ fn a_ban_list_in_pages_is_fetched_whole() {
             ClientMsg::ServerBans { after: Some(7) },
         ]
     );
-    let shown: Vec<String> = s
-        .conversation("#lobby")
-        .unwrap()
-        .lines
-        .iter()
-        .filter_map(|l| match &l.kind {
-            LineKind::Notice(text) => Some(text.clone()),
-            _ => None,
-        })
-        .collect();
-    let shown = shown.join("\n");
+    let shown = notices(&s, "#lobby").join("\n");
     assert!(shown.contains("op banned name:a*"), "{shown}");
     assert!(shown.contains("op muted name:c*"), "{shown}");
 }
@@ -1582,17 +1567,6 @@ fn away_is_sent_shown_and_answered_and_highlights_are_listed() {
         ],
     );
     assert_eq!(s.away_reason("BOB"), Some("in a meeting"));
-    let notices = |s: &Session, c: &str| -> Vec<String> {
-        s.conversation(c)
-            .unwrap()
-            .lines
-            .iter()
-            .filter_map(|l| match &l.kind {
-                LineKind::Notice(t) => Some(t.clone()),
-                _ => None,
-            })
-            .collect()
-    };
     assert!(notices(&s, "#lobby").contains(&"you are marked away: lunch".to_string()));
     assert!(
         notices(&s, "#lobby")
@@ -1867,25 +1841,14 @@ fn a_direct_message_is_echoed_where_the_user_is_and_an_away_answer_shows_once() 
     let mut s = online();
     s.handle_input(T, "/msg bob are you there?");
     assert!(matches!(&sent(&mut s)[..], [ClientMsg::Msg { to, .. }] if to == "bob"));
-    let lobby_notices = |s: &Session| -> Vec<String> {
-        s.conversation("#lobby")
-            .unwrap()
-            .lines
-            .iter()
-            .filter_map(|l| match &l.kind {
-                LineKind::Notice(t) => Some(t.clone()),
-                _ => None,
-            })
-            .collect()
-    };
-    assert!(lobby_notices(&s).contains(&"-> *bob* are you there?".to_string()));
+    assert!(notices(&s, "#lobby").contains(&"-> *bob* are you there?".to_string()));
     // The server answers every message to someone away; the user hears it once, here.
     let away = r#"{"type":"away","name":"bob","reason":"lunch"}"#;
     feed(&mut s, &[away]);
     s.handle_input(T, "/msg bob still there?");
     sent(&mut s);
     feed(&mut s, &[away]);
-    let said: Vec<String> = lobby_notices(&s)
+    let said: Vec<String> = notices(&s, "#lobby")
         .into_iter()
         .filter(|t| t.contains("bob is away"))
         .collect();
