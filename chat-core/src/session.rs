@@ -463,6 +463,8 @@ pub struct Session {
     /// People just written to directly: the server's `away` that follows is its answer, said
     /// where the user is.
     asked_away: std::collections::HashSet<String>,
+    /// The last reason a first connection failed for, already shown.
+    shown_failure: Option<String>,
     /// Rooms rejoined after a reconnect whose join, topic and member list have not all come
     /// back yet: what did not change is not shown again.
     rejoining: std::collections::HashSet<String>,
@@ -510,6 +512,7 @@ impl Session {
             highlights: VecDeque::new(),
             rejoining: std::collections::HashSet::new(),
             asked_away: std::collections::HashSet::new(),
+            shown_failure: None,
             room_keys: HashMap::new(),
             outputs: VecDeque::new(),
         }
@@ -715,6 +718,12 @@ impl Session {
 
     /// The driver could not connect.
     pub fn handle_connect_failed(&mut self, now: UnixMillis, reason: &str) {
+        // Never connected yet (a wrong host or port, say): the reason goes where the
+        // messages would be, not only into a status line; once per reason, not per attempt.
+        if !self.was_online && self.shown_failure.as_deref() != Some(reason) {
+            self.shown_failure = Some(reason.to_string());
+            self.local(now, LineKind::Error(format!("{reason}; trying again")));
+        }
         self.schedule_reconnect(now, reason);
     }
 

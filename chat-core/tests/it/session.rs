@@ -1854,3 +1854,20 @@ fn a_direct_message_is_echoed_where_the_user_is_and_an_away_answer_shows_once() 
         .collect();
     assert_eq!(said, ["bob is away: lunch"]);
 }
+
+#[test]
+fn a_first_connection_that_fails_says_why_where_the_messages_go_once_per_reason() {
+    let mut s = Session::new(config(), "alice");
+    s.start(T);
+    let why = "cannot connect to 127.0.0.1:1: Connection refused (os error 111)";
+    s.handle_connect_failed(T, why);
+    s.handle_timeout(T + 60_000);
+    s.handle_connect_failed(T + 60_000, why);
+    let errors: Vec<&LineKind> = s
+        .status_lines()
+        .iter()
+        .map(|l| &l.kind)
+        .filter(|k| matches!(k, LineKind::Error(_)))
+        .collect();
+    assert_eq!(errors, [&LineKind::Error(format!("{why}; trying again"))]);
+}
