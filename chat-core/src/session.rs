@@ -1645,7 +1645,14 @@ impl Session {
                 // conversation with them.
                 let key = names::key(&to);
                 if self.active.as_deref() != Some(key.as_str()) {
-                    self.local(now, LineKind::Notice(format!("-> *{to}* {text}")));
+                    // A line for NickServ carries a password: the echo (on screen, in the
+                    // logs) says only that it went.
+                    let echo = if crate::command::holds_secret(&format!("/msg {to} {text}")) {
+                        format!("-> *{to}* (not shown: it has a password in it)")
+                    } else {
+                        format!("-> *{to}* {text}")
+                    };
+                    self.local(now, LineKind::Notice(echo));
                 }
                 self.asked_away.insert(key);
                 self.counted(
