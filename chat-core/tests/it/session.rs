@@ -120,6 +120,14 @@ fn online() -> Session {
     s
 }
 
+/// The connection drops for `why` and the session connects again a minute later, before
+/// the server's welcome.
+fn reconnect(s: &mut Session, why: &str) {
+    s.handle_disconnected(T, why);
+    s.handle_timeout(T + 60_000);
+    s.handle_connected(T + 60_000);
+}
+
 /// The notices shown in a conversation, oldest first.
 fn notices(s: &Session, room: &str) -> Vec<String> {
     s.conversation(room)
@@ -879,9 +887,7 @@ fn after_an_unreadable_line_what_may_be_missing_is_asked_for_again_but_not_in_a_
 fn a_paged_catch_up_asks_for_the_rest_and_a_gap_is_told() {
     let mut s = online();
     feed(&mut s, &[&msg(3, "#lobby", "bob", "three")]);
-    s.handle_disconnected(T, "reset");
-    s.handle_timeout(T + 1000);
-    s.handle_connected(T + 1000);
+    reconnect(&mut s, "reset");
     feed(&mut s, &[&welcome("alice")]);
     sent(&mut s);
     // The server replays what fits, says newer ones follow, and that some are gone.
@@ -928,9 +934,7 @@ fn a_paged_catch_up_asks_for_the_rest_and_a_gap_is_told() {
 fn a_reconnect_warns_of_lost_messages_only_when_the_server_says_some_are_gone() {
     let mut s = online();
     feed(&mut s, &[&msg(3, "#lobby", "bob", "three")]);
-    s.handle_disconnected(T, "server restarting");
-    s.handle_timeout(T + 1000);
-    s.handle_connected(T + 1000);
+    reconnect(&mut s, "server restarting");
     feed(&mut s, &[&welcome("alice")]);
     sent(&mut s);
     // The room's history after a restart: older messages exist (`more`), none is lost.
@@ -986,9 +990,7 @@ fn register_then_reconnect_logs_in_again_with_the_same_password() {
     assert!(!format!("{s:?}").contains("hunter2"));
     feed(&mut s, &[r#"{"type":"logged_in","account":"alice"}"#]);
     assert_eq!(s.account(), Some("alice"));
-    s.handle_disconnected(T, "reset");
-    s.handle_timeout(T + 60_000);
-    s.handle_connected(T + 60_000);
+    reconnect(&mut s, "reset");
     assert_eq!(
         sent(&mut s),
         vec![ClientMsg::Hello {
@@ -1015,9 +1017,7 @@ fn a_refused_nick_changes_nothing_the_next_login_uses() {
     );
     assert_eq!(s.wanted_name(), "alice");
     // After a restart the session logs in to its own account, never to the name refused.
-    s.handle_disconnected(T, "server restarting");
-    s.handle_timeout(T + 60_000);
-    s.handle_connected(T + 60_000);
+    reconnect(&mut s, "server restarting");
     assert_eq!(
         sent(&mut s),
         vec![ClientMsg::Hello {
@@ -1818,9 +1818,7 @@ fn a_room_one_was_removed_from_stays_the_target_and_refuses_what_is_typed_there(
         "{last:?}"
     );
     // After a reconnect the room is not joined again behind the user's back...
-    s.handle_disconnected(T, "reset");
-    s.handle_timeout(T + 60_000);
-    s.handle_connected(T + 60_000);
+    reconnect(&mut s, "reset");
     feed(&mut s, &[&welcome("alice")]);
     let rejoins: Vec<ClientMsg> = sent(&mut s)
         .into_iter()
@@ -1842,6 +1840,13 @@ fn a_direct_message_is_echoed_where_the_user_is_and_an_away_answer_shows_once() 
     s.handle_input(T, "/msg bob are you there?");
     assert!(matches!(&sent(&mut s)[..], [ClientMsg::Msg { to, .. }] if to == "bob"));
     assert!(notices(&s, "#lobby").contains(&"-> *bob* are you there?".to_string()));
+    // A line for NickServ is sent, but its password is echoed nowhere.
+    s.handle_input(T, "/msg NickServ IDENTIFY alice hunter2hunter2");
+    assert!(matches!(&sent(&mut s)[..], [ClientMsg::Msg { to, .. }] if to == "NickServ"));
+    assert!(
+        !format!("{:?}", s.conversation("#lobby").unwrap().lines).contains("hunter2"),
+        "the password was echoed"
+    );
     // The server answers every message to someone away; the user hears it once, here.
     let away = r#"{"type":"away","name":"bob","reason":"lunch"}"#;
     feed(&mut s, &[away]);
