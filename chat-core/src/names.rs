@@ -139,6 +139,20 @@ pub fn skeletons(name: &str) -> Vec<String> {
     all
 }
 
+/// Names IRC users write to as services (`/msg NickServ IDENTIFY password`): nobody may hold
+/// one, or a look-alike of one, so that nobody can collect what is meant for them.
+pub const SERVICE_NAMES: &[&str] = &[
+    "NickServ", "ChanServ", "OperServ", "MemoServ", "HostServ", "BotServ", "SaslServ",
+];
+
+/// True when `name` is a service's name or looks like one ([`SERVICE_NAMES`]).
+pub fn is_service(name: &str) -> bool {
+    let mine = skeletons(name);
+    SERVICE_NAMES
+        .iter()
+        .any(|s| skeletons(s).iter().any(|k| mine.contains(k)))
+}
+
 /// The one skeleton of a name's key, for rooms (whose names are compared as keys anyway) and
 /// for name patterns (see [`skeleton_pattern`]).
 pub fn skeleton(name: &str) -> String {

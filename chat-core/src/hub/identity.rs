@@ -104,6 +104,13 @@ impl Hub {
                 return None;
             }
         };
+        if names::is_service(&name) {
+            let why = format!(
+                "the name {name} is kept for the server's services (what is written to it may be a password); pick another"
+            );
+            self.reply(conn, &error(ErrorCode::NameReserved, &why));
+            return None;
+        }
         let key = names::key(&name);
         let account = self.account_like(&name);
         if let Some(account) = account {
