@@ -266,7 +266,19 @@ pub fn hub(data: &[u8]) {
                         if fail {
                             hub.handle(now, Input::RoomLoadFailed { key });
                         } else {
-                            hub.handle(now, Input::RoomLoaded { key, room: None });
+                            // What was stored of the room comes back: its owner and its
+                            // modes outlive its time in memory.
+                            let room = c.settings.get(&key).map(|(name, settings)| {
+                                crate::hub::RestoredRoom {
+                                    name: name.clone(),
+                                    topic: String::new(),
+                                    topic_set: None,
+                                    history: Vec::new(),
+                                    more: false,
+                                    settings: settings.clone(),
+                                }
+                            });
+                            hub.handle(now, Input::RoomLoaded { key, room });
                         }
                     }
                     // The store's history pages (it has nothing older here).
@@ -362,6 +374,8 @@ struct Checker {
     last_stamp: (u64, u64),
     work: Vec<(ConnId, PasswordWork)>,
     histories: Vec<(ConnId, crate::hub::HistoryQuery)>,
+    /// The store's rooms: the latest settings asked to be kept, by key, with the room's name.
+    settings: HashMap<String, (String, crate::hub::RoomSettings)>,
 }
 
 impl Checker {
@@ -456,6 +470,10 @@ impl Checker {
                         self.stored
                     );
                     self.stored = record.id();
+                    if let crate::hub::Record::RoomSettings { room, settings, .. } = record {
+                        self.settings
+                            .insert(crate::names::key(&room), (room, settings));
+                    }
                 }
                 Output::LoadRoom { key } => self.loads.push(key),
                 Output::LoadHistory { conn, query } => {
