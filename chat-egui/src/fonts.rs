@@ -8,6 +8,13 @@
 //! Right-to-left text: egui lays text out left to right, so [`visual`] reorders a line with
 //! right-to-left runs (Hebrew, Arabic) into display order with the Unicode bidirectional
 //! algorithm. Numbers inside such a run keep their own left-to-right order.
+//!
+//! Arabic: egui draws one glyph per character and does no shaping, so Arabic letters would
+//! stand apart in their isolated forms. [`visual`] first replaces each letter with its joined
+//! form for its place in the word (initial, medial, final, and the lam-alef ligatures) from
+//! Unicode's Arabic presentation forms, with `ar-reshaper` (a port of python-arabic-reshaper,
+//! the usual answer for renderers without a shaper); the fonts found for Arabic carry those
+//! forms. A full shaper (rustybuzz) would need egui to lay out glyph runs it does not accept.
 
 use std::borrow::Cow;
 use std::process::Command;
@@ -15,11 +22,14 @@ use std::process::Command;
 use eframe::egui;
 
 /// One character of each script to cover, with the script's name.
-const SCRIPTS: [(char, &str); 6] = [
+const SCRIPTS: [(char, &str); 8] = [
     ('日', "CJK"),
     ('한', "Hangul"),
     ('א', "Hebrew"),
     ('ا', "Arabic"),
+    // The joined forms that `visual` draws Arabic with (lam-alef, a final alef).
+    ('\u{FEFB}', "Arabic forms"),
+    ('\u{FE8E}', "Arabic forms"),
     ('🎉', "emoji"),
     ('✅', "symbols"),
 ];
@@ -113,14 +123,23 @@ fn is_rtl(c: char) -> bool {
 }
 
 /// `text` in display order: unchanged unless it has right-to-left characters, otherwise each
-/// line reordered by the Unicode bidirectional algorithm.
+/// line shaped (Arabic letters in their joined forms) and reordered by the Unicode
+/// bidirectional algorithm, each line with its own direction.
 pub fn visual(text: &str) -> Cow<'_, str> {
     if !text.chars().any(is_rtl) {
         return Cow::Borrowed(text);
     }
+    let reshaper = ar_reshaper::ArabicReshaper::default();
     let lines: Vec<String> = text
         .split('\n')
         .map(|line| {
+            let shaped;
+            let line = if reshaper.need_reshape(line) {
+                shaped = reshaper.reshape(line);
+                shaped.as_str()
+            } else {
+                line
+            };
             let info = unicode_bidi::BidiInfo::new(line, None);
             match info.paragraphs.first() {
                 Some(p) => info.reorder_line(p, p.range.clone()).into_owned(),
@@ -142,5 +161,33 @@ mod tests {
         assert_eq!(visual("שלום 2026"), "2026 םולש");
         // A Hebrew word inside English stays in place, itself reversed.
         assert_eq!(visual("say שלום now"), "say םולש now");
+        // A Hebrew sentence with a version number: words right to left, each word's letters
+        // in reading order on screen, the number as written.
+        assert_eq!(
+            visual("שלום לכולם, גרסה 2.1 יצאה"),
+            "האצי 2.1 הסרג ,םלוכל םולש"
+        );
+        // Each line of a message has its own direction.
+        assert_eq!(visual("hello\nשלום 1"), "hello\n1 םולש");
+    }
+
+    #[test]
+    fn arabic_letters_are_joined_then_shown_right_to_left() {
+        // "salam" (seen, lam, alef, meem), on screen left to right: meem isolated (alef never
+        // joins the letter after it), the lam-alef ligature in its final form (joined to the
+        // seen), seen in its initial form.
+        let shown: Vec<u32> = visual("سلام").chars().map(u32::from).collect();
+        assert_eq!(shown, [0xFEE1, 0xFEFC, 0xFEB3]);
+        // Numbers in Arabic text keep their order, and Latin stays as typed.
+        let mixed = visual("مرحبا 2026 ok");
+        assert!(mixed.contains("2026"), "{mixed}");
+        assert!(mixed.ends_with("ok") || mixed.starts_with("ok"), "{mixed}");
+        // No letter is left in its unjoined (base) form.
+        assert!(
+            !visual("مرحبا بالعالم")
+                .chars()
+                .any(|c| ('\u{0621}'..='\u{064A}').contains(&c)),
+            "an unshaped letter"
+        );
     }
 }

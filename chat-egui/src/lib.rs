@@ -568,12 +568,29 @@ impl ChatApp {
                 if tab {
                     self.complete(&client);
                 }
+                // Shift+Enter starts a new line of the same message (taken first: a plain
+                // Enter's pattern would match it too). A message of several lines is edited
+                // in a field that grows with it, where Enter still sends.
+                let newline =
+                    focused && ui.input_mut(|i| i.consume_key(egui::Modifiers::SHIFT, Key::Enter));
+                if newline {
+                    self.insert_newline(ui.ctx(), input_id);
+                }
+                let lines = self.input.contains('\n');
+                let send_lines = focused
+                    && lines
+                    && ui.input_mut(|i| i.consume_key(egui::Modifiers::NONE, Key::Enter));
+                let field = if lines {
+                    egui::TextEdit::multiline(&mut self.input).desired_rows(1)
+                } else {
+                    egui::TextEdit::singleline(&mut self.input)
+                };
                 let edit = ui
                     .add(
-                        egui::TextEdit::singleline(&mut self.input)
+                        field
                             .id(input_id)
                             .lock_focus(true)
-                            .hint_text("Message, or /help")
+                            .hint_text("Message, or /help (Shift+Enter: new line)")
                             .desired_width(f32::INFINITY),
                     )
                     .labelled_by(send.id);
@@ -588,7 +605,8 @@ impl ChatApp {
                     }
                 }
                 // Read before the focus is given back below (losing it is how Enter shows).
-                let entered = edit.lost_focus() && ui.input(|i| i.key_pressed(Key::Enter));
+                let entered =
+                    send_lines || edit.lost_focus() && ui.input(|i| i.key_pressed(Key::Enter));
                 // The input keeps the keyboard: after connecting, switching, joining, and
                 // when Escape or a click elsewhere left nothing focused.
                 let nothing_focused = ui.memory(|m| m.focused().is_none());
@@ -598,7 +616,8 @@ impl ChatApp {
                     edit.request_focus();
                     self.focus_next = None;
                 }
-                if edit.has_focus() {
+                // Up and Down move between a message's lines while it has several.
+                if edit.has_focus() && !lines {
                     let (up, down) =
                         ui.input(|i| (i.key_pressed(Key::ArrowUp), i.key_pressed(Key::ArrowDown)));
                     if up {
@@ -610,7 +629,12 @@ impl ChatApp {
                 if entered || send.clicked() {
                     let line = std::mem::take(&mut self.input);
                     self.history.push(&line);
-                    if !line.trim().is_empty() {
+                    if line.contains('\n') {
+                        let text = line.trim_end().to_string();
+                        if !text.trim().is_empty() {
+                            client.act(move |s, now| s.handle_paste(now, &text));
+                        }
+                    } else if !line.trim().is_empty() {
                         client.submit(line);
                     }
                     edit.request_focus();
@@ -816,6 +840,30 @@ impl ChatApp {
                 self.focus_next = Some("input");
             }
         }
+    }
+
+    /// Puts a line break where the input's cursor is (replacing a selection), and the cursor
+    /// after it.
+    fn insert_newline(&mut self, ctx: &egui::Context, id: egui::Id) {
+        let chars = self.input.chars().count();
+        let mut state = egui::TextEdit::load_state(ctx, id).unwrap_or_default();
+        let (start, end) = state.cursor.char_range().map_or((chars, chars), |r| {
+            let (a, b) = (r.primary.index.0.min(chars), r.secondary.index.0.min(chars));
+            (a.min(b), a.max(b))
+        });
+        let byte = |i: usize| {
+            self.input
+                .char_indices()
+                .nth(i)
+                .map_or(self.input.len(), |(b, _)| b)
+        };
+        let (from, to) = (byte(start), byte(end));
+        self.input.replace_range(from..to, "\n");
+        let at = egui::text::CCursor::new(start + 1);
+        state
+            .cursor
+            .set_char_range(Some(egui::text::CCursorRange::one(at)));
+        state.store(ctx, id);
     }
 
     /// Tab in the input: completes the last word from nicks, rooms and commands.

@@ -127,9 +127,15 @@ impl Gui {
     }
 
     /// The current text of the input labelled `label`.
+    /// The text of a field, of one line or of several.
     fn input_value(&self, label: &str) -> Option<String> {
         self.harness
-            .get_by_role_and_label(Role::TextInput, label)
+            .query_by_role_and_label(Role::TextInput, label)
+            .or_else(|| {
+                self.harness
+                    .query_by_role_and_label(Role::MultilineTextInput, label)
+            })
+            .expect("no such field")
             .value()
     }
 
@@ -437,10 +443,17 @@ fn cjk_emoji_and_right_to_left_text_are_drawn() {
     gui.server(&[
         &format!(r##"{{"type":"message","id":2,"ts":1700000000000,"room":"#lobby","from":"bob","text":"{text}"}}"##),
         r##"{"type":"message","id":3,"ts":1700000001000,"room":"#lobby","from":"carol","text":"עברית עם מספר 123 ו-English"}"##,
+        r##"{"type":"message","id":4,"ts":1700000002000,"room":"#lobby","from":"dana","text":"سلام عليكم"}"##,
     ]);
-    // Every character has a glyph in the fonts the app installed (no empty boxes).
+    // Arabic is drawn joined: seen-lam-alef-meem as meem, lam-alef, seen (right to left),
+    // each in its presentation form, then the second word.
+    let arabic = "\u{FEE1}\u{FEFC}\u{FEB3}";
+    gui.harness.get_by_label_contains(arabic);
+    // Every character has a glyph in the fonts the app installed (no empty boxes), the joined
+    // Arabic forms included.
     let missing: Vec<char> = gui.harness.ctx.fonts_mut(|f| {
         text.chars()
+            .chain(arabic.chars())
             .filter(|c| !c.is_whitespace())
             .filter(|c| !f.has_glyph(&egui::FontId::proportional(14.0), *c))
             .collect()
@@ -583,6 +596,44 @@ fn a_multi_line_paste_asks_then_goes_out_as_one_message() {
         gui.harness
             .query_by_label("Send 2 lines as one message?")
             .is_none()
+    );
+}
+
+#[test]
+fn shift_enter_starts_a_new_line_and_enter_sends_them_as_one_message() {
+    let mut gui = Gui::online();
+    gui.type_into("Send", "first line");
+    gui.harness
+        .key_press_modifiers(egui::Modifiers::SHIFT, egui::Key::Enter);
+    gui.harness.run();
+    assert!(gui.sent().is_empty(), "Shift+Enter does not send");
+    let field = gui
+        .harness
+        .get_by_role_and_label(Role::MultilineTextInput, "Send");
+    assert!(field.is_focused(), "the input keeps the keyboard");
+    field.type_text("second line");
+    gui.harness.run();
+    assert_eq!(
+        gui.input_value("Send").as_deref(),
+        Some("first line\nsecond line")
+    );
+    gui.harness.key_press(egui::Key::Enter);
+    gui.harness.run();
+    assert_eq!(
+        gui.sent(),
+        vec![ClientMsg::Say {
+            room: "#lobby".into(),
+            text: "first line\nsecond line".into(),
+            cid: Some("t-1".into()),
+        }]
+    );
+    assert_eq!(gui.input_value("Send").as_deref(), Some(""));
+    // Back to one line: Up recalls the message sent, whole.
+    gui.harness.key_press(egui::Key::ArrowUp);
+    gui.harness.run();
+    assert_eq!(
+        gui.input_value("Send").as_deref(),
+        Some("first line\nsecond line")
     );
 }
 
