@@ -21,6 +21,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use chat_core::args::{ClientArgs, SecurityArgs};
 use chat_core::client::{self, ClientHandle};
+use chat_core::protocol::Secret;
 use chat_core::session::{ConnState, Event, Line, LineKind, nick_colour};
 use chat_core::text;
 use chat_core::{Session, SessionConfig};
@@ -176,18 +177,22 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         {
             eprintln!("chat-cli: {why}");
         }
+        // The new state is told after the batch's lines are out, so that a prompt it brings
+        // (another name, a password) comes after the reason, not in the middle of it.
+        let mut new_state = None;
         for event in events {
             printer.print(event);
             match event {
-                Event::State(s) => {
-                    state_tx.send_replace(s.clone());
-                }
+                Event::State(s) => new_state = Some(s.clone()),
                 Event::Refused { input, reason, .. } if !interactive => {
                     refusals.fetch_add(1, Ordering::Relaxed);
                     eprintln!("chat-cli: line {input} was refused: {reason}");
                 }
                 _ => {}
             }
+        }
+        if let Some(s) = new_state {
+            state_tx.send_replace(s);
         }
     });
 
@@ -198,18 +203,32 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         let current = state.borrow_and_update().clone();
         match current {
             ConnState::Online => break,
-            ConnState::NameRejected { reason } if interactive => {
-                if editing {
-                    out(&reason);
-                } else {
-                    prompt(&format!("{reason}\nAnother name: "));
+            // The session has printed why, and what can be typed.
+            ConnState::NameRejected { account, .. } if interactive => {
+                // The name is an account's: its password, typed unseen, logs in to it.
+                if let Some(account) = account {
+                    let ask = format!("Password for {account} (Enter to pick another name): ");
+                    let password =
+                        tokio::task::spawn_blocking(move || rpassword::prompt_password(ask))
+                            .await??;
+                    if !password.is_empty() {
+                        let password = Secret::new(password);
+                        handle.act(move |s, _now| s.set_account(&account, password));
+                        if state.changed().await.is_err() {
+                            bail!("the client stopped before connecting to {addr}");
+                        }
+                        continue;
+                    }
+                }
+                if !editing {
+                    prompt("Another name: ");
                 }
                 match stdin.line("Another name: ").await? {
                     Some(name) if !name.trim().is_empty() => handle.set_name(name.trim()),
                     _ => bail!("no name given"),
                 }
             }
-            ConnState::NameRejected { reason } => bail!("name rejected: {reason}"),
+            ConnState::NameRejected { reason, .. } => bail!("name rejected: {reason}"),
             ConnState::Reconnecting { reason, .. } => bail!("{reason}"),
             ConnState::Closed { reason } => bail!("{reason}"),
             ConnState::Connecting | ConnState::Registering => {}
@@ -229,7 +248,8 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
             line = stdin.line(&prompt) => match line {
                 Ok(Some(line)) => {
                     if matches!(*state.borrow(), ConnState::NameRejected { .. }) {
-                        handle.set_name(line.trim());
+                        // Another name, or `/login account password`: the session takes either.
+                        handle.submit(line);
                     } else if line.contains('\n') {
                         // A multi-line paste: one message, after a yes (as weechat asks).
                         let count = line.lines().count();

@@ -103,6 +103,10 @@ pub enum ConnState {
     NameRejected {
         /// The server's explanation.
         reason: String,
+        /// The account the refused name belongs to, when its password would let the user in
+        /// (the name is registered, or the password given for it was wrong): a front-end asks
+        /// for the password as well as for another name.
+        account: Option<String>,
     },
     /// Registered and chatting.
     Online,
@@ -348,6 +352,9 @@ pub enum Event {
     State(ConnState),
     /// The active conversation changed.
     Switched(Option<String>),
+    /// A conversation's unread counts went down without a new line: it was read on another
+    /// device (a read marker from the server). A screen that shows the counts redraws them.
+    Read(String),
     /// The server acknowledged one of the user's messages: it is stored under this id.
     Acked(MsgId),
     /// The server (or the session, before sending) refused one of the user's messages. It will
@@ -762,6 +769,28 @@ impl Session {
         }
     }
 
+    /// A line typed while the server refuses the name: `/login account password` logs in,
+    /// `/nick name` or a bare name tries that name; anything else is answered with what to do.
+    /// Nothing typed here is taken as a name unless it is one.
+    fn answer_refusal(&mut self, now: UnixMillis, line: &str) {
+        match command::parse(line) {
+            Ok(Command::Login { account, password }) => self.set_account(&account, password),
+            Ok(Command::Nick(name)) => self.set_name(now, &name),
+            Ok(Command::Say(text)) if !text.trim().contains(char::is_whitespace) => {
+                self.set_name(now, &text);
+            }
+            Err(command::CommandError::Empty) => {}
+            _ => self.local(
+                now,
+                LineKind::Error(
+                    "the server has not accepted a name yet: type another name, or /login \
+                     <account> <password>"
+                        .into(),
+                ),
+            ),
+        }
+    }
+
     /// Picks another name after the server refused one.
     pub fn set_name(&mut self, _now: UnixMillis, name: &str) {
         self.wanted_name = name.trim().to_string();
@@ -799,6 +828,10 @@ impl Session {
     }
 
     fn run_input(&mut self, now: UnixMillis, input: u64, line: &str) {
+        if matches!(self.state, ConnState::NameRejected { .. }) {
+            self.answer_refusal(now, line);
+            return;
+        }
         // Only what addresses "the active room" waits; commands naming their target run now.
         let for_active_room = matches!(
             command::parse(line),
@@ -2050,8 +2083,13 @@ impl Session {
                 _ => None,
             })
             .collect();
+        let (was, mentions) = (c.unread, c.mentions);
         c.unread = c.unread.min(unread.len());
         c.mentions = c.mentions.min(unread.iter().filter(|m| **m).count());
+        if (c.unread, c.mentions) != (was, mentions) {
+            let name = c.name.clone();
+            self.outputs.push_back(Output::Event(Event::Read(name)));
+        }
     }
 
     fn on_away(&mut self, now: UnixMillis, name: String, reason: Option<String>) {
@@ -2184,10 +2222,23 @@ impl Session {
                     self.send_hello();
                     return;
                 }
+                let account = matches!(
+                    code,
+                    ErrorCode::NameReserved | ErrorCode::BadCredentials | ErrorCode::LoginThrottled
+                )
+                .then(|| self.wanted_name.clone());
                 self.set_state(ConnState::NameRejected {
                     reason: message.clone(),
+                    account: account.clone(),
                 });
                 self.local(now, LineKind::Error(message));
+                let how = match &account {
+                    Some(account) => {
+                        format!("type another name, or /login {account} <password> to log in")
+                    }
+                    None => "type another name".to_string(),
+                };
+                self.local(now, LineKind::Notice(how));
             }
             ErrorCode::BadCredentials
             | ErrorCode::LoginThrottled

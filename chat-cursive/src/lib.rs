@@ -7,6 +7,7 @@
 
 use chat_core::client::ClientHandle;
 use chat_core::input::InputHistory;
+use chat_core::protocol::Secret;
 use chat_core::session::{
     ConnState, Conversation, ConversationKind, Line, LineKind, Session, nick_colour,
 };
@@ -282,8 +283,14 @@ pub fn build(siv: &mut Cursive, handle: ClientHandle, clock: Clock) {
     // Ctrl+End jumps to the newest line and follows again (End alone moves in the input).
     siv.add_global_callback(Event::Ctrl(Key::End), |siv| scroll(siv, 0));
     siv.add_global_callback(Event::WindowResize, |siv| {
-        // Lay out again once the new size is in effect.
+        // Lay out again once the new size is in effect, and draw every cell again.
+        siv.clear();
         let _ = siv.cb_sink().send(Box::new(refresh));
+    });
+    // Ctrl+L draws the whole screen again, as in every terminal program.
+    siv.add_global_callback(Event::CtrlChar('l'), |siv| {
+        siv.clear();
+        refresh(siv);
     });
     // Some terminals report the new size only after the resize event: with a frame rate set
     // (the binary sets one), each refresh tick checks whether the size changed since the last
@@ -504,32 +511,74 @@ pub fn refresh(siv: &mut Cursive) {
     name_dialog(siv, &view.state, handle);
 }
 
-/// Shows a name prompt while the server refuses the name, and removes it once accepted.
+/// Shows a name prompt while the server refuses the name, and removes it once accepted. When
+/// the name is an account's, the prompt also asks for its password: given, it logs in; left
+/// empty, the name typed is tried as a guest's.
 fn name_dialog(siv: &mut Cursive, state: &ConnState, handle: ClientHandle) {
     let shown = siv.find_name::<Dialog>("name_dialog").is_some();
     match state {
-        ConnState::NameRejected { reason } if !shown => {
-            let retry = move |siv: &mut Cursive, name: &str| {
-                if !name.trim().is_empty() {
-                    handle.set_name(name.trim());
-                    siv.pop_layer();
-                }
-            };
-            let retry_button = retry.clone();
-            let dialog = Dialog::around(
-                LinearLayout::vertical()
-                    .child(TextView::new(format!("{reason}\n\nAnother name:")))
-                    .child(EditView::new().on_submit(retry).with_name("new_name")),
-            )
-            .title("Name refused")
-            .button("OK", move |siv| {
+        ConnState::NameRejected { reason, account } if !shown => {
+            let retry = move |siv: &mut Cursive| {
                 let name = siv
                     .call_on_name("new_name", |v: &mut EditView| v.get_content())
                     .unwrap_or_default();
-                retry_button(siv, &name);
-            })
-            .with_name("name_dialog");
-            siv.add_layer(dialog);
+                let password = siv
+                    .call_on_name("password", |v: &mut EditView| v.get_content())
+                    .unwrap_or_default();
+                let name = name.trim().to_string();
+                if name.is_empty() {
+                    return;
+                }
+                if password.is_empty() {
+                    handle.set_name(name);
+                } else {
+                    let password = Secret::new(password.to_string());
+                    handle.act(move |s, _now| s.set_account(&name, password));
+                }
+                siv.pop_layer();
+            };
+            let retry_button = retry.clone();
+            let retry_name = retry.clone();
+            let mut fields = LinearLayout::vertical();
+            match account {
+                Some(account) => {
+                    fields.add_child(TextView::new(format!("{reason}\n\nName (or another one):")));
+                    fields.add_child(
+                        EditView::new()
+                            .content(account.clone())
+                            .on_submit(move |siv, _| retry_name(siv))
+                            .with_name("new_name"),
+                    );
+                    fields.add_child(TextView::new(format!(
+                        "Password of {account} (empty to use the name as a guest):"
+                    )));
+                    fields.add_child(
+                        EditView::new()
+                            .secret()
+                            .on_submit(move |siv, _| retry(siv))
+                            .with_name("password"),
+                    );
+                }
+                None => {
+                    fields.add_child(TextView::new(format!("{reason}\n\nAnother name:")));
+                    fields.add_child(
+                        EditView::new()
+                            .on_submit(move |siv, _| retry(siv))
+                            .with_name("new_name"),
+                    );
+                }
+            }
+            let mut dialog = Dialog::around(fields)
+                .title("Name refused")
+                .button("OK", retry_button);
+            if account.is_some() {
+                // The password is what is missing: the keyboard starts there.
+                dialog.set_focus(cursive::views::DialogFocus::Content);
+            }
+            siv.add_layer(dialog.with_name("name_dialog"));
+            if account.is_some() {
+                siv.focus_name("password").ok();
+            }
         }
         ConnState::NameRejected { .. } => {}
         _ if shown => {
@@ -696,7 +745,22 @@ fn nick_style(name: &str, me: Option<&str>) -> Style {
 }
 
 /// Message text, with web addresses underlined.
+/// How the terminal draws emoji sequences, measured at start ([`terminal::probe`]); cursive's
+/// own assumption until then, and in tests.
+static CLUSTERS: std::sync::OnceLock<terminal::Clusters> = std::sync::OnceLock::new();
+
+/// Tells the screen how the terminal draws emoji sequences (once, before the UI starts).
+pub fn set_clusters(clusters: terminal::Clusters) {
+    let _ = CLUSTERS.set(clusters);
+}
+
+/// Text as the terminal will draw it as wide as it is laid out ([`terminal::fit`]).
+fn fitted(text: &str) -> std::borrow::Cow<'_, str> {
+    terminal::fit(text, CLUSTERS.get().copied().unwrap_or_default())
+}
+
 fn append_text(out: &mut StyledString, text: &str, style: Style) {
+    let text = &*fitted(text);
     let mut at = 0;
     for url in chat_core::text::urls(text) {
         out.append_styled(&text[at..url.range.start], style);
@@ -803,12 +867,12 @@ fn render_body(out: &mut StyledString, line: &Line, me: Option<&str>) {
         }
         LineKind::Topic { by, topic } => out.append_styled(
             match by {
-                Some(by) => format!("topic set by {by}: {topic}"),
-                None => format!("topic: {topic}"),
+                Some(by) => format!("topic set by {by}: {}", fitted(topic)),
+                None => format!("topic: {}", fitted(topic)),
             },
             dim,
         ),
-        LineKind::Notice(text) => out.append_styled(format!("-- {text}"), dim),
+        LineKind::Notice(text) => out.append_styled(format!("-- {}", fitted(text)), dim),
         LineKind::Error(text) => {
             out.append_styled(format!("!! {text}"), Color::Light(BaseColor::Red))
         }

@@ -69,6 +69,8 @@ fn run(args: &Args) -> anyhow::Result<()> {
         .security
         .account_for(&host, args.port.unwrap_or(53000))?;
     let password = args.security.password()?;
+    // Asked before the UI takes the screen: how wide this terminal draws emoji sequences.
+    chat_cursive::set_clusters(chat_cursive::terminal::probe());
     let name = account.or_else(|| args.name.clone());
     let args = &args;
     let mut siv = cursive::default();

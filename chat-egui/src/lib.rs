@@ -408,10 +408,17 @@ impl ChatApp {
             ui.colored_label(Color32::from_rgb(0xdc, 0x32, 0x2f), error);
         }
         match state {
-            Some(ConnState::NameRejected { reason }) => {
+            Some(ConnState::NameRejected { reason, account }) => {
+                let how = match account {
+                    Some(account) => format!(
+                        "To log in as {account}, give its password; or change the name. Then \
+                         press Connect."
+                    ),
+                    None => "Change the name and press Connect.".to_string(),
+                };
                 ui.colored_label(
                     Color32::from_rgb(0xdc, 0x32, 0x2f),
-                    format!("{reason}. Change the name and press Connect."),
+                    format!("{reason}. {how}"),
                 );
             }
             Some(ConnState::Reconnecting {

@@ -525,7 +525,9 @@ fn a_refused_name_can_be_changed_without_restarting() {
         &mut s,
         &[r##"{"type":"error","code":"name_taken","message":"the name bob is taken"}"##],
     );
-    assert!(matches!(s.state(), ConnState::NameRejected { reason } if reason.contains("taken")));
+    assert!(
+        matches!(s.state(), ConnState::NameRejected { reason, account: None } if reason.contains("taken"))
+    );
     s.set_name(T, "bobby");
     assert_eq!(
         sent(&mut s),
@@ -545,6 +547,58 @@ fn a_refused_name_can_be_changed_without_restarting() {
         vec![ClientMsg::Hello {
             version: 1,
             name: "robert".into(),
+            password: None
+        }]
+    );
+}
+
+#[test]
+fn a_refused_account_name_asks_for_its_password_and_takes_a_login_or_a_name() {
+    let mut s = Session::new(config(), "alice");
+    s.start(T);
+    s.handle_connected(T);
+    sent(&mut s);
+    feed(
+        &mut s,
+        &[
+            r##"{"type":"error","code":"name_reserved","message":"the name alice belongs to a registered account: log in to use it, or pick another"}"##,
+        ],
+    );
+    assert!(matches!(
+        s.state(),
+        ConnState::NameRejected { account: Some(a), .. } if a == "alice"
+    ));
+    // A sentence is not a name: nothing is sent, and the user is told what to type.
+    s.handle_input(T, "hello everyone");
+    assert!(sent(&mut s).is_empty());
+    // `/login` logs in, with the password it names.
+    s.handle_input(T, "/login alice hunter22");
+    assert_eq!(
+        sent(&mut s),
+        vec![ClientMsg::Hello {
+            version: 1,
+            name: "alice".into(),
+            password: Some(Secret::new("hunter22"))
+        }]
+    );
+    // A wrong password: asked again, for the same account.
+    feed(
+        &mut s,
+        &[
+            r##"{"type":"error","code":"bad_credentials","message":"wrong account name or password"}"##,
+        ],
+    );
+    assert!(matches!(
+        s.state(),
+        ConnState::NameRejected { account: Some(a), .. } if a == "alice"
+    ));
+    // A bare name is a guest's: no password goes with it.
+    s.handle_input(T, "alice2");
+    assert_eq!(
+        sent(&mut s),
+        vec![ClientMsg::Hello {
+            version: 1,
+            name: "alice2".into(),
             password: None
         }]
     );
@@ -1640,6 +1694,7 @@ fn read_markers_go_to_the_server_for_accounts_and_clear_unread_from_other_device
     // The "new" line sits before the first message after the marker.
     let at = lobby.marker_position().unwrap();
     assert_eq!(lobby.lines[at].id, Some(3));
+    events(&mut s);
     feed(
         &mut s,
         &[r##"{"type":"read_marker","target":"#LOBBY","id":4}"##],
@@ -1647,12 +1702,15 @@ fn read_markers_go_to_the_server_for_accounts_and_clear_unread_from_other_device
     let lobby = s.conversation("#lobby").unwrap();
     assert_eq!((lobby.unread, lobby.mentions), (1, 0));
     assert_eq!(lobby.lines[lobby.marker_position().unwrap()].id, Some(5));
-    // An older marker changes nothing.
+    // The front-end is told, so a screen showing the counts redraws them.
+    assert_eq!(events(&mut s), vec![Event::Read("#lobby".into())]);
+    // An older marker changes nothing, and says nothing.
     feed(
         &mut s,
         &[r##"{"type":"read_marker","target":"#lobby","id":1}"##],
     );
     assert_eq!(s.conversation("#lobby").unwrap().read_marker, Some(4));
+    assert!(events(&mut s).is_empty());
 }
 
 #[test]

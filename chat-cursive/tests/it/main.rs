@@ -3,7 +3,7 @@
 
 use chat_core::client::{self, LocalDriver};
 use chat_core::codec::decode_server;
-use chat_core::protocol::ClientMsg;
+use chat_core::protocol::{ClientMsg, Secret};
 use chat_core::session::Output;
 use chat_core::{Session, SessionConfig};
 use chat_cursive::Clock;
@@ -243,6 +243,61 @@ fn a_taken_name_is_asked_again_in_place() {
             version: 1,
             name: "bobby".into(),
             password: None
+        }]
+    );
+}
+
+#[test]
+fn a_name_that_is_an_account_asks_for_its_password_in_the_dialog() {
+    let backend = Backend::init(Some(Vec2::new(80, 16)));
+    let frames = backend.stream();
+    let input = backend.input();
+    let (handle, mut driver) = client::local(
+        Session::new(
+            SessionConfig {
+                cid_prefix: "t".into(),
+                ..SessionConfig::default()
+            },
+            "alice",
+        ),
+        T,
+    );
+    let mut siv = Cursive::new();
+    chat_cursive::build(&mut siv, handle, Clock::Utc);
+    let mut runner = siv.into_runner(backend);
+    runner.refresh();
+    driver.connected();
+    driver.run_pending();
+    driver.server(decode_server(br#"{"type":"error","code":"name_reserved","message":"the name alice belongs to a registered account: log in to use it, or pick another"}"#).unwrap());
+    chat_cursive::refresh(&mut runner);
+    runner.refresh();
+    let screen = frames.try_iter().last().unwrap().to_string();
+    assert!(screen.contains("Name refused"), "{screen}");
+    assert!(screen.contains("Password of alice"), "{screen}");
+    // The keyboard is in the password field; what is typed there is not drawn.
+    for c in "hunter22".chars() {
+        input.send(Some(Event::Char(c))).unwrap();
+        runner.step();
+    }
+    runner.refresh();
+    let screen = frames.try_iter().last().unwrap().to_string();
+    assert!(!screen.contains("hunter22"), "{screen}");
+    input.send(Some(Event::Key(Key::Enter))).unwrap();
+    runner.step();
+    let sent: Vec<_> = driver
+        .run_pending()
+        .into_iter()
+        .filter_map(|o| match o {
+            Output::Send(m) => Some(m),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        sent,
+        vec![ClientMsg::Hello {
+            version: 1,
+            name: "alice".into(),
+            password: Some(Secret::new("hunter22"))
         }]
     );
 }
