@@ -207,7 +207,7 @@ pub fn build(siv: &mut Cursive, handle: ClientHandle, clock: Clock) {
             .fixed_width(ROOMS_WIDTH),
     )
     .with_name("rooms_panel");
-    let scrollback = ScrollView::new(TextView::new("").with_name("lines"))
+    let scrollback = ScrollView::new(TextView::new("").no_wrap().with_name("lines"))
         .scroll_strategy(ScrollStrategy::StickToBottom)
         .with_name("scroll");
     // Sized by `refresh` to what the side panels leave, so they always keep their width.

@@ -319,6 +319,66 @@ fn a_small_terminal_stays_usable() {
 }
 
 #[test]
+fn continuation_rows_of_long_words_links_and_help_stay_under_the_text() {
+    let mut tui = Tui::new(60, 40);
+    let word = "x".repeat(4500);
+    let url = format!("https://example.com/{}", "a".repeat(120));
+    let text = format!("see {url} and then {word}");
+    tui.server(&[&format!(
+        r##"{{"type":"message","id":2,"ts":1700000000000,"room":"#lobby","from":"bob","text":"{text}"}}"##
+    )]);
+    // From the top of the message: the link's rows and the word's.
+    tui.keys((0..5).map(|_| Event::Key(Key::PageUp)));
+    let screen = tui.screen();
+    // The scrollback's rows: inside its borders, right of the room list when it is shown.
+    let rows: Vec<&str> = screen
+        .lines()
+        .filter(|l| l.contains("xxxx") || l.contains("aaaa"))
+        .collect();
+    assert!(rows.len() > 5, "{screen}");
+    for row in &rows {
+        let text_column = row
+            .split('│')
+            .find(|cell| cell.contains("xx") || cell.contains("aa"));
+        let cell = text_column.expect("a row of the scrollback");
+
+        // Every row, first or continued, starts under the text: after the time's six columns.
+        assert!(
+            cell.starts_with("00:00 ") || cell.starts_with("      "),
+            "a row left the text column: {cell:?}"
+        );
+    }
+    // No blank row between continued rows.
+    let lines: Vec<&str> = screen.lines().collect();
+    let first = lines
+        .iter()
+        .position(|l| l.contains("xxxx") || l.contains("aaaa"))
+        .unwrap();
+    let last = lines.iter().rposition(|l| l.contains("xxxx")).unwrap();
+    let blank = |l: &&str| {
+        l.split('│')
+            .nth(3)
+            .is_some_and(|cell| cell.trim().is_empty())
+    };
+    assert!(!lines[first..=last].iter().any(blank), "{screen}");
+    // /help's rows too.
+    tui.keys([Event::Ctrl(Key::End)]);
+    tui.type_text("/help");
+    tui.keys([Event::Key(Key::Enter)]);
+    assert!(tui.sent().is_empty(), "/help is answered by the client");
+    chat_cursive::refresh(&mut tui.runner);
+    let screen = tui.screen();
+    let cells: Vec<&str> = screen.lines().filter_map(|l| l.split('│').nth(3)).collect();
+    assert!(cells.iter().any(|c| c.contains("/help")), "{screen}");
+    for cell in cells.iter().filter(|c| !c.trim().is_empty()) {
+        assert!(
+            cell.starts_with(|c: char| c.is_ascii_digit()) || cell.starts_with("      "),
+            "a row of /help left the text column: {cell:?}\n{screen}"
+        );
+    }
+}
+
+#[test]
 fn ctrl_q_quits_and_tells_the_server() {
     let mut tui = Tui::new(80, 16);
     tui.keys([Event::CtrlChar('q')]);
