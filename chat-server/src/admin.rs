@@ -58,6 +58,16 @@ pub enum Accounts {
         #[arg(long)]
         json: bool,
     },
+    /// Register an account (its password asked twice on a terminal, or one line from standard
+    /// input with --password-stdin): to make the account an `--operator` names before anyone
+    /// connects.
+    Add {
+        /// The account's name.
+        name: String,
+        /// Read the password from standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
     /// Set a new password (asked twice on a terminal, or one line from standard input with
     /// --password-stdin). Devices logged in to the account are disconnected.
     ResetPassword {
@@ -112,6 +122,13 @@ pub fn lock(dir: &Path) -> anyhow::Result<Option<File>> {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Request {
+    /// Register an account with this password hash.
+    AddAccount {
+        /// The account.
+        account: String,
+        /// Its hash (PHC string).
+        hash: String,
+    },
     /// Set an account's password hash.
     ResetPassword {
         /// The account.
@@ -130,6 +147,7 @@ impl Request {
     /// What it does, for the log (never the hash).
     pub fn describe(&self) -> String {
         match self {
+            Request::AddAccount { account, .. } => format!("added the account {account}"),
             Request::ResetPassword { account, .. } => format!("reset the password of {account}"),
             Request::DeleteAccount { account } => format!("deleted the account {account}"),
         }
@@ -179,6 +197,20 @@ pub fn run(config: &Config, command: &Command) -> anyhow::Result<()> {
             let conn = open_existing(dir)?;
             let mut out = std::io::stdout().lock();
             list_accounts(&conn, &config.operators, *json, &mut out)
+        }
+        Command::Accounts(Accounts::Add {
+            name,
+            password_stdin,
+        }) => {
+            let password = new_password(*password_stdin, config.min_password)?;
+            let hash = chat_core::password::hash(&password, &config.password_cost());
+            let request = Request::AddAccount {
+                account: name.clone(),
+                hash,
+            };
+            let how = change(dir, &request)?;
+            eprintln!("added the account {name} ({how})");
+            Ok(())
         }
         Command::Accounts(Accounts::ResetPassword {
             name,
@@ -254,6 +286,10 @@ fn change(dir: &Path, request: &Request) -> anyhow::Result<&'static str> {
     let mut conn = open_existing(dir)?;
     let tx = conn.transaction()?;
     let changed = match request {
+        Request::AddAccount { account, hash } => {
+            crate::store::add_account(&tx, account, hash)?;
+            1
+        }
         Request::ResetPassword { account, hash } => tx.execute(
             "UPDATE accounts SET hash = ?2 WHERE key = ?1",
             params![names::key(account), hash],
@@ -272,7 +308,9 @@ fn change(dir: &Path, request: &Request) -> anyhow::Result<&'static str> {
         }
     };
     let account = match request {
-        Request::ResetPassword { account, .. } | Request::DeleteAccount { account } => account,
+        Request::AddAccount { account, .. }
+        | Request::ResetPassword { account, .. }
+        | Request::DeleteAccount { account } => account,
     };
     if changed == 0 {
         bail!("there is no account called {account}");

@@ -1177,6 +1177,9 @@ impl Shell {
             }
             Control::Admin(request, reply) => {
                 let done = match &request {
+                    admin::Request::AddAccount { account, hash } => {
+                        hub.add_account(account, hash.clone())
+                    }
                     admin::Request::ResetPassword { account, hash } => {
                         hub.reset_password(now, account, hash.clone())
                     }

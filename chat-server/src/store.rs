@@ -482,13 +482,9 @@ fn prune(conn: &Connection, retention: Retention, now: u64) -> rusqlite::Result<
     Ok(deleted)
 }
 
-fn load(
-    conn: &Connection,
-    history: usize,
-    rooms: &[String],
-    dedupe_window: usize,
-) -> rusqlite::Result<Restored> {
-    let next_id: i64 = conn.query_row(
+/// One more than the highest id anything in the store was sequenced under.
+fn next_id(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row(
         "SELECT MAX(COALESCE((SELECT MAX(id) FROM messages), 0),
                     COALESCE((SELECT MAX(id) FROM directs), 0),
                     COALESCE((SELECT MAX(id) FROM topics), 0),
@@ -497,7 +493,44 @@ fn load(
                     COALESCE((SELECT MAX(id) FROM server_state), 0)) + 1",
         [],
         |r| r.get(0),
+    )
+}
+
+/// Registers an account in a stopped server's database, with the rules the running server
+/// applies ([`chat_core::hub::Hub::add_account`]): a valid name, not a service's, neither an
+/// account's nor like one. Its id follows every id stored, as the server would give it.
+pub fn add_account(tx: &rusqlite::Transaction<'_>, name: &str, hash: &str) -> anyhow::Result<()> {
+    let name = names::normalize_name(name).map_err(|e| anyhow::anyhow!("{name:?}: {e}"))?;
+    if names::is_service(&name) {
+        anyhow::bail!("{name} is a service's name");
+    }
+    let wanted = names::skeletons(&name);
+    let mut stmt = tx.prepare("SELECT key, name FROM accounts")?;
+    let existing = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+    for row in existing {
+        let (key, other) = row?;
+        if key == names::key(&name) {
+            anyhow::bail!("the account {other} exists already");
+        }
+        if names::skeletons(&other).iter().any(|s| wanted.contains(s)) {
+            anyhow::bail!("{name} looks like the account {other}");
+        }
+    }
+    let id = next_id(tx)?;
+    tx.execute(
+        "INSERT INTO accounts (key, name, hash, id, created) VALUES (?1, ?2, ?3, ?4, ?4)",
+        params![names::key(&name), name, hash, id],
     )?;
+    Ok(())
+}
+
+fn load(
+    conn: &Connection,
+    history: usize,
+    rooms: &[String],
+    dedupe_window: usize,
+) -> rusqlite::Result<Restored> {
+    let next_id = next_id(conn)?;
     let messages: i64 = conn.query_row("SELECT COUNT(*) FROM messages", [], |r| r.get(0))?;
     let mut restored_rooms = Vec::new();
     for name in rooms {

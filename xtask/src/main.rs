@@ -1,10 +1,12 @@
 //! `cargo xtask`: the project's automation. `demo` starts a server, chatty bots and a client in
 //! one command; `bench` measures the server under load and prints a markdown report; `lounge`
-//! checks a web IRC client (The Lounge in headless Chromium) against the IRC listener.
+//! checks a web IRC client (The Lounge in headless Chromium) against the IRC listener; `irctest`
+//! runs the IRC conformance suite against it.
 
 mod bench;
 mod bots;
 mod demo;
+mod irctest;
 mod lounge;
 
 use std::path::PathBuf;
@@ -49,6 +51,10 @@ enum Task {
     /// a chat-server's IRC listener, talking with a native client in #lobby; installs what it
     /// needs (as root for chromium) and leaves a screenshot in target/lounge/lounge.png.
     Lounge,
+    /// The IRC conformance suite (irctest) against the IRC listener, a fresh server per test,
+    /// or against ngIRCd for comparison; installs irctest's Python requirements in a
+    /// virtualenv under target/irctest and prints pytest's summary and the skips by reason.
+    Irctest(irctest::IrctestArgs),
     /// The suite itself, as `bench` runs it on the generator's core.
     #[command(hide = true)]
     BenchRun(bench::BenchArgs),
@@ -69,6 +75,7 @@ fn main() {
         Task::Test { args } => test(&args),
         Task::Fuzz { secs, targets } => fuzz(secs, &targets),
         Task::Lounge => lounge::run(),
+        Task::Irctest(args) => irctest::run(&args),
         Task::BenchRun(args) => bench::run_suite(&args),
         Task::BenchFloor(args) => bench::run_floor(&args),
     };

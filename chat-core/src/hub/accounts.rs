@@ -795,6 +795,43 @@ impl Hub {
         Ok(self.store_account(&key))
     }
 
+    /// The server's operator makes an account (`chat-server accounts add`), with a password
+    /// hash made outside the hub: to bootstrap an operator without a client. The name follows
+    /// the rules a registration does (valid, not a service's, not an account's nor like one).
+    /// Returns the id the account is stored under.
+    pub fn add_account(&mut self, name: &str, hash: String) -> Result<MsgId, String> {
+        let name = names::normalize_name(name).map_err(|e| format!("{name:?}: {e}"))?;
+        if names::is_service(&name) {
+            return Err(format!("{name} is a service's name"));
+        }
+        if let Some(other) = self.account_like(&name) {
+            let shown = self.accounts[&other].name.clone();
+            return Err(if other == names::key(&name) {
+                format!("the account {shown} exists already")
+            } else {
+                format!("{name} looks like the account {shown}")
+            });
+        }
+        let key = names::key(&name);
+        identity::index_skeletons(&mut self.account_skeletons, &key);
+        self.accounts.insert(
+            key.clone(),
+            Account {
+                name,
+                hash,
+                rooms: IndexSet::new(),
+                owned: IndexSet::new(),
+                created: 0,
+                markers: BTreeMap::new(),
+            },
+        );
+        let id = self.store_account(&key);
+        if let Some(account) = self.accounts.get_mut(&key) {
+            account.created = id;
+        }
+        Ok(id)
+    }
+
     /// The server's operator deletes an account (`chat-server accounts delete`): every device
     /// logged in to it is disconnected, and the name is free to register again. Returns the id
     /// the deletion is stored under.

@@ -758,6 +758,31 @@ async fn account_subcommands_work_on_a_running_and_on_a_stopped_server() {
     assert_eq!(code, 1);
     assert!(err.contains("no account called nobody"), "{err}");
 
+    // Running: an account is added through the server, and logs in at once.
+    let (code, _, err) = admin(
+        &["accounts", "add", "carol", "--password-stdin"],
+        "carol's password\n",
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("through the running server"), "{err}");
+    let mut carol = login(server.port, "carol", "carol's password").await;
+    assert_eq!(carol.expect("welcome").await["account"], "carol");
+    // Taken, looking like one (capital I for l), a service's, or not a name: refused.
+    for (name, why) in [
+        ("Carol", "exists already"),
+        ("caroI", "looks like the account carol"),
+        ("NickServ", "a service's name"),
+        ("no spaces", "\"no spaces\""),
+    ] {
+        let (code, _, err) = admin(
+            &["accounts", "add", name, "--password-stdin"],
+            "a good password\n",
+        );
+        assert_eq!(code, 1, "{name}");
+        assert!(err.contains(why), "{name}: {err}");
+    }
+    drop(carol);
+
     // Export while running: JSON Lines.
     let (code, out, err) = admin(&["export", "#LOBBY"], "");
     assert_eq!(code, 0, "{err}");
@@ -785,12 +810,27 @@ async fn account_subcommands_work_on_a_running_and_on_a_stopped_server() {
     assert!(err.contains("the server is stopped"), "{err}");
     let (code, _, err) = admin(&["accounts", "delete", "ada"], "");
     assert_eq!(code, 0, "{err}");
+    let (code, _, err) = admin(
+        &["accounts", "add", "dave", "--password-stdin"],
+        "dave's password\n",
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("the server is stopped"), "{err}");
+    let (code, _, err) = admin(
+        &["accounts", "add", "BOB", "--password-stdin"],
+        "dave's password\n",
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("exists already"), "{err}");
     let server = Server::start(dir.path(), &args, &[]).await;
+    let mut dave = login(server.port, "dave", "dave's password").await;
+    assert_eq!(dave.expect("welcome").await["account"], "dave");
+    drop(dave);
     let mut bob = login(server.port, "bob", "third password").await;
     assert_eq!(bob.expect("welcome").await["account"], "bob");
     let (_, out, _) = admin(&["accounts", "list"], "");
     assert!(
-        !out.contains("ada") && out.contains("(1 accounts)"),
+        !out.contains("ada") && out.contains("(3 accounts)"),
         "{out}"
     );
     // Running, a delete goes through the server.
