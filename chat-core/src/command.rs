@@ -36,6 +36,8 @@ pub enum Command {
     Nick(String),
     /// `/who [#room]`.
     Who(Option<String>),
+    /// `/whois name`: who someone connected is.
+    Whois(String),
     /// `/rooms`.
     Rooms,
     /// `/topic [new topic]`.
@@ -279,6 +281,11 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
     ("/me", "/me action", "describe an action"),
     ("/nick", "/nick name", "change your name"),
     ("/who", "/who [#room]", "list the members of a room"),
+    (
+        "/whois",
+        "/whois name",
+        "someone's account, rooms, away and idle time",
+    ),
     ("/rooms", "/rooms", "list the rooms on the server"),
     ("/topic", "/topic [text]", "show or set the room's topic"),
     (
@@ -508,6 +515,12 @@ pub fn parse(line: &str) -> Result<Command, CommandError> {
                 .to_string(),
         ),
         "who" | "names" | "members" => Command::Who(arg()),
+        "whois" | "wi" => Command::Whois(
+            args.split_whitespace()
+                .next()
+                .ok_or_else(|| usage("/whois"))?
+                .to_string(),
+        ),
         "rooms" | "list" => Command::Rooms,
         "topic" => Command::Topic(arg()),
         "history" => Command::History(match args {
@@ -738,6 +751,8 @@ mod tests {
         assert_eq!(parse("/nick zed"), Ok(Command::Nick("zed".into())));
         assert_eq!(parse("/who"), Ok(Command::Who(None)));
         assert_eq!(parse("/who #rust"), Ok(Command::Who(Some("#rust".into()))));
+        assert_eq!(parse("/whois bob"), Ok(Command::Whois("bob".into())));
+        assert!(parse("/whois").is_err());
         assert_eq!(parse("/rooms"), Ok(Command::Rooms));
         assert_eq!(parse("/topic"), Ok(Command::Topic(None)));
         assert_eq!(

@@ -394,14 +394,16 @@ impl Checker {
             match action {
                 irc::Action::Send(bytes) => check_irc(&bytes),
                 irc::Action::Hub { msg, asked } => {
-                    if let Some(adapter) = self.irc.get_mut(&conn) {
-                        adapter.asking(asked);
-                    }
+                    let Some(adapter) = self.irc.get_mut(&conn) else {
+                        continue;
+                    };
+                    let tag = adapter.asking(asked);
                     hub.handle(
                         now,
-                        Input::Frame {
+                        Input::Request {
                             conn,
                             frame: Ok(msg),
+                            tag,
                         },
                     );
                     self.drain(hub, now);
@@ -439,21 +441,27 @@ impl Checker {
                         self.check_json(&bytes);
                     }
                 }
-                Output::Reply { conn, name, msg } => {
+                Output::Reply {
+                    conn,
+                    name,
+                    msg,
+                    tag,
+                } => {
                     assert!(self.open.contains(&conn), "answered {conn}, which is gone");
                     let adapter = self
                         .irc
                         .get_mut(&conn)
                         .expect("only IRC connections get replies to render");
                     let mut out = BytesMut::new();
-                    let more = adapter.reply(&name, &msg, &mut out);
+                    let more = adapter.reply(tag, &name, &msg, &mut out);
                     check_irc(&out);
                     if let Some(next) = more {
                         hub.handle(
                             now,
-                            Input::Frame {
+                            Input::Request {
                                 conn,
                                 frame: Ok(next),
+                                tag,
                             },
                         );
                     }

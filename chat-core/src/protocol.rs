@@ -46,6 +46,15 @@ pub enum ClientMsg {
         /// Its password.
         password: Secret,
     },
+    /// Makes this connection a server operator with the password of an operator's account
+    /// (one that `--operator` names), without logging in to it: IRC's `OPER`. Answered with
+    /// `operator`, or `bad_credentials` / `not_permitted`.
+    Oper {
+        /// The operator's account.
+        account: String,
+        /// Its password.
+        password: Secret,
+    },
     /// Logs this connection out of its account; the server then closes it.
     Logout {},
     /// Changes the password of the account this connection is logged in to.
@@ -140,6 +149,22 @@ pub enum ClientMsg {
         /// Continue a long list: only members after this name (in the list's order).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         after: Option<String>,
+    },
+    /// Sets what `whois` shows of the connection besides its name: a user name (IRC's
+    /// "ident") and a real name. Either may be left out to keep it. Unanswered.
+    Profile {
+        /// Up to 10 letters, digits, `_`, `-` or `.`; other characters are dropped.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        user: Option<String>,
+        /// Up to 100 characters; control characters are dropped.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        realname: Option<String>,
+    },
+    /// Asks about a connected person: their account, the rooms of theirs the asker may see,
+    /// whether they are away or a server operator, and how long they have been idle.
+    Whois {
+        /// Their name.
+        name: String,
     },
     /// Asks for the list of rooms with their member counts.
     Rooms {
@@ -404,6 +429,11 @@ pub enum ServerMsg {
         /// The account's name.
         account: String,
     },
+    /// The connection is a server operator (after `oper`), with the rights of this account.
+    Operator {
+        /// The operator's account.
+        account: String,
+    },
     /// The connection is logged out of this account; the server closes it next.
     LoggedOut {
         /// The account's name.
@@ -507,6 +537,35 @@ pub enum ServerMsg {
         /// The members of this page who are away, with their reasons.
         #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
         away: BTreeMap<String, String>,
+    },
+    /// The answer to `whois`.
+    Whois {
+        /// Their name, as they wrote it.
+        name: String,
+        /// Their user name (their name unless they set one with `profile`).
+        user: String,
+        /// Their real name (their name unless they set one with `profile`).
+        realname: String,
+        /// The account they are logged in to.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        account: Option<String>,
+        /// Their rooms that the asker may see (every room the asker may read: not a secret
+        /// room the asker is not in), sorted.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        rooms: Vec<String>,
+        /// Their role in those rooms, where they have one.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        roles: BTreeMap<String, Role>,
+        /// Why they are away, if they are.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        away: Option<String>,
+        /// They are a server operator.
+        #[serde(default, skip_serializing_if = "is_false")]
+        operator: bool,
+        /// Seconds since they last sent a message.
+        idle: u64,
+        /// When they connected (milliseconds since the epoch, server time).
+        since: UnixMillis,
     },
     /// The person written to is not connected: the direct message waits for them and is
     /// delivered when their account next connects (it was acknowledged as stored).

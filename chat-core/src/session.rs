@@ -909,6 +909,10 @@ impl Session {
                 self.local(now, LineKind::Notice(format!("logged in as {account}")));
                 self.account = Some(account);
             }
+            ServerMsg::Operator { account } => {
+                let text = format!("you are a server operator (as {account})");
+                self.local(now, LineKind::Notice(text));
+            }
             ServerMsg::LoggedOut { account } => {
                 self.account = None;
                 self.password = None;
@@ -1127,6 +1131,53 @@ impl Session {
             }
             ServerMsg::Away { name, reason } => self.on_away(now, name, reason),
             ServerMsg::ReadMarker { target, id } => self.on_read_marker(&target, id),
+            ServerMsg::Whois {
+                name,
+                realname,
+                account,
+                rooms,
+                roles,
+                away,
+                operator,
+                idle,
+                since,
+                ..
+            } => {
+                let mut text = match &account {
+                    Some(a) if names::key(a) == names::key(&name) => {
+                        format!("{name}: logged in to their account")
+                    }
+                    Some(a) => format!("{name}: logged in to the account {a}"),
+                    None => format!("{name}: a guest"),
+                };
+                if realname != name {
+                    text = format!("{text} ({realname})");
+                }
+                if operator {
+                    text.push_str(", a server operator");
+                }
+                if !rooms.is_empty() {
+                    let shown: Vec<String> = rooms
+                        .iter()
+                        .map(|r| {
+                            let role = roles.get(r).copied().unwrap_or_default();
+                            format!("{}{r}", role.prefix())
+                        })
+                        .collect();
+                    text.push_str(&format!("; in {}", shown.join(" ")));
+                }
+                if let Some(reason) = away {
+                    text.push_str(&format!("; away: {reason}"));
+                }
+                text.push_str(&format!("; idle {}", idle_text(idle)));
+                if let Some(at) = chrono::DateTime::from_timestamp_millis(since as i64) {
+                    text.push_str(&format!(
+                        "; connected since {}",
+                        at.format("%Y-%m-%d %H:%M UTC")
+                    ));
+                }
+                self.local(now, LineKind::Notice(text));
+            }
             ServerMsg::Offline { name } => {
                 let key = self.open(&name, ConversationKind::Direct);
                 if let Some(c) = self.conversations.get_mut(&key) {
@@ -1715,6 +1766,7 @@ impl Session {
                     None => self.local(now, LineKind::Error("usage: /part #room".into())),
                 }
             }
+            Command::Whois(name) => self.submit(now, ClientMsg::Whois { name }),
             Command::Who(room) => match room.or_else(|| self.active_room()) {
                 Some(room) => self.submit(now, ClientMsg::Who { room, after: None }),
                 None => self.local(now, LineKind::Error("usage: /who #room".into())),
@@ -2660,4 +2712,14 @@ pub fn nick_colour(name: &str, me: Option<&str>) -> Option<NickColour> {
         hash = hash.wrapping_mul(0x0100_0193);
     }
     Some(NICK_COLOURS[hash as usize % NICK_COLOURS.len()])
+}
+
+/// An idle time as people say it: `42 s`, `5 min`, `3 h 20 min`, `2 days`.
+fn idle_text(secs: u64) -> String {
+    match secs {
+        0..60 => format!("{secs} s"),
+        60..3600 => format!("{} min", secs / 60),
+        3600..86_400 => format!("{} h {} min", secs / 3600, secs % 3600 / 60),
+        _ => format!("{} days", secs / 86_400),
+    }
 }

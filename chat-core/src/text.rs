@@ -79,6 +79,7 @@ pub fn clean_server_msg(mut msg: ServerMsg) -> ServerMsg {
         }
         ServerMsg::LoggedIn { account }
         | ServerMsg::LoggedOut { account }
+        | ServerMsg::Operator { account }
         | ServerMsg::PasswordChanged { account }
         | ServerMsg::AccountDeleted { account } => s(account),
         ServerMsg::Join { room, name, .. } => {
@@ -112,6 +113,30 @@ pub fn clean_server_msg(mut msg: ServerMsg) -> ServerMsg {
             s(room);
             s(topic);
             by.iter_mut().for_each(s);
+        }
+        ServerMsg::Whois {
+            name,
+            user,
+            realname,
+            account,
+            rooms,
+            roles,
+            away,
+            ..
+        } => {
+            s(name);
+            s(user);
+            s(realname);
+            account.iter_mut().for_each(s);
+            rooms.iter_mut().for_each(s);
+            away.iter_mut().for_each(s);
+            *roles = std::mem::take(roles)
+                .into_iter()
+                .map(|(mut room, role)| {
+                    s(&mut room);
+                    (room, role)
+                })
+                .collect();
         }
         ServerMsg::Members {
             room,

@@ -1237,14 +1237,15 @@ impl Shell {
                     self.drop_slow(hub, now, too_slow);
                 }
                 irc::Action::Hub { msg, asked } => {
-                    if let Some(adapter) = self.irc.get_mut(&conn) {
-                        adapter.asking(asked);
-                    }
+                    // The hub's answers carry the tag, so each is rendered against the
+                    // command that asked, however long the hub held the frame.
+                    let tag = self.irc.get_mut(&conn).map_or(0, |a| a.asking(asked));
                     hub.handle(
                         now,
-                        Input::Frame {
+                        Input::Request {
                             conn,
                             frame: Ok(msg),
+                            tag,
                         },
                     );
                     self.perform(hub, dirty, now);
@@ -1319,13 +1320,18 @@ impl Shell {
                             }
                         }
                     }
-                    Output::Reply { conn, name, msg } => {
+                    Output::Reply {
+                        conn,
+                        name,
+                        msg,
+                        tag,
+                    } => {
                         let Some(adapter) = self.irc.get_mut(&conn) else {
                             continue;
                         };
                         DELIVERIES.fetch_add(1, Ordering::Relaxed);
                         self.metrics.deliveries.inc();
-                        let more = adapter.reply(&name, &msg, &mut scratch);
+                        let more = adapter.reply(tag, &name, &msg, &mut scratch);
                         if adapter.holding() {
                             self.holding.insert(conn);
                         }
@@ -1334,12 +1340,14 @@ impl Shell {
                             queue(conns, dirty, conn, bytes, &mut too_slow);
                         }
                         if let Some(next) = more {
-                            // The next page of an answer IRC gives whole (NAMES, LIST).
+                            // The next page of an answer IRC gives whole (NAMES, LIST),
+                            // answering the same request.
                             hub.handle(
                                 now,
-                                Input::Frame {
+                                Input::Request {
                                     conn,
                                     frame: Ok(next),
+                                    tag,
                                 },
                             );
                         }

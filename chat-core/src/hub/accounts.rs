@@ -81,6 +81,8 @@ pub(super) enum AuthWait {
     Login { account: String, at_hello: bool },
     /// `register` of the connection's name.
     Register,
+    /// `oper`: make the connection a server operator with this account's (key) rights.
+    Oper { account: String },
     /// `passwd`.
     Change,
     /// `unregister`.
@@ -310,6 +312,34 @@ impl Hub {
         }
     }
 
+    /// `oper`: the password of an operator's account makes this connection an operator, as
+    /// IRC's OPER does, through the same throttles as a login.
+    pub(super) fn cmd_oper(&mut self, now: UnixMillis, conn: ConnId, raw: &str, password: Secret) {
+        let key = names::normalize_name(raw).map_or_else(|_| raw.to_string(), |n| names::key(&n));
+        if !self.operators.contains(&key) {
+            self.reply(
+                conn,
+                &error(
+                    ErrorCode::NotPermitted,
+                    &format!("{raw} is not one of this server's operators"),
+                ),
+            );
+            return;
+        }
+        let Some(delay) = self.may_try(now, conn, &key) else {
+            return;
+        };
+        match self.accounts.get(&key).map(|a| a.hash.clone()) {
+            Some(hash) if password.expose().len() <= MAX_PASSWORD => self.wait_for_password(
+                conn,
+                AuthWait::Oper { account: key },
+                PasswordWork::Verify { password, hash },
+                delay,
+            ),
+            _ => self.login_failed(now, conn, &key, raw),
+        }
+    }
+
     pub(super) fn cmd_logout(&mut self, now: UnixMillis, conn: ConnId) {
         let Some(account) = self.require_login(conn) else {
             return;
@@ -373,9 +403,28 @@ impl Hub {
         verified: bool,
         hash: Option<String>,
     ) {
-        let Some(wait) = self.conns.get_mut(&conn).and_then(|c| c.auth.take()) else {
+        let Some((wait, tag)) = self
+            .conns
+            .get_mut(&conn)
+            .and_then(|c| Some((c.auth.take()?, c.auth_tag)))
+        else {
             return;
         };
+        // What follows answers the request that asked for the password work.
+        let outer = self.tag.replace((conn, tag));
+        self.password_answer(now, conn, wait, verified, hash);
+        self.tag = outer;
+        self.run_delayed(now, conn);
+    }
+
+    fn password_answer(
+        &mut self,
+        now: UnixMillis,
+        conn: ConnId,
+        wait: AuthWait,
+        verified: bool,
+        hash: Option<String>,
+    ) {
         let account = self.logged_in(conn);
         match wait {
             AuthWait::Login { account, at_hello } => {
@@ -389,6 +438,20 @@ impl Hub {
                         self.log_in(conn, &account);
                         self.enforce_server_ban(now, conn);
                     }
+                } else {
+                    let shown = self.accounts.get(&account).map(|a| a.name.clone());
+                    self.login_failed(now, conn, &account, shown.as_deref().unwrap_or(&account));
+                }
+            }
+            AuthWait::Oper { account } => {
+                if verified && self.accounts.contains_key(&account) {
+                    self.forgive(conn, &account);
+                    let shown = self.accounts[&account].name.clone();
+                    if let Some(c) = self.conns.get_mut(&conn) {
+                        c.oper = Some(account);
+                    }
+                    self.audit(conn, format!("became a server operator as {shown}"));
+                    self.reply(conn, &ServerMsg::Operator { account: shown });
                 } else {
                     let shown = self.accounts.get(&account).map(|a| a.name.clone());
                     self.login_failed(now, conn, &account, shown.as_deref().unwrap_or(&account));
@@ -418,6 +481,7 @@ impl Hub {
                         Pending::Reply {
                             conn,
                             msg: ServerMsg::PasswordChanged { account: shown },
+                            tag: self.tag_for(conn),
                         },
                     );
                 }
@@ -438,7 +502,6 @@ impl Hub {
                 None => {}
             },
         }
-        self.run_delayed(now, conn);
     }
 
     /// The account `conn` is logged in to.
@@ -585,8 +648,10 @@ impl Hub {
     }
 
     fn wait_for_password(&mut self, conn: ConnId, wait: AuthWait, work: PasswordWork, delay: u64) {
+        let tag = self.tag_for(conn);
         if let Some(c) = self.conns.get_mut(&conn) {
             c.auth = Some(wait);
+            c.auth_tag = tag;
             self.outputs
                 .push_back(Output::Password { conn, work, delay });
         }
@@ -668,11 +733,14 @@ impl Hub {
         for room in names_of {
             c.delayed.insert(
                 c.free,
-                liveness::Queued::Frame(Ok(ClientMsg::Join {
-                    room,
-                    since: None,
-                    key: None,
-                })),
+                liveness::Queued::Frame(
+                    Ok(ClientMsg::Join {
+                        room,
+                        since: None,
+                        key: None,
+                    }),
+                    0,
+                ),
             );
             c.free += 1;
         }
@@ -717,6 +785,7 @@ impl Hub {
             Pending::Reply {
                 conn,
                 msg: ServerMsg::LoggedIn { account: name },
+                tag: self.tag_for(conn),
             },
         );
     }
@@ -739,6 +808,7 @@ impl Hub {
             Pending::Reply {
                 conn,
                 msg: ServerMsg::AccountDeleted { account: name },
+                tag: self.tag_for(conn),
             },
         );
     }

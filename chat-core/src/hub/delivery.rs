@@ -22,7 +22,12 @@ pub(super) enum Pending {
         cid: Option<String>,
     },
     /// An answer that must wait for the store: an account made, changed or deleted.
-    Reply { conn: ConnId, msg: ServerMsg },
+    Reply {
+        conn: ConnId,
+        msg: ServerMsg,
+        /// The tag of the request it answers.
+        tag: u64,
+    },
     /// A repeat of a cid whose original is still waiting for its commit.
     Ack {
         conn: ConnId,
@@ -194,9 +199,11 @@ impl Hub {
                     });
                 }
             }
-            Pending::Reply { conn, msg } => {
+            Pending::Reply { conn, msg, tag } => {
                 if self.conns.contains_key(&conn) {
+                    let outer = self.tag.replace((conn, tag));
                     self.reply(conn, &msg);
+                    self.tag = outer;
                 }
             }
             Pending::Ack { conn, cid, id } => {

@@ -13,8 +13,9 @@ impl Hub {
         now: UnixMillis,
         conn: ConnId,
         frame: Result<ClientMsg, FrameError>,
+        tag: u64,
     ) {
-        self.admit(now, conn, Queued::Frame(frame));
+        self.admit(now, conn, Queued::Frame(frame, tag));
     }
 
     /// A line the connection's IRC adapter answered itself (an unknown command, a bad line):
@@ -38,7 +39,16 @@ impl Hub {
         // The pong to our ping only proves liveness: it never waits behind throttled frames.
         // Any other pong counts against flood control like every other frame, so pongs cannot
         // be used to make the server work for free.
-        if pinged && matches!(frame, Queued::Frame(Ok(ClientMsg::Pong { .. }))) {
+        if pinged && matches!(frame, Queued::Frame(Ok(ClientMsg::Pong { .. }), _)) {
+            return;
+        }
+        // The first `profile` comes from the IRC adapter with registration (what USER said):
+        // it is part of connecting, so it costs nothing and waits for nothing.
+        if c.user.is_none()
+            && c.realname.is_none()
+            && let Queued::Frame(Ok(ClientMsg::Profile { user, realname }), _) = frame
+        {
+            self.cmd_profile(conn, user, realname);
             return;
         }
         if c.waiting() {
@@ -121,8 +131,11 @@ impl Hub {
     }
 
     fn run_queued(&mut self, now: UnixMillis, conn: ConnId, item: Queued) {
-        if let Queued::Frame(frame) = item {
+        if let Queued::Frame(frame, tag) = item {
+            // Every answer this frame causes carries its tag, however deep the call.
+            let outer = self.tag.replace((conn, tag));
             self.process(now, conn, frame);
+            self.tag = outer;
         }
     }
 

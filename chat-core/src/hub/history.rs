@@ -129,7 +129,14 @@ impl Hub {
             self.reply(conn, &error(ErrorCode::Busy, &why));
             return;
         }
-        c.reads.push_back(query.clone());
+        let tag = match self.tag {
+            Some((asker, tag)) if asker == conn => tag,
+            _ => 0,
+        };
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        c.reads.push_back((query.clone(), tag));
         if c.reads.len() == 1 {
             self.outputs.push_back(Output::LoadHistory { conn, query });
         }
@@ -141,16 +148,28 @@ impl Hub {
             return;
         };
         c.reads.pop_front();
-        if let Some(query) = c.reads.front().cloned() {
+        if let Some((query, _)) = c.reads.front().cloned() {
             self.outputs.push_back(Output::LoadHistory { conn, query });
         }
     }
 
     /// The store could not take a read now (its queue is full): the asker hears `busy`.
     pub(super) fn handle_history_busy(&mut self, conn: ConnId, query: &HistoryQuery) {
-        if !self.conns.contains_key(&conn) {
+        let Some(tag) = self.read_tag(conn) else {
             return;
-        }
+        };
+        let outer = self.tag.replace((conn, tag));
+        self.history_busy(conn, query);
+        self.tag = outer;
+    }
+
+    /// The tag of the request whose store read is being answered (the first on its way).
+    fn read_tag(&self, conn: ConnId) -> Option<u64> {
+        let c = self.conns.get(&conn)?;
+        Some(c.reads.front().map_or(0, |(_, tag)| *tag))
+    }
+
+    fn history_busy(&mut self, conn: ConnId, query: &HistoryQuery) {
         self.store_read_done(conn);
         let what = if query.search.is_some() {
             "search"
@@ -169,9 +188,21 @@ impl Hub {
         messages: Vec<ChatMessage>,
         more: bool,
     ) {
-        if !self.conns.contains_key(&conn) {
+        let Some(tag) = self.read_tag(conn) else {
             return;
-        }
+        };
+        let outer = self.tag.replace((conn, tag));
+        self.history_loaded(conn, query, messages, more);
+        self.tag = outer;
+    }
+
+    fn history_loaded(
+        &mut self,
+        conn: ConnId,
+        query: &HistoryQuery,
+        messages: Vec<ChatMessage>,
+        more: bool,
+    ) {
         self.store_read_done(conn);
         let Some(room) = self.rooms.get(&query.key) else {
             return;

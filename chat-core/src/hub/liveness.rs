@@ -50,15 +50,26 @@ pub(super) struct Conn {
     pub(super) wire: Wire,
     /// Its history pages and searches that need the store, oldest first: the first is being
     /// read, the rest wait their turn (at most [`MAX_STORE_READS`]), so one connection keeps
-    /// at most one of the store's readers busy.
-    pub(super) reads: VecDeque<HistoryQuery>,
+    /// at most one of the store's readers busy. Each with the tag of the request that asked.
+    pub(super) reads: VecDeque<(HistoryQuery, u64)>,
+    /// When it last sent a message (room or direct), for `whois`'s idle time.
+    pub(super) spoke_at: UnixMillis,
+    /// When it connected, on the wall clock.
+    pub(super) connected_at: UnixMillis,
+    /// Its user name and real name (`profile`), when it gave them.
+    pub(super) user: Option<String>,
+    pub(super) realname: Option<String>,
+    /// The operator's account (key) whose rights `oper` gave it.
+    pub(super) oper: Option<String>,
+    /// The tag of the request whose password is being checked (`auth`).
+    pub(super) auth_tag: u64,
 }
 
 /// What waits in a connection's queue for its turn.
 #[derive(Debug)]
 pub(super) enum Queued {
-    /// A frame, run when its turn comes.
-    Frame(Result<ClientMsg, FrameError>),
+    /// A frame, run when its turn comes, with its request's tag ([`Input::Request`]).
+    Frame(Result<ClientMsg, FrameError>, u64),
     /// A line its IRC adapter answered itself: nothing to run, but it cost a turn.
     Answered,
 }
@@ -109,6 +120,12 @@ impl Hub {
                 rooms_created: 0,
                 wire: Wire::Json,
                 reads: VecDeque::new(),
+                spoke_at: now,
+                connected_at: self.wall,
+                user: None,
+                realname: None,
+                oper: None,
+                auth_tag: 0,
             },
         );
         self.timers.insert((check_at, conn));

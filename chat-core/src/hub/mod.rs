@@ -120,6 +120,18 @@ pub enum Input {
         /// The message, or why the line could not be read.
         frame: Result<ClientMsg, FrameError>,
     },
+    /// A frame whose answers are marked: every [`Output::Reply`] it causes, now or once what
+    /// it waited for arrives, carries `tag`. An adapter that renders answers by the request
+    /// that asked (an IRC numeric names the command's target; `labeled-response`) gives each
+    /// request its own tag. [`Input::Frame`] is a request with tag 0.
+    Request {
+        /// From whom.
+        conn: ConnId,
+        /// The message, or why the line could not be read.
+        frame: Result<ClientMsg, FrameError>,
+        /// Opaque to the hub (0 is [`Input::Frame`]'s).
+        tag: u64,
+    },
     /// A connection ended without the hub asking for it (EOF, reset, write failure, full queue).
     Disconnect {
         /// Which one.
@@ -212,6 +224,9 @@ pub enum Output {
         name: String,
         /// The answer.
         msg: ServerMsg,
+        /// The tag of the request ([`Input::Request`]) this answers; 0 for news that answers
+        /// nothing the recipient asked.
+        tag: u64,
     },
     /// Flush what is queued for this connection, then close it. The hub has already forgotten it.
     Close {
@@ -308,6 +323,8 @@ pub struct Hub {
     last_ts: UnixMillis,
     /// The wall clock, as last set by [`Hub::set_wall_clock`].
     wall: UnixMillis,
+    /// The connection whose request runs now, and its tag ([`Input::Request`]).
+    tag: Option<(ConnId, u64)>,
     outputs: VecDeque<Output>,
     /// Reused encoding buffer; each message is split off it as `Bytes`.
     scratch: BytesMut,
@@ -381,6 +398,7 @@ impl Hub {
             next_id: 1,
             last_ts: 0,
             wall: 0,
+            tag: None,
             outputs: VecDeque::new(),
             scratch: BytesMut::new(),
             shutting_down: false,
@@ -508,7 +526,8 @@ impl Hub {
     pub fn handle(&mut self, now: UnixMillis, input: Input) {
         match input {
             Input::Connect { conn, addr, wire } => self.handle_connect(now, conn, addr, wire),
-            Input::Frame { conn, frame } => self.handle_frame(now, conn, frame),
+            Input::Frame { conn, frame } => self.handle_frame(now, conn, frame, 0),
+            Input::Request { conn, frame, tag } => self.handle_frame(now, conn, frame, tag),
             Input::Answered { conn } => self.handle_answered(now, conn),
             Input::Disconnect { conn, reason } => self.drop_conn(now, conn, &reason, false),
             Input::Committed { through } => self.handle_committed(through),
@@ -575,6 +594,14 @@ impl Hub {
             }
         };
         let registered = self.conns.get(&conn).is_some_and(|c| c.name.is_some());
+        // What `whois` calls idle: the time since the last message.
+        if matches!(
+            msg,
+            ClientMsg::Say { .. } | ClientMsg::Me { .. } | ClientMsg::Msg { .. }
+        ) && let Some(c) = self.conns.get_mut(&conn)
+        {
+            c.spoke_at = now;
+        }
         match msg {
             ClientMsg::Hello {
                 version,
@@ -601,6 +628,9 @@ impl Hub {
                 self.cmd_login(now, conn, &account, password);
             }
             ClientMsg::Logout {} => self.cmd_logout(now, conn),
+            ClientMsg::Oper { account, password } => {
+                self.cmd_oper(now, conn, &account, password);
+            }
             ClientMsg::Passwd { old, new } => self.cmd_passwd(now, conn, old, new),
             ClientMsg::Unregister { password } => self.cmd_unregister(now, conn, password),
             ClientMsg::Join { room, since, key } => {
@@ -627,6 +657,8 @@ impl Hub {
             }),
             ClientMsg::Topic { room, topic } => self.cmd_topic(conn, &room, topic),
             ClientMsg::Who { room, after } => self.cmd_who(conn, &room, after),
+            ClientMsg::Whois { name } => self.cmd_whois(now, conn, &name),
+            ClientMsg::Profile { user, realname } => self.cmd_profile(conn, user, realname),
             ClientMsg::Rooms { after } => self.cmd_rooms(conn, after),
             ClientMsg::History {
                 room,
@@ -685,8 +717,14 @@ impl Hub {
         let waits = self.pending.iter().any(|(_, p)| p.sender() == conn);
         match self.pending.back() {
             Some(&(last, _)) if waits => {
-                self.pending
-                    .push_back((last, Pending::Reply { conn, msg: pong }));
+                self.pending.push_back((
+                    last,
+                    Pending::Reply {
+                        conn,
+                        msg: pong,
+                        tag: self.tag_for(conn),
+                    },
+                ));
             }
             _ => self.reply(conn, &pong),
         }
@@ -728,10 +766,12 @@ impl Hub {
                 Wire::Irc(_) if irc::encode::needs_recipient(msg) => {
                     for conn in to {
                         let name = self.name_of(conn);
+                        let tag = self.tag_for(conn);
                         self.outputs.push_back(Output::Reply {
                             conn,
                             name,
                             msg: msg.clone(),
+                            tag,
                         });
                     }
                     continue;
@@ -774,11 +814,21 @@ impl Hub {
             return;
         }
         let name = self.name_of(conn);
+        let tag = self.tag_for(conn);
         self.outputs.push_back(Output::Reply {
             conn,
             name,
             msg: msg.clone(),
+            tag,
         });
+    }
+
+    /// The tag of the request being run, for an answer to `conn` (0 for anyone else).
+    pub(super) fn tag_for(&self, conn: ConnId) -> u64 {
+        match self.tag {
+            Some((asker, tag)) if asker == conn => tag,
+            _ => 0,
+        }
     }
 
     fn name_of(&self, conn: ConnId) -> String {

@@ -256,10 +256,12 @@ impl Hub {
 
     /// True when `conn` is logged in to an account the configuration names as an operator.
     pub(super) fn is_server_op(&self, conn: ConnId) -> bool {
-        self.conns
-            .get(&conn)
-            .and_then(|c| c.account.as_deref())
-            .is_some_and(|a| self.operators.contains(a))
+        self.conns.get(&conn).is_some_and(|c| {
+            [c.account.as_deref(), c.oper.as_deref()]
+                .into_iter()
+                .flatten()
+                .any(|a| self.operators.contains(a))
+        })
     }
 
     /// An account's role in a room.
@@ -273,12 +275,17 @@ impl Hub {
         }
     }
 
-    /// A connection's role in a room (guests have none).
+    /// A connection's role in a room: its account's, or the one it holds as a guest while in
+    /// the room ([`Room::guest_roles`]).
     pub(super) fn role_of(&self, conn: ConnId, key: &str) -> Role {
-        self.conns
-            .get(&conn)
-            .and_then(|c| c.account.as_deref())
-            .map_or(Role::Member, |a| self.account_role(key, a))
+        match self.conns.get(&conn).and_then(|c| c.account.as_deref()) {
+            Some(a) => self.account_role(key, a),
+            None => self
+                .rooms
+                .get(key)
+                .and_then(|r| r.guest_roles.get(&conn).copied())
+                .unwrap_or(Role::Member),
+        }
     }
 
     fn power_of(&self, conn: ConnId, key: &str) -> u8 {
@@ -504,6 +511,14 @@ impl Hub {
             || (!room.settings.modes.secret && self.join_refusal(conn, key, None).is_none())
     }
 
+    /// Whether `conn` may learn that someone is in the room `key` (`whois`): anyone, unless it
+    /// is secret; then its members and server operators.
+    pub(super) fn may_see_membership(&self, conn: ConnId, key: &str) -> bool {
+        self.rooms.get(key).is_some_and(|r| {
+            !r.settings.modes.secret || r.members.contains(&conn) || self.is_server_op(conn)
+        })
+    }
+
     /// The room `raw` names, when `conn` may read it (see [`Hub::may_read`]); else replies
     /// why not. A secret room is answered as if it did not exist.
     pub(super) fn readable_room(&mut self, conn: ConnId, raw: &str) -> Option<(String, String)> {
@@ -645,7 +660,13 @@ impl Hub {
             return;
         };
         match c.account.clone() {
-            None => c.rooms_created += 1,
+            None => {
+                c.rooms_created += 1;
+                // Its operator while it stays, as IRC makes a channel's creator.
+                if let Some(room) = self.rooms.get_mut(key) {
+                    room.guest_roles.insert(conn, Role::Op);
+                }
+            }
             Some(account) => {
                 if let Some(room) = self.rooms.get_mut(key) {
                     room.settings.modes.topic_lock = true;
@@ -711,6 +732,61 @@ impl Hub {
         self.store_room_settings(key);
     }
 
+    /// A role for a guest in the room, while they stay in it: operator or voice (ownership
+    /// is an account's), given by someone above them, never above the giver.
+    fn guest_role(&mut self, conn: ConnId, key: &str, name: &str, role: Role) {
+        let shown = self.rooms[key].name.clone();
+        let target = self
+            .names
+            .get(&names::key(name))
+            .and_then(|c| c.first().copied())
+            .filter(|t| self.rooms[key].members.contains(t));
+        let Some(target) = target else {
+            let why =
+                format!("{name} is not in {shown} (a guest's role lasts while they are in it)");
+            self.reply(conn, &error(ErrorCode::NoSuchUser, &why));
+            return;
+        };
+        if role == Role::Owner {
+            let why = format!("an owner is a registered account, and {name} is a guest");
+            self.reply(conn, &error(ErrorCode::AccountRequired, &why));
+            return;
+        }
+        let mine = self.power_of(conn, key);
+        let theirs = power(self.role_of(target, key));
+        let allowed = if target == conn {
+            power(role) <= theirs
+        } else {
+            theirs < mine && power(role) <= mine
+        };
+        if !allowed {
+            let why = format!("you may give roles up to your own, to people below you in {shown}");
+            self.reply(conn, &error(ErrorCode::NotPermitted, &why));
+            return;
+        }
+        let room = self.rooms.get_mut(key).expect("checked");
+        if role == Role::Member {
+            room.guest_roles.remove(&target);
+        } else {
+            room.guest_roles.insert(target, role);
+        }
+        let mut to: Vec<ConnId> = room.members.iter().copied().collect();
+        if !to.contains(&conn) {
+            to.push(conn);
+        }
+        let by = self.name_of(conn);
+        let ts = self.stamp();
+        let msg = ServerMsg::Role {
+            room: shown.clone(),
+            name: self.name_of(target),
+            role,
+            by: Some(by.clone()),
+            ts,
+        };
+        self.send(to, &msg);
+        self.audit(conn, format!("made the guest {name} {role:?} in {shown}"));
+    }
+
     /// Hands a room's settings to the store.
     pub(super) fn store_room_settings(&mut self, key: &str) {
         if !self.config.durable {
@@ -757,7 +833,7 @@ impl Hub {
         }
     }
 
-    fn audit(&mut self, conn: ConnId, action: String) {
+    pub(super) fn audit(&mut self, conn: ConnId, action: String) {
         let actor = self.actor(conn);
         self.outputs.push_back(Output::Audit {
             conn,
@@ -1272,13 +1348,7 @@ impl Hub {
         let shown = self.rooms[&key].name.clone();
         let account = names::key(name);
         let Some(account_name) = self.accounts.get(&account).map(|a| a.name.clone()) else {
-            self.reply(
-                conn,
-                &error(
-                    ErrorCode::AccountRequired,
-                    &format!("roles are for registered accounts, and {name} is not one"),
-                ),
-            );
+            self.guest_role(conn, &key, name, role);
             return;
         };
         let mine = self.power_of(conn, &key);

@@ -187,8 +187,14 @@ impl Hub {
             let msg = d.message();
             match self.pending.back() {
                 Some(&(last, _)) => {
-                    self.pending
-                        .push_back((last, delivery::Pending::Reply { conn, msg }));
+                    self.pending.push_back((
+                        last,
+                        delivery::Pending::Reply {
+                            conn,
+                            msg,
+                            tag: self.tag_for(conn),
+                        },
+                    ));
                 }
                 None => self.reply(conn, &msg),
             }

@@ -21,6 +21,10 @@ pub struct Room {
     pub(super) empty_since: Option<UnixMillis>,
     /// Roles, bans, invitations and modes.
     pub(super) settings: RoomSettings,
+    /// Roles of guests (connections without an account) in the room: the guest who created
+    /// it is its operator, as IRC servers make whoever creates a channel, and operators may
+    /// give guests operator or voice. Not stored: a guest's role ends when they leave.
+    pub(super) guest_roles: HashMap<ConnId, crate::protocol::Role>,
 }
 
 impl Room {
@@ -34,6 +38,7 @@ impl Room {
             evicted_through: 0,
             empty_since: None,
             settings: RoomSettings::default(),
+            guest_roles: HashMap::new(),
         }
     }
 
@@ -203,7 +208,16 @@ impl Hub {
             return;
         };
         c.loading = Some(key.to_string());
-        c.delayed.push_front(liveness::Queued::Frame(Ok(again)));
+        // Its answers still answer the request that asked.
+        let tag = match self.tag {
+            Some((asker, tag)) if asker == conn => tag,
+            _ => 0,
+        };
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        c.delayed
+            .push_front(liveness::Queued::Frame(Ok(again), tag));
         let waiting = self.loading.entry(key.to_string()).or_default();
         waiting.push(conn);
         if waiting.len() == 1 {
@@ -497,6 +511,89 @@ impl Hub {
         self.reply(conn, &msg);
     }
 
+    /// Who someone connected is. Of their rooms, a secret one is named only to its members
+    /// (and server operators), as IRC servers do for `+s`; several devices of one account are one
+    /// person, in all the rooms of any of them, idle since the last message of any.
+    pub(super) fn cmd_whois(&mut self, now: UnixMillis, conn: ConnId, raw: &str) {
+        let key = names::key(raw.trim());
+        let devices = self.names.get(&key).cloned().unwrap_or_default();
+        let Some(&first) = devices.first() else {
+            self.reply(
+                conn,
+                &error(
+                    ErrorCode::NoSuchUser,
+                    &format!("nobody called {} is connected", raw.trim()),
+                ),
+            );
+            return;
+        };
+        let mut rooms: Vec<String> = devices
+            .iter()
+            .filter_map(|d| self.conns.get(d))
+            .flat_map(|c| c.rooms.iter().cloned())
+            .filter(|k| self.may_see_membership(conn, k))
+            .collect();
+        rooms.sort_unstable();
+        rooms.dedup();
+        let roles = rooms
+            .iter()
+            .filter_map(|k| {
+                let role = self.role_of(first, k);
+                (role != crate::protocol::Role::Member).then(|| (self.rooms[k].name.clone(), role))
+            })
+            .collect();
+        let spoke = devices
+            .iter()
+            .filter_map(|d| self.conns.get(d))
+            .map(|c| c.spoke_at)
+            .max()
+            .unwrap_or(now);
+        let c = &self.conns[&first];
+        let name = self.name_of(first);
+        let msg = ServerMsg::Whois {
+            user: c.user.clone().unwrap_or_else(|| name.clone()),
+            realname: c.realname.clone().unwrap_or_else(|| name.clone()),
+            name,
+            account: c.account.as_ref().map(|a| self.accounts[a].name.clone()),
+            rooms: rooms.iter().map(|k| self.rooms[k].name.clone()).collect(),
+            roles,
+            away: self.away.get(&key).cloned(),
+            operator: self.is_server_op(first),
+            idle: now.saturating_sub(spoke) / 1000,
+            since: c.connected_at,
+        };
+        self.reply(conn, &msg);
+    }
+
+    /// Keeps the user name and real name a connection gave, cleaned and cut to length.
+    pub(super) fn cmd_profile(
+        &mut self,
+        conn: ConnId,
+        user: Option<String>,
+        realname: Option<String>,
+    ) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        if let Some(user) = user {
+            let user: String = user
+                .chars()
+                .filter(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '_' | '-' | '.'))
+                .take(10)
+                .collect();
+            c.user = (!user.is_empty()).then_some(user);
+        }
+        if let Some(realname) = realname {
+            let realname: String = realname
+                .chars()
+                .filter(|ch| !ch.is_control())
+                .take(100)
+                .collect();
+            let realname = realname.trim().to_string();
+            c.realname = (!realname.is_empty()).then_some(realname);
+        }
+    }
+
     pub(super) fn cmd_rooms(&mut self, conn: ConnId, after: Option<String>) {
         let from = after.as_deref().map(names::key);
         let mut rooms: Vec<(String, RoomInfo)> = self
@@ -527,6 +624,7 @@ impl Hub {
             return;
         };
         room.members.shift_remove(&conn);
+        room.guest_roles.remove(&conn);
         if !room.members.is_empty() || key == names::key(&self.config.default_room) {
             return;
         }

@@ -7,6 +7,7 @@
 //! answers to this connection alone comes back through [`Adapter::reply`]; room events reach
 //! the client as bytes the hub encoded once for everyone ([`super::encode::event`]).
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
@@ -46,6 +47,9 @@ pub enum Action {
     Answered,
 }
 
+/// Requests remembered for their answers: more than can wait in the hub's flood queue.
+const MAX_ASKS: usize = 256;
+
 /// The IRC command a hub message came from, and what it named: answers and refusals name
 /// them back (`403 nick #room`, `421 nick FOO`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -76,6 +80,8 @@ pub struct Adapter {
     nick: Option<String>,
     /// `USER` came.
     user: bool,
+    /// Its user name and real name, for the hub once registered.
+    profile: (String, String),
     pass: Option<Secret>,
     /// A `hello` is with the hub and not answered yet.
     hello_sent: bool,
@@ -84,6 +90,11 @@ pub struct Adapter {
     name: String,
     motd: Option<String>,
     asked: Asked,
+    /// The requests sent to the hub that may still be answered, by tag, oldest first: an
+    /// answer is rendered against the command that asked it, not the one asked last.
+    asks: VecDeque<(u64, Asked)>,
+    /// The last tag handed out.
+    last_tag: u64,
     /// Batch ids handed out, to make each unique on the connection.
     batches: u64,
     /// A SASL PLAIN exchange in progress: the base64 received so far (credentials: never
@@ -125,12 +136,15 @@ impl Adapter {
             negotiating: false,
             nick: None,
             user: false,
+            profile: (String::new(), String::new()),
             pass: None,
             hello_sent: false,
             registered: false,
             name: "*".into(),
             motd: None,
             asked: Asked::default(),
+            asks: VecDeque::new(),
+            last_tag: 0,
             batches: 0,
             sasl: None,
             holding: false,
@@ -162,9 +176,16 @@ impl Adapter {
         &self.name
     }
 
-    /// Says what the next hub message answers (from [`Action::Hub`]).
-    pub fn asking(&mut self, asked: Asked) {
+    /// Says what the next hub message answers (from [`Action::Hub`]), and returns the tag to
+    /// send it with ([`crate::hub::Input::Request`]); [`Adapter::reply`] takes it back.
+    pub fn asking(&mut self, asked: Asked) -> u64 {
+        self.last_tag += 1;
+        if self.asks.len() == MAX_ASKS {
+            self.asks.pop_front();
+        }
+        self.asks.push_back((self.last_tag, asked.clone()));
         self.asked = asked;
+        self.last_tag
     }
 
     /// Handles one line from the client, parsed or not.
@@ -219,10 +240,11 @@ impl Adapter {
                 return;
             }
             "USER" => {
-                if msg.params.len() < 4 || p(0).is_empty() {
+                if msg.params.len() < 4 || p(0).is_empty() || p(3).is_empty() {
                     return self.need_more(out, cmd);
                 }
                 self.user = true;
+                self.profile = (p(0).to_string(), p(3).to_string());
                 return self.try_register(out);
             }
             "NICK" if !self.registered => {
@@ -337,8 +359,9 @@ impl Adapter {
                     self.numeric(&mut out.buf, "431", &[], "No nickname given");
                     return;
                 }
-                let nick = msg.params.last().map_or("", String::as_str);
-                self.numeric(&mut out.buf, "318", &[nick], "End of /WHOIS list");
+                // `WHOIS nick` or `WHOIS server nick`: the nick is the last parameter.
+                let nick = msg.params.last().map_or("", String::as_str).to_string();
+                out.hub(ClientMsg::Whois { name: nick.clone() }, asked(&nick));
             }
             "LIST" => {
                 self.numeric(&mut out.buf, "321", &["Channel"], "Users  Name");
@@ -419,12 +442,16 @@ impl Adapter {
                 self.numeric(&mut out.buf, "351", &[&version, &server], "IRC adapter");
                 self.isupport(&mut out.buf);
             }
-            "OPER" => self.numeric(
-                &mut out.buf,
-                "491",
-                &[],
-                "No O-lines: server operators are the accounts the server names; log in to one",
-            ),
+            "OPER" => {
+                if msg.params.len() < 2 {
+                    return self.need_more(out, cmd);
+                }
+                let oper = ClientMsg::Oper {
+                    account: p(0).to_string(),
+                    password: Secret::new(p(1)),
+                };
+                out.hub(oper, asked(p(0)));
+            }
             "USERHOST" | "ISON" | "LUSERS" | "TIME" | "INFO" | "ADMIN" | "WHOWAS" => {
                 self.numeric(&mut out.buf, "421", &[cmd], "Unknown command");
             }
@@ -1117,7 +1144,19 @@ impl Adapter {
     /// Renders what the hub answered this connection alone (`name` is its nick as the hub
     /// knows it). Returns a message to hand back to the hub at once, under the same question,
     /// when the answer comes in pages (members, rooms, bans).
-    pub fn reply(&mut self, name: &str, msg: &ServerMsg, out: &mut BytesMut) -> Option<ClientMsg> {
+    pub fn reply(
+        &mut self,
+        tag: u64,
+        name: &str,
+        msg: &ServerMsg,
+        out: &mut BytesMut,
+    ) -> Option<ClientMsg> {
+        // The request this answers, when the hub says (news answers nothing: the last one).
+        if tag != 0
+            && let Some((_, asked)) = self.asks.iter().rev().find(|(t, _)| *t == tag)
+        {
+            self.asked = asked.clone();
+        }
         let sasl_welcome = self.negotiating && matches!(msg, ServerMsg::Welcome { .. });
         if !self.holding && !sasl_welcome {
             return self.render(name, msg, out);
@@ -1162,6 +1201,12 @@ impl Adapter {
                 if let (Some(account), false) = (account, self.holding) {
                     self.logged_in(out, account);
                 }
+                // What USER said, for others' WHOIS and WHO.
+                let (user, realname) = std::mem::take(&mut self.profile);
+                return Some(ClientMsg::Profile {
+                    user: Some(user),
+                    realname: Some(realname),
+                });
             }
             ServerMsg::LoggedIn { account } => {
                 self.logged_in(out, account);
@@ -1175,6 +1220,11 @@ impl Adapter {
                         &["SUCCESS", account, &text],
                     );
                 }
+            }
+            ServerMsg::Operator { .. } => {
+                self.numeric(out, "381", &[], "You are now an IRC operator");
+                let nick = self.name.clone();
+                emit_trailing(out, Vec::new(), &nick, "MODE", &[&nick, "+o"]);
             }
             ServerMsg::LoggedOut { .. } => {
                 let source = mask(&self.name, &server);
@@ -1413,6 +1463,48 @@ impl Adapter {
                 );
             }
             ServerMsg::Ack { .. } => {}
+            ServerMsg::Whois {
+                name,
+                user,
+                realname,
+                account,
+                rooms,
+                roles,
+                away,
+                operator,
+                idle,
+                since,
+            } => {
+                self.numeric(out, "311", &[name, user, &server.name, "*"], realname);
+                if !rooms.is_empty() {
+                    let shown: Vec<String> = rooms
+                        .iter()
+                        .map(|r| {
+                            let role = roles.get(r).copied().unwrap_or_default();
+                            format!("{}{r}", role.prefix())
+                        })
+                        .collect();
+                    self.numeric(out, "319", &[name], &shown.join(" "));
+                }
+                self.numeric(out, "312", &[name, &server.name], &server.network);
+                if let Some(reason) = away {
+                    self.numeric(out, "301", &[name], reason);
+                }
+                if *operator {
+                    self.numeric(out, "313", &[name], "is an IRC operator");
+                }
+                if let Some(account) = account {
+                    self.numeric(out, "330", &[name, account], "is logged in as");
+                }
+                let (idle, signon) = (idle.to_string(), (since / 1000).to_string());
+                self.numeric(
+                    out,
+                    "317",
+                    &[name, &idle, &signon],
+                    "seconds idle, signon time",
+                );
+                self.numeric(out, "318", &[name], "End of /WHOIS list");
+            }
             ServerMsg::Error { code, message, .. } => self.error(out, *code, message),
             other => event(&server, self.caps, other, out),
         }
@@ -1551,6 +1643,7 @@ impl Adapter {
             ErrorCode::EmptyText => ("412", vec![]),
             ErrorCode::TooManyRooms => ("405", vec![t]),
             ErrorCode::NotPermitted if room_cmd => ("482", vec![t]),
+            ErrorCode::NotPermitted if cmd == "OPER" => ("491", vec![]),
             ErrorCode::NotPermitted => ("481", vec![]),
             ErrorCode::Banned if cmd == "JOIN" => ("474", vec![t]),
             ErrorCode::CannotSpeak => ("404", vec![t]),
@@ -1558,6 +1651,9 @@ impl Adapter {
             ErrorCode::BadKey => ("475", vec![t]),
             ErrorCode::RegisteredOnly => ("477", vec![t]),
             ErrorCode::BadCredentials if cmd == "NICK" => ("464", vec![]),
+            ErrorCode::BadCredentials | ErrorCode::LoginThrottled if cmd == "OPER" => {
+                ("464", vec![])
+            }
             _ => {
                 let name = code.as_str().to_ascii_uppercase();
                 let command = if cmd.is_empty() { "*" } else { cmd };
@@ -1582,6 +1678,10 @@ impl Adapter {
             return;
         }
         self.numeric(out, numeric, &params, message);
+        if cmd == "WHOIS" {
+            // The reply ends, found or not.
+            self.numeric(out, "318", &[t], "End of /WHOIS list");
+        }
     }
 
     fn notice(&self, out: &mut BytesMut, text: &str) {

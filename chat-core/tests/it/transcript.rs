@@ -122,22 +122,28 @@ impl Harness {
                     let text = String::from_utf8(bytes.to_vec()).unwrap();
                     format!("{t} -> {}: {}", names.join(","), irc_text(&text))
                 }
-                Output::Reply { conn, name, msg } => {
+                Output::Reply {
+                    conn,
+                    name,
+                    msg,
+                    tag,
+                } => {
                     let who = self.name_of(conn);
                     let adapter = self
                         .irc
                         .get_mut(&who)
                         .expect("a reply for an IRC connection");
                     let mut out = BytesMut::new();
-                    let more = adapter.reply(&name, &msg, &mut out);
+                    let more = adapter.reply(tag, &name, &msg, &mut out);
                     let text = String::from_utf8(out.to_vec()).unwrap();
                     if let Some(next) = more {
                         let now = self.now;
                         self.hub().handle(
                             now,
-                            Input::Frame {
+                            Input::Request {
                                 conn,
                                 frame: Ok(next),
+                                tag,
                             },
                         );
                     }
@@ -453,15 +459,14 @@ impl Harness {
                         writeln!(self.out, "{t} => {who}: {}", irc_text(&text)).unwrap();
                     }
                     irc::Action::Hub { msg, asked } => {
-                        if let Some(adapter) = self.irc.get_mut(who) {
-                            adapter.asking(asked);
-                        }
+                        let tag = self.irc.get_mut(who).map_or(0, |a| a.asking(asked));
                         let now = self.now;
                         self.hub().handle(
                             now,
-                            Input::Frame {
+                            Input::Request {
                                 conn,
                                 frame: Ok(msg),
+                                tag,
                             },
                         );
                         self.drain();
