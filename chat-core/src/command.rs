@@ -169,6 +169,8 @@ pub struct ModeChange {
     pub secret: Option<bool>,
     /// `k`: the key (empty to remove it).
     pub key: Option<Secret>,
+    /// `l`: at most this many people (0 to lift the limit).
+    pub limit: Option<u32>,
 }
 
 impl ModeChange {
@@ -261,6 +263,8 @@ fn mode_args(args: &str) -> Option<ModeChange> {
                 's' => change.secret = Some(on),
                 'k' if on => change.key = Some(Secret::new(params.next()?)),
                 'k' => change.key = Some(Secret::new("")),
+                'l' if on => change.limit = Some(params.next()?.parse().ok().filter(|n| *n > 0)?),
+                'l' => change.limit = Some(0),
                 _ => return None,
             }
         }
@@ -865,8 +869,25 @@ mod tests {
                 registered_only: None,
                 secret: None,
                 key: Some(Secret::new("sesame")),
+                limit: None,
             }))
         );
+        assert_eq!(
+            parse("/mode +l 20"),
+            Ok(Command::Mode(ModeChange {
+                limit: Some(20),
+                ..ModeChange::default()
+            }))
+        );
+        assert_eq!(
+            parse("/mode -l"),
+            Ok(Command::Mode(ModeChange {
+                limit: Some(0),
+                ..ModeChange::default()
+            }))
+        );
+        assert!(parse("/mode +l lots").is_err());
+        assert!(parse("/mode +l 0").is_err());
         assert_eq!(
             parse("/mode -k+R"),
             Ok(Command::Mode(ModeChange {

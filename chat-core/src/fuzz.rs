@@ -557,7 +557,7 @@ impl Checker {
 }
 
 /// What an IRC client is sent must be IRC: whole `\r\n` lines, each parsing back, with at most
-/// 512 bytes after the tags and no NUL.
+/// 512 bytes after the tags and the source, and no NUL.
 fn check_irc(bytes: &[u8]) {
     if bytes.is_empty() {
         return;
@@ -580,6 +580,11 @@ fn check_irc(bytes: &[u8]) {
         let body = match line.first() {
             Some(b'@') => &line[line.iter().position(|&b| b == b' ').unwrap_or(0) + 1..],
             _ => line,
+        };
+        // The source is not counted: a client's line of 512 bytes is relayed whole after it.
+        let body = match body.first() {
+            Some(b':') => &body[body.iter().position(|&b| b == b' ').map_or(0, |i| i + 1)..],
+            _ => body,
         };
         assert!(
             body.len() + 2 <= irc::line::MAX_BODY,

@@ -278,6 +278,9 @@ pub enum ClientMsg {
         /// A key (password) to join with; an empty string removes it.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         key: Option<Secret>,
+        /// At most this many people in the room; 0 lifts the limit.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<u32>,
     },
     /// Invites someone to a room: they may join it past invite-only, the key and
     /// registered-only (not past a ban) until the invite expires. Operators and owners.
@@ -703,6 +706,9 @@ pub enum ServerMsg {
         room: String,
         /// The modes now.
         modes: RoomModes,
+        /// The modes before, when this announces a change.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        before: Option<RoomModes>,
         /// Who changed them, when this announces a change.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         by: Option<String>,
@@ -904,6 +910,9 @@ pub struct RoomModes {
     /// A server operator closed it.
     #[serde(default, skip_serializing_if = "is_false")]
     pub closed: bool,
+    /// At most this many people may be in it (those invited, and its operators, join past it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
 }
 
 /// One connection in a `connections` list.
@@ -979,6 +988,8 @@ pub enum ErrorCode {
     InvalidRoom,
     /// No room of that name.
     NoSuchRoom,
+    /// The room holds as many people as its limit allows.
+    RoomFull,
     /// The client is not a member of that room.
     NotInRoom,
     /// No user of that name is connected.
@@ -1068,6 +1079,7 @@ impl ErrorCode {
             ErrorCode::InvalidName => "invalid_name",
             ErrorCode::NameTaken => "name_taken",
             ErrorCode::InvalidRoom => "invalid_room",
+            ErrorCode::RoomFull => "room_full",
             ErrorCode::NoSuchRoom => "no_such_room",
             ErrorCode::NotInRoom => "not_in_room",
             ErrorCode::NoSuchUser => "no_such_user",

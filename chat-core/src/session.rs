@@ -1450,6 +1450,7 @@ impl Session {
                 modes,
                 by,
                 ts,
+                ..
             } => {
                 let key = names::key(&room);
                 if let Some(c) = self.conversations.get_mut(&key) {
@@ -1679,6 +1680,7 @@ impl Session {
                 registered_only: change.registered_only,
                 secret: change.secret,
                 key: change.key,
+                limit: change.limit,
             }),
             Command::Invite { name, duration } => {
                 self.in_active_room(now, |room| ClientMsg::Invite {
@@ -2602,7 +2604,7 @@ fn role_noun(role: Role) -> &'static str {
 
 /// Modes as words, and their IRC letters.
 fn describe_modes(m: RoomModes) -> String {
-    let set: Vec<&str> = [
+    let set: Vec<String> = [
         (m.moderated, "moderated (+m)"),
         (m.invite_only, "invite-only (+i)"),
         (m.topic_lock, "topic locked (+t)"),
@@ -2612,7 +2614,8 @@ fn describe_modes(m: RoomModes) -> String {
         (m.closed, "closed"),
     ]
     .into_iter()
-    .filter_map(|(on, word)| on.then_some(word))
+    .filter_map(|(on, word)| on.then_some(word.to_string()))
+    .chain(m.limit.map(|n| format!("at most {n} people (+l)")))
     .collect();
     if set.is_empty() {
         "none".to_string()

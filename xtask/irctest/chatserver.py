@@ -14,6 +14,7 @@ from typing import Optional, Set, Type
 from irctest.basecontrollers import BaseServerController, DirectoryBasedController
 from irctest.cases import BaseServerTestCase
 from irctest.runner import NotImplementedByController
+from irctest.specifications import Capabilities, OptionalBehaviors
 
 
 class ChatServerController(BaseServerController, DirectoryBasedController):
@@ -21,6 +22,29 @@ class ChatServerController(BaseServerController, DirectoryBasedController):
     _port_wait_interval = 0.01
     supported_sasl_mechanisms: Set[str] = {"PLAIN"}
     supports_sts = False
+
+    # What the listener offers: a test of one of these that cannot get it fails, not skips.
+    capabilities = frozenset(
+        (
+            Capabilities.AWAY_NOTIFY,
+            Capabilities.BATCH,
+            Capabilities.ECHO_MESSAGE,
+            Capabilities.MESSAGE_TAGS,
+            Capabilities.MULTILINE,
+            Capabilities.MULTI_PREFIX,
+            Capabilities.SERVER_TIME,
+        )
+    )
+
+    optional_behaviors = frozenset(
+        (
+            OptionalBehaviors.CAP_REQ_MINUS,
+            OptionalBehaviors.INVITE_OVERRIDES_LIMIT,
+            OptionalBehaviors.MULTI_JOIN,
+            OptionalBehaviors.MULTI_KICK,
+            OptionalBehaviors.MULTI_PRIVMSG,
+        )
+    )
 
     def run(
         self,

@@ -228,11 +228,12 @@ fn mode_letters(m: RoomModes) -> String {
     ]
     .into_iter()
     .filter_map(|(on, c)| on.then_some(c))
+    .chain(m.limit.map(|_| 'l'))
     .collect();
-    if letters.is_empty() {
-        "none".to_string()
-    } else {
-        format!("+{letters}")
+    match (letters.is_empty(), m.limit) {
+        (true, _) => "none".to_string(),
+        (false, Some(n)) => format!("+{letters} {n}"),
+        (false, None) => format!("+{letters}"),
     }
 }
 
@@ -477,6 +478,17 @@ impl Hub {
                 Some((
                     ErrorCode::RegisteredOnly,
                     format!("only people logged in to an account may join {shown}"),
+                ))
+            } else if modes
+                .limit
+                .is_some_and(|l| self.people_in(room) >= l as usize)
+            {
+                Some((
+                    ErrorCode::RoomFull,
+                    format!(
+                        "{shown} is full (at most {} people)",
+                        modes.limit.unwrap_or(0)
+                    ),
                 ))
             } else if modes.invite_only {
                 Some((
@@ -1429,6 +1441,7 @@ impl Hub {
             registered_only,
             secret,
             key: room_key,
+            limit,
         } = &msg
         else {
             return;
@@ -1438,7 +1451,8 @@ impl Hub {
             && topic_lock.is_none()
             && registered_only.is_none()
             && secret.is_none()
-            && room_key.is_none();
+            && room_key.is_none()
+            && limit.is_none();
         if query {
             let Some((key, _)) = self.readable_room(conn, room) else {
                 return;
@@ -1447,6 +1461,7 @@ impl Hub {
             let msg = ServerMsg::Mode {
                 room: room.name.clone(),
                 modes: room.settings.modes(),
+                before: None,
                 by: None,
                 ts: None,
             };
@@ -1470,7 +1485,12 @@ impl Hub {
             return;
         }
         let r = self.rooms.get_mut(&key).expect("checked");
+        let before = r.settings.modes();
+        let before_key = r.settings.key.clone();
         let m = &mut r.settings.modes;
+        if let Some(limit) = limit {
+            m.limit = (*limit > 0).then_some(*limit);
+        }
         m.moderated = moderated.unwrap_or(m.moderated);
         m.invite_only = invite_only.unwrap_or(m.invite_only);
         m.topic_lock = topic_lock.unwrap_or(m.topic_lock);
@@ -1480,6 +1500,10 @@ impl Hub {
             r.settings.key = Some(k).filter(|k| !k.is_empty());
         }
         let modes = r.settings.modes();
+        if modes == before && r.settings.key.as_deref() == before_key.as_deref() {
+            // Nothing changed (a mode set again): nothing to tell, as IRC servers do.
+            return;
+        }
         let shown = r.name.clone();
         let mut to: Vec<ConnId> = r.members.iter().copied().collect();
         if !to.contains(&conn) {
@@ -1492,6 +1516,7 @@ impl Hub {
             &ServerMsg::Mode {
                 room: shown.clone(),
                 modes,
+                before: Some(before),
                 by: Some(by),
                 ts: Some(ts),
             },
@@ -1808,6 +1833,7 @@ impl Hub {
             return;
         };
         let r = self.rooms.get_mut(&key).expect("checked");
+        let before = r.settings.modes();
         r.settings.modes.closed = false;
         let (shown, modes) = (r.name.clone(), r.settings.modes());
         let mut to: Vec<ConnId> = r.members.iter().copied().collect();
@@ -1821,6 +1847,7 @@ impl Hub {
             &ServerMsg::Mode {
                 room: shown.clone(),
                 modes,
+                before: Some(before),
                 by: Some(by),
                 ts: Some(ts),
             },

@@ -744,7 +744,7 @@ impl Hub {
     }
 
     /// People in a room: an account on several devices counts once.
-    fn people_in(&self, room: &Room) -> usize {
+    pub(super) fn people_in(&self, room: &Room) -> usize {
         if room.members.len() < 2 {
             return room.members.len();
         }

@@ -1032,6 +1032,7 @@ impl Adapter {
                 registered_only: None,
                 secret: None,
                 key: None,
+                limit: None,
             };
             return out.hub(query, asked);
         };
@@ -1044,6 +1045,7 @@ impl Adapter {
             registered_only: None,
             secret: None,
             key: None,
+            limit: None,
         };
         let mut any_flag = false;
         let mut on = true;
@@ -1096,8 +1098,7 @@ impl Adapter {
                     };
                     out.hub(hub, Asked::new("MODE", target));
                 }
-                'i' | 'm' | 's' | 't' | 'R' | 'k' => {
-                    any_flag = true;
+                'i' | 'm' | 's' | 't' | 'R' | 'k' | 'l' => {
                     if let ClientMsg::Mode {
                         moderated,
                         invite_only,
@@ -1105,6 +1106,7 @@ impl Adapter {
                         registered_only,
                         secret,
                         key,
+                        limit,
                         ..
                     } = &mut flags
                     {
@@ -1114,15 +1116,47 @@ impl Adapter {
                             't' => *topic_lock = Some(on),
                             'R' => *registered_only = Some(on),
                             's' => *secret = Some(on),
-                            _ => {
-                                let given = args.next().map_or("", String::as_str);
-                                if on && given.is_empty() {
+                            'l' if on => {
+                                let Some(given) = args.next() else {
                                     return self.need_more(out, "MODE");
+                                };
+                                match given.parse::<u32>() {
+                                    Ok(n) if n > 0 => *limit = Some(n),
+                                    _ => {
+                                        self.numeric(
+                                            &mut out.buf,
+                                            "696",
+                                            &[target, "l", given],
+                                            "a limit is a number of people, 1 or more",
+                                        );
+                                        continue;
+                                    }
                                 }
-                                *key = Some(Secret::new(if on { given } else { "" }));
+                            }
+                            'l' => *limit = Some(0),
+                            _ if on => {
+                                // A key the hub would refuse (empty, with spaces, too long)
+                                // is refused here, as ERR_INVALIDMODEPARAM.
+                                let given = args.next().map_or("", String::as_str);
+                                if given.is_empty() || given.len() > 64 || given.contains(' ') {
+                                    self.numeric(
+                                        &mut out.buf,
+                                        "696",
+                                        &[target, "k", "*"],
+                                        "a key is 1 to 64 bytes without spaces",
+                                    );
+                                    continue;
+                                }
+                                *key = Some(Secret::new(given));
+                            }
+                            _ => {
+                                // `-k` may name the key; it is not needed.
+                                let _ = args.next();
+                                *key = Some(Secret::new(""));
                             }
                         }
                     }
+                    any_flag = true;
                 }
                 'n' => {}
                 other => {
@@ -1427,7 +1461,7 @@ impl Adapter {
             } => {
                 let (modes, args) = mode_string(modes);
                 let mut params = vec![room.as_str(), modes.as_str()];
-                params.extend(args);
+                params.extend(args.iter().map(String::as_str));
                 self.numeric_params(out, "324", &params);
             }
             ServerMsg::Invite { room, name, by, .. } => {
@@ -1539,7 +1573,7 @@ impl Adapter {
         self.numeric_params(
             out,
             "004",
-            &[&s.name, &s.version, "i", "bikmqostvR", "bkoqv"],
+            &[&s.name, &s.version, "i", "biklmqostvR", "bkloqv"],
         );
         self.isupport(out);
         self.motd(out);
@@ -1550,7 +1584,7 @@ impl Adapter {
         let tokens = [
             "CASEMAPPING=rfc8265".to_string(),
             format!("CHANLIMIT=#:{}", s.max_rooms),
-            "CHANMODES=b,k,,imnstR".to_string(),
+            "CHANMODES=b,k,l,imnstR".to_string(),
             format!("CHANNELLEN={}", names::MAX_ROOM_CHARS),
             "CHANTYPES=#".to_string(),
             format!("KICKLEN={}", s.reason_len),
@@ -1648,6 +1682,7 @@ impl Adapter {
             ErrorCode::Banned if cmd == "JOIN" => ("474", vec![t]),
             ErrorCode::CannotSpeak => ("404", vec![t]),
             ErrorCode::InviteOnly => ("473", vec![t]),
+            ErrorCode::RoomFull => ("471", vec![t]),
             ErrorCode::BadKey => ("475", vec![t]),
             ErrorCode::RegisteredOnly => ("477", vec![t]),
             ErrorCode::BadCredentials if cmd == "NICK" => ("464", vec![]),

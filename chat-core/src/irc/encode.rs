@@ -174,12 +174,19 @@ pub fn event(server: &ServerInfo, caps: Caps, msg: &ServerMsg, out: &mut BytesMu
         ServerMsg::Mode {
             room,
             modes,
+            before,
             by: Some(by),
             ts,
         } => {
-            let (change, args) = mode_change(modes);
+            let (change, args) = match before {
+                Some(before) => mode_diff(before, modes),
+                None => mode_change(modes),
+            };
+            if change.is_empty() {
+                return;
+            }
             let mut params = vec![room.as_str(), change.as_str()];
-            params.extend(args);
+            params.extend(args.iter().map(String::as_str));
             emit(out, tags(caps, *ts, None), &user(by), "MODE", &params);
         }
         ServerMsg::Away { name, reason } if caps.has(Cap::AwayNotify) => match reason {
@@ -275,8 +282,10 @@ fn param(p: &str, last: bool) -> String {
     p
 }
 
-/// Writes a message as PRIVMSG lines: one per line of text, each cut to fit 512 bytes (at a
-/// space when there is one), an action as CTCP ACTION. The `msgid` goes on the first line only.
+/// Writes a message as PRIVMSG lines: one per line of text, each cut (at a space when there is
+/// one) so that the line without its source, `PRIVMSG target :text\r\n`, fits 512 bytes: what
+/// an IRC client may send is relayed whole, as one line, with its source before it, as ergo
+/// and InspIRCd do. An action is a CTCP ACTION. The `msgid` goes on the first line only.
 pub(crate) fn privmsg(
     out: &mut BytesMut,
     tags: Vec<(String, Option<String>)>,
@@ -300,8 +309,9 @@ pub(crate) fn privmsg_lines(
     action: bool,
     multiline: Option<crate::protocol::MsgId>,
 ) {
-    // ":source PRIVMSG target :" and "\r\n", and the CTCP framing of an action.
-    let overhead = 1 + source.len() + 9 + target.len() + 2 + 2 + if action { 9 } else { 0 };
+    // "PRIVMSG target :" and "\r\n", and the CTCP framing of an action; the source is not
+    // counted (a client's line of 512 bytes arrives whole).
+    let overhead = 8 + target.len() + 2 + 2 + if action { 9 } else { 0 };
     let room = MAX_BODY.saturating_sub(overhead).max(16);
     // NUL, CR and the CTCP delimiter cannot travel inside an IRC message.
     let text: std::borrow::Cow<'_, str> = if text.contains(['\0', '\r', '\u{1}']) {
@@ -427,9 +437,50 @@ fn role_change(role: Role) -> (&'static str, usize) {
     }
 }
 
+/// What changed between two sets of modes, as IRC writes a change: `+l 5`, `-k *`, `+m-i`.
+pub fn mode_diff(before: &RoomModes, after: &RoomModes) -> (String, Vec<String>) {
+    let flags = |m: &RoomModes| {
+        [
+            ('i', m.invite_only),
+            ('k', m.key),
+            ('m', m.moderated),
+            ('s', m.secret),
+            ('t', m.topic_lock),
+            ('R', m.registered_only),
+        ]
+    };
+    let mut set = Vec::new();
+    let mut unset = Vec::new();
+    for ((c, was), (_, is)) in flags(before).into_iter().zip(flags(after)) {
+        match (was, is) {
+            (false, true) => set.push((c, (c == 'k').then(|| "*".to_string()))),
+            (true, false) => unset.push((c, (c == 'k').then(|| "*".to_string()))),
+            _ => {}
+        }
+    }
+    match (before.limit, after.limit) {
+        (was, Some(n)) if was != Some(n) => set.push(('l', Some(n.to_string()))),
+        (Some(_), None) => unset.push(('l', None)),
+        _ => {}
+    }
+    let mut change = String::new();
+    let mut args = Vec::new();
+    for (sign, list) in [('+', set), ('-', unset)] {
+        if list.is_empty() {
+            continue;
+        }
+        change.push(sign);
+        for (c, arg) in list {
+            change.push(c);
+            args.extend(arg);
+        }
+    }
+    (change, args)
+}
+
 /// A room's modes as one MODE change that sets every one of them explicitly: `+mt-ikR`. The
 /// key itself is never shown; its parameter is `*`.
-pub fn mode_change(modes: &RoomModes) -> (String, Vec<&'static str>) {
+pub fn mode_change(modes: &RoomModes) -> (String, Vec<String>) {
     let flags = [
         ('i', modes.invite_only),
         ('k', modes.key),
@@ -453,15 +504,19 @@ pub fn mode_change(modes: &RoomModes) -> (String, Vec<&'static str>) {
         for c in letters {
             change.push(c);
             if c == 'k' {
-                args.push("*");
+                args.push("*".to_string());
             }
         }
+    }
+    if let Some(n) = modes.limit {
+        change.push_str(if change.contains('-') { "+l" } else { "l" });
+        args.push(n.to_string());
     }
     (change, args)
 }
 
 /// The modes a room has, as 324 shows them: `+mt` (`+` alone for none).
-pub fn mode_string(modes: &RoomModes) -> (String, Vec<&'static str>) {
+pub fn mode_string(modes: &RoomModes) -> (String, Vec<String>) {
     let mut s = String::from("+");
     let mut args = Vec::new();
     for (c, on) in [
@@ -475,9 +530,13 @@ pub fn mode_string(modes: &RoomModes) -> (String, Vec<&'static str>) {
         if on {
             s.push(c);
             if c == 'k' {
-                args.push("*");
+                args.push("*".to_string());
             }
         }
+    }
+    if let Some(n) = modes.limit {
+        s.push('l');
+        args.push(n.to_string());
     }
     (s, args)
 }
@@ -575,7 +634,8 @@ mod tests {
         assert!(lines.len() >= 2);
         let mut back = String::new();
         for line in &lines {
-            assert!(line.len() + 2 <= MAX_BODY, "{} bytes", line.len());
+            let without_source = line.split_once(' ').unwrap().1;
+            assert!(without_source.len() + 2 <= MAX_BODY, "{} bytes", line.len());
             back.push_str(line.split_once(" :").unwrap().1);
         }
         assert_eq!(back, long);
@@ -657,10 +717,44 @@ mod tests {
             ev(ServerMsg::Mode {
                 room: "#den".into(),
                 modes,
+                before: None,
                 by: Some("bo".into()),
                 ts: Some(1)
             }),
             ":bo!bo@chat-server MODE #den +km-istR *\r\n"
+        );
+        // With the modes before: only what changed, as IRC servers echo a MODE.
+        let before = RoomModes {
+            moderated: true,
+            limit: Some(5),
+            ..RoomModes::default()
+        };
+        assert_eq!(
+            ev(ServerMsg::Mode {
+                room: "#den".into(),
+                modes: RoomModes {
+                    limit: Some(10),
+                    topic_lock: true,
+                    ..RoomModes::default()
+                },
+                before: Some(before),
+                by: Some("bo".into()),
+                ts: Some(1)
+            }),
+            ":bo!bo@chat-server MODE #den +tl-m 10\r\n"
+        );
+        assert_eq!(
+            ev(ServerMsg::Mode {
+                room: "#den".into(),
+                modes: RoomModes::default(),
+                before: Some(RoomModes {
+                    limit: Some(5),
+                    ..RoomModes::default()
+                }),
+                by: Some("bo".into()),
+                ts: Some(1)
+            }),
+            ":bo!bo@chat-server MODE #den -l\r\n"
         );
         assert_eq!(
             ev(ServerMsg::Ping {

@@ -1272,6 +1272,7 @@ fn moderation_commands_roles_and_refused_joins() {
                 registered_only: None,
                 secret: None,
                 key: Some(Secret::new("")),
+                limit: None,
             },
         ),
         (

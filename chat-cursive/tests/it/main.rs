@@ -490,6 +490,7 @@ fn roles_show_in_the_member_list_and_moderation_reads_as_lines() {
                 registered_only: None,
                 secret: None,
                 key: None,
+                limit: None,
             },
         ]
     );
