@@ -150,6 +150,13 @@ pub enum ClientMsg {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         after: Option<String>,
     },
+    /// Asks who is in a room, or who has a name matching a mask (`*` and `?` wildcards, any
+    /// case), with what `whois` would say of each: IRC's `WHO`. A mask finds people who share a
+    /// room with the asker, and anyone by their exact name.
+    People {
+        /// A room (`#...`) or a mask.
+        target: String,
+    },
     /// Sets what `whois` shows of the connection besides its name: a user name (IRC's
     /// "ident") and a real name. Either may be left out to keep it. Unanswered.
     Profile {
@@ -541,6 +548,16 @@ pub enum ServerMsg {
         #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
         away: BTreeMap<String, String>,
     },
+    /// The answer to `people`: each person found, sorted by name.
+    People {
+        /// The room or mask, as asked.
+        target: String,
+        /// Who.
+        people: Vec<Person>,
+        /// More people matched than fit in one line.
+        #[serde(default, skip_serializing_if = "is_false")]
+        more: bool,
+    },
     /// The answer to `whois`.
     Whois {
         /// Their name, as they wrote it.
@@ -884,6 +901,36 @@ pub struct BanInfo {
     /// When it lifts itself; absent: never.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires: Option<UnixMillis>,
+}
+
+/// One person in a `people` answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Person {
+    /// Their name.
+    pub name: String,
+    /// Their user name (their name unless they set one with `profile`).
+    pub user: String,
+    /// Their real name (their name unless they set one with `profile`).
+    pub realname: String,
+    /// The account they are logged in to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    /// They are away.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub away: bool,
+    /// They are a server operator.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub operator: bool,
+    /// A room they are in, that the asker may see (the room asked about, for a room).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub room: Option<String>,
+    /// Their role there.
+    #[serde(default, skip_serializing_if = "is_member")]
+    pub role: Role,
+}
+
+fn is_member(role: &Role) -> bool {
+    *role == Role::Member
 }
 
 /// A room's modes.

@@ -1131,6 +1131,24 @@ impl Session {
             }
             ServerMsg::Away { name, reason } => self.on_away(now, name, reason),
             ServerMsg::ReadMarker { target, id } => self.on_read_marker(&target, id),
+            ServerMsg::People { target, people, .. } => {
+                let shown: Vec<String> = people
+                    .iter()
+                    .map(|p| {
+                        let mut s = format!("{}{}", p.role.prefix(), p.name);
+                        if p.away {
+                            s.push_str(" (away)");
+                        }
+                        s
+                    })
+                    .collect();
+                let text = if shown.is_empty() {
+                    format!("nobody matches {target}")
+                } else {
+                    format!("{target}: {}", shown.join(", "))
+                };
+                self.local(now, LineKind::Notice(text));
+            }
             ServerMsg::Whois {
                 name,
                 realname,

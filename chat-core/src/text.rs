@@ -114,6 +114,16 @@ pub fn clean_server_msg(mut msg: ServerMsg) -> ServerMsg {
             s(topic);
             by.iter_mut().for_each(s);
         }
+        ServerMsg::People { target, people, .. } => {
+            s(target);
+            for p in people {
+                s(&mut p.name);
+                s(&mut p.user);
+                s(&mut p.realname);
+                p.account.iter_mut().for_each(s);
+                p.room.iter_mut().for_each(s);
+            }
+        }
         ServerMsg::Whois {
             name,
             user,

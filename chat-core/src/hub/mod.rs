@@ -659,6 +659,7 @@ impl Hub {
             ClientMsg::Who { room, after } => self.cmd_who(conn, &room, after),
             ClientMsg::Whois { name } => self.cmd_whois(now, conn, &name),
             ClientMsg::Profile { user, realname } => self.cmd_profile(conn, user, realname),
+            ClientMsg::People { target } => self.cmd_people(conn, &target),
             ClientMsg::Rooms { after } => self.cmd_rooms(conn, after),
             ClientMsg::History {
                 room,

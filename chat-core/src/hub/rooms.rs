@@ -565,6 +565,92 @@ impl Hub {
         self.reply(conn, &msg);
     }
 
+    /// Who is in a room (one the asker may read), or who has a name matching a mask: of
+    /// those, the people who share a room with the asker, and anyone named exactly (as
+    /// `whois` would answer). Server operators find everyone. Each with what `whois` says, and
+    /// a room of theirs the asker may see.
+    pub(super) fn cmd_people(&mut self, conn: ConnId, target: &str) {
+        let target = target.trim();
+        let mut found: Vec<(ConnId, Option<String>)> = Vec::new();
+        if target.starts_with('#') {
+            let Some((key, _)) = self.readable_room(conn, target) else {
+                return;
+            };
+            let room = &self.rooms[&key];
+            found.extend(room.members.iter().map(|&m| (m, Some(key.clone()))));
+        } else {
+            let pattern = names::key(target);
+            let exact = !pattern.contains(['*', '?']);
+            let op = self.is_server_op(conn);
+            let mine: Vec<String> = self
+                .conns
+                .get(&conn)
+                .map(|c| c.rooms.iter().cloned().collect())
+                .unwrap_or_default();
+            for (name, devices) in &self.names {
+                let Some(&first) = devices.first() else {
+                    continue;
+                };
+                if !(exact && *name == pattern || !exact && moderation::glob(&pattern, name)) {
+                    continue;
+                }
+                let shared = mine.iter().find(|k| {
+                    self.rooms
+                        .get(*k)
+                        .is_some_and(|r| devices.iter().any(|d| r.members.contains(d)))
+                });
+                if shared.is_none() && !exact && !op {
+                    continue;
+                }
+                let room = shared.cloned().or_else(|| {
+                    let c = self.conns.get(&first)?;
+                    c.rooms
+                        .iter()
+                        .find(|k| self.may_see_membership(conn, k))
+                        .cloned()
+                });
+                found.push((first, room));
+            }
+        }
+        let mut people: Vec<crate::protocol::Person> = found
+            .into_iter()
+            .filter_map(|(who, room)| {
+                let c = self.conns.get(&who)?;
+                let name = c.name.clone()?;
+                let role = room
+                    .as_deref()
+                    .map_or(crate::protocol::Role::Member, |k| self.role_of(who, k));
+                Some(crate::protocol::Person {
+                    user: c.user.clone().unwrap_or_else(|| name.clone()),
+                    realname: c.realname.clone().unwrap_or_else(|| name.clone()),
+                    account: c.account.as_ref().map(|a| self.accounts[a].name.clone()),
+                    away: self.away.contains_key(&names::key(&name)),
+                    operator: self.is_server_op(who),
+                    room: room.map(|k| self.rooms[&k].name.clone()),
+                    role,
+                    name,
+                })
+            })
+            .collect();
+        people.sort_by_cached_key(|p| names::key(&p.name));
+        // An account on several devices is one person.
+        people.dedup_by(|a, b| names::key(&a.name) == names::key(&b.name));
+        let budget = self
+            .config
+            .max_line
+            .saturating_sub(128 + target.len())
+            .max(1);
+        let (people, more) = fit_by_size(people.into_iter(), budget, |p| {
+            p.name.len() * 2 + p.user.len() + p.realname.len() + 100
+        });
+        let msg = ServerMsg::People {
+            target: target.to_string(),
+            people,
+            more,
+        };
+        self.reply(conn, &msg);
+    }
+
     /// Keeps the user name and real name a connection gave, cleaned and cut to length.
     pub(super) fn cmd_profile(
         &mut self,

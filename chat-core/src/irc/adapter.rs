@@ -340,19 +340,14 @@ impl Adapter {
                 );
             }
             "WHO" => {
-                if p(0).starts_with('#') {
-                    let room = p(0).to_string();
-                    out.hub(
-                        ClientMsg::Who {
-                            room: room.clone(),
-                            after: None,
-                        },
-                        asked(&room),
-                    );
-                } else {
-                    let mask = if p(0).is_empty() { "*" } else { p(0) };
-                    self.numeric(&mut out.buf, "315", &[mask], "End of WHO list");
-                }
+                // A room, a nick, or a mask of nicks (`WHO` alone is `WHO *`).
+                let target = if p(0).is_empty() { "*" } else { p(0) }.to_string();
+                out.hub(
+                    ClientMsg::People {
+                        target: target.clone(),
+                    },
+                    asked(&target),
+                );
             }
             "WHOIS" => {
                 if msg.params.is_empty() {
@@ -1497,6 +1492,24 @@ impl Adapter {
                 );
             }
             ServerMsg::Ack { .. } => {}
+            ServerMsg::People { target, people, .. } => {
+                for p in people {
+                    let flags = format!(
+                        "{}{}{}",
+                        if p.away { "G" } else { "H" },
+                        if p.operator { "*" } else { "" },
+                        p.role.prefix()
+                    );
+                    let room = p.room.as_deref().unwrap_or("*");
+                    self.numeric(
+                        out,
+                        "352",
+                        &[room, &p.user, &server.name, &server.name, &p.name, &flags],
+                        &format!("0 {}", p.realname),
+                    );
+                }
+                self.numeric(out, "315", &[target], "End of WHO list");
+            }
             ServerMsg::Whois {
                 name,
                 user,
