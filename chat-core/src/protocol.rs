@@ -157,6 +157,16 @@ pub enum ClientMsg {
         /// A room (`#...`) or a mask.
         target: String,
     },
+    /// Asks for the server's counts and time: IRC's `LUSERS` and `TIME`.
+    Stats {},
+    /// Asks who used a name lately and is gone: IRC's `WHOWAS`.
+    Whowas {
+        /// The name.
+        name: String,
+        /// At most this many entries, newest first (all kept, when absent or 0).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        count: Option<u32>,
+    },
     /// Sets what `whois` shows of the connection besides its name: a user name (IRC's
     /// "ident") and a real name. Either may be left out to keep it. Unanswered.
     Profile {
@@ -548,6 +558,29 @@ pub enum ServerMsg {
         #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
         away: BTreeMap<String, String>,
     },
+    /// The answer to `stats`.
+    Stats {
+        /// Connections with a name.
+        users: u64,
+        /// The most there have been at once since the server started.
+        max_users: u64,
+        /// Connections that have not sent `hello` (or IRC registration) yet.
+        unregistered: u64,
+        /// Server operators connected.
+        operators: u64,
+        /// Rooms in memory.
+        rooms: u64,
+        /// The server's time (milliseconds since the epoch).
+        time: UnixMillis,
+    },
+    /// The answer to `whowas`: who had the name and left, newest first (empty: nobody the
+    /// server remembers).
+    Whowas {
+        /// The name, as asked.
+        name: String,
+        /// Each time it was let go.
+        entries: Vec<Departed>,
+    },
     /// The answer to `people`: each person found, sorted by name.
     People {
         /// The room or mask, as asked.
@@ -901,6 +934,19 @@ pub struct BanInfo {
     /// When it lifts itself; absent: never.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires: Option<UnixMillis>,
+}
+
+/// One entry of a `whowas` answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Departed {
+    /// Their name, as they wrote it.
+    pub name: String,
+    /// Their user name.
+    pub user: String,
+    /// Their real name.
+    pub realname: String,
+    /// When they left (milliseconds since the epoch, server time).
+    pub ts: UnixMillis,
 }
 
 /// One person in a `people` answer.

@@ -1131,6 +1131,29 @@ impl Session {
             }
             ServerMsg::Away { name, reason } => self.on_away(now, name, reason),
             ServerMsg::ReadMarker { target, id } => self.on_read_marker(&target, id),
+            ServerMsg::Stats {
+                users,
+                rooms,
+                operators,
+                ..
+            } => {
+                let text = format!(
+                    "the server has {users} people connected ({operators} operators) in {rooms} rooms"
+                );
+                self.local(now, LineKind::Notice(text));
+            }
+            ServerMsg::Whowas { name, entries } => {
+                let text = match entries.first() {
+                    None => format!("nobody called {name} left lately"),
+                    Some(e) => {
+                        let when = chrono::DateTime::from_timestamp_millis(e.ts as i64)
+                            .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+                            .unwrap_or_default();
+                        format!("{} ({}) left at {when}", e.name, e.realname)
+                    }
+                };
+                self.local(now, LineKind::Notice(text));
+            }
             ServerMsg::People { target, people, .. } => {
                 let shown: Vec<String> = people
                     .iter()

@@ -114,6 +114,15 @@ pub fn clean_server_msg(mut msg: ServerMsg) -> ServerMsg {
             s(topic);
             by.iter_mut().for_each(s);
         }
+        ServerMsg::Stats { .. } => {}
+        ServerMsg::Whowas { name, entries } => {
+            s(name);
+            for e in entries {
+                s(&mut e.name);
+                s(&mut e.user);
+                s(&mut e.realname);
+            }
+        }
         ServerMsg::People { target, people, .. } => {
             s(target);
             for p in people {

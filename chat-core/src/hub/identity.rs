@@ -64,6 +64,11 @@ impl Hub {
         };
         c.name = Some(name.clone());
         self.timers.remove(&(c.check_at, conn));
+        let named = self.conns.values().filter(|c| c.name.is_some()).count() as u64;
+        self.peak_users = self.peak_users.max(named);
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
         c.check_at = c.last_seen + self.config.ping_interval;
         self.timers.insert((c.check_at, conn));
         let shown = account.as_ref().map(|key| self.accounts[key].name.clone());

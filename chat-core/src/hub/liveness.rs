@@ -74,6 +74,9 @@ pub(super) enum Queued {
     Answered,
 }
 
+/// Departures `whowas` remembers, across all names.
+pub(super) const WHOWAS_KEPT: usize = 1000;
+
 /// Store reads one connection may have on their way; more are refused with `busy`.
 pub(super) const MAX_STORE_READS: usize = 3;
 
@@ -271,6 +274,19 @@ impl Hub {
         }
         if let Some(name) = &c.name {
             self.release_name(name, conn);
+            // The name is free now (no other device holds it): remember who had it.
+            if !self.names.contains_key(&names::key(name)) {
+                if self.departed.len() >= WHOWAS_KEPT {
+                    self.departed.pop_front();
+                }
+                let entry = crate::protocol::Departed {
+                    name: name.clone(),
+                    user: c.user.clone().unwrap_or_else(|| name.clone()),
+                    realname: c.realname.clone().unwrap_or_else(|| name.clone()),
+                    ts: self.wall,
+                };
+                self.departed.push_back((names::key(name), entry));
+            }
         }
         for key in &c.rooms {
             self.leave_room(now, key, conn);

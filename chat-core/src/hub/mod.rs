@@ -323,6 +323,10 @@ pub struct Hub {
     last_ts: UnixMillis,
     /// The wall clock, as last set by [`Hub::set_wall_clock`].
     wall: UnixMillis,
+    /// Who left lately, oldest first, at most [`liveness::WHOWAS_KEPT`]: for `whowas`.
+    departed: VecDeque<(String, crate::protocol::Departed)>,
+    /// The most connections with a name there have been at once.
+    peak_users: u64,
     /// The connection whose request runs now, and its tag ([`Input::Request`]).
     tag: Option<(ConnId, u64)>,
     outputs: VecDeque<Output>,
@@ -399,6 +403,8 @@ impl Hub {
             last_ts: 0,
             wall: 0,
             tag: None,
+            departed: VecDeque::new(),
+            peak_users: 0,
             outputs: VecDeque::new(),
             scratch: BytesMut::new(),
             shutting_down: false,
@@ -660,6 +666,8 @@ impl Hub {
             ClientMsg::Whois { name } => self.cmd_whois(now, conn, &name),
             ClientMsg::Profile { user, realname } => self.cmd_profile(conn, user, realname),
             ClientMsg::People { target } => self.cmd_people(conn, &target),
+            ClientMsg::Whowas { name, count } => self.cmd_whowas(conn, &name, count),
+            ClientMsg::Stats {} => self.cmd_stats(conn),
             ClientMsg::Rooms { after } => self.cmd_rooms(conn, after),
             ClientMsg::History {
                 room,

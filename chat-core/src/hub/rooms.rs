@@ -651,6 +651,44 @@ impl Hub {
         self.reply(conn, &msg);
     }
 
+    /// The server's counts and time.
+    pub(super) fn cmd_stats(&mut self, conn: ConnId) {
+        let users = self.conns.values().filter(|c| c.name.is_some()).count() as u64;
+        let operators = self
+            .conns
+            .keys()
+            .filter(|&&c| self.conns[&c].name.is_some() && self.is_server_op(c))
+            .count() as u64;
+        let msg = ServerMsg::Stats {
+            users,
+            max_users: self.peak_users.max(users),
+            unregistered: self.conns.len() as u64 - users,
+            operators,
+            rooms: self.rooms.len() as u64,
+            time: self.wall,
+        };
+        self.reply(conn, &msg);
+    }
+
+    /// Who had a name and left, newest first, as many as asked (all kept for 0 or none).
+    pub(super) fn cmd_whowas(&mut self, conn: ConnId, raw: &str, count: Option<u32>) {
+        let key = names::key(raw.trim());
+        let most = count.filter(|&n| n > 0).map_or(usize::MAX, |n| n as usize);
+        let entries = self
+            .departed
+            .iter()
+            .rev()
+            .filter(|(k, _)| *k == key)
+            .map(|(_, e)| e.clone())
+            .take(most)
+            .collect();
+        let msg = ServerMsg::Whowas {
+            name: raw.trim().to_string(),
+            entries,
+        };
+        self.reply(conn, &msg);
+    }
+
     /// Keeps the user name and real name a connection gave, cleaned and cut to length.
     pub(super) fn cmd_profile(
         &mut self,

@@ -447,7 +447,38 @@ impl Adapter {
                 };
                 out.hub(oper, asked(p(0)));
             }
-            "USERHOST" | "ISON" | "LUSERS" | "TIME" | "INFO" | "ADMIN" | "WHOWAS" => {
+            "WHOWAS" => {
+                if p(0).is_empty() {
+                    self.numeric(&mut out.buf, "431", &[], "No nickname given");
+                    return;
+                }
+                let nick = p(0).split(',').next().unwrap_or("").to_string();
+                // A count that is not a positive number is a full search (RFC 2812).
+                let count = msg
+                    .param(1)
+                    .and_then(|c| c.parse::<i64>().ok())
+                    .and_then(|c| u32::try_from(c).ok());
+                out.hub(
+                    ClientMsg::Whowas {
+                        name: nick.clone(),
+                        count,
+                    },
+                    asked(&nick),
+                );
+            }
+            "LUSERS" | "TIME" => out.hub(ClientMsg::Stats {}, Asked::new(cmd, "")),
+            "INFO" => {
+                let lines = [
+                    format!("{} {}", self.server.version, self.server.name),
+                    "a chat server with native clients and an IRC listener".to_string(),
+                    format!("started {}", self.server.created),
+                ];
+                for line in &lines {
+                    self.numeric(&mut out.buf, "371", &[], line);
+                }
+                self.numeric(&mut out.buf, "374", &[], "End of INFO list");
+            }
+            "USERHOST" | "ISON" | "ADMIN" => {
                 self.numeric(&mut out.buf, "421", &[cmd], "Unknown command");
             }
             _ => self.numeric(&mut out.buf, "421", &[cmd], "Unknown command"),
@@ -1492,6 +1523,56 @@ impl Adapter {
                 );
             }
             ServerMsg::Ack { .. } => {}
+            ServerMsg::Stats { time, .. } if asked == "TIME" => {
+                let when = chrono::DateTime::from_timestamp_millis(*time as i64)
+                    .map(|t| t.format("%A %B %e %Y -- %H:%M:%S +00:00").to_string())
+                    .unwrap_or_default();
+                self.numeric(out, "391", &[&server.name], &when);
+            }
+            ServerMsg::Stats {
+                users,
+                max_users,
+                unregistered,
+                operators,
+                rooms,
+                ..
+            } => {
+                let text = format!("There are {users} users and 0 invisible on 1 server(s)");
+                self.numeric(out, "251", &[], &text);
+                self.numeric(out, "252", &[&operators.to_string()], "operator(s) online");
+                self.numeric(
+                    out,
+                    "253",
+                    &[&unregistered.to_string()],
+                    "unknown connection(s)",
+                );
+                self.numeric(out, "254", &[&rooms.to_string()], "channels formed");
+                let text = format!("I have {users} clients and 0 servers");
+                self.numeric(out, "255", &[], &text);
+                let (now, max) = (users.to_string(), max_users.to_string());
+                let text = format!("Current local users {users}, max {max_users}");
+                self.numeric(out, "265", &[&now, &max], &text);
+                let text = format!("Current global users {users}, max {max_users}");
+                self.numeric(out, "266", &[&now, &max], &text);
+            }
+            ServerMsg::Whowas { name, entries } => {
+                if entries.is_empty() {
+                    self.numeric(out, "406", &[name], "There was no such nickname");
+                }
+                for e in entries {
+                    self.numeric(
+                        out,
+                        "314",
+                        &[&e.name, &e.user, &server.name, "*"],
+                        &e.realname,
+                    );
+                    let when = chrono::DateTime::from_timestamp_millis(e.ts as i64)
+                        .map(|t| t.format("%a %b %e %H:%M:%S %Y").to_string())
+                        .unwrap_or_default();
+                    self.numeric(out, "312", &[&e.name, &server.name], &when);
+                }
+                self.numeric(out, "369", &[name], "End of WHOWAS");
+            }
             ServerMsg::People { target, people, .. } => {
                 for p in people {
                     let flags = format!(
