@@ -385,7 +385,7 @@ impl Checker {
         let line = if raw.len() + 2 > irc::line::MAX_LINE {
             Err(irc::LineError::TooLong)
         } else {
-            irc::line::parse(raw)
+            irc::line::parse_client(raw)
         };
         let Some(adapter) = self.irc.get_mut(&conn) else {
             return;

@@ -744,6 +744,9 @@ pub enum ServerMsg {
         name: String,
         /// The new role.
         role: Role,
+        /// The role before, when known.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        before: Option<Role>,
         /// Who gave it (absent when the server did, as for a room's creator).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         by: Option<String>,
@@ -1083,6 +1086,8 @@ pub enum ErrorCode {
     NoSuchRoom,
     /// The room holds as many people as its limit allows.
     RoomFull,
+    /// The person invited is in the room already.
+    AlreadyInRoom,
     /// The client is not a member of that room.
     NotInRoom,
     /// No user of that name is connected.
@@ -1173,6 +1178,7 @@ impl ErrorCode {
             ErrorCode::NameTaken => "name_taken",
             ErrorCode::InvalidRoom => "invalid_room",
             ErrorCode::RoomFull => "room_full",
+            ErrorCode::AlreadyInRoom => "already_in_room",
             ErrorCode::NoSuchRoom => "no_such_room",
             ErrorCode::NotInRoom => "not_in_room",
             ErrorCode::NoSuchUser => "no_such_user",

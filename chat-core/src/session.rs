@@ -1466,6 +1466,7 @@ impl Session {
                 role,
                 by,
                 ts,
+                ..
             } => {
                 let key = names::key(&room);
                 if let Some(c) = self.conversations.get_mut(&key) {

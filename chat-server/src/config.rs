@@ -413,6 +413,13 @@ pub fn check(config: &Config) -> Vec<String> {
             config.data_dir
         ));
     }
+    if let Some(room) = config.default_room()
+        && let Err(err) = chat_core::names::normalize_room(&room)
+    {
+        problems.push(format!(
+            "default-room = {room:?}: {err} (or `none` for no default room)"
+        ));
+    }
     if let Err(err) = crate::log_filter(&config.log) {
         problems.push(format!("log = {:?}: {err}", config.log));
     }

@@ -105,6 +105,10 @@ pub struct Config {
     /// Server name announced to clients.
     #[arg(long, env = "CHAT_SERVER_NAME", default_value = "chat")]
     pub server_name: String,
+    /// The room native clients are put in when they connect, `none` for no such room. IRC
+    /// clients are never put in it: they join what they choose, as on any IRC server.
+    #[arg(long, env = "CHAT_DEFAULT_ROOM", default_value = "#lobby")]
+    pub default_room: String,
     /// Message of the day, sent to every client on connect.
     #[arg(long, env = "CHAT_MOTD")]
     pub motd: Option<String>,
@@ -291,11 +295,18 @@ impl Config {
         tls::Certificates::load(&cert, &key).map(Some)
     }
 
+    /// The default room, `None` for `none`.
+    pub fn default_room(&self) -> Option<String> {
+        let room = self.default_room.trim();
+        (!room.eq_ignore_ascii_case("none")).then(|| room.to_string())
+    }
+
     /// The configuration the hub state machine takes.
     pub fn hub_config(&self) -> HubConfig {
         let ms = |secs: f64| (secs.max(0.0) * 1000.0) as u64;
         HubConfig {
             server_name: self.server_name.clone(),
+            default_room: self.default_room().unwrap_or_default(),
             motd: self.motd.clone(),
             max_line: self.max_line,
             history: self.history,
@@ -683,7 +694,7 @@ pub async fn serve_with(
         let (store, restored) = store::Store::open(
             &config.data_dir,
             config.history,
-            std::slice::from_ref(&hub_config.default_room),
+            config.default_room().as_slice(),
             hub_config.dedupe_window,
             retention,
             store::Patience {
@@ -1706,7 +1717,7 @@ async fn read_frames(
         while let Some(line) = decoder.next_line(&mut buf) {
             let event = if irc {
                 let line = match line {
-                    Ok(l) => irc::line::parse(&l),
+                    Ok(l) => irc::line::parse_client(&l),
                     Err(_) => Err(irc::LineError::TooLong),
                 };
                 Event::IrcLine { conn, line }

@@ -82,6 +82,10 @@ class ChatServerController(BaseServerController, DirectoryBasedController):
             "off",
             "--server-name",
             "My.Little.Server",
+            # IRC clients are never put in a default room; with none, native ones are not
+            # either, and LIST shows only the rooms a test made.
+            "--default-room",
+            "none",
             "--operator",
             "operuser",
             "--max-per-ip",

@@ -9,7 +9,8 @@ pub struct HubConfig {
     pub server_name: String,
     /// Message of the day, sent in `welcome`.
     pub motd: Option<String>,
-    /// The room every client joins on `hello`.
+    /// The room every native client joins on `hello` (IRC clients choose their own); empty
+    /// for none.
     pub default_room: String,
     /// Line limit the shell's decoder enforces; announced in `welcome`.
     pub max_line: usize,

@@ -91,7 +91,10 @@ impl Hub {
         // default room: joining that would pull the other devices back into it. Clients that
         // pick their own rooms (IRC) are not put anywhere.
         let wire = self.conns.get(&conn).map_or(Wire::Json, |c| c.wire);
-        if self.other_devices(conn).is_empty() && wire.joins_default_room() {
+        if self.other_devices(conn).is_empty()
+            && wire.joins_default_room()
+            && !self.config.default_room.is_empty()
+        {
             let lobby = self.config.default_room.clone();
             self.cmd_join(now, conn, &lobby, None, None);
         }

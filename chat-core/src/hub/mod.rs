@@ -422,8 +422,11 @@ impl Hub {
             registrations: HashMap::new(),
             counters: Counters::default(),
         };
+        // An empty default room is none: native clients are not put anywhere either.
         let lobby = hub.config.default_room.clone();
-        hub.insert_room(Room::new(lobby));
+        if !lobby.is_empty() {
+            hub.insert_room(Room::new(lobby));
+        }
         hub
     }
 

@@ -776,6 +776,11 @@ impl Hub {
             self.reply(conn, &error(ErrorCode::NotPermitted, &why));
             return;
         }
+        let before = self.role_of(target, key);
+        if before == role {
+            // Given already: nothing changes, nothing to tell.
+            return;
+        }
         let room = self.rooms.get_mut(key).expect("checked");
         if role == Role::Member {
             room.guest_roles.remove(&target);
@@ -792,6 +797,7 @@ impl Hub {
             room: shown.clone(),
             name: self.name_of(target),
             role,
+            before: Some(before),
             by: Some(by.clone()),
             ts,
         };
@@ -1407,6 +1413,11 @@ impl Hub {
             self.reply(conn, &error(ErrorCode::ListFull, &why));
             return;
         }
+        let before = self.account_role(&key, &account);
+        if before == role {
+            // Given already: nothing changes, nothing to tell.
+            return;
+        }
         self.grant(&key, &account, role);
         let members: Vec<ConnId> = self.rooms[&key].members.iter().copied().collect();
         let by = self.name_of(conn);
@@ -1421,6 +1432,7 @@ impl Hub {
                 room: shown.clone(),
                 name: account_name.clone(),
                 role,
+                before: Some(before),
                 by: Some(by),
                 ts,
             },
@@ -1560,6 +1572,16 @@ impl Hub {
             );
             return;
         };
+        let inside = self
+            .names
+            .get(&target)
+            .is_some_and(|devices| devices.iter().any(|d| self.rooms[&key].members.contains(d)));
+        if inside {
+            let shown = self.rooms[&key].name.clone();
+            let why = format!("{invitee} is in {shown} already");
+            self.reply(conn, &error(ErrorCode::AlreadyInRoom, &why));
+            return;
+        }
         let wall = self.wall_now();
         let lasts_ms = match duration {
             Some(0) => None,

@@ -195,6 +195,7 @@ impl Hub {
             room: self.rooms[key].name.clone(),
             name: self.name_of(conn),
             role: crate::protocol::Role::Owner,
+            before: Some(crate::protocol::Role::Member),
             by: None,
             ts,
         };

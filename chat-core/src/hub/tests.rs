@@ -681,3 +681,37 @@ fn a_mailbox_gives_each_sender_a_share_and_new_senders_meet_the_new_sender_limit
     assert!(got.contains(r#""type":"offline""#), "{got}");
     hub.check_invariants().unwrap();
 }
+
+#[test]
+fn without_a_default_room_nobody_is_put_anywhere() {
+    let mut hub = Hub::new(HubConfig {
+        default_room: String::new(),
+        ..HubConfig::default()
+    });
+    assert_eq!(hub.room_count(), 0, "no room is made for it");
+    hello(&mut hub, 1, "ann");
+    assert!(hub.conns[&ConnId(1)].rooms.is_empty(), "ann is in no room");
+    // Rooms are made and joined as usual, and the list shows only them.
+    hub.handle(
+        0,
+        Input::Frame {
+            conn: ConnId(1),
+            frame: Ok(ClientMsg::Join {
+                room: "#den".into(),
+                since: None,
+                key: None,
+            }),
+        },
+    );
+    hub.handle(
+        0,
+        Input::Frame {
+            conn: ConnId(1),
+            frame: Ok(ClientMsg::Rooms { after: None }),
+        },
+    );
+    let sent = sent_to(&mut hub, 1);
+    assert!(sent.contains(r##""rooms":[{"name":"#den""##), "{sent}");
+    assert!(!sent.contains("#lobby"), "{sent}");
+    assert_eq!(hub.check_invariants(), Ok(()));
+}

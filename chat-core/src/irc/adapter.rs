@@ -58,6 +58,8 @@ pub struct Asked {
     pub command: String,
     /// The room or nick it was about; empty when none.
     pub target: String,
+    /// A second name it was about (the nick an INVITE is for); empty when none.
+    pub other: String,
 }
 
 impl Asked {
@@ -65,6 +67,7 @@ impl Asked {
         Self {
             command: command.to_string(),
             target: target.to_string(),
+            other: String::new(),
         }
     }
 }
@@ -360,7 +363,9 @@ impl Adapter {
             }
             "LIST" => {
                 self.numeric(&mut out.buf, "321", &["Channel"], "Users  Name");
-                out.hub(ClientMsg::Rooms { after: None }, asked(""));
+                // `LIST #a,#b` lists those rooms only.
+                let only = if p(0).starts_with('#') { p(0) } else { "" };
+                out.hub(ClientMsg::Rooms { after: None }, asked(only));
             }
             "MODE" => self.mode(&msg, out),
             "KICK" => {
@@ -386,7 +391,11 @@ impl Adapter {
                     name: p(0).to_string(),
                     duration: None,
                 };
-                out.hub(invite, asked(p(1)));
+                let about = Asked {
+                    other: p(0).to_string(),
+                    ..Asked::new(cmd, p(1))
+                };
+                out.hub(invite, about);
             }
             "KILL" => {
                 if msg.params.is_empty() {
@@ -1399,7 +1408,17 @@ impl Adapter {
                 }
             }
             ServerMsg::RoomList { rooms, more, .. } => {
-                for r in rooms {
+                let only: Vec<String> = self
+                    .asked
+                    .target
+                    .split(',')
+                    .filter(|t| !t.is_empty())
+                    .map(names::key)
+                    .collect();
+                for r in rooms
+                    .iter()
+                    .filter(|r| only.is_empty() || only.contains(&names::key(&r.name)))
+                {
                     self.numeric(out, "322", &[&r.name, &r.members.to_string()], &r.topic);
                 }
                 if *more && let Some(last) = rooms.last() {
@@ -1694,8 +1713,11 @@ impl Adapter {
             format!("CHATHISTORY={MAX_HISTORY}"),
             "MSGREFTYPES=msgid,timestamp".to_string(),
         ];
-        let params: Vec<&str> = tokens.iter().map(String::as_str).collect();
-        self.numeric(out, "005", &params, "are supported by this server");
+        // At most 13 tokens a line: with the nick and the text, 15 parameters.
+        for line in tokens.chunks(13) {
+            let params: Vec<&str> = line.iter().map(String::as_str).collect();
+            self.numeric(out, "005", &params, "are supported by this server");
+        }
     }
 
     fn motd(&self, out: &mut BytesMut) {
@@ -1758,6 +1780,12 @@ impl Adapter {
         }
         let room_cmd = matches!(cmd, "MODE" | "KICK" | "TOPIC" | "INVITE");
         let (numeric, params): (&str, Vec<&str>) = match code {
+            // NAMES of a room that is not there (or not to be seen) is an empty list.
+            ErrorCode::NoSuchRoom | ErrorCode::InvalidRoom | ErrorCode::NotInRoom
+                if cmd == "NAMES" =>
+            {
+                ("366", vec![t])
+            }
             ErrorCode::LineTooLong => ("417", vec![]),
             ErrorCode::NotRegistered => ("451", vec![]),
             ErrorCode::AlreadyRegistered => ("462", vec![]),
@@ -1767,7 +1795,9 @@ impl Adapter {
             ErrorCode::NoSuchRoom => ("403", vec![t]),
             ErrorCode::NotInRoom if cmd == "PRIVMSG" || cmd == "NOTICE" => ("404", vec![t]),
             ErrorCode::NotInRoom => ("442", vec![t]),
+            ErrorCode::NoSuchUser if cmd == "INVITE" => ("401", vec![asked.other.as_str()]),
             ErrorCode::NoSuchUser => ("401", vec![t]),
+            ErrorCode::AlreadyInRoom => ("443", vec![asked.other.as_str(), t]),
             ErrorCode::EmptyText => ("412", vec![]),
             ErrorCode::TooManyRooms => ("405", vec![t]),
             ErrorCode::NotPermitted if room_cmd => ("482", vec![t]),

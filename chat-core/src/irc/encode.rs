@@ -162,11 +162,19 @@ pub fn event(server: &ServerInfo, caps: Caps, msg: &ServerMsg, out: &mut BytesMu
             room,
             name,
             role,
+            before,
             by,
             ts,
         } => {
             let source = by.as_deref().map_or_else(|| server.name.clone(), user);
-            let (change, count) = role_change(*role);
+            let (change, count) = match before {
+                Some(before) => role_diff(*before, *role),
+                None => (role_change(*role).0.to_string(), role_change(*role).1),
+            };
+            if count == 0 {
+                return;
+            }
+            let change = change.as_str();
             let mut params = vec![room.as_str(), change];
             params.extend(std::iter::repeat_n(name.as_str(), count));
             emit(out, tags(caps, Some(*ts), None), &source, "MODE", &params);
@@ -428,6 +436,23 @@ pub fn parse_mask(mask: &str) -> (String, bool) {
 
 /// The MODE change that leaves someone with exactly `role`, and how many times the nick
 /// follows it.
+/// A role's change as IRC writes it, with how many times the nick follows: `+o` from nothing,
+/// `-v+o` from voice, `-q` to nothing.
+fn role_diff(before: Role, after: Role) -> (String, usize) {
+    let letter = |r: Role| match r {
+        Role::Owner => Some('q'),
+        Role::Op => Some('o'),
+        Role::Voice => Some('v'),
+        Role::Member => None,
+    };
+    match (letter(before), letter(after)) {
+        (Some(b), Some(a)) if a != b => (format!("-{b}+{a}"), 2),
+        (None, Some(a)) => (format!("+{a}"), 1),
+        (Some(b), None) => (format!("-{b}"), 1),
+        _ => (String::new(), 0),
+    }
+}
+
 fn role_change(role: Role) -> (&'static str, usize) {
     match role {
         Role::Owner => ("-ov+q", 3),
@@ -703,11 +728,28 @@ mod tests {
                 room: "#den".into(),
                 name: "cy".into(),
                 role: Role::Op,
+                before: None,
                 by: Some("bo".into()),
                 ts: 1
             }),
             ":bo!bo@chat-server MODE #den -qv+o cy cy cy\r\n"
         );
+        // Knowing the role before, only the change: +o from nothing, -v+o from voice, -o.
+        for (before, after, line) in [
+            (Role::Member, Role::Op, "MODE #den +o cy\r\n"),
+            (Role::Voice, Role::Op, "MODE #den -v+o cy cy\r\n"),
+            (Role::Op, Role::Member, "MODE #den -o cy\r\n"),
+        ] {
+            let out = ev(ServerMsg::Role {
+                room: "#den".into(),
+                name: "cy".into(),
+                role: after,
+                before: Some(before),
+                by: Some("bo".into()),
+                ts: 1,
+            });
+            assert!(out.ends_with(line), "{out}");
+        }
         let modes = RoomModes {
             moderated: true,
             key: true,

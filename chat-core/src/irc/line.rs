@@ -11,6 +11,9 @@ use bytes::{BufMut, BytesMut};
 pub const MAX_BODY: usize = 512;
 /// Most bytes of a line's tag section, its `@` and the space after it included.
 pub const MAX_TAGS: usize = 8191;
+/// Most bytes of the tag section of a line a client sends (IRCv3 message-tags: 4094 bytes of
+/// tag data, with its `@` and the space after it).
+pub const MAX_CLIENT_TAGS: usize = 4096;
 /// Most bytes a line may take on the wire, to size the line decoder.
 pub const MAX_LINE: usize = MAX_TAGS + MAX_BODY;
 /// Most parameters a message has; further words belong to the last one (RFC 2812).
@@ -69,6 +72,18 @@ impl Message {
     pub fn param(&self, i: usize) -> Option<&str> {
         self.params.get(i).map(String::as_str)
     }
+}
+
+/// Parses one line a client sent, without its line ending: [`parse`], with the tag section held
+/// to what a client may send ([`MAX_CLIENT_TAGS`]).
+pub fn parse_client(line: &[u8]) -> Result<Message, LineError> {
+    if line.first() == Some(&b'@') {
+        let tags = line.iter().position(|&b| b == b' ').unwrap_or(line.len()) + 1;
+        if tags > MAX_CLIENT_TAGS {
+            return Err(LineError::TooLong);
+        }
+    }
+    parse(line)
 }
 
 /// Parses one line without its line ending (as [`crate::codec::LineDecoder`] yields it).
@@ -279,6 +294,11 @@ mod tests {
         assert!(parse(long.as_bytes()).is_ok());
         let longer = format!("{long}x");
         assert_eq!(parse(longer.as_bytes()), Err(LineError::TooLong));
+        // A client's tags: 4096 bytes with the `@` and the space, no more.
+        let client = format!("@+a={} PING x", "v".repeat(MAX_CLIENT_TAGS - 5));
+        assert!(parse_client(client.as_bytes()).is_ok());
+        let client = format!("@+a={} PING x", "v".repeat(MAX_CLIENT_TAGS - 4));
+        assert_eq!(parse_client(client.as_bytes()), Err(LineError::TooLong));
         // "@a=" and the space after the tags count too: 8191 bytes in all is the most.
         let tags = format!("@a={} PING x", "v".repeat(MAX_TAGS - 4));
         assert!(parse(tags.as_bytes()).is_ok());

@@ -445,7 +445,7 @@ impl Harness {
         let mut lines = Vec::new();
         while let Some(line) = decoder.next_line(buf) {
             lines.push(match line {
-                Ok(l) => irc::line::parse(&l),
+                Ok(l) => irc::line::parse_client(&l),
                 Err(_) => Err(irc::LineError::TooLong),
             });
         }
