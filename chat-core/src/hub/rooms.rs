@@ -262,12 +262,25 @@ impl Hub {
             self.rooms[key].members.iter().copied().collect()
         };
         let ts = self.stamp();
+        let name = self.name_of(conn);
         let msg = ServerMsg::Join {
             room: self.rooms[key].name.clone(),
-            name: self.name_of(conn),
+            name: name.clone(),
             ts,
         };
+        let others: Vec<ConnId> = to.iter().copied().filter(|&m| m != conn).collect();
         self.send(to, &msg);
+        // Someone away who joins is away to the room too (IRC's away-notify does the same).
+        if let Some(reason) = self.away.get(&names::key(&name)).cloned()
+            && !present
+            && !others.is_empty()
+        {
+            let away = ServerMsg::Away {
+                name,
+                reason: Some(reason),
+            };
+            self.send(others, &away);
+        }
     }
 
     /// What a member gets on joining: the topic, the members, and history.

@@ -1374,10 +1374,17 @@ impl Adapter {
                         );
                     }
                 } else {
+                    let full = self.caps.has(Cap::UserhostInNames);
                     let entries: Vec<String> = names
                         .iter()
                         .map(prefixed)
-                        .map(|(n, p)| format!("{p}{n}"))
+                        .map(|(n, p)| {
+                            if full {
+                                format!("{p}{}", mask(&n, &server))
+                            } else {
+                                format!("{p}{n}")
+                            }
+                        })
                         .collect();
                     let budget = 400usize.saturating_sub(room.len() + self.name.len());
                     let mut line = String::new();

@@ -45,11 +45,13 @@ pub enum Cap {
     Multiline = 1 << 8,
     /// `away-notify`: `AWAY` when someone sharing a channel goes away or comes back.
     AwayNotify = 1 << 9,
+    /// `userhost-in-names`: NAMES lists `nick!user@host`.
+    UserhostInNames = 1 << 10,
 }
 
 impl Cap {
     /// Every capability offered, in the order `CAP LS` lists them.
-    pub const ALL: [Cap; 10] = [
+    pub const ALL: [Cap; 11] = [
         Cap::AwayNotify,
         Cap::Batch,
         Cap::CapNotify,
@@ -60,6 +62,7 @@ impl Cap {
         Cap::MultiPrefix,
         Cap::Sasl,
         Cap::ServerTime,
+        Cap::UserhostInNames,
     ];
 
     /// Its name in `CAP`.
@@ -75,6 +78,7 @@ impl Cap {
             Cap::Chathistory => "draft/chathistory",
             Cap::Multiline => "draft/multiline",
             Cap::AwayNotify => "away-notify",
+            Cap::UserhostInNames => "userhost-in-names",
         }
     }
 
