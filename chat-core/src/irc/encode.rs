@@ -291,7 +291,7 @@ fn param(p: &str, last: bool) -> String {
 }
 
 /// Writes a message as PRIVMSG lines: one per line of text, each cut (at a space when there is
-/// one) so that the line without its source, `PRIVMSG target :text\r\n`, fits 512 bytes: what
+/// one) so that the line without its source, `PRIVMSG target text\r\n`, fits 512 bytes: what
 /// an IRC client may send is relayed whole, as one line, with its source before it, as ergo
 /// and InspIRCd do. An action is a CTCP ACTION. The `msgid` goes on the first line only.
 pub(crate) fn privmsg(
@@ -317,9 +317,10 @@ pub(crate) fn privmsg_lines(
     action: bool,
     multiline: Option<crate::protocol::MsgId>,
 ) {
-    // "PRIVMSG target :" and "\r\n", and the CTCP framing of an action; the source is not
-    // counted (a client's line of 512 bytes arrives whole).
-    let overhead = 8 + target.len() + 2 + 2 + if action { 9 } else { 0 };
+    // "PRIVMSG target " and "\r\n", and the CTCP framing of an action; neither the source
+    // nor the colon marking the text is counted: a client's line of 512 bytes arrives whole,
+    // whether it wrote the colon or not.
+    let overhead = 8 + target.len() + 1 + 2 + if action { 9 } else { 0 };
     let room = MAX_BODY.saturating_sub(overhead).max(16);
     // NUL, CR and the CTCP delimiter cannot travel inside an IRC message.
     let text: std::borrow::Cow<'_, str> = if text.contains(['\0', '\r', '\u{1}']) {
@@ -651,6 +652,16 @@ mod tests {
     }
 
     #[test]
+    fn a_full_line_from_a_client_is_relayed_whole() {
+        let s = ServerInfo::default();
+        // `PRIVMSG #den <text>` with no colon, as long as a client may send: 512 bytes.
+        let long = "a".repeat(512 - "PRIVMSG #den ".len() - 2);
+        let out = text(&s, Caps::default(), &message(&long, false));
+        assert_eq!(out.matches("\r\n").count(), 1, "one line: {out}");
+        assert!(out.ends_with(&format!(" :{long}\r\n")));
+    }
+
+    #[test]
     fn long_text_is_cut_to_fit_512_bytes() {
         let s = ServerInfo::default();
         let long = format!("{} {}", "a".repeat(300), "é".repeat(300));
@@ -660,7 +671,8 @@ mod tests {
         let mut back = String::new();
         for line in &lines {
             let without_source = line.split_once(' ').unwrap().1;
-            assert!(without_source.len() + 2 <= MAX_BODY, "{} bytes", line.len());
+            // The colon before the text is not counted (a client may leave it out).
+            assert!(without_source.len() + 1 <= MAX_BODY, "{} bytes", line.len());
             back.push_str(line.split_once(" :").unwrap().1);
         }
         assert_eq!(back, long);

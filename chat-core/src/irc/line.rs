@@ -88,6 +88,16 @@ pub fn parse_client(line: &[u8]) -> Result<Message, LineError> {
 
 /// Parses one line without its line ending (as [`crate::codec::LineDecoder`] yields it).
 pub fn parse(line: &[u8]) -> Result<Message, LineError> {
+    parse_with(line, true)
+}
+
+/// Parses a line the server wrote, which may pass 512 bytes by its source (see
+/// [`crate::irc::encode`]): [`parse`] without the length limits.
+pub fn parse_sent(line: &[u8]) -> Result<Message, LineError> {
+    parse_with(line, false)
+}
+
+fn parse_with(line: &[u8], limits: bool) -> Result<Message, LineError> {
     let (tag_part, body) = match line.first() {
         Some(b'@') => match line.iter().position(|&b| b == b' ') {
             Some(space) => (&line[1..space], &line[space + 1..]),
@@ -95,10 +105,10 @@ pub fn parse(line: &[u8]) -> Result<Message, LineError> {
         },
         _ => (&line[..0], line),
     };
-    if !tag_part.is_empty() && tag_part.len() + 2 > MAX_TAGS {
+    if limits && !tag_part.is_empty() && tag_part.len() + 2 > MAX_TAGS {
         return Err(LineError::TooLong);
     }
-    if body.len() + 2 > MAX_BODY {
+    if limits && body.len() + 2 > MAX_BODY {
         return Err(LineError::TooLong);
     }
     let tag_part = std::str::from_utf8(tag_part).map_err(|_| LineError::InvalidUtf8)?;
