@@ -588,7 +588,7 @@ fn check_irc(bytes: &[u8]) {
         };
         // Nor the colon before a relayed message's text: a client may have left it out.
         assert!(
-            body.len() + 1 <= irc::line::MAX_BODY,
+            body.len() < irc::line::MAX_BODY,
             "an IRC line of {} bytes",
             body.len() + 2
         );
