@@ -762,6 +762,9 @@ pub enum ServerMsg {
         /// The modes before, when this announces a change.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         before: Option<RoomModes>,
+        /// When the room was made (or last loaded from the store), in the answer to a query.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        created: Option<UnixMillis>,
         /// Who changed them, when this announces a change.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         by: Option<String>,
@@ -1088,6 +1091,8 @@ pub enum ErrorCode {
     RoomFull,
     /// The person invited is in the room already.
     AlreadyInRoom,
+    /// The person named (to kick, or to give a guest a role) is not in the room.
+    NotThere,
     /// The client is not a member of that room.
     NotInRoom,
     /// No user of that name is connected.
@@ -1179,6 +1184,7 @@ impl ErrorCode {
             ErrorCode::InvalidRoom => "invalid_room",
             ErrorCode::RoomFull => "room_full",
             ErrorCode::AlreadyInRoom => "already_in_room",
+            ErrorCode::NotThere => "not_there",
             ErrorCode::NoSuchRoom => "no_such_room",
             ErrorCode::NotInRoom => "not_in_room",
             ErrorCode::NoSuchUser => "no_such_user",

@@ -754,9 +754,16 @@ impl Hub {
             .and_then(|c| c.first().copied())
             .filter(|t| self.rooms[key].members.contains(t));
         let Some(target) = target else {
-            let why =
-                format!("{name} is not in {shown} (a guest's role lasts while they are in it)");
-            self.reply(conn, &error(ErrorCode::NoSuchUser, &why));
+            let err = if self.names.contains_key(&names::key(name)) {
+                let why =
+                    format!("{name} is not in {shown} (a guest's role lasts while they are in it)");
+                error(ErrorCode::NotThere, &why)
+            } else {
+                let why =
+                    format!("nobody called {name} is connected, and no account has that name");
+                error(ErrorCode::NoSuchUser, &why)
+            };
+            self.reply(conn, &err);
             return;
         };
         if role == Role::Owner {
@@ -1125,11 +1132,19 @@ impl Hub {
         let Some(&first) = gone.first() else {
             self.reply(
                 conn,
-                &error(ErrorCode::NoSuchUser, &format!("{name} is not in {shown}")),
+                &error(ErrorCode::NotThere, &format!("{name} is not in {shown}")),
             );
             return;
         };
-        if first != conn && self.power_of(first, &key) >= self.power_of(conn, &key) {
+        // An operator may remove another operator, as on IRC; an owner is removed only by
+        // someone above them (a server operator).
+        let (theirs, mine) = (self.power_of(first, &key), self.power_of(conn, &key));
+        let above = if theirs == power(Role::Op) {
+            theirs > mine
+        } else {
+            theirs >= mine
+        };
+        if first != conn && above {
             let who = self.name_of(first);
             self.reply(
                 conn,
@@ -1474,6 +1489,7 @@ impl Hub {
                 room: room.name.clone(),
                 modes: room.settings.modes(),
                 before: None,
+                created: Some(room.created),
                 by: None,
                 ts: None,
             };
@@ -1529,6 +1545,7 @@ impl Hub {
                 room: shown.clone(),
                 modes,
                 before: Some(before),
+                created: None,
                 by: Some(by),
                 ts: Some(ts),
             },
@@ -1870,6 +1887,7 @@ impl Hub {
                 room: shown.clone(),
                 modes,
                 before: Some(before),
+                created: None,
                 by: Some(by),
                 ts: Some(ts),
             },

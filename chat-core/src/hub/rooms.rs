@@ -25,6 +25,8 @@ pub struct Room {
     /// it is its operator, as IRC servers make whoever creates a channel, and operators may
     /// give guests operator or voice. Not stored: a guest's role ends when they leave.
     pub(super) guest_roles: HashMap<ConnId, crate::protocol::Role>,
+    /// When it came into memory (made, or loaded from the store), on the wall clock.
+    pub(super) created: UnixMillis,
 }
 
 impl Room {
@@ -39,6 +41,7 @@ impl Room {
             empty_since: None,
             settings: RoomSettings::default(),
             guest_roles: HashMap::new(),
+            created: 0,
         }
     }
 
@@ -792,7 +795,8 @@ impl Hub {
     }
 
     /// Adds a room to memory.
-    pub(super) fn insert_room(&mut self, room: Room) {
+    pub(super) fn insert_room(&mut self, mut room: Room) {
+        room.created = self.wall;
         let key = names::key(&room.name);
         self.room_skeletons
             .insert(names::skeleton(&room.name), key.clone());

@@ -373,13 +373,24 @@ impl Adapter {
                     return self.need_more(out, cmd);
                 }
                 let reason = msg.param(2).filter(|r| !r.is_empty()).map(str::to_string);
-                for name in p(1).split(',').take(MAX_TARGETS) {
+                // `KICK #a nick1,nick2`, or rooms paired with nicks: `KICK #a,#b n1,n2`.
+                let rooms: Vec<&str> = p(0).split(',').collect();
+                for (i, name) in p(1).split(',').take(MAX_TARGETS).enumerate() {
+                    let room = if rooms.len() > 1 {
+                        rooms.get(i).copied().unwrap_or("")
+                    } else {
+                        rooms[0]
+                    };
                     let kick = ClientMsg::Kick {
-                        room: p(0).to_string(),
+                        room: room.to_string(),
                         name: name.to_string(),
                         reason: reason.clone(),
                     };
-                    out.hub(kick, asked(p(0)));
+                    let about = Asked {
+                        other: name.to_string(),
+                        ..Asked::new(cmd, room)
+                    };
+                    out.hub(kick, about);
                 }
             }
             "INVITE" => {
@@ -1131,7 +1142,11 @@ impl Adapter {
                         name: name.clone(),
                         role,
                     };
-                    out.hub(hub, Asked::new("MODE", target));
+                    let about = Asked {
+                        other: name.clone(),
+                        ..Asked::new("MODE", target)
+                    };
+                    out.hub(hub, about);
                 }
                 'i' | 'm' | 's' | 't' | 'R' | 'k' | 'l' => {
                     if let ClientMsg::Mode {
@@ -1509,12 +1524,17 @@ impl Adapter {
                 room,
                 modes,
                 by: None,
+                created,
                 ..
             } => {
                 let (modes, args) = mode_string(modes);
                 let mut params = vec![room.as_str(), modes.as_str()];
                 params.extend(args.iter().map(String::as_str));
                 self.numeric_params(out, "324", &params);
+                if let Some(created) = created {
+                    let secs = (created / 1000).to_string();
+                    self.numeric_params(out, "329", &[room, &secs]);
+                }
             }
             ServerMsg::Invite { room, name, by, .. } => {
                 if names::key(name) == names::key(&self.name) {
@@ -1802,9 +1822,12 @@ impl Adapter {
             ErrorCode::NoSuchRoom => ("403", vec![t]),
             ErrorCode::NotInRoom if cmd == "PRIVMSG" || cmd == "NOTICE" => ("404", vec![t]),
             ErrorCode::NotInRoom => ("442", vec![t]),
-            ErrorCode::NoSuchUser if cmd == "INVITE" => ("401", vec![asked.other.as_str()]),
+            ErrorCode::NoSuchUser if matches!(cmd, "INVITE" | "MODE" | "KICK") => {
+                ("401", vec![asked.other.as_str()])
+            }
             ErrorCode::NoSuchUser => ("401", vec![t]),
             ErrorCode::AlreadyInRoom => ("443", vec![asked.other.as_str(), t]),
+            ErrorCode::NotThere => ("441", vec![asked.other.as_str(), t]),
             ErrorCode::EmptyText => ("412", vec![]),
             ErrorCode::TooManyRooms => ("405", vec![t]),
             ErrorCode::NotPermitted if room_cmd => ("482", vec![t]),

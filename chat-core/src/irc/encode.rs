@@ -185,6 +185,7 @@ pub fn event(server: &ServerInfo, caps: Caps, msg: &ServerMsg, out: &mut BytesMu
             before,
             by: Some(by),
             ts,
+            ..
         } => {
             let (change, args) = match before {
                 Some(before) => mode_diff(before, modes),
@@ -772,6 +773,7 @@ mod tests {
                 room: "#den".into(),
                 modes,
                 before: None,
+                created: None,
                 by: Some("bo".into()),
                 ts: Some(1)
             }),
@@ -792,6 +794,7 @@ mod tests {
                     ..RoomModes::default()
                 },
                 before: Some(before),
+                created: None,
                 by: Some("bo".into()),
                 ts: Some(1)
             }),
@@ -805,6 +808,7 @@ mod tests {
                     limit: Some(5),
                     ..RoomModes::default()
                 }),
+                created: None,
                 by: Some("bo".into()),
                 ts: Some(1)
             }),
