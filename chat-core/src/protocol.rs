@@ -557,6 +557,9 @@ pub enum ServerMsg {
         /// The members of this page who are away, with their reasons.
         #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
         away: BTreeMap<String, String>,
+        /// The room is secret (its members see it; nobody else does).
+        #[serde(default, skip_serializing_if = "is_false")]
+        secret: bool,
     },
     /// The answer to `stats`.
     Stats {

@@ -1063,6 +1063,7 @@ impl Session {
                 more,
                 after,
                 away,
+                ..
             } => {
                 let key = names::key(&room);
                 let mut total = names.len();

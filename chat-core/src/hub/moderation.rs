@@ -103,7 +103,7 @@ impl RoomSettings {
     }
 
     /// The modes as members see them.
-    fn modes(&self) -> RoomModes {
+    pub(super) fn modes(&self) -> RoomModes {
         RoomModes {
             key: self.key.is_some(),
             ..self.modes

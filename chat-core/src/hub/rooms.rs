@@ -524,6 +524,7 @@ impl Hub {
             more,
             after,
             away,
+            secret: room.settings.modes().secret,
         };
         self.reply(conn, &msg);
     }
@@ -595,6 +596,20 @@ impl Hub {
             };
             let room = &self.rooms[&key];
             found.extend(room.members.iter().map(|&m| (m, Some(key.clone()))));
+        } else if target.contains(',') {
+            // A list of exact names (IRC's USERHOST): anyone connected by each.
+            for name in target.split(',').take(10) {
+                let Some(&first) = self.names.get(&names::key(name)).and_then(|d| d.first()) else {
+                    continue;
+                };
+                let room = self.conns.get(&first).and_then(|c| {
+                    c.rooms
+                        .iter()
+                        .find(|k| self.may_see_membership(conn, k))
+                        .cloned()
+                });
+                found.push((first, room));
+            }
         } else {
             let pattern = names::key(target);
             let exact = !pattern.contains(['*', '?']);

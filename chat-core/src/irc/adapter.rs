@@ -498,7 +498,16 @@ impl Adapter {
                 }
                 self.numeric(&mut out.buf, "374", &[], "End of INFO list");
             }
-            "USERHOST" | "ISON" | "ADMIN" => {
+            "USERHOST" => {
+                if msg.params.is_empty() {
+                    return self.need_more(out, cmd);
+                }
+                // Up to 5 nicks, each found by its exact name.
+                let nicks: Vec<&str> = msg.params.iter().take(5).map(String::as_str).collect();
+                let target = format!("{},", nicks.join(","));
+                out.hub(ClientMsg::People { target }, Asked::new(cmd, ""));
+            }
+            "ISON" | "ADMIN" => {
                 self.numeric(&mut out.buf, "421", &[cmd], "Unknown command");
             }
             _ => self.numeric(&mut out.buf, "421", &[cmd], "Unknown command"),
@@ -1370,6 +1379,7 @@ impl Adapter {
                 roles,
                 more,
                 away,
+                secret,
                 ..
             } => {
                 let who = asked == "WHO";
@@ -1390,6 +1400,8 @@ impl Adapter {
                     }
                 } else {
                     let full = self.caps.has(Cap::UserhostInNames);
+                    // `@` marks a secret room, `=` any other (RFC 2812).
+                    let kind = if *secret { "@" } else { "=" };
                     let entries: Vec<String> = names
                         .iter()
                         .map(prefixed)
@@ -1405,7 +1417,7 @@ impl Adapter {
                     let mut line = String::new();
                     for entry in entries {
                         if !line.is_empty() && line.len() + 1 + entry.len() > budget {
-                            self.numeric(out, "353", &["=", room], &line);
+                            self.numeric(out, "353", &[kind, room], &line);
                             line.clear();
                         }
                         if !line.is_empty() {
@@ -1414,7 +1426,7 @@ impl Adapter {
                         line.push_str(&entry);
                     }
                     if !line.is_empty() {
-                        self.numeric(out, "353", &["=", room], &line);
+                        self.numeric(out, "353", &[kind, room], &line);
                     }
                 }
                 if *more && let Some(last) = names.last() {
@@ -1618,6 +1630,22 @@ impl Adapter {
                     self.numeric(out, "312", &[&e.name, &server.name], &when);
                 }
                 self.numeric(out, "369", &[name], "End of WHOWAS");
+            }
+            ServerMsg::People { people, .. } if asked == "USERHOST" => {
+                let replies: Vec<String> = people
+                    .iter()
+                    .map(|p| {
+                        format!(
+                            "{}{}={}{}@{}",
+                            p.name,
+                            if p.operator { "*" } else { "" },
+                            if p.away { "-" } else { "+" },
+                            p.user,
+                            server.name
+                        )
+                    })
+                    .collect();
+                self.numeric(out, "302", &[], &replies.join(" "));
             }
             ServerMsg::People { target, people, .. } => {
                 for p in people {

@@ -194,6 +194,7 @@ fn server_msg_more() -> impl Strategy<Value = ServerMsg> {
         )
             .prop_map(|(room, names, more, after)| ServerMsg::Members {
                 roles: Default::default(),
+                secret: more,
                 away: names
                     .iter()
                     .take(1)
