@@ -744,6 +744,16 @@ impl Hub {
         self.store_room_settings(key);
     }
 
+    /// Over IRC, voice is a flag of its own: `+v` on an operator (or owner) adds nothing they
+    /// lack, so it changes nothing here, rather than lowering them to voice.
+    fn adds_nothing(&self, conn: ConnId, before: Role, role: Role) -> bool {
+        let irc = self
+            .conns
+            .get(&conn)
+            .is_some_and(|c| matches!(c.wire, Wire::Irc(_)));
+        irc && role == Role::Voice && before > Role::Voice
+    }
+
     /// A role for a guest in the room, while they stay in it: operator or voice (ownership
     /// is an account's), given by someone above them, never above the giver.
     fn guest_role(&mut self, conn: ConnId, key: &str, name: &str, role: Role) {
@@ -769,6 +779,9 @@ impl Hub {
         if role == Role::Owner {
             let why = format!("an owner is a registered account, and {name} is a guest");
             self.reply(conn, &error(ErrorCode::AccountRequired, &why));
+            return;
+        }
+        if self.adds_nothing(conn, self.role_of(target, key), role) {
             return;
         }
         let mine = self.power_of(conn, key);
@@ -1384,6 +1397,9 @@ impl Hub {
             self.guest_role(conn, &key, name, role);
             return;
         };
+        if self.adds_nothing(conn, self.account_role(&key, &account), role) {
+            return;
+        }
         let mine = self.power_of(conn, &key);
         let theirs = power(self.account_role(&key, &account));
         let own = self.logged_in(conn).as_deref() == Some(account.as_str());
