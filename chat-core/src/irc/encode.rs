@@ -550,6 +550,8 @@ pub fn mode_string(modes: &RoomModes) -> (String, Vec<String>) {
         ('i', modes.invite_only),
         ('k', modes.key),
         ('m', modes.moderated),
+        // No messages from outside: always so, and said so.
+        ('n', true),
         ('s', modes.secret),
         ('t', modes.topic_lock),
         ('R', modes.registered_only),
