@@ -902,6 +902,15 @@ pub enum Role {
     Owner,
 }
 
+/// Rooms with the prefix of a role in each (`~#den #lobby`), as `whois` answers are shown.
+pub fn rooms_with_roles(rooms: &[String], roles: &BTreeMap<String, Role>) -> String {
+    let shown: Vec<String> = rooms
+        .iter()
+        .map(|r| format!("{}{r}", roles.get(r).copied().unwrap_or_default().prefix()))
+        .collect();
+    shown.join(" ")
+}
+
 impl Role {
     /// The prefix text clients show before a member's name: `~` owner, `@` op, `+` voice.
     pub fn prefix(self) -> &'static str {

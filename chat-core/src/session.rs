@@ -1199,14 +1199,8 @@ impl Session {
                     text.push_str(", a server operator");
                 }
                 if !rooms.is_empty() {
-                    let shown: Vec<String> = rooms
-                        .iter()
-                        .map(|r| {
-                            let role = roles.get(r).copied().unwrap_or_default();
-                            format!("{}{r}", role.prefix())
-                        })
-                        .collect();
-                    text.push_str(&format!("; in {}", shown.join(" ")));
+                    let shown = crate::protocol::rooms_with_roles(&rooms, &roles);
+                    text.push_str(&format!("; in {shown}"));
                 }
                 if let Some(reason) = away {
                     text.push_str(&format!("; away: {reason}"));

@@ -209,16 +209,7 @@ fn ngircd() -> anyhow::Result<()> {
         return Ok(());
     }
     eprintln!("xtask: installing ngircd (Debian)");
-    let apt = |args: &[&str]| {
-        Command::new("apt-get")
-            .args(args)
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    let ok = apt(&["update", "-qq"]) && apt(&["install", "-y", "-qq", "ngircd"]);
-    anyhow::ensure!(ok, "could not install ngircd (run as root, or install it)");
-    Ok(())
+    crate::apt_install(&["ngircd"])
 }
 
 /// One test's outcome.

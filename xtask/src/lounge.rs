@@ -46,18 +46,7 @@ fn chromium() -> anyhow::Result<String> {
         }
     }
     eprintln!("xtask: installing chromium (Debian)");
-    let apt = |args: &[&str]| {
-        Command::new("apt-get")
-            .args(args)
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    let ok = apt(&["update", "-qq"]) && apt(&["install", "-y", "-qq", "chromium"]);
-    anyhow::ensure!(
-        ok,
-        "could not install chromium (run as root, or install it)"
-    );
+    crate::apt_install(&["chromium"])?;
     Ok("/usr/bin/chromium".into())
 }
 

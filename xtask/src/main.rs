@@ -137,21 +137,7 @@ fn test(extra: &[String]) -> anyhow::Result<()> {
         missing.push("systemd");
     }
     if !missing.is_empty() {
-        let apt = |args: &[&str]| {
-            Command::new("apt-get")
-                .args(args)
-                .env("DEBIAN_FRONTEND", "noninteractive")
-                .status()
-        };
-        let mut install = vec!["install", "-y", "-qq"];
-        install.extend(&missing);
-        let installed = apt(&["update", "-qq"]).is_ok_and(|s| s.success())
-            && apt(&install).is_ok_and(|s| s.success());
-        anyhow::ensure!(
-            installed,
-            "could not install {} (run as root, or install them)",
-            missing.join(" ")
-        );
+        apt_install(&missing)?;
     }
     let hadolint = hadolint()?;
     let status = cargo()
@@ -161,6 +147,25 @@ fn test(extra: &[String]) -> anyhow::Result<()> {
         .env("HADOLINT", hadolint)
         .status()?;
     anyhow::ensure!(status.success(), "tests failed");
+    Ok(())
+}
+
+/// Installs Debian packages with apt-get (as root), for the tools the tests and checks drive.
+pub(crate) fn apt_install(packages: &[&str]) -> anyhow::Result<()> {
+    let apt = |args: &[&str]| {
+        Command::new("apt-get")
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    let mut install = vec!["install", "-y", "-qq"];
+    install.extend(packages);
+    anyhow::ensure!(
+        apt(&["update", "-qq"]) && apt(&install),
+        "could not install {} (run as root, or install them)",
+        packages.join(" ")
+    );
     Ok(())
 }
 

@@ -1679,14 +1679,8 @@ impl Adapter {
             } => {
                 self.numeric(out, "311", &[name, user, &server.name, "*"], realname);
                 if !rooms.is_empty() {
-                    let shown: Vec<String> = rooms
-                        .iter()
-                        .map(|r| {
-                            let role = roles.get(r).copied().unwrap_or_default();
-                            format!("{}{r}", role.prefix())
-                        })
-                        .collect();
-                    self.numeric(out, "319", &[name], &shown.join(" "));
+                    let shown = crate::protocol::rooms_with_roles(rooms, roles);
+                    self.numeric(out, "319", &[name], &shown);
                 }
                 self.numeric(out, "312", &[name, &server.name], &server.network);
                 if let Some(reason) = away {
