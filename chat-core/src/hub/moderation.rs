@@ -523,12 +523,11 @@ impl Hub {
             || (!room.settings.modes.secret && self.join_refusal(conn, key, None).is_none())
     }
 
-    /// Whether `conn` may learn that someone is in the room `key` (`whois`): anyone, unless it
-    /// is secret; then its members and server operators.
+    /// Whether `conn` may learn that someone is in the room `key` (`whois`, `people`): when it
+    /// may read the room ([`Hub::may_read`]): a room's existence is told to those it is open
+    /// to, as its place in the room list is.
     pub(super) fn may_see_membership(&self, conn: ConnId, key: &str) -> bool {
-        self.rooms.get(key).is_some_and(|r| {
-            !r.settings.modes.secret || r.members.contains(&conn) || self.is_server_op(conn)
-        })
+        self.may_read(conn, key)
     }
 
     /// The room `raw` names, when `conn` may read it (see [`Hub::may_read`]); else replies

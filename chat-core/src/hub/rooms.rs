@@ -529,8 +529,8 @@ impl Hub {
         self.reply(conn, &msg);
     }
 
-    /// Who someone connected is. Of their rooms, a secret one is named only to its members
-    /// (and server operators), as IRC servers do for `+s`; several devices of one account are one
+    /// Who someone connected is. Of their rooms, only those the asker may read are named (not
+    /// a secret room, nor one closed to the asker, unless they are in it); several devices of one account are one
     /// person, in all the rooms of any of them, idle since the last message of any.
     pub(super) fn cmd_whois(&mut self, now: UnixMillis, conn: ConnId, raw: &str) {
         let key = names::key(raw.trim());
