@@ -271,6 +271,10 @@ pub enum ClientMsg {
         name: String,
         /// The role.
         role: Role,
+        /// Only raise: someone whose role is this one or above keeps theirs (IRC's `+v` on an
+        /// operator adds nothing they lack).
+        #[serde(default, skip_serializing_if = "is_false")]
+        at_least: bool,
     },
     /// Asks for a room's modes, or changes those given (operators and owners).
     Mode {

@@ -1707,7 +1707,12 @@ impl Session {
                 self.in_active_room(now, |room| ClientMsg::Bans { room, after: None });
             }
             Command::Role { name, role } => {
-                self.in_active_room(now, |room| ClientMsg::Role { room, name, role });
+                self.in_active_room(now, |room| ClientMsg::Role {
+                    room,
+                    name,
+                    role,
+                    at_least: false,
+                });
             }
             Command::Mode(change) => self.in_active_room(now, |room| ClientMsg::Mode {
                 room,

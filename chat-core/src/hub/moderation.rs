@@ -743,19 +743,9 @@ impl Hub {
         self.store_room_settings(key);
     }
 
-    /// Over IRC, voice is a flag of its own: `+v` on an operator (or owner) adds nothing they
-    /// lack, so it changes nothing here, rather than lowering them to voice.
-    fn adds_nothing(&self, conn: ConnId, before: Role, role: Role) -> bool {
-        let irc = self
-            .conns
-            .get(&conn)
-            .is_some_and(|c| matches!(c.wire, Wire::Irc(_)));
-        irc && role == Role::Voice && before > Role::Voice
-    }
-
     /// A role for a guest in the room, while they stay in it: operator or voice (ownership
     /// is an account's), given by someone above them, never above the giver.
-    fn guest_role(&mut self, conn: ConnId, key: &str, name: &str, role: Role) {
+    fn guest_role(&mut self, conn: ConnId, key: &str, name: &str, role: Role, at_least: bool) {
         let shown = self.rooms[key].name.clone();
         let target = self
             .names
@@ -780,7 +770,7 @@ impl Hub {
             self.reply(conn, &error(ErrorCode::AccountRequired, &why));
             return;
         }
-        if self.adds_nothing(conn, self.role_of(target, key), role) {
+        if at_least && self.role_of(target, key) >= role {
             return;
         }
         let mine = self.power_of(conn, key);
@@ -1383,7 +1373,13 @@ impl Hub {
     }
 
     pub(super) fn cmd_role(&mut self, conn: ConnId, msg: ClientMsg) {
-        let ClientMsg::Role { room, name, role } = &msg else {
+        let ClientMsg::Role {
+            room,
+            name,
+            role,
+            at_least,
+        } = &msg
+        else {
             return;
         };
         let role = *role;
@@ -1393,10 +1389,10 @@ impl Hub {
         let shown = self.rooms[&key].name.clone();
         let account = names::key(name);
         let Some(account_name) = self.accounts.get(&account).map(|a| a.name.clone()) else {
-            self.guest_role(conn, &key, name, role);
+            self.guest_role(conn, &key, name, role, *at_least);
             return;
         };
-        if self.adds_nothing(conn, self.account_role(&key, &account), role) {
+        if *at_least && self.account_role(&key, &account) >= role {
             return;
         }
         let mine = self.power_of(conn, &key);

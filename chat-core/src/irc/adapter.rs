@@ -1146,10 +1146,12 @@ impl Adapter {
                         (true, 'o') => Role::Op,
                         _ => Role::Voice,
                     };
+                    // Each letter is a flag on IRC: `+v` on an operator adds nothing.
                     let hub = ClientMsg::Role {
                         room: room.clone(),
                         name: name.clone(),
                         role,
+                        at_least: on,
                     };
                     let about = Asked {
                         other: name.clone(),

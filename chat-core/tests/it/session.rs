@@ -1252,6 +1252,7 @@ fn moderation_commands_roles_and_refused_joins() {
                 room: "#lobby".into(),
                 name: "carol".into(),
                 role: Role::Voice,
+                at_least: false,
             },
         ),
         (

@@ -481,6 +481,7 @@ fn roles_show_in_the_member_list_and_moderation_reads_as_lines() {
                 room: "#lobby".into(),
                 name: "alice".into(),
                 role: chat_core::protocol::Role::Op,
+                at_least: false,
             },
             ClientMsg::Mode {
                 room: "#lobby".into(),
