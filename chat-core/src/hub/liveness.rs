@@ -63,6 +63,8 @@ pub(super) struct Conn {
     pub(super) oper: Option<String>,
     /// The tag of the request whose password is being checked (`auth`).
     pub(super) auth_tag: u64,
+    /// Its first `profile` has come (the only one that costs no flood turn).
+    pub(super) profiled: bool,
 }
 
 /// What waits in a connection's queue for its turn.
@@ -129,6 +131,7 @@ impl Hub {
                 realname: None,
                 oper: None,
                 auth_tag: 0,
+                profiled: false,
             },
         );
         self.timers.insert((check_at, conn));
