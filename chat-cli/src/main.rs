@@ -402,6 +402,23 @@ impl Printer {
             Event::Switched(Some(name)) if !self.json => {
                 self.status(&format!("-- now talking in {name}"));
             }
+            Event::Reacted {
+                conversation,
+                from,
+                emoji,
+                to,
+            } if !self.json => {
+                let place = if conversation.starts_with('#') {
+                    format!("{conversation} ")
+                } else {
+                    format!("[{conversation}] ")
+                };
+                out(&self.wrapped(&format!(
+                    "{place}-- {} reacted {emoji} to {}",
+                    self.nick(from),
+                    to.describe()
+                )));
+            }
             _ => {}
         }
     }
@@ -476,9 +493,18 @@ impl Printer {
                 text
             }
         };
+        // A reply names what it answers before its text.
+        let quote = line
+            .reply
+            .as_ref()
+            .map(|q| format!("[re {}] ", q.describe()))
+            .unwrap_or_default();
         let body = match &line.kind {
+            LineKind::Message { from, text } if line.notice => {
+                format!("{place}-{}- {quote}{}", self.nick(from), said(text))
+            }
             LineKind::Message { from, text } => {
-                format!("{place}<{}> {}", self.nick(from), said(text))
+                format!("{place}<{}> {quote}{}", self.nick(from), said(text))
             }
             LineKind::Action { from, text } => {
                 format!("{place}* {} {}", self.nick(from), said(text))

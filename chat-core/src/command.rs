@@ -9,6 +9,10 @@ pub enum Command {
     Say(String),
     /// `/me waves`.
     Me(String),
+    /// `/reply text`: a reply to the newest message from someone else here.
+    Reply(String),
+    /// `/react 👍`: a reaction to the newest message from someone else here.
+    React(String),
     /// `/join #room [key]`.
     Join {
         /// The room.
@@ -283,6 +287,16 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
     ("/msg", "/msg name text", "send a direct message"),
     ("/query", "/query name", "open a direct conversation"),
     ("/me", "/me action", "describe an action"),
+    (
+        "/reply",
+        "/reply text",
+        "reply to the newest message from someone else",
+    ),
+    (
+        "/react",
+        "/react emoji",
+        "react to the newest message from someone else",
+    ),
     ("/nick", "/nick name", "change your name"),
     ("/who", "/who [#room]", "list the members of a room"),
     (
@@ -466,6 +480,11 @@ pub fn parse(line: &str) -> Result<Command, CommandError> {
     };
     let cmd = match name.to_lowercase().as_str() {
         "me" | "action" => Command::Me(arg().ok_or_else(|| usage("/me"))?),
+        "reply" | "re" => Command::Reply(arg().ok_or_else(|| usage("/reply"))?),
+        "react" => {
+            let emoji = arg().filter(|a| !a.contains(char::is_whitespace));
+            Command::React(emoji.ok_or_else(|| usage("/react"))?)
+        }
         "join" | "j" => {
             let mut words = args.split_whitespace();
             let room = words.next().ok_or_else(|| usage("/join"))?;

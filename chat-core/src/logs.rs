@@ -159,6 +159,9 @@ mod tests {
             ts: 1_700_000_000_000,
             mention: false,
             kind,
+            notice: false,
+            reply: None,
+            reactions: Vec::new(),
         }
     }
 

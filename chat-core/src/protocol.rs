@@ -106,6 +106,13 @@ pub enum ClientMsg {
         /// 1 to 64 printable ASCII characters; unguessable ids are the client's job.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         cid: Option<String>,
+        /// A notice: meant to be read, never answered (bots answer messages, not notices;
+        /// IRC's `NOTICE`).
+        #[serde(default, skip_serializing_if = "is_false")]
+        notice: bool,
+        /// Tags for the other clients ([`ClientTags`]): `draft/reply` and the like.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        tags: ClientTags,
     },
     /// An action in a room (`/me waves`).
     Me {
@@ -113,6 +120,23 @@ pub enum ClientMsg {
         room: String,
         /// The action text, without the sender's name.
         text: String,
+        /// The client's own id for this message, to make sending it idempotent: the server
+        /// answers a repeat of a recent `cid` with the original `ack` instead of a second copy.
+        /// 1 to 64 printable ASCII characters; unguessable ids are the client's job.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cid: Option<String>,
+        /// Tags for the other clients ([`ClientTags`]): `draft/reply` and the like.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        tags: ClientTags,
+    },
+    /// A message of tags alone (IRC's `TAGMSG`) to a room or a user: a reaction
+    /// (`draft/react` with `draft/reply`), a typing notice, anything clients agree on. Kept in
+    /// history when it is a reaction; otherwise only relayed to who is there.
+    Tag {
+        /// A room name, or a user's name.
+        to: String,
+        /// The tags; at least one.
+        tags: ClientTags,
         /// The client's own id for this message, to make sending it idempotent: the server
         /// answers a repeat of a recent `cid` with the original `ack` instead of a second copy.
         /// 1 to 64 printable ASCII characters; unguessable ids are the client's job.
@@ -133,6 +157,13 @@ pub enum ClientMsg {
         /// 1 to 64 printable ASCII characters; unguessable ids are the client's job.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         cid: Option<String>,
+        /// A notice: meant to be read, never answered (bots answer messages, not notices;
+        /// IRC's `NOTICE`).
+        #[serde(default, skip_serializing_if = "is_false")]
+        notice: bool,
+        /// Tags for the other clients ([`ClientTags`]): `draft/reply` and the like.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        tags: ClientTags,
     },
     /// Gets a room's topic, or sets it when `topic` is present.
     Topic {
@@ -524,11 +555,17 @@ pub enum ServerMsg {
         from: String,
         /// Recipient.
         to: String,
-        /// Text.
+        /// Text; empty for a message of tags alone.
         text: String,
         /// True for an action.
         #[serde(default, skip_serializing_if = "is_false")]
         action: bool,
+        /// True for a notice.
+        #[serde(default, skip_serializing_if = "is_false")]
+        notice: bool,
+        /// The sender's tags for the recipient's client.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        tags: ClientTags,
     },
     /// A room's topic: the reply to a topic query, sent on join, and broadcast when it changes.
     Topic {
@@ -887,6 +924,84 @@ pub struct ChatMessage {
     /// True for an action (`/me`).
     #[serde(default, skip_serializing_if = "is_false")]
     pub action: bool,
+    /// True for a notice (meant to be read, never answered).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub notice: bool,
+    /// The sender's tags for other clients; with an empty `text`, a message of tags alone.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: ClientTags,
+}
+
+impl ChatMessage {
+    /// The id of the message this one answers (its `draft/reply` tag), if any.
+    pub fn reply_to(&self) -> Option<MsgId> {
+        reply_to(&self.tags)
+    }
+
+    /// The reaction this message is (`draft/react` on a message without text), if it is one.
+    pub fn reaction(&self) -> Option<&str> {
+        reaction(&self.text, &self.tags)
+    }
+
+    /// Whether the message is kept in history: everything but a message of tags alone that is
+    /// not a reaction (a typing notice is relayed, not kept).
+    pub fn kept(&self) -> bool {
+        kept(&self.text, &self.tags)
+    }
+}
+
+/// Tags a client puts on a message for other clients: IRCv3's client-only tags, named without
+/// their `+`. The server relays them as they came and reads only two: `draft/reply` (the id
+/// of the message answered) and `draft/react` (a reaction, on a message without text, with
+/// `draft/reply` naming the message reacted to). An empty value is a tag without one.
+pub type ClientTags = BTreeMap<String, String>;
+
+/// The most bytes of tags on one message, counted as `+name=value;` for each: what IRC leaves
+/// for a client's tags.
+pub const MAX_TAG_BYTES: usize = 4094;
+
+/// The id in a `draft/reply` tag.
+pub fn reply_to(tags: &ClientTags) -> Option<MsgId> {
+    tags.get("draft/reply").and_then(|v| v.parse().ok())
+}
+
+/// The reaction a message of `text` and `tags` is.
+pub fn reaction<'a>(text: &str, tags: &'a ClientTags) -> Option<&'a str> {
+    if !text.is_empty() {
+        return None;
+    }
+    tags.get("draft/react")
+        .or_else(|| tags.get("react"))
+        .map(String::as_str)
+        .filter(|r| !r.is_empty())
+}
+
+/// Whether a message of `text` and `tags` is kept in history.
+pub fn kept(text: &str, tags: &ClientTags) -> bool {
+    !text.is_empty() || reaction(text, tags).is_some()
+}
+
+/// What is wrong with a message's tags, if anything: a name is `[vendor/]name` of ASCII
+/// letters, digits, `-` and `.` (vendor), a value holds no NUL, and all of them fit
+/// [`MAX_TAG_BYTES`].
+pub fn tags_problem(tags: &ClientTags) -> Option<String> {
+    let mut bytes = 0;
+    for (name, value) in tags {
+        let (vendor, key) = name.rsplit_once('/').unwrap_or(("", name));
+        let key_ok = !key.is_empty() && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        let vendor_ok = vendor
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+        if !key_ok || !vendor_ok || name.starts_with('/') {
+            return Some(format!("{name:?} is not a tag name"));
+        }
+        if value.contains('\0') {
+            return Some(format!("the tag {name} holds a NUL"));
+        }
+        bytes += name.len() + value.len() + 3;
+    }
+    (bytes > MAX_TAG_BYTES)
+        .then(|| format!("the tags take {bytes} bytes; the limit is {MAX_TAG_BYTES}"))
 }
 
 /// A member's role in a room, lowest first. Roles belong to accounts.

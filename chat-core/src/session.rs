@@ -23,8 +23,8 @@ use indexmap::IndexMap;
 use crate::command::{self, COMMANDS, Command};
 use crate::names;
 use crate::protocol::{
-    BanInfo, ChatMessage, ClientMsg, ErrorCode, Limits, MsgId, PROTOCOL_VERSION, Role, RoomModes,
-    Secret, ServerMsg, UnixMillis,
+    self, BanInfo, ChatMessage, ClientMsg, ClientTags, ErrorCode, Limits, MsgId, PROTOCOL_VERSION,
+    Role, RoomModes, Secret, ServerMsg, UnixMillis,
 };
 use crate::text;
 
@@ -202,6 +202,57 @@ pub struct Line {
     pub mention: bool,
     /// What it says.
     pub kind: LineKind,
+    /// A notice: a message meant to be read, never answered (shown `-alice- text`).
+    pub notice: bool,
+    /// The message this one answers, when it is a reply.
+    pub reply: Option<Quote>,
+    /// Reactions to it, in the order they first came.
+    pub reactions: Vec<Reaction>,
+}
+
+/// The message a reply answers, as shown above or beside the reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quote {
+    /// Its id.
+    pub id: MsgId,
+    /// Who wrote it and its first line, when it is in the scrollback.
+    pub said: Option<(String, String)>,
+}
+
+/// One reaction to a message, and who reacted so.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reaction {
+    /// The reaction, usually an emoji.
+    pub emoji: String,
+    /// Who reacted so, in order; each once.
+    pub from: Vec<String>,
+}
+
+impl Quote {
+    /// The quote as one short line: `<bob> the first line…`, or `an earlier message`.
+    pub fn describe(&self) -> String {
+        match &self.said {
+            Some((from, text)) => {
+                let first = text.lines().next().unwrap_or("");
+                let short: String = first.chars().take(60).collect();
+                let more = if short.len() < text.len() { "…" } else { "" };
+                format!("<{from}> {short}{more}")
+            }
+            None => "an earlier message".to_string(),
+        }
+    }
+}
+
+impl Line {
+    /// The reactions as counts: `👍 2  ❤ 1`; empty when there are none.
+    pub fn reaction_counts(&self) -> String {
+        let counts: Vec<String> = self
+            .reactions
+            .iter()
+            .map(|r| format!("{} {}", r.emoji, r.from.len()))
+            .collect();
+        counts.join("  ")
+    }
 }
 
 /// A room or direct conversation as the user sees it.
@@ -357,6 +408,18 @@ pub enum Event {
     Read(String),
     /// The server acknowledged one of the user's messages: it is stored under this id.
     Acked(MsgId),
+    /// Someone reacted to a message in the scrollback (the line now counts it): a screen
+    /// redraws the line; a line-oriented front-end prints the reaction.
+    Reacted {
+        /// The conversation's display name.
+        conversation: String,
+        /// Who reacted.
+        from: String,
+        /// The reaction.
+        emoji: String,
+        /// The message reacted to.
+        to: Quote,
+    },
     /// The server (or the session, before sending) refused one of the user's messages. It will
     /// not be sent again.
     Refused {
@@ -1019,20 +1082,29 @@ impl Session {
                 to,
                 text,
                 action,
+                notice,
+                tags,
             } => {
+                if !protocol::kept(&text, &tags) {
+                    return;
+                }
                 let mine = self.is_me(&from);
                 let other = if mine { to } else { from.clone() };
                 let key = self.open(&other, ConversationKind::Direct);
                 if let Some(c) = self.conversations.get_mut(&key) {
                     c.members = vec![other];
                 }
-                self.see_id(id);
-                let kind = if action {
-                    LineKind::Action { from, text }
-                } else {
-                    LineKind::Message { from, text }
+                let said = Said {
+                    id,
+                    ts,
+                    from,
+                    text,
+                    action,
+                    notice,
+                    tags,
                 };
-                self.insert_message(&key, line_at(Some(id), ts, kind), Arrival::Live);
+                self.see_id(id);
+                self.on_said(&key, said, Arrival::Live);
             }
             ServerMsg::Topic {
                 room,
@@ -1791,14 +1863,51 @@ impl Session {
                         text,
                         action: false,
                         cid: None,
+                        notice: false,
+                        tags: ClientTags::new(),
                     },
                 );
             }
-            Command::Say(_) | Command::Me(_) if self.active.is_none() => {
+            Command::Say(_) | Command::Me(_) | Command::Reply(_) | Command::React(_)
+                if self.active.is_none() =>
+            {
                 self.refuse_input(now, input, "join a room first: /join #room".to_string());
             }
-            Command::Say(text) => self.say(now, input, text, false),
-            Command::Me(text) => self.say(now, input, text, true),
+            Command::Say(text) => self.say(now, input, text, false, ClientTags::new()),
+            Command::Me(text) => self.say(now, input, text, true, ClientTags::new()),
+            Command::Reply(text) => {
+                let Some(parent) = self.answerable() else {
+                    let why = "there is no message from someone else here to reply to";
+                    self.refuse_input(now, input, why.to_string());
+                    return;
+                };
+                let tags = ClientTags::from([("draft/reply".to_string(), parent.to_string())]);
+                self.say(now, input, text, false, tags);
+            }
+            Command::React(emoji) => {
+                let Some(parent) = self.answerable() else {
+                    let why = "there is no message from someone else here to react to";
+                    self.refuse_input(now, input, why.to_string());
+                    return;
+                };
+                if self.active().is_some_and(|c| c.left) {
+                    let (_, name) = self.active_target();
+                    let why = format!("you are not in {name}; /join {name} to go back");
+                    self.refuse_input(now, input, why);
+                    return;
+                }
+                let (_, to) = self.active_target();
+                let tags = ClientTags::from([
+                    ("draft/react".to_string(), emoji),
+                    ("draft/reply".to_string(), parent.to_string()),
+                ]);
+                let msg = ClientMsg::Tag {
+                    to,
+                    tags,
+                    cid: None,
+                };
+                self.counted(now, input, msg);
+            }
             Command::Part { room, reason } => {
                 let room = room.or_else(|| {
                     self.active()
@@ -1886,23 +1995,51 @@ impl Session {
         }));
     }
 
-    fn say(&mut self, now: UnixMillis, input: u64, text: String, action: bool) {
+    /// The newest message from someone else in the active conversation: what `/reply` and
+    /// `/react` answer.
+    fn answerable(&self) -> Option<MsgId> {
+        let c = self.active()?;
+        c.lines.iter().rev().find_map(|l| match &l.kind {
+            LineKind::Message { from, .. } | LineKind::Action { from, .. } if !self.is_me(from) => {
+                l.id
+            }
+            _ => None,
+        })
+    }
+
+    fn say(&mut self, now: UnixMillis, input: u64, text: String, action: bool, tags: ClientTags) {
         let (kind, name) = self.active_target();
         if self.active().is_some_and(|c| c.left) {
             let why = format!("you are not in {name}; /join {name} to go back");
             self.refuse_input(now, input, why);
             return;
         }
+        // The tags belong to the message: on its first part when it must be cut.
+        let mut tags = Some(tags);
         for text in self.message_parts(text) {
             let (room, cid) = (name.clone(), None);
+            let tags = tags.take().unwrap_or_default();
             let msg = match (kind, action) {
-                (ConversationKind::Room, false) => ClientMsg::Say { room, text, cid },
-                (ConversationKind::Room, true) => ClientMsg::Me { room, text, cid },
+                (ConversationKind::Room, false) => ClientMsg::Say {
+                    room,
+                    text,
+                    cid,
+                    notice: false,
+                    tags,
+                },
+                (ConversationKind::Room, true) => ClientMsg::Me {
+                    room,
+                    text,
+                    cid,
+                    tags,
+                },
                 (ConversationKind::Direct, _) => ClientMsg::Msg {
                     to: room,
                     text,
                     action,
                     cid,
+                    notice: false,
+                    tags,
                 },
             };
             self.counted(now, input, msg);
@@ -1935,7 +2072,8 @@ impl Session {
         let cid = format!("{}-{}", self.config.cid_prefix, self.cids_made);
         if let ClientMsg::Say { cid: c, .. }
         | ClientMsg::Me { cid: c, .. }
-        | ClientMsg::Msg { cid: c, .. } = &mut msg
+        | ClientMsg::Msg { cid: c, .. }
+        | ClientMsg::Tag { cid: c, .. } = &mut msg
         {
             *c = Some(cid.clone());
         }
@@ -2286,19 +2424,85 @@ impl Session {
         if !self.conversations.contains_key(&key) {
             return;
         }
+        if !msg.kept() {
+            // A typing notice and the like: nothing to show, and no place in catch-up.
+            return;
+        }
         self.see_id(msg.id);
-        let kind = if msg.action {
+        let said = Said {
+            id: msg.id,
+            ts: msg.ts,
+            from: msg.from,
+            text: msg.text,
+            action: msg.action,
+            notice: msg.notice,
+            tags: msg.tags,
+        };
+        self.on_said(&key, said, arrival);
+    }
+
+    /// A message (room or direct) for the conversation `key`: a reaction counts under the
+    /// message it names; anything else is a line, quoting the message it answers.
+    fn on_said(&mut self, key: &str, said: Said, arrival: Arrival) {
+        let parent = protocol::reply_to(&said.tags);
+        if let Some(emoji) = protocol::reaction(&said.text, &said.tags) {
+            let emoji = emoji.to_string();
+            let Some(c) = self.conversations.get_mut(key) else {
+                return;
+            };
+            let Some(line) = parent.and_then(|p| c.lines.iter_mut().find(|l| l.id == Some(p)))
+            else {
+                // What it reacts to is not in the scrollback: nothing to count it under.
+                return;
+            };
+            let who = names::key(&said.from);
+            let r = match line.reactions.iter_mut().position(|r| r.emoji == emoji) {
+                Some(i) => &mut line.reactions[i],
+                None => {
+                    line.reactions.push(Reaction {
+                        emoji: emoji.clone(),
+                        from: Vec::new(),
+                    });
+                    line.reactions.last_mut().expect("just pushed")
+                }
+            };
+            if r.from.iter().any(|f| names::key(f) == who) {
+                return;
+            }
+            r.from.push(said.from.clone());
+            let to = quote(line);
+            let conversation = c.name.clone();
+            self.outputs.push_back(Output::Event(Event::Reacted {
+                conversation,
+                from: said.from,
+                emoji,
+                to,
+            }));
+            return;
+        }
+        let reply = parent.map(|id| Quote {
+            id,
+            said: self
+                .conversations
+                .get(key)
+                .and_then(|c| c.lines.iter().find(|l| l.id == Some(id)))
+                .and_then(|l| quote(l).said),
+        });
+        let kind = if said.action {
             LineKind::Action {
-                from: msg.from,
-                text: msg.text,
+                from: said.from,
+                text: said.text,
             }
         } else {
             LineKind::Message {
-                from: msg.from,
-                text: msg.text,
+                from: said.from,
+                text: said.text,
             }
         };
-        self.insert_message(&key, line_at(Some(msg.id), msg.ts, kind), arrival);
+        let mut line = line_at(Some(said.id), said.ts, kind);
+        line.notice = said.notice;
+        line.reply = reply;
+        self.insert_message(key, line, arrival);
     }
 
     fn on_error(&mut self, now: UnixMillis, code: ErrorCode, message: String) {
@@ -2610,12 +2814,40 @@ fn system(ts: UnixMillis, kind: LineKind) -> Line {
     line_at(None, ts, kind)
 }
 
+/// A message as the session takes it in, from a room or direct.
+struct Said {
+    id: MsgId,
+    ts: UnixMillis,
+    from: String,
+    text: String,
+    action: bool,
+    notice: bool,
+    tags: ClientTags,
+}
+
+/// A line as a reply or a reaction quotes it.
+fn quote(line: &Line) -> Quote {
+    let said = match &line.kind {
+        LineKind::Message { from, text } | LineKind::Action { from, text } => {
+            Some((from.clone(), text.clone()))
+        }
+        _ => None,
+    };
+    Quote {
+        id: line.id.unwrap_or_default(),
+        said,
+    }
+}
+
 fn line_at(id: Option<MsgId>, ts: UnixMillis, kind: LineKind) -> Line {
     Line {
         id,
         ts,
         mention: false,
         kind,
+        notice: false,
+        reply: None,
+        reactions: Vec::new(),
     }
 }
 

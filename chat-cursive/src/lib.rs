@@ -836,9 +836,18 @@ fn render_body(out: &mut StyledString, line: &Line, me: Option<&str>) {
     } else {
         Style::default()
     };
+    // A reply: what it answers, dim, before its text.
+    if let Some(quote) = &line.reply {
+        out.append_styled(format!("↳ {} · ", fitted(&quote.describe())), dim);
+    }
     match &line.kind {
         LineKind::Message { from, text } => {
-            out.append_styled(format!("<{from}>"), nick_style(from, me));
+            let nick = if line.notice {
+                format!("-{from}-")
+            } else {
+                format!("<{from}>")
+            };
+            out.append_styled(nick, nick_style(from, me));
             out.append_styled(" ", body);
             append_text(out, text, body);
         }
@@ -876,5 +885,9 @@ fn render_body(out: &mut StyledString, line: &Line, me: Option<&str>) {
         LineKind::Error(text) => {
             out.append_styled(format!("!! {text}"), Color::Light(BaseColor::Red))
         }
+    }
+    // Reactions, counted, after the message.
+    if !line.reactions.is_empty() {
+        out.append_styled(format!("  [{}]", line.reaction_counts()), dim);
     }
 }

@@ -1128,13 +1128,22 @@ fn render_body(
     {
         ui.spacing_mut().item_spacing.x = 4.0;
         let system = |text: String| RichText::new(text).italics().weak();
+        // A reply: what it answers, small and dim, before the sender.
+        if let Some(quote) = &line.reply {
+            ui.label(
+                RichText::new(format!("↳ {}", quote.describe()))
+                    .weak()
+                    .small(),
+            );
+        }
         match &line.kind {
             LineKind::Message { from, text } => {
-                ui.label(
-                    RichText::new(format!("<{from}>"))
-                        .color(nick_color(from, me))
-                        .strong(),
-                );
+                let nick = if line.notice {
+                    format!("-{from}-")
+                } else {
+                    format!("<{from}>")
+                };
+                ui.label(RichText::new(nick).color(nick_color(from, me)).strong());
                 *clicked = message_text(ui, text, |t| {
                     if line.mention {
                         t.strong().color(MENTION)
@@ -1190,6 +1199,16 @@ fn render_body(
             LineKind::Error(text) => {
                 ui.colored_label(Color32::from_rgb(0xdc, 0x32, 0x2f), text);
             }
+        }
+        // Reactions, counted, after the message; who reacted shows on hover.
+        if !line.reactions.is_empty() {
+            let who: Vec<String> = line
+                .reactions
+                .iter()
+                .map(|r| format!("{} {}", r.emoji, r.from.join(", ")))
+                .collect();
+            ui.label(RichText::new(line.reaction_counts()).weak())
+                .on_hover_text(who.join("\n"));
         }
     }
 }

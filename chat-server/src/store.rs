@@ -26,7 +26,7 @@ use chat_core::hub::{
     Ban, ConnId, HistoryQuery, Record, RestoredRoom, RoomSettings, StoredAccount, StoredDirect,
 };
 use chat_core::names;
-use chat_core::protocol::{ChatMessage, MsgId};
+use chat_core::protocol::{ChatMessage, ClientTags, MsgId};
 use rusqlite::{Connection, OptionalExtension, params};
 
 /// Most records in one transaction, so one huge backlog does not hold a commit too long.
@@ -37,8 +37,10 @@ const PRUNE_EVERY: Duration = Duration::from_secs(600);
 
 /// The schema version this code writes (`PRAGMA user_version`). Version 1 keys rooms by
 /// full Unicode case folding (earlier databases used lowercase) and keeps client message ids;
-/// version 2 keeps the rooms an account owns and the id it was registered under.
-pub const SCHEMA_VERSION: i64 = 3;
+/// version 2 keeps the rooms an account owns and the id it was registered under; version 3
+/// adds the full-text index; version 4 keeps whether a message is a notice, and its client
+/// tags (JSON, empty for none).
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// What was in the database at startup.
 #[derive(Debug, Default)]
@@ -418,6 +420,10 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
         ("accounts", "created", "INTEGER NOT NULL DEFAULT 0"),
         ("accounts", "markers", "TEXT NOT NULL DEFAULT ''"),
         ("directs", "pending", "INTEGER NOT NULL DEFAULT 0"),
+        ("messages", "notice", "INTEGER NOT NULL DEFAULT 0"),
+        ("messages", "tags", "TEXT NOT NULL DEFAULT ''"),
+        ("directs", "notice", "INTEGER NOT NULL DEFAULT 0"),
+        ("directs", "tags", "TEXT NOT NULL DEFAULT ''"),
     ] {
         let has = tx
             .prepare(&format!("SELECT {column} FROM {table} LIMIT 0"))
@@ -586,7 +592,8 @@ fn load(
         .unwrap_or_default();
     let offline = conn
         .prepare(
-            "SELECT id, ts, sender, recipient, text, action FROM directs WHERE pending = 1 ORDER BY id",
+            "SELECT id, ts, sender, recipient, text, action, notice, tags FROM directs
+             WHERE pending = 1 ORDER BY id",
         )?
         .query_map([], |r| {
             Ok(StoredDirect {
@@ -596,6 +603,8 @@ fn load(
                 to: r.get(3)?,
                 text: r.get(4)?,
                 action: r.get(5)?,
+                notice: r.get(6)?,
+                tags: tags_from(&r.get::<_, String>(7)?)?,
             })
         })?
         .collect::<Result<_, _>>()?;
@@ -621,7 +630,10 @@ fn from_json<T: serde::de::DeserializeOwned>(json: &str, what: &str) -> rusqlite
     })
 }
 
-/// A message from a row of `SELECT id, ts, room, sender, text, action FROM messages`.
+/// The columns [`message_row`] reads, in its order.
+const MESSAGE_COLUMNS: &str = "id, ts, room, sender, text, action, notice, tags";
+
+/// A message from a row of `SELECT {MESSAGE_COLUMNS} FROM messages`.
 fn message_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ChatMessage> {
     Ok(ChatMessage {
         id: r.get::<_, i64>(0)? as u64,
@@ -630,7 +642,27 @@ fn message_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ChatMessage> {
         from: r.get(3)?,
         text: r.get(4)?,
         action: r.get(5)?,
+        notice: r.get(6)?,
+        tags: tags_from(&r.get::<_, String>(7)?)?,
     })
+}
+
+/// A message's client tags as stored: JSON, or empty for none.
+fn tags_json(tags: &ClientTags) -> String {
+    if tags.is_empty() {
+        String::new()
+    } else {
+        serde_json::to_string(tags).expect("tags serialize")
+    }
+}
+
+/// The client tags [`tags_json`] stored.
+fn tags_from(json: &str) -> rusqlite::Result<ClientTags> {
+    if json.is_empty() {
+        Ok(ClientTags::new())
+    } else {
+        from_json(json, "message tags")
+    }
 }
 
 /// A page of a room's history within the query's bounds, oldest first, and whether more lie
@@ -652,7 +684,7 @@ fn read_history(conn: &Connection, q: &HistoryQuery) -> rusqlite::Result<(Vec<Ch
     }
     let order = if q.newest { "DESC" } else { "ASC" };
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT id, ts, room, sender, text, action FROM messages
+        "SELECT {MESSAGE_COLUMNS} FROM messages
          WHERE room_key = ?1 AND id > ?2 AND id < ?3 AND ts > ?4 AND ts < ?5
          ORDER BY id {order} LIMIT ?6"
     ))?;
@@ -683,7 +715,7 @@ fn read_history(conn: &Connection, q: &HistoryQuery) -> rusqlite::Result<(Vec<Ch
 /// A room's messages matching an FTS5 query (?1) in room ?2 below id ?3, newest first, at most
 /// ?4. The index comes first, newest match first; CROSS JOIN keeps SQLite from scanning the
 /// room's messages and testing each against the index instead.
-const SEARCH_SQL: &str = "SELECT m.id, m.ts, m.room, m.sender, m.text, m.action
+const SEARCH_SQL: &str = "SELECT m.id, m.ts, m.room, m.sender, m.text, m.action, m.notice, m.tags
      FROM messages_fts CROSS JOIN messages m ON m.id = messages_fts.rowid
      WHERE messages_fts MATCH ?1 AND m.room_key = ?2 AND messages_fts.rowid < ?3
      ORDER BY messages_fts.rowid DESC LIMIT ?4";
@@ -717,10 +749,10 @@ fn load_room(
     key: &str,
     history: usize,
 ) -> rusqlite::Result<Option<RestoredRoom>> {
-    let mut recent = conn.prepare_cached(
-        "SELECT id, ts, room, sender, text, action FROM messages
-         WHERE room_key = ?1 ORDER BY id DESC LIMIT ?2",
-    )?;
+    let mut recent = conn.prepare_cached(&format!(
+        "SELECT {MESSAGE_COLUMNS} FROM messages
+         WHERE room_key = ?1 ORDER BY id DESC LIMIT ?2"
+    ))?;
     let mut messages: Vec<ChatMessage> = recent
         .query_map(params![key, history as i64 + 1], message_row)?
         .collect::<Result<_, _>>()?;
@@ -918,12 +950,12 @@ fn write_batch(conn: &mut Connection, batch: &[Record]) -> rusqlite::Result<()> 
     let tx = conn.transaction()?;
     {
         let mut message = tx.prepare_cached(
-            "INSERT INTO messages (id, ts, room_key, room, sender, text, action, cid)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            "INSERT INTO messages (id, ts, room_key, room, sender, text, action, cid, notice, tags)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         )?;
         let mut direct = tx.prepare_cached(
-            "INSERT INTO directs (id, ts, sender, recipient, text, action, cid, pending)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            "INSERT INTO directs (id, ts, sender, recipient, text, action, cid, pending, notice, tags)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         )?;
         // An account's waiting messages were delivered, or the account is gone.
         let mut delivered = tx.prepare_cached(
@@ -1008,21 +1040,27 @@ fn write_batch(conn: &mut Connection, batch: &[Record]) -> rusqlite::Result<()> 
                         m.from,
                         m.text,
                         m.action,
-                        cid
+                        cid,
+                        m.notice,
+                        tags_json(&m.tags)
                     ])?;
                 }
                 Record::Direct {
-                    id,
-                    ts,
-                    from,
-                    to,
-                    text,
-                    action,
+                    msg: d,
                     cid,
                     offline,
                 } => {
                     direct.execute(params![
-                        *id as i64, *ts as i64, from, to, text, action, cid, offline
+                        d.id as i64,
+                        d.ts as i64,
+                        d.from,
+                        d.to,
+                        d.text,
+                        d.action,
+                        cid,
+                        offline,
+                        d.notice,
+                        tags_json(&d.tags)
                     ])?;
                 }
                 Record::Topic {
@@ -1061,6 +1099,8 @@ mod tests {
                 from: "alice".into(),
                 text: text.into(),
                 action: false,
+                notice: false,
+                tags: ClientTags::new(),
             },
             cid: Some(format!("c{id}")),
         }
@@ -1289,6 +1329,47 @@ mod tests {
     }
 
     #[test]
+    fn notices_and_client_tags_come_back_with_their_messages() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, _, rx) = open(dir.path(), Retention::default());
+        let tags = |pairs: &[(&str, &str)]| -> ClientTags {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let mut notice = message(1, 1001, "#den", "build finished");
+        let mut reaction = message(2, 1002, "#den", "");
+        if let Record::Message { msg, .. } = &mut notice {
+            msg.notice = true;
+            msg.tags = tags(&[("draft/reply", "7"), ("bot", "")]);
+        }
+        if let Record::Message { msg, .. } = &mut reaction {
+            msg.tags = tags(&[("draft/react", "👍"), ("draft/reply", "1")]);
+        }
+        store.append(notice);
+        store.append(reaction);
+        store.append(message(3, 1003, "#den", "plain"));
+        committed(&rx, 3);
+        store.close();
+        let (store, _, rx) = open(dir.path(), Retention::default());
+        store.load(names::key("#den"));
+        match rx.recv_timeout(Duration::from_secs(5)).unwrap() {
+            Report::Loaded {
+                room: Some(room), ..
+            } => {
+                let h = &room.history;
+                assert!(h[0].notice);
+                assert_eq!(h[0].tags, tags(&[("draft/reply", "7"), ("bot", "")]));
+                assert_eq!(h[1].reaction(), Some("👍"));
+                assert_eq!(h[1].reply_to(), Some(1));
+                assert!(!h[2].notice && h[2].tags.is_empty());
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn retention_deletes_by_age_and_by_count_per_room() {
         let dir = tempfile::tempdir().unwrap();
         let now = now_millis();
@@ -1323,7 +1404,7 @@ mod tests {
     }
 
     #[test]
-    fn an_old_database_gets_case_folded_room_keys_and_a_cid_column() {
+    fn an_old_database_gets_case_folded_room_keys_a_cid_column_and_tags() {
         let dir = tempfile::tempdir().unwrap();
         {
             let conn = Connection::open(dir.path().join("chat.sqlite3")).unwrap();
@@ -1341,7 +1422,10 @@ mod tests {
         match rx.recv_timeout(Duration::from_secs(5)).unwrap() {
             Report::Loaded {
                 room: Some(room), ..
-            } => assert_eq!(room.history[0].text, "hi"),
+            } => {
+                assert_eq!(room.history[0].text, "hi");
+                assert!(!room.history[0].notice && room.history[0].tags.is_empty());
+            }
             other => panic!("{other:?}"),
         }
     }

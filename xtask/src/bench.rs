@@ -1306,6 +1306,8 @@ async fn search(target: &Target, n: usize, extra: &mut String) -> anyhow::Result
                 room: "#big".into(),
                 text: format!("{} m{i}", words.join(" ")),
                 cid: Some(format!("s{i}")),
+                notice: false,
+                tags: Default::default(),
             })
             .await?;
         }

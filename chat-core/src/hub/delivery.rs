@@ -154,6 +154,21 @@ impl Hub {
         }
     }
 
+    /// Sequences what is relayed but not kept (a message of tags alone that is no reaction):
+    /// released right after what was queued before it, waiting for no commit of its own.
+    pub(super) fn sequence_unkept(&mut self, pending: Pending) {
+        match self.pending.back() {
+            Some(&(last, _)) => {
+                if pending.is_held() {
+                    self.held += 1;
+                    self.held_bytes += pending.weight();
+                }
+                self.pending.push_back((last, pending));
+            }
+            None => self.release(pending),
+        }
+    }
+
     pub(super) fn release(&mut self, pending: Pending) {
         match pending {
             Pending::Room { msg, from, cid } => {
@@ -163,6 +178,17 @@ impl Hub {
                     return;
                 };
                 let members: Vec<ConnId> = room.members.iter().copied().collect();
+                if !msg.kept() {
+                    self.send_from(members, &ServerMsg::Message(msg), Some(from));
+                    if let Some(cid) = cid {
+                        self.release(Pending::Ack {
+                            conn: from,
+                            cid,
+                            id,
+                        });
+                    }
+                    return;
+                }
                 if room.history.len() >= self.config.history.max(1)
                     && let Some(old) = room.history.pop_front()
                 {

@@ -15,18 +15,8 @@ pub enum Record {
     },
     /// A direct message.
     Direct {
-        /// Server id.
-        id: MsgId,
-        /// Server timestamp.
-        ts: UnixMillis,
-        /// Sender.
-        from: String,
-        /// Recipient.
-        to: String,
-        /// Text.
-        text: String,
-        /// True for an action.
-        action: bool,
+        /// The message.
+        msg: StoredDirect,
         /// The sender's own id for it.
         cid: Option<String>,
         /// The recipient is an account that is not connected: the message waits for it.
@@ -111,8 +101,8 @@ impl Record {
     pub fn id(&self) -> MsgId {
         match self {
             Record::Message { msg, .. } => msg.id,
-            Record::Direct { id, .. }
-            | Record::Topic { id, .. }
+            Record::Direct { msg, .. } => msg.id,
+            Record::Topic { id, .. }
             | Record::Account { id, .. }
             | Record::AccountRooms { id, .. }
             | Record::ReadMarkers { id, .. }

@@ -36,9 +36,10 @@ use crate::codec::{self, FrameError, Wire};
 use crate::irc;
 use crate::names::{self, NameError};
 use crate::protocol::{
-    ChatMessage, ClientMsg, ErrorCode, Limits, MsgId, PROTOCOL_VERSION, RoomInfo, Secret,
-    ServerMsg, UnixMillis,
+    ChatMessage, ClientMsg, ClientTags, ErrorCode, Limits, MsgId, PROTOCOL_VERSION, RoomInfo,
+    Secret, ServerMsg, UnixMillis,
 };
+use messages::Body;
 
 mod accounts;
 mod away;
@@ -646,24 +647,68 @@ impl Hub {
                 self.cmd_join(now, conn, &room, since, key.as_ref());
             }
             ClientMsg::Part { room, reason } => self.cmd_part(now, conn, &room, reason),
-            ClientMsg::Say { room, text, cid } => {
-                self.with_cid(conn, cid, |hub, cid| {
-                    hub.cmd_say(conn, &room, text, false, cid);
-                });
+            ClientMsg::Say {
+                room,
+                text,
+                cid,
+                notice,
+                tags,
+            } => {
+                let body = Body {
+                    text,
+                    notice,
+                    tags,
+                    ..Body::default()
+                };
+                self.with_cid(conn, cid, |hub, cid| hub.cmd_say(conn, &room, body, cid));
             }
-            ClientMsg::Me { room, text, cid } => {
-                self.with_cid(conn, cid, |hub, cid| {
-                    hub.cmd_say(conn, &room, text, true, cid);
-                });
+            ClientMsg::Me {
+                room,
+                text,
+                cid,
+                tags,
+            } => {
+                let body = Body {
+                    text,
+                    action: true,
+                    tags,
+                    ..Body::default()
+                };
+                self.with_cid(conn, cid, |hub, cid| hub.cmd_say(conn, &room, body, cid));
             }
             ClientMsg::Msg {
                 to,
                 text,
                 action,
                 cid,
-            } => self.with_cid(conn, cid, |hub, cid| {
-                hub.cmd_direct(now, conn, &to, text, action, cid);
-            }),
+                notice,
+                tags,
+            } => {
+                let body = Body {
+                    text,
+                    action,
+                    notice,
+                    tags,
+                    only_tags: false,
+                };
+                self.with_cid(conn, cid, |hub, cid| {
+                    hub.cmd_direct(now, conn, &to, body, cid);
+                });
+            }
+            ClientMsg::Tag { to, tags, cid } => {
+                let body = Body {
+                    tags,
+                    only_tags: true,
+                    ..Body::default()
+                };
+                self.with_cid(conn, cid, |hub, cid| {
+                    if to.starts_with('#') {
+                        hub.cmd_say(conn, &to, body, cid);
+                    } else {
+                        hub.cmd_direct(now, conn, &to, body, cid);
+                    }
+                });
+            }
             ClientMsg::Topic { room, topic } => self.cmd_topic(conn, &room, topic),
             ClientMsg::Who { room, after } => self.cmd_who(conn, &room, after),
             ClientMsg::Whois { name } => self.cmd_whois(now, conn, &name),

@@ -22,13 +22,22 @@ pub struct StoredDirect {
     pub from: String,
     /// Recipient (the account's name).
     pub to: String,
-    /// Text.
+    /// Text; empty for a message of tags alone.
     pub text: String,
     /// True for an action.
     pub action: bool,
+    /// True for a notice.
+    pub notice: bool,
+    /// The sender's tags for the recipient's client.
+    pub tags: ClientTags,
 }
 
 impl StoredDirect {
+    /// Whether it is kept (see [`ChatMessage::kept`]).
+    pub fn kept(&self) -> bool {
+        crate::protocol::kept(&self.text, &self.tags)
+    }
+
     /// The message as clients receive it.
     pub fn message(&self) -> ServerMsg {
         ServerMsg::Direct {
@@ -38,18 +47,15 @@ impl StoredDirect {
             to: self.to.clone(),
             text: self.text.clone(),
             action: self.action,
+            notice: self.notice,
+            tags: self.tags.clone(),
         }
     }
 
     /// The record the store keeps of it.
     pub(super) fn record(&self, cid: Option<String>, offline: bool) -> Record {
         Record::Direct {
-            id: self.id,
-            ts: self.ts,
-            from: self.from.clone(),
-            to: self.to.clone(),
-            text: self.text.clone(),
-            action: self.action,
+            msg: self.clone(),
             cid,
             offline,
         }
@@ -63,8 +69,7 @@ impl Hub {
         &mut self,
         conn: ConnId,
         to: String,
-        text: String,
-        action: bool,
+        body: Body,
         cid: &Option<String>,
         offline: bool,
     ) -> StoredDirect {
@@ -79,10 +84,12 @@ impl Hub {
             ts,
             from: self.name_of(conn),
             to,
-            text,
-            action,
+            text: body.text,
+            action: body.action,
+            notice: body.notice,
+            tags: body.tags,
         };
-        if self.config.durable {
+        if self.config.durable && direct.kept() {
             self.outputs
                 .push_back(Output::Store(direct.record(cid.clone(), offline)));
         }
@@ -96,8 +103,7 @@ impl Hub {
         now: UnixMillis,
         conn: ConnId,
         raw: &str,
-        text: String,
-        action: bool,
+        body: Body,
         cid: Option<String>,
     ) -> bool {
         let Ok(name) = names::normalize_name(raw) else {
@@ -113,7 +119,13 @@ impl Hub {
             self.reply(conn, &error(ErrorCode::NoSuchUser, &why));
             return true;
         }
-        if !self.valid_text(conn, &text) {
+        if !body.kept() {
+            // A typing notice or the like means nothing later.
+            let why = format!("{to} is not connected");
+            self.reply(conn, &error(ErrorCode::NoSuchUser, &why));
+            return true;
+        }
+        if !self.valid_body(conn, &body) {
             return true;
         }
         let from = names::key(&self.name_of(conn));
@@ -153,10 +165,10 @@ impl Hub {
                     .retain(|_, n| n.back().is_some_and(|&t| t + 60_000 > now));
             }
         }
-        if !self.store_can_take(conn, 64 + text.len()) {
+        if !self.store_can_take(conn, body.weight()) {
             return true;
         }
-        let direct = self.new_direct(conn, to.clone(), text, action, &cid, true);
+        let direct = self.new_direct(conn, to.clone(), body, &cid, true);
         let id = direct.id;
         let msg = direct.message();
         self.offline.entry(key).or_default().push_back(direct);

@@ -35,6 +35,8 @@ fn message(id: MsgId, room: &str) -> ChatMessage {
         from: "old".into(),
         text: format!("m{id}"),
         action: false,
+        notice: false,
+        tags: Default::default(),
     }
 }
 
@@ -128,6 +130,8 @@ fn restored_cids_answer_repeats() {
                 room: "#lobby".into(),
                 text: "again".into(),
                 cid: Some("c-1".into()),
+                notice: false,
+                tags: Default::default(),
             }),
         },
     );
@@ -159,6 +163,8 @@ fn the_held_bytes_limit_counts_text() {
                     room: "#lobby".into(),
                     text,
                     cid: None,
+                    notice: false,
+                    tags: Default::default(),
                 }),
             },
         );
@@ -595,6 +601,8 @@ fn counters_count_accepted_messages_and_flood_kicks() {
                     room: "#lobby".into(),
                     text: text.into(),
                     cid: None,
+                    notice: false,
+                    tags: Default::default(),
                 }),
             },
         );
@@ -652,6 +660,8 @@ fn a_mailbox_gives_each_sender_a_share_and_new_senders_meet_the_new_sender_limit
                     text: text.into(),
                     action: false,
                     cid: None,
+                    notice: false,
+                    tags: Default::default(),
                 }),
             },
         );

@@ -18,7 +18,9 @@ use super::encode::{
 use super::line::{LineError, Message};
 use super::{Cap, Caps, ServerInfo, mask};
 use crate::names;
-use crate::protocol::{ClientMsg, ErrorCode, PROTOCOL_VERSION, Role, Secret, ServerMsg};
+use crate::protocol::{
+    ClientMsg, ClientTags, ErrorCode, PROTOCOL_VERSION, Role, Secret, ServerMsg,
+};
 
 /// Most targets one PRIVMSG, NOTICE, JOIN or PART may name (005 `TARGMAX`).
 pub const MAX_TARGETS: usize = 4;
@@ -121,6 +123,8 @@ struct Multiline {
     reference: String,
     target: String,
     notice: bool,
+    /// The client-only tags on the `BATCH` line that opened it.
+    tags: ClientTags,
     text: String,
     lines: usize,
     /// Something in it was wrong; the batch is refused at its end.
@@ -129,6 +133,17 @@ struct Multiline {
 
 /// Longest SASL response accepted, in base64 bytes.
 const MAX_SASL: usize = 4096;
+
+/// The client-only tags (`+name`) of a line, named without their `+`.
+fn client_tags(msg: &Message) -> ClientTags {
+    msg.tags
+        .iter()
+        .filter_map(|(k, v)| {
+            let name = k.strip_prefix('+')?;
+            Some((name.to_string(), v.clone().unwrap_or_default()))
+        })
+        .collect()
+}
 
 impl Adapter {
     /// A connection that has sent nothing yet.
@@ -320,6 +335,7 @@ impl Adapter {
             "BATCH" => self.batch(&msg, out),
             "PRIVMSG" | "NOTICE" if msg.tag("batch").is_some() => self.batched_line(&msg),
             "PRIVMSG" | "NOTICE" => self.privmsg(&msg, out),
+            "TAGMSG" => self.tagmsg(&msg, out),
             "TOPIC" => {
                 if msg.params.is_empty() {
                     return self.need_more(out, cmd);
@@ -667,7 +683,13 @@ impl Adapter {
             if let Some(id) = &batch {
                 t.insert(0, ("batch".into(), Some(id.clone())));
             }
-            encode::privmsg(out, t, &mask(&m.from, &server), &m.room, &m.text, m.action);
+            let said = encode::Said {
+                text: &m.text,
+                action: m.action,
+                notice: m.notice,
+                tags: &m.tags,
+            };
+            said.write(out, self.caps, t, &mask(&m.from, &server), &m.room, None);
         }
         if let Some(id) = batch {
             emit(out, Vec::new(), &server.name, "BATCH", &[&format!("-{id}")]);
@@ -910,6 +932,7 @@ impl Adapter {
                 reference: reference.to_string(),
                 target: target.to_string(),
                 notice: false,
+                tags: client_tags(msg),
                 text: String::new(),
                 lines: 0,
                 error: None,
@@ -946,6 +969,8 @@ impl Adapter {
                 room: batch.target,
                 text: batch.text,
                 cid: None,
+                notice: batch.notice,
+                tags: batch.tags,
             }
         } else {
             ClientMsg::Msg {
@@ -953,6 +978,8 @@ impl Adapter {
                 text: batch.text,
                 action: false,
                 cid: None,
+                notice: batch.notice,
+                tags: batch.tags,
             }
         };
         out.hub(hub, asked);
@@ -1031,6 +1058,7 @@ impl Adapter {
             }
             let asked = Asked::new(&msg.command, target);
             let text = text.to_string();
+            let tags = client_tags(msg);
             let hub = if target.starts_with('#') {
                 let room = target.to_string();
                 if action {
@@ -1038,12 +1066,15 @@ impl Adapter {
                         room,
                         text,
                         cid: None,
+                        tags,
                     }
                 } else {
                     ClientMsg::Say {
                         room,
                         text,
                         cid: None,
+                        notice,
+                        tags,
                     }
                 }
             } else {
@@ -1052,9 +1083,31 @@ impl Adapter {
                     text,
                     action,
                     cid: None,
+                    notice,
+                    tags,
                 }
             };
             out.hub(hub, asked);
+        }
+    }
+
+    /// `TAGMSG target`: a message of client-only tags alone (a reaction, a typing notice).
+    /// One without any is nothing to relay, and is dropped like a bad NOTICE.
+    fn tagmsg(&mut self, msg: &Message, out: &mut Out) {
+        let Some(targets) = msg.param(0).filter(|t| !t.is_empty()) else {
+            return self.need_more(out, "TAGMSG");
+        };
+        let tags = client_tags(msg);
+        if tags.is_empty() {
+            return;
+        }
+        for target in targets.split(',').take(MAX_TARGETS) {
+            let tag = ClientMsg::Tag {
+                to: target.to_string(),
+                tags: tags.clone(),
+                cid: None,
+            };
+            out.hub(tag, Asked::new("TAGMSG", target));
         }
     }
 
@@ -1757,7 +1810,7 @@ impl Adapter {
             format!("NICKLEN={}", names::MAX_NAME_CHARS),
             "PREFIX=(qov)~@+".to_string(),
             format!(
-                "TARGMAX=JOIN:{MAX_TARGETS},PART:{MAX_TARGETS},PRIVMSG:{MAX_TARGETS},NOTICE:{MAX_TARGETS},KICK:{MAX_TARGETS},NAMES:1,WHO:1"
+                "TARGMAX=JOIN:{MAX_TARGETS},PART:{MAX_TARGETS},PRIVMSG:{MAX_TARGETS},NOTICE:{MAX_TARGETS},TAGMSG:{MAX_TARGETS},KICK:{MAX_TARGETS},NAMES:1,WHO:1"
             ),
             format!("TOPICLEN={}", s.topic_len),
             "UTF8ONLY".to_string(),

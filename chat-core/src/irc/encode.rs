@@ -9,7 +9,7 @@ use bytes::BytesMut;
 
 use super::line::{self, MAX_BODY, Message};
 use super::{Cap, Caps, ServerInfo, mask, time_tag};
-use crate::protocol::{BanInfo, Role, RoomModes, ServerMsg, UnixMillis};
+use crate::protocol::{BanInfo, ClientTags, MsgId, Role, RoomModes, ServerMsg, UnixMillis};
 
 /// True for messages that IRC writes differently for each recipient (numerics carry the
 /// recipient's nick): the hub hands these to the recipient's adapter instead of encoding them.
@@ -75,15 +75,13 @@ pub fn event(server: &ServerInfo, caps: Caps, msg: &ServerMsg, out: &mut BytesMu
         ServerMsg::Message(m) => {
             let tags = tags(caps, Some(m.ts), Some(m.id));
             let multiline = caps.has(Cap::Multiline).then_some(m.id);
-            privmsg_lines(
-                out,
-                tags,
-                &user(&m.from),
-                &m.room,
-                &m.text,
-                m.action,
-                multiline,
-            );
+            let said = Said {
+                text: &m.text,
+                action: m.action,
+                notice: m.notice,
+                tags: &m.tags,
+            };
+            said.write(out, caps, tags, &user(&m.from), &m.room, multiline);
         }
         ServerMsg::Direct {
             id,
@@ -92,17 +90,18 @@ pub fn event(server: &ServerInfo, caps: Caps, msg: &ServerMsg, out: &mut BytesMu
             to,
             text,
             action,
+            notice,
+            tags: client,
         } => {
             let multiline = caps.has(Cap::Multiline).then_some(*id);
-            privmsg_lines(
-                out,
-                tags(caps, Some(*ts), Some(*id)),
-                &user(from),
-                to,
+            let said = Said {
                 text,
-                *action,
-                multiline,
-            );
+                action: *action,
+                notice: *notice,
+                tags: client,
+            };
+            let tags = tags(caps, Some(*ts), Some(*id));
+            said.write(out, caps, tags, &user(from), to, multiline);
         }
         ServerMsg::Topic {
             room,
@@ -220,7 +219,7 @@ pub fn event(server: &ServerInfo, caps: Caps, msg: &ServerMsg, out: &mut BytesMu
 pub(crate) fn tags(
     caps: Caps,
     ts: Option<UnixMillis>,
-    id: Option<crate::protocol::MsgId>,
+    id: Option<MsgId>,
 ) -> Vec<(String, Option<String>)> {
     let mut tags = Vec::new();
     if let (true, Some(id)) = (caps.has(Cap::MessageTags), id) {
@@ -291,37 +290,76 @@ fn param(p: &str, last: bool) -> String {
     p
 }
 
-/// Writes a message as PRIVMSG lines: one per line of text, each cut (at a space when there is
-/// one) so that the line without its source, `PRIVMSG target text\r\n`, fits 512 bytes: what
-/// an IRC client may send is relayed whole, as one line, with its source before it, as ergo
-/// and InspIRCd do. An action is a CTCP ACTION. The `msgid` goes on the first line only.
-pub(crate) fn privmsg(
-    out: &mut BytesMut,
-    tags: Vec<(String, Option<String>)>,
-    source: &str,
-    target: &str,
-    text: &str,
-    action: bool,
-) {
-    privmsg_lines(out, tags, source, target, text, action, None);
+/// A message as IRC writes it: PRIVMSG or NOTICE lines, or a TAGMSG for tags alone.
+pub(crate) struct Said<'a> {
+    pub text: &'a str,
+    pub action: bool,
+    pub notice: bool,
+    pub tags: &'a ClientTags,
 }
 
-/// [`privmsg`]; for a client with `draft/multiline` (`multiline` is the message id), a message
-/// that takes more than one line is one `draft/multiline` batch carrying the message's tags,
-/// with pieces of a cut line marked `draft/multiline-concat`.
+impl Said<'_> {
+    /// Writes it for a client with `caps`: with its client-only tags after `tags` when the
+    /// client has `message-tags`; a message of tags alone is a TAGMSG, and nothing to a
+    /// client without that capability.
+    pub(crate) fn write(
+        &self,
+        out: &mut BytesMut,
+        caps: Caps,
+        mut tags: Vec<(String, Option<String>)>,
+        source: &str,
+        target: &str,
+        multiline: Option<MsgId>,
+    ) {
+        if caps.has(Cap::MessageTags) {
+            for (name, value) in self.tags {
+                let value = (!value.is_empty()).then(|| value.clone());
+                tags.push((format!("+{name}"), value));
+            }
+        }
+        if self.text.is_empty() {
+            if caps.has(Cap::MessageTags) {
+                emit(out, tags, source, "TAGMSG", &[target]);
+            }
+            return;
+        }
+        let command = if self.notice { "NOTICE" } else { "PRIVMSG" };
+        privmsg_lines(
+            out,
+            tags,
+            source,
+            command,
+            target,
+            self.text,
+            self.action,
+            multiline,
+        );
+    }
+}
+
+/// Writes a message as `command` (PRIVMSG or NOTICE) lines: one per line of text, each cut
+/// (at a space when there is one) so that the line without its source, `PRIVMSG target
+/// text\r\n`, fits 512 bytes: what an IRC client may send is relayed whole, as one line,
+/// with its source before it, as ergo and InspIRCd do. An action is a CTCP ACTION. The
+/// `msgid` and the client's tags go on the first line only. For a client with
+/// `draft/multiline` (`multiline` is the message id), a message that takes more than one line
+/// is one `draft/multiline` batch carrying the message's tags, with pieces of a cut line
+/// marked `draft/multiline-concat`.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn privmsg_lines(
     out: &mut BytesMut,
     mut tags: Vec<(String, Option<String>)>,
     source: &str,
+    command: &str,
     target: &str,
     text: &str,
     action: bool,
-    multiline: Option<crate::protocol::MsgId>,
+    multiline: Option<MsgId>,
 ) {
     // "PRIVMSG target " and "\r\n", and the CTCP framing of an action; neither the source
     // nor the colon marking the text is counted: a client's line of 512 bytes arrives whole,
     // whether it wrote the colon or not.
-    let overhead = 8 + target.len() + 1 + 2 + if action { 9 } else { 0 };
+    let overhead = command.len() + 1 + target.len() + 1 + 2 + if action { 9 } else { 0 };
     let room = MAX_BODY.saturating_sub(overhead).max(16);
     // NUL, CR and the CTCP delimiter cannot travel inside an IRC message.
     let text: std::borrow::Cow<'_, str> = if text.contains(['\0', '\r', '\u{1}']) {
@@ -349,7 +387,7 @@ pub(crate) fn privmsg_lines(
                 if i > 0 {
                     t.push(("draft/multiline-concat".to_string(), None));
                 }
-                emit_trailing(out, t, source, "PRIVMSG", &[target, chunk]);
+                emit_trailing(out, t, source, command, &[target, chunk]);
             }
         }
         emit(
@@ -368,8 +406,9 @@ pub(crate) fn privmsg_lines(
             } else {
                 chunk.to_string()
             };
-            emit_trailing(out, tags.clone(), source, "PRIVMSG", &[target, &body]);
-            tags.retain(|(k, _)| k != "msgid");
+            emit_trailing(out, tags.clone(), source, command, &[target, &body]);
+            // The id and the client's tags belong to the message, on its first line.
+            tags.retain(|(k, _)| k != "msgid" && !k.starts_with('+'));
         }
     }
 }
@@ -598,6 +637,8 @@ mod tests {
             from: "ann".into(),
             text: text.into(),
             action,
+            notice: false,
+            tags: Default::default(),
         })
     }
 

@@ -29,16 +29,31 @@ fn client_msg() -> impl Strategy<Value = ClientMsg> {
         }),
         (text(), proptest::option::of(text()))
             .prop_map(|(room, reason)| ClientMsg::Part { room, reason }),
-        (text(), text(), proptest::option::of(text()))
-            .prop_map(|(room, text, cid)| ClientMsg::Say { room, text, cid }),
-        (text(), text(), proptest::option::of(text()))
-            .prop_map(|(room, text, cid)| ClientMsg::Me { room, text, cid }),
+        (text(), text(), proptest::option::of(text())).prop_map(|(room, text, cid)| {
+            ClientMsg::Say {
+                room,
+                text,
+                cid,
+                notice: false,
+                tags: Default::default(),
+            }
+        }),
+        (text(), text(), proptest::option::of(text())).prop_map(|(room, text, cid)| {
+            ClientMsg::Me {
+                room,
+                text,
+                cid,
+                tags: Default::default(),
+            }
+        }),
         (text(), text(), any::<bool>(), proptest::option::of(text())).prop_map(
             |(to, text, action, cid)| ClientMsg::Msg {
                 to,
                 text,
                 action,
-                cid
+                cid,
+                notice: false,
+                tags: Default::default(),
             }
         ),
         (text(), proptest::option::of(text()))
@@ -111,6 +126,8 @@ fn chat() -> impl Strategy<Value = ChatMessage> {
             from,
             text,
             action,
+            notice: false,
+            tags: Default::default(),
         })
 }
 
@@ -166,7 +183,9 @@ fn server_msg() -> impl Strategy<Value = ServerMsg> {
                 from,
                 to,
                 text,
-                action
+                action,
+                notice: false,
+                tags: Default::default(),
             }),
         (
             text(),

@@ -64,6 +64,8 @@ async fn reconnects_and_catches_up_over_the_memory_transport() {
             from: "bob".into(),
             text: "hi".into(),
             action: false,
+            notice: false,
+            tags: Default::default(),
         }),
     ] {
         peer.tx.send(msg).unwrap();
@@ -78,6 +80,8 @@ async fn reconnects_and_catches_up_over_the_memory_transport() {
             room: "#lobby".into(),
             text: "hello bob".into(),
             cid: Some("d-1".into()),
+            notice: false,
+            tags: Default::default(),
         }
     );
     // The server goes away before acknowledging: the driver reconnects by itself.
@@ -110,6 +114,8 @@ async fn reconnects_and_catches_up_over_the_memory_transport() {
             room: "#lobby".into(),
             text: "hello bob".into(),
             cid: Some("d-1".into()),
+            notice: false,
+            tags: Default::default(),
         }
     );
     assert_eq!(handle.with_session(Session::unacked), 1);

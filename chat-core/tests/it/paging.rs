@@ -173,6 +173,8 @@ fn history_pages_are_capped_at_200_and_default_to_50() {
                 room: "#lobby".into(),
                 text: format!("m{i}"),
                 cid: None,
+                notice: false,
+                tags: Default::default(),
             },
         );
     }

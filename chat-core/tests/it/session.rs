@@ -18,8 +18,10 @@ fn server(json: &str) -> ServerMsg {
 fn sent(s: &mut Session) -> Vec<ClientMsg> {
     let mut out = sent_raw(s);
     for m in &mut out {
-        if let ClientMsg::Say { cid, .. } | ClientMsg::Me { cid, .. } | ClientMsg::Msg { cid, .. } =
-            m
+        if let ClientMsg::Say { cid, .. }
+        | ClientMsg::Me { cid, .. }
+        | ClientMsg::Msg { cid, .. }
+        | ClientMsg::Tag { cid, .. } = m
         {
             *cid = None;
         }
@@ -174,6 +176,8 @@ fn every_command_sends_the_right_message() {
                 room: "#lobby".into(),
                 text: "hello".into(),
                 cid: None,
+                notice: false,
+                tags: Default::default(),
             },
         ),
         (
@@ -182,6 +186,7 @@ fn every_command_sends_the_right_message() {
                 room: "#lobby".into(),
                 text: "waves".into(),
                 cid: None,
+                tags: Default::default(),
             },
         ),
         (
@@ -198,6 +203,8 @@ fn every_command_sends_the_right_message() {
                 text: "hi".into(),
                 action: false,
                 cid: None,
+                notice: false,
+                tags: Default::default(),
             },
         ),
         ("/nick zed", ClientMsg::Nick { name: "zed".into() }),
@@ -261,6 +268,8 @@ fn every_command_sends_the_right_message() {
             room: "#rust".into(),
             text: "first words in rust".into(),
             cid: None,
+            notice: false,
+            tags: Default::default(),
         }]
     );
     s.handle_input(T, "/quit bye");
@@ -317,12 +326,16 @@ fn direct_messages_get_their_own_conversation() {
                 text: "reply".into(),
                 action: false,
                 cid: None,
+                notice: false,
+                tags: Default::default(),
             },
             ClientMsg::Msg {
                 to: "bob".into(),
                 text: "nods".into(),
                 action: true,
                 cid: None,
+                notice: false,
+                tags: Default::default(),
             },
         ]
     );
@@ -494,11 +507,15 @@ fn reconnect_backs_off_then_catches_up_without_gap_or_duplicate() {
                 room: "#lobby".into(),
                 text: "pending".into(),
                 cid: Some("t-1".into()),
+                notice: false,
+                tags: Default::default(),
             },
             ClientMsg::Say {
                 room: "#lobby".into(),
                 text: "while away".into(),
                 cid: Some("t-2".into()),
+                notice: false,
+                tags: Default::default(),
             },
         ]
     );
@@ -693,6 +710,8 @@ fn lines_typed_between_welcome_and_the_first_room_are_held_not_lost() {
             room: "#lobby".into(),
             text: "early bird".into(),
             cid: None,
+            notice: false,
+            tags: Default::default(),
         }]
     );
 }
@@ -726,6 +745,8 @@ fn a_room_joined_right_after_welcome_gets_the_text_typed_for_it() {
             room: "#ops".into(),
             text: "hi".into(),
             cid: None,
+            notice: false,
+            tags: Default::default(),
         }]
     );
     assert_eq!(s.active().unwrap().name, "#ops");
@@ -1587,7 +1608,9 @@ fn a_paste_longer_than_one_message_goes_out_as_several_in_order() {
         vec![ClientMsg::Say {
             room: "#lobby".into(),
             text: "one\ntwo\nthree".into(),
-            cid: None
+            cid: None,
+            notice: false,
+            tags: Default::default(),
         }]
     );
     s.handle_input(T, &format!("/me {}", "ab ".repeat(200)));
@@ -1935,4 +1958,146 @@ fn a_first_connection_that_fails_says_why_where_the_messages_go_once_per_reason(
         .filter(|k| matches!(k, LineKind::Error(_)))
         .collect();
     assert_eq!(errors, [&LineKind::Error(format!("{why}; trying again"))]);
+}
+
+#[test]
+fn replies_quote_their_parent_and_reactions_count_under_it() {
+    let mut s = online();
+    feed(&mut s, &[&msg(10, "#lobby", "bob", "lunch at noon?")]);
+    // /reply and /react answer the newest message from someone else.
+    s.handle_input(T, "/reply sounds good");
+    s.handle_input(T, "/react 👍");
+    let tags = |pairs: &[(&str, &str)]| {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    assert_eq!(
+        sent(&mut s),
+        vec![
+            ClientMsg::Say {
+                room: "#lobby".into(),
+                text: "sounds good".into(),
+                cid: None,
+                notice: false,
+                tags: tags(&[("draft/reply", "10")]),
+            },
+            ClientMsg::Tag {
+                to: "#lobby".into(),
+                tags: tags(&[("draft/react", "👍"), ("draft/reply", "10")]),
+                cid: None,
+            },
+        ]
+    );
+    // What comes back: a reply (quoting bob's line), reactions from two people (one of them
+    // twice, counted once), a notice, a reaction to something no longer in the scrollback
+    // (nothing to count it under), and a typing notice (nothing shown).
+    let said = |id: u64, from: &str, text: &str, extra: &str| {
+        format!(
+            r##"{{"type":"message","id":{id},"ts":{},"room":"#lobby","from":"{from}","text":"{text}"{extra}}}"##,
+            T + id
+        )
+    };
+    feed(
+        &mut s,
+        &[
+            &said(
+                11,
+                "alice",
+                "sounds good",
+                r#","tags":{"draft/reply":"10"}"#,
+            ),
+            &said(
+                12,
+                "alice",
+                "",
+                r#","tags":{"draft/react":"👍","draft/reply":"10"}"#,
+            ),
+            &said(
+                13,
+                "carol",
+                "",
+                r#","tags":{"draft/react":"👍","draft/reply":"10"}"#,
+            ),
+            &said(
+                14,
+                "carol",
+                "",
+                r#","tags":{"draft/react":"👍","draft/reply":"10"}"#,
+            ),
+            &said(
+                15,
+                "carol",
+                "",
+                r#","tags":{"draft/react":"🎉","draft/reply":"10"}"#,
+            ),
+            &said(16, "bot", "build green", r#","notice":true"#),
+            &said(
+                17,
+                "carol",
+                "",
+                r#","tags":{"draft/react":"👍","draft/reply":"3"}"#,
+            ),
+            &said(18, "carol", "", r#","tags":{"typing":"active"}"#),
+        ],
+    );
+    let lobby = s.active().unwrap();
+    let messages: Vec<_> = lobby.lines.iter().filter(|l| l.id.is_some()).collect();
+    assert_eq!(messages.len(), 3, "{messages:#?}");
+    let parent = messages[0];
+    assert_eq!(parent.reaction_counts(), "👍 2  🎉 1");
+    assert_eq!(parent.reactions[0].from, vec!["alice", "carol"]);
+    let reply = messages[1].reply.as_ref().expect("a reply");
+    assert_eq!(reply.id, 10);
+    assert_eq!(reply.describe(), "<bob> lunch at noon?");
+    assert!(messages[2].notice);
+    let reacted: Vec<String> = std::iter::from_fn(|| s.poll_output())
+        .filter_map(|o| match o {
+            Output::Event(Event::Reacted {
+                from, emoji, to, ..
+            }) => Some(format!("{from} {emoji} {}", to.describe())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        reacted,
+        vec![
+            "alice 👍 <bob> lunch at noon?",
+            "carol 👍 <bob> lunch at noon?",
+            "carol 🎉 <bob> lunch at noon?"
+        ]
+    );
+    // A typing notice is not a place to catch up from (it is not kept); a reaction is.
+    reconnect(&mut s, "connection lost");
+    feed(&mut s, &[&welcome("alice")]);
+    let since = sent(&mut s).into_iter().find_map(|m| match m {
+        ClientMsg::Join { since, .. } => since,
+        _ => None,
+    });
+    assert_eq!(since, Some(17));
+}
+
+#[test]
+fn reply_and_react_need_a_message_from_someone_else() {
+    let mut s = online();
+    s.handle_input(T, "/reply hello?");
+    s.handle_input(T, "/react 👍");
+    assert!(sent(&mut s).is_empty());
+    let errors: Vec<String> = s
+        .active()
+        .unwrap()
+        .lines
+        .iter()
+        .map(|l| format!("{:?}", l.kind))
+        .collect();
+    let errors = errors.join("\n");
+    assert!(
+        errors.contains("no message from someone else here to reply to"),
+        "{errors}"
+    );
+    assert!(
+        errors.contains("no message from someone else here to react to"),
+        "{errors}"
+    );
 }

@@ -244,6 +244,8 @@ impl Harness {
                 room: "#lobby".into(),
                 text: text.into(),
                 cid: None,
+                notice: false,
+                tags: Default::default(),
             });
             self.hub().handle(now, Input::Frame { conn, frame });
         } else {
@@ -551,25 +553,26 @@ fn fmt_elapsed(ms: u64) -> String {
 fn fmt_record(r: &Record) -> String {
     match r {
         Record::Message { msg: m, cid } => format!(
-            "message #{} {} <{}> {}{}",
+            "message #{} {} <{}> {}{}{}{}",
             m.id,
             m.room,
             m.from,
             m.text,
+            if m.notice { " (notice)" } else { "" },
+            if m.tags.is_empty() {
+                String::new()
+            } else {
+                format!(" tags {}", serde_json::to_string(&m.tags).unwrap())
+            },
             cid.as_ref()
                 .map(|c| format!(" (cid {c})"))
                 .unwrap_or_default()
         ),
         Record::Direct {
-            id,
-            from,
-            to,
-            text,
-            offline,
-            ..
+            msg: d, offline, ..
         } => {
             let waits = if *offline { " (waits)" } else { "" };
-            format!("direct #{id} {from} -> {to}: {text}{waits}")
+            format!("direct #{} {} -> {}: {}{waits}", d.id, d.from, d.to, d.text)
         }
         Record::OfflineDelivered { id, account } => format!("offline_delivered #{id} {account}"),
         Record::Topic {

@@ -128,6 +128,8 @@ fn typing_sends_and_the_echo_appears() {
             room: "#lobby".into(),
             text: "hello everyone".into(),
             cid: Some("t-1".into()),
+            notice: false,
+            tags: Default::default(),
         }]
     );
     assert_eq!(tui.input_text(), "");
@@ -629,6 +631,8 @@ fn a_multi_line_paste_asks_then_goes_out_as_one_message() {
             room: "#lobby".into(),
             text: "first line\n/not a command\nthird".into(),
             cid: Some("t-1".into()),
+            notice: false,
+            tags: Default::default(),
         }]
     );
     // Escape cancels and sends nothing; a one-line paste lands in the input at the cursor.

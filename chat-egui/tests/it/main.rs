@@ -229,6 +229,8 @@ fn typing_sending_and_receiving() {
             room: "#lobby".into(),
             text: "hello from the window".into(),
             cid: Some("t-1".into()),
+            notice: false,
+            tags: Default::default(),
         }]
     );
     gui.server(&[
@@ -287,6 +289,8 @@ fn rooms_unread_badges_and_switching() {
             text: "hi carol".into(),
             action: false,
             cid: Some("t-1".into()),
+            notice: false,
+            tags: Default::default(),
         }]
     );
 }
@@ -590,6 +594,8 @@ fn a_multi_line_paste_asks_then_goes_out_as_one_message() {
             room: "#lobby".into(),
             text: "first line\nsecond line".into(),
             cid: Some("t-1".into()),
+            notice: false,
+            tags: Default::default(),
         }]
     );
     assert!(
@@ -625,6 +631,8 @@ fn shift_enter_starts_a_new_line_and_enter_sends_them_as_one_message() {
             room: "#lobby".into(),
             text: "first line\nsecond line".into(),
             cid: Some("t-1".into()),
+            notice: false,
+            tags: Default::default(),
         }]
     );
     assert_eq!(gui.input_value("Send").as_deref(), Some(""));

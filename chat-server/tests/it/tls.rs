@@ -141,6 +141,8 @@ async fn tls_end_to_end_beside_a_plaintext_listener() {
             room: "#lobby".into(),
             text: "over TLS".into(),
             cid: None,
+            notice: false,
+            tags: Default::default(),
         })
         .await
         .unwrap();
@@ -322,6 +324,8 @@ async fn sighup_reloads_the_certificate_without_dropping_connections() {
         room: "#lobby".into(),
         text: "still connected".into(),
         cid: None,
+        notice: false,
+        tags: Default::default(),
     })
     .await
     .unwrap();
@@ -381,6 +385,8 @@ async fn a_tls_client_that_stops_reading_is_dropped_and_slows_nobody() {
                     room: "#lobby".into(),
                     text: text.clone(),
                     cid: None,
+                    notice: false,
+                    tags: Default::default(),
                 })
                 .await
                 .unwrap();
