@@ -207,6 +207,10 @@ pub enum ClientMsg {
         /// Up to 100 characters; control characters are dropped.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         realname: Option<String>,
+        /// Marks the connection a bot, or no longer one (IRCv3 bot mode): its messages carry
+        /// `bot`, and `whois` and `people` say so.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        bot: Option<bool>,
     },
     /// Asks about a connected person: their account, the rooms of theirs the asker may see,
     /// whether they are away or a server operator, and how long they have been idle.
@@ -563,6 +567,9 @@ pub enum ServerMsg {
         /// True for a notice.
         #[serde(default, skip_serializing_if = "is_false")]
         notice: bool,
+        /// The sender marked itself a bot.
+        #[serde(default, skip_serializing_if = "is_false")]
+        bot: bool,
         /// The sender's tags for the recipient's client.
         #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
         tags: ClientTags,
@@ -659,6 +666,9 @@ pub enum ServerMsg {
         /// They are a server operator.
         #[serde(default, skip_serializing_if = "is_false")]
         operator: bool,
+        /// They are a bot (see `profile`).
+        #[serde(default, skip_serializing_if = "is_false")]
+        bot: bool,
         /// Seconds since they last sent a message.
         idle: u64,
         /// When they connected (milliseconds since the epoch, server time).
@@ -927,6 +937,9 @@ pub struct ChatMessage {
     /// True for a notice (meant to be read, never answered).
     #[serde(default, skip_serializing_if = "is_false")]
     pub notice: bool,
+    /// The sender marked itself a bot (see `profile`).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub bot: bool,
     /// The sender's tags for other clients; with an empty `text`, a message of tags alone.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tags: ClientTags,
@@ -1104,6 +1117,9 @@ pub struct Person {
     /// They are a server operator.
     #[serde(default, skip_serializing_if = "is_false")]
     pub operator: bool,
+    /// They are a bot.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub bot: bool,
     /// A room they are in, that the asker may see (the room asked about, for a room).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub room: Option<String>,

@@ -1084,6 +1084,7 @@ impl Session {
                 action,
                 notice,
                 tags,
+                ..
             } => {
                 if !protocol::kept(&text, &tags) {
                     return;

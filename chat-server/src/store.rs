@@ -39,7 +39,7 @@ const PRUNE_EVERY: Duration = Duration::from_secs(600);
 /// full Unicode case folding (earlier databases used lowercase) and keeps client message ids;
 /// version 2 keeps the rooms an account owns and the id it was registered under; version 3
 /// adds the full-text index; version 4 keeps whether a message is a notice, and its client
-/// tags (JSON, empty for none).
+/// tags (JSON, empty for none), and whether its sender was a bot.
 pub const SCHEMA_VERSION: i64 = 4;
 
 /// What was in the database at startup.
@@ -424,6 +424,8 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
         ("messages", "tags", "TEXT NOT NULL DEFAULT ''"),
         ("directs", "notice", "INTEGER NOT NULL DEFAULT 0"),
         ("directs", "tags", "TEXT NOT NULL DEFAULT ''"),
+        ("messages", "bot", "INTEGER NOT NULL DEFAULT 0"),
+        ("directs", "bot", "INTEGER NOT NULL DEFAULT 0"),
     ] {
         let has = tx
             .prepare(&format!("SELECT {column} FROM {table} LIMIT 0"))
@@ -592,7 +594,7 @@ fn load(
         .unwrap_or_default();
     let offline = conn
         .prepare(
-            "SELECT id, ts, sender, recipient, text, action, notice, tags FROM directs
+            "SELECT id, ts, sender, recipient, text, action, notice, tags, bot FROM directs
              WHERE pending = 1 ORDER BY id",
         )?
         .query_map([], |r| {
@@ -605,6 +607,7 @@ fn load(
                 action: r.get(5)?,
                 notice: r.get(6)?,
                 tags: tags_from(&r.get::<_, String>(7)?)?,
+                bot: r.get(8)?,
             })
         })?
         .collect::<Result<_, _>>()?;
@@ -631,7 +634,7 @@ fn from_json<T: serde::de::DeserializeOwned>(json: &str, what: &str) -> rusqlite
 }
 
 /// The columns [`message_row`] reads, in its order.
-const MESSAGE_COLUMNS: &str = "id, ts, room, sender, text, action, notice, tags";
+const MESSAGE_COLUMNS: &str = "id, ts, room, sender, text, action, notice, tags, bot";
 
 /// A message from a row of `SELECT {MESSAGE_COLUMNS} FROM messages`.
 fn message_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ChatMessage> {
@@ -644,6 +647,7 @@ fn message_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ChatMessage> {
         action: r.get(5)?,
         notice: r.get(6)?,
         tags: tags_from(&r.get::<_, String>(7)?)?,
+        bot: r.get(8)?,
     })
 }
 
@@ -715,7 +719,8 @@ fn read_history(conn: &Connection, q: &HistoryQuery) -> rusqlite::Result<(Vec<Ch
 /// A room's messages matching an FTS5 query (?1) in room ?2 below id ?3, newest first, at most
 /// ?4. The index comes first, newest match first; CROSS JOIN keeps SQLite from scanning the
 /// room's messages and testing each against the index instead.
-const SEARCH_SQL: &str = "SELECT m.id, m.ts, m.room, m.sender, m.text, m.action, m.notice, m.tags
+const SEARCH_SQL: &str =
+    "SELECT m.id, m.ts, m.room, m.sender, m.text, m.action, m.notice, m.tags, m.bot
      FROM messages_fts CROSS JOIN messages m ON m.id = messages_fts.rowid
      WHERE messages_fts MATCH ?1 AND m.room_key = ?2 AND messages_fts.rowid < ?3
      ORDER BY messages_fts.rowid DESC LIMIT ?4";
@@ -950,12 +955,12 @@ fn write_batch(conn: &mut Connection, batch: &[Record]) -> rusqlite::Result<()> 
     let tx = conn.transaction()?;
     {
         let mut message = tx.prepare_cached(
-            "INSERT INTO messages (id, ts, room_key, room, sender, text, action, cid, notice, tags)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            "INSERT INTO messages (id, ts, room_key, room, sender, text, action, cid, notice, tags, bot)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         )?;
         let mut direct = tx.prepare_cached(
-            "INSERT INTO directs (id, ts, sender, recipient, text, action, cid, pending, notice, tags)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            "INSERT INTO directs (id, ts, sender, recipient, text, action, cid, pending, notice, tags, bot)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         )?;
         // An account's waiting messages were delivered, or the account is gone.
         let mut delivered = tx.prepare_cached(
@@ -1042,7 +1047,8 @@ fn write_batch(conn: &mut Connection, batch: &[Record]) -> rusqlite::Result<()> 
                         m.action,
                         cid,
                         m.notice,
-                        tags_json(&m.tags)
+                        tags_json(&m.tags),
+                        m.bot
                     ])?;
                 }
                 Record::Direct {
@@ -1060,7 +1066,8 @@ fn write_batch(conn: &mut Connection, batch: &[Record]) -> rusqlite::Result<()> 
                         cid,
                         offline,
                         d.notice,
-                        tags_json(&d.tags)
+                        tags_json(&d.tags),
+                        d.bot
                     ])?;
                 }
                 Record::Topic {
@@ -1100,6 +1107,7 @@ mod tests {
                 text: text.into(),
                 action: false,
                 notice: false,
+                bot: false,
                 tags: ClientTags::new(),
             },
             cid: Some(format!("c{id}")),

@@ -45,12 +45,19 @@ impl Hub {
         // The first `profile` comes from the IRC adapter with registration (what USER said):
         // it is part of connecting, so it costs nothing and waits for nothing.
         if !c.profiled
-            && let Queued::Frame(Ok(ClientMsg::Profile { user, realname }), _) = frame
+            && let Queued::Frame(
+                Ok(ClientMsg::Profile {
+                    user,
+                    realname,
+                    bot,
+                }),
+                _,
+            ) = frame
         {
             // Once: every later one costs a turn like any frame (an empty profile leaves the
             // names unset, so they cannot tell).
             c.profiled = true;
-            self.cmd_profile(conn, user, realname);
+            self.cmd_profile(conn, user, realname, bot);
             return;
         }
         if c.waiting() {

@@ -65,6 +65,8 @@ pub(super) struct Conn {
     pub(super) auth_tag: u64,
     /// Its first `profile` has come (the only one that costs no flood turn).
     pub(super) profiled: bool,
+    /// It marked itself a bot (`profile`).
+    pub(super) bot: bool,
 }
 
 /// What waits in a connection's queue for its turn.
@@ -132,6 +134,7 @@ impl Hub {
                 oper: None,
                 auth_tag: 0,
                 profiled: false,
+                bot: false,
             },
         );
         self.timers.insert((check_at, conn));

@@ -58,6 +58,7 @@ impl Hub {
             text: body.text,
             action: body.action,
             notice: body.notice,
+            bot: self.conns.get(&conn).is_some_and(|c| c.bot),
             tags: body.tags,
         };
         if let Some(cid) = &cid {

@@ -712,7 +712,11 @@ impl Hub {
             ClientMsg::Topic { room, topic } => self.cmd_topic(conn, &room, topic),
             ClientMsg::Who { room, after } => self.cmd_who(conn, &room, after),
             ClientMsg::Whois { name } => self.cmd_whois(now, conn, &name),
-            ClientMsg::Profile { user, realname } => self.cmd_profile(conn, user, realname),
+            ClientMsg::Profile {
+                user,
+                realname,
+                bot,
+            } => self.cmd_profile(conn, user, realname, bot),
             ClientMsg::People { target } => self.cmd_people(conn, &target),
             ClientMsg::Whowas { name, count } => self.cmd_whowas(conn, &name, count),
             ClientMsg::Stats {} => self.cmd_stats(conn),

@@ -28,6 +28,8 @@ pub struct StoredDirect {
     pub action: bool,
     /// True for a notice.
     pub notice: bool,
+    /// The sender is a bot.
+    pub bot: bool,
     /// The sender's tags for the recipient's client.
     pub tags: ClientTags,
 }
@@ -48,6 +50,7 @@ impl StoredDirect {
             text: self.text.clone(),
             action: self.action,
             notice: self.notice,
+            bot: self.bot,
             tags: self.tags.clone(),
         }
     }
@@ -87,6 +90,7 @@ impl Hub {
             text: body.text,
             action: body.action,
             notice: body.notice,
+            bot: self.conns.get(&conn).is_some_and(|c| c.bot),
             tags: body.tags,
         };
         if self.config.durable && direct.kept() {

@@ -577,6 +577,7 @@ impl Hub {
             roles,
             away: self.away.get(&key).cloned(),
             operator: self.is_server_op(first),
+            bot: c.bot,
             idle: now.saturating_sub(spoke) / 1000,
             since: c.connected_at,
         };
@@ -658,6 +659,7 @@ impl Hub {
                     account: c.account.as_ref().map(|a| self.accounts[a].name.clone()),
                     away: self.away.contains_key(&names::key(&name)),
                     operator: self.is_server_op(who),
+                    bot: c.bot,
                     room: room.map(|k| self.rooms[&k].name.clone()),
                     role,
                     name,
@@ -727,10 +729,14 @@ impl Hub {
         conn: ConnId,
         user: Option<String>,
         realname: Option<String>,
+        bot: Option<bool>,
     ) {
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
+        if let Some(bot) = bot {
+            c.bot = bot;
+        }
         if let Some(user) = user {
             let user: String = user
                 .chars()

@@ -37,6 +37,7 @@ fn message(id: MsgId, room: &str) -> ChatMessage {
         action: false,
         notice: false,
         tags: Default::default(),
+        bot: false,
     }
 }
 

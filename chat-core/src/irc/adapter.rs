@@ -87,6 +87,8 @@ pub struct Adapter {
     user: bool,
     /// Its user name and real name, for the hub once registered.
     profile: (String, String),
+    /// User mode `+B`: the client said it is a bot.
+    bot: bool,
     pass: Option<Secret>,
     /// A `hello` is with the hub and not answered yet.
     hello_sent: bool,
@@ -155,6 +157,7 @@ impl Adapter {
             nick: None,
             user: false,
             profile: (String::new(), String::new()),
+            bot: false,
             pass: None,
             hello_sent: false,
             registered: false,
@@ -680,6 +683,7 @@ impl Adapter {
         }
         for m in messages {
             let mut t = tags(self.caps, Some(m.ts), Some(m.id));
+            encode::bot_tag(self.caps, m.bot, &mut t);
             if let Some(id) = &batch {
                 t.insert(0, ("batch".into(), Some(id.clone())));
             }
@@ -1123,10 +1127,34 @@ impl Adapter {
                     &[],
                     "Can't change mode for other users",
                 );
-            } else if msg.params.len() == 1 {
-                self.numeric_params(&mut out.buf, "221", &["+"]);
+            } else if let Some(changes) = msg.param(1) {
+                // Only `+B` (bot) is kept; a client setting +i on connect hears nothing back.
+                let mut on = true;
+                let mut bot = self.bot;
+                for ch in changes.chars() {
+                    match ch {
+                        '+' => on = true,
+                        '-' => on = false,
+                        'B' => bot = on,
+                        _ => {}
+                    }
+                }
+                if bot != self.bot {
+                    self.bot = bot;
+                    let change = if bot { "+B" } else { "-B" };
+                    let nick = self.name.clone();
+                    emit(&mut out.buf, Vec::new(), &nick, "MODE", &[&nick, change]);
+                    let profile = ClientMsg::Profile {
+                        user: None,
+                        realname: None,
+                        bot: Some(bot),
+                    };
+                    out.hub(profile, Asked::new("MODE", &nick));
+                }
+            } else {
+                let modes = if self.bot { "+B" } else { "+" };
+                self.numeric_params(&mut out.buf, "221", &[modes]);
             }
-            // User modes are not kept; a client setting +i on connect hears nothing back.
             return;
         }
         let room = target.to_string();
@@ -1354,6 +1382,7 @@ impl Adapter {
                 return Some(ClientMsg::Profile {
                     user: Some(user),
                     realname: Some(realname),
+                    bot: None,
                 });
             }
             ServerMsg::LoggedIn { account } => {
@@ -1705,10 +1734,11 @@ impl Adapter {
             ServerMsg::People { target, people, .. } => {
                 for p in people {
                     let flags = format!(
-                        "{}{}{}",
+                        "{}{}{}{}",
                         if p.away { "G" } else { "H" },
                         if p.operator { "*" } else { "" },
-                        p.role.prefix()
+                        p.role.prefix(),
+                        if p.bot { "B" } else { "" }
                     );
                     let room = p.room.as_deref().unwrap_or("*");
                     self.numeric(
@@ -1729,6 +1759,7 @@ impl Adapter {
                 roles,
                 away,
                 operator,
+                bot,
                 idle,
                 since,
             } => {
@@ -1743,6 +1774,9 @@ impl Adapter {
                 }
                 if *operator {
                     self.numeric(out, "313", &[name], "is an IRC operator");
+                }
+                if *bot {
+                    self.numeric(out, "335", &[name], "is a bot");
                 }
                 if let Some(account) = account {
                     self.numeric(out, "330", &[name, account], "is logged in as");
@@ -1790,7 +1824,7 @@ impl Adapter {
         self.numeric_params(
             out,
             "004",
-            &[&s.name, &s.version, "i", "biklmqostvR", "bkloqv"],
+            &[&s.name, &s.version, "Bi", "biklmqostvR", "bkloqv"],
         );
         self.isupport(out);
         self.motd(out);
@@ -1799,6 +1833,7 @@ impl Adapter {
     fn isupport(&self, out: &mut BytesMut) {
         let s = &self.server;
         let tokens = [
+            "BOT=B".to_string(),
             "CASEMAPPING=rfc8265".to_string(),
             format!("CHANLIMIT=#:{}", s.max_rooms),
             "CHANMODES=b,k,l,imnstR".to_string(),

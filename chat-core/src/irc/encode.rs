@@ -73,7 +73,8 @@ pub fn event(server: &ServerInfo, caps: Caps, msg: &ServerMsg, out: &mut BytesMu
             emit(out, tags(caps, Some(*ts), None), &user(old), "NICK", &[new]);
         }
         ServerMsg::Message(m) => {
-            let tags = tags(caps, Some(m.ts), Some(m.id));
+            let mut tags = tags(caps, Some(m.ts), Some(m.id));
+            bot_tag(caps, m.bot, &mut tags);
             let multiline = caps.has(Cap::Multiline).then_some(m.id);
             let said = Said {
                 text: &m.text,
@@ -91,6 +92,7 @@ pub fn event(server: &ServerInfo, caps: Caps, msg: &ServerMsg, out: &mut BytesMu
             text,
             action,
             notice,
+            bot,
             tags: client,
         } => {
             let multiline = caps.has(Cap::Multiline).then_some(*id);
@@ -100,7 +102,8 @@ pub fn event(server: &ServerInfo, caps: Caps, msg: &ServerMsg, out: &mut BytesMu
                 notice: *notice,
                 tags: client,
             };
-            let tags = tags(caps, Some(*ts), Some(*id));
+            let mut tags = tags(caps, Some(*ts), Some(*id));
+            bot_tag(caps, *bot, &mut tags);
             said.write(out, caps, tags, &user(from), to, multiline);
         }
         ServerMsg::Topic {
@@ -229,6 +232,13 @@ pub(crate) fn tags(
         tags.push(("time".to_string(), Some(time_tag(ts))));
     }
     tags
+}
+
+/// The `bot` tag of a bot's message, for a client with `message-tags`.
+pub(crate) fn bot_tag(caps: Caps, bot: bool, tags: &mut Vec<(String, Option<String>)>) {
+    if bot && caps.has(Cap::MessageTags) {
+        tags.push(("bot".to_string(), None));
+    }
 }
 
 /// Writes one line; an empty `source` writes none.
@@ -639,6 +649,7 @@ mod tests {
             action,
             notice: false,
             tags: Default::default(),
+            bot: false,
         })
     }
 

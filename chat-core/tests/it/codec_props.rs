@@ -128,6 +128,7 @@ fn chat() -> impl Strategy<Value = ChatMessage> {
             action,
             notice: false,
             tags: Default::default(),
+            bot: false,
         })
 }
 
@@ -186,6 +187,7 @@ fn server_msg() -> impl Strategy<Value = ServerMsg> {
                 action,
                 notice: false,
                 tags: Default::default(),
+                bot: false,
             }),
         (
             text(),

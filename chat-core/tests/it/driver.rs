@@ -66,6 +66,7 @@ async fn reconnects_and_catches_up_over_the_memory_transport() {
             action: false,
             notice: false,
             tags: Default::default(),
+            bot: false,
         }),
     ] {
         peer.tx.send(msg).unwrap();
