@@ -415,6 +415,17 @@ impl Checker {
                 }
             }
         }
+        // Labeled answers, as the server writes them once the hub is done.
+        let mut out = BytesMut::new();
+        for (&c, adapter) in &mut self.irc {
+            let answering = |tag| hub.answering(c, tag);
+            if c == conn {
+                adapter.seal_labels(answering, &mut out);
+            } else {
+                adapter.finish_labels(answering, &mut out);
+            }
+        }
+        check_irc(&out);
     }
 
     /// Takes every output and checks it.

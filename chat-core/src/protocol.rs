@@ -57,6 +57,20 @@ pub enum ClientMsg {
     },
     /// Logs this connection out of its account; the server then closes it.
     Logout {},
+    /// Watches names (IRC's MONITOR): answered with `watching` for the names added, then a
+    /// `watching` whenever one of them comes online or goes offline. At most 100 names a
+    /// connection (`list_full` past it); `clear` first forgets every name watched.
+    Watch {
+        /// Names to watch.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        add: Vec<String>,
+        /// Names to stop watching (not answered).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        remove: Vec<String>,
+        /// Forget every name watched first.
+        #[serde(default, skip_serializing_if = "is_false")]
+        clear: bool,
+    },
     /// Changes the password of the account this connection is logged in to.
     Passwd {
         /// The current password.
@@ -674,6 +688,23 @@ pub enum ServerMsg {
         /// When they connected (milliseconds since the epoch, server time).
         since: UnixMillis,
     },
+    /// Someone sharing a room (or this connection itself) set a new real name (`profile`).
+    Realname {
+        /// Who.
+        name: String,
+        /// The new real name.
+        realname: String,
+    },
+    /// Watched names that are online (as they are written now) and offline: the answer to
+    /// `watch`, and news when one comes or goes.
+    Watching {
+        /// Online, as written by whoever holds them.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        online: Vec<String>,
+        /// Offline.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        offline: Vec<String>,
+    },
     /// The person written to is not connected: the direct message waits for them and is
     /// delivered when their account next connects (it was acknowledged as stored).
     Offline {
@@ -1120,6 +1151,9 @@ pub struct Person {
     /// They are a bot.
     #[serde(default, skip_serializing_if = "is_false")]
     pub bot: bool,
+    /// Seconds since they last sent a message.
+    #[serde(default)]
+    pub idle: u64,
     /// A room they are in, that the asker may see (the room asked about, for a room).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub room: Option<String>,

@@ -1287,6 +1287,16 @@ impl Session {
                 }
                 self.local(now, LineKind::Notice(text));
             }
+            // Real names are not shown.
+            ServerMsg::Realname { .. } => {}
+            ServerMsg::Watching { online, offline } => {
+                for name in online {
+                    self.local(now, LineKind::Notice(format!("{name} is online")));
+                }
+                for name in offline {
+                    self.local(now, LineKind::Notice(format!("{name} is offline")));
+                }
+            }
             ServerMsg::Offline { name } => {
                 let key = self.open(&name, ConversationKind::Direct);
                 if let Some(c) = self.conversations.get_mut(&key) {

@@ -186,6 +186,14 @@ pub fn clean_server_msg(mut msg: ServerMsg) -> ServerMsg {
         }
         ServerMsg::ReadMarker { target, .. } => s(target),
         ServerMsg::Offline { name } => s(name),
+        ServerMsg::Realname { name, realname } => {
+            s(name);
+            s(realname);
+        }
+        ServerMsg::Watching { online, offline } => {
+            online.iter_mut().for_each(s);
+            offline.iter_mut().for_each(s);
+        }
         ServerMsg::SearchResults {
             room,
             query,

@@ -857,6 +857,7 @@ pub async fn serve_with(
         addrs: HashMap::new(),
         irc: HashMap::new(),
         holding: std::collections::HashSet::new(),
+        labeled: std::collections::HashSet::new(),
         irc_info,
         store,
         passwords,
@@ -1045,6 +1046,8 @@ struct Shell {
     /// IRC connections whose adapter holds what the hub sends them (logged in through SASL,
     /// registration not finished).
     holding: std::collections::HashSet<ConnId>,
+    /// IRC connections with labeled commands whose answers are still being gathered.
+    labeled: std::collections::HashSet<ConnId>,
     irc_info: Arc<irc::ServerInfo>,
     store: Option<store::Store>,
     passwords: Passwords,
@@ -1272,6 +1275,43 @@ impl Shell {
             }
         }
         self.note_holding(conn);
+        let mut too_slow = Vec::new();
+        self.labels(hub, dirty, conn, true, &mut too_slow);
+        if !too_slow.is_empty() {
+            self.drop_slow(hub, now, too_slow);
+            self.perform(hub, dirty, now);
+        }
+    }
+
+    /// Writes the answers of labeled commands the hub is done with (`seal`: the line just
+    /// handled has asked for all it makes).
+    fn labels(
+        &mut self,
+        hub: &Hub,
+        dirty: &mut DirtySet,
+        conn: ConnId,
+        seal: bool,
+        too_slow: &mut Vec<ConnId>,
+    ) {
+        let Some(adapter) = self.irc.get_mut(&conn) else {
+            self.labeled.remove(&conn);
+            return;
+        };
+        let mut out = BytesMut::new();
+        let answering = |tag| hub.answering(conn, tag);
+        let open = if seal {
+            adapter.seal_labels(answering, &mut out)
+        } else {
+            adapter.finish_labels(answering, &mut out)
+        };
+        if open {
+            self.labeled.insert(conn);
+        } else {
+            self.labeled.remove(&conn);
+        }
+        if !out.is_empty() {
+            queue(&self.conns, dirty, conn, out.freeze(), too_slow);
+        }
     }
 
     fn note_holding(&mut self, conn: ConnId) {
@@ -1409,6 +1449,12 @@ impl Shell {
                         tracing::warn!(%conn, addr, ?account, "failed login");
                         self.metrics.login_failures.inc();
                     }
+                }
+            }
+            if !self.labeled.is_empty() {
+                let labeled: Vec<ConnId> = self.labeled.iter().copied().collect();
+                for conn in labeled {
+                    self.labels(hub, dirty, conn, false, &mut too_slow);
                 }
             }
             if too_slow.is_empty() {

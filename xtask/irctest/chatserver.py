@@ -22,6 +22,8 @@ class ChatServerController(BaseServerController, DirectoryBasedController):
     _port_wait_interval = 0.01
     supported_sasl_mechanisms: Set[str] = {"PLAIN"}
     supports_sts = False
+    # A mute is a ban with `m:` before the mask (`EXTBAN=,m`).
+    extban_mute_char = "m"
 
     # What the listener offers: a test of one of these that cannot get it fails, not skips.
     capabilities = frozenset(
@@ -29,10 +31,12 @@ class ChatServerController(BaseServerController, DirectoryBasedController):
             Capabilities.AWAY_NOTIFY,
             Capabilities.BATCH,
             Capabilities.ECHO_MESSAGE,
+            Capabilities.LABELED_RESPONSE,
             Capabilities.MESSAGE_TAGS,
             Capabilities.MULTILINE,
             Capabilities.MULTI_PREFIX,
             Capabilities.SERVER_TIME,
+            Capabilities.SETNAME,
         )
     )
 

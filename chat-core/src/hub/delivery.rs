@@ -102,9 +102,9 @@ impl Hub {
                     cid: cid.clone(),
                     id,
                 };
-                match self.pending.back().map(|(last, _)| *last) {
+                match self.pending.back().map(|(last, _, _)| *last) {
                     // The original is not committed yet: acknowledge it no sooner.
-                    Some(last) if id <= last => self.pending.push_back((last, ack)),
+                    Some(last) if id <= last => self.enqueue(last, ack),
                     _ => self.release(ack),
                 }
                 return;
@@ -148,22 +148,43 @@ impl Hub {
                 self.held += 1;
                 self.held_bytes += pending.weight();
             }
-            self.pending.push_back((id, pending));
+            self.enqueue(id, pending);
         } else {
             self.release(pending);
         }
+    }
+
+    /// Queues `pending` under `id`, with the tag of the request it answers (what
+    /// [`Hub::answering`] looks for, and what its release answers).
+    pub(super) fn enqueue(&mut self, id: MsgId, pending: Pending) {
+        let tag = match &pending {
+            Pending::Reply { tag, .. } => *tag,
+            other => self.tag_for(other.sender()),
+        };
+        self.pending.push_back((id, pending, tag));
+    }
+
+    /// Releases `pending` as an answer to the request `tag` of its sender: the sender's own
+    /// copy of what it causes (an echo) answers that request too.
+    pub(super) fn release_for(&mut self, pending: Pending, tag: u64) {
+        let running = self.tag.take();
+        if tag != 0 {
+            self.tag = Some((pending.sender(), tag));
+        }
+        self.release(pending);
+        self.tag = running;
     }
 
     /// Sequences what is relayed but not kept (a message of tags alone that is no reaction):
     /// released right after what was queued before it, waiting for no commit of its own.
     pub(super) fn sequence_unkept(&mut self, pending: Pending) {
         match self.pending.back() {
-            Some(&(last, _)) => {
+            Some(&(last, _, _)) => {
                 if pending.is_held() {
                     self.held += 1;
                     self.held_bytes += pending.weight();
                 }
-                self.pending.push_back((last, pending));
+                self.enqueue(last, pending);
             }
             None => self.release(pending),
         }
@@ -217,6 +238,19 @@ impl Hub {
                     .into_iter()
                     .collect();
                 self.send_from(recipients, &msg, Some(from));
+                // Written to oneself over IRC with echo-message: the echo, and the message
+                // as received (IRC servers send both; only the echo answers the request).
+                let to_self = matches!(&msg, ServerMsg::Direct { from: f, to: t, .. }
+                    if names::key(f) == names::key(t));
+                let irc_echo = self
+                    .conns
+                    .get(&from)
+                    .is_some_and(|c| matches!(c.wire, Wire::Irc(_)) && c.wire.echoes());
+                if to_self && irc_echo {
+                    let running = self.tag.take();
+                    self.send_from(vec![from], &msg, None);
+                    self.tag = running;
+                }
                 if let (Some(cid), ServerMsg::Direct { id, .. }) = (cid, &msg) {
                     self.release(Pending::Ack {
                         conn: from,

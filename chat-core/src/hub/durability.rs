@@ -205,8 +205,8 @@ impl Hub {
         let mut senders: Vec<ConnId> = self
             .pending
             .iter()
-            .filter(|(_, p)| p.is_held())
-            .map(|(_, p)| p.sender())
+            .filter(|(_, p, _)| p.is_held())
+            .map(|(_, p, _)| p.sender())
             .filter(|c| self.conns.contains_key(c))
             .collect();
         senders.sort_unstable();
@@ -241,16 +241,16 @@ impl Hub {
     pub(super) fn handle_committed(&mut self, through: MsgId) {
         // A repeat may wait behind a later id than its own: it is released no earlier than
         // its original, never later than what was queued after it.
-        while let Some((id, _)) = self.pending.front() {
+        while let Some((id, _, _)) = self.pending.front() {
             if *id > through {
                 break;
             }
-            let (_, pending) = self.pending.pop_front().expect("checked non-empty");
+            let (_, pending, tag) = self.pending.pop_front().expect("checked non-empty");
             if pending.is_held() {
                 self.held -= 1;
                 self.held_bytes -= pending.weight();
             }
-            self.release(pending);
+            self.release_for(pending, tag);
         }
     }
 }

@@ -169,19 +169,115 @@ impl Hub {
     /// of the one it held before.
     pub(super) fn hold_name(&mut self, conn: ConnId, name: &str) {
         let key = names::key(name);
+        let mut same = false;
         if let Some(old) = self.conns.get(&conn).and_then(|c| c.name.clone()) {
+            same = names::key(&old) == key;
             // Away follows the person to the new name.
             let away = self.away.get(&names::key(&old)).cloned();
-            self.release_name(&old, conn);
+            self.release_name_quietly(&old, conn, same);
             if let Some(reason) = away {
                 self.away.insert(key.clone(), reason);
             }
         }
         let holders = self.names.entry(key.clone()).or_default();
+        let arrived = holders.is_empty();
         if !holders.contains(&conn) {
             holders.push(conn);
         }
         index_skeletons(&mut self.name_skeletons, &key);
+        // Only a name new to the server is news (not another device, not a change of case).
+        if arrived && !same {
+            self.tell_watchers(&key, name, true);
+        }
+    }
+
+    /// Tells whoever watches `key` that `name` came online or went offline.
+    pub(super) fn tell_watchers(&mut self, key: &str, name: &str, online: bool) {
+        let Some(watchers) = self.watchers.get(key) else {
+            return;
+        };
+        let msg = if online {
+            ServerMsg::Watching {
+                online: vec![name.to_string()],
+                offline: Vec::new(),
+            }
+        } else {
+            ServerMsg::Watching {
+                online: Vec::new(),
+                offline: vec![name.to_string()],
+            }
+        };
+        for watcher in watchers.clone() {
+            self.reply(watcher, &msg);
+        }
+    }
+
+    /// `watch`: names added (answered with who of them is online), removed, or all cleared.
+    pub(super) fn cmd_watch(
+        &mut self,
+        conn: ConnId,
+        add: Vec<String>,
+        remove: Vec<String>,
+        clear: bool,
+    ) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let mut dropped: Vec<String> = Vec::new();
+        if clear {
+            dropped.extend(std::mem::take(&mut c.watching));
+        }
+        for name in &remove {
+            let key = names::key(name.trim());
+            if c.watching.remove(&key) {
+                dropped.push(key);
+            }
+        }
+        for key in dropped {
+            self.unwatch(&key, conn);
+        }
+        if add.is_empty() {
+            return;
+        }
+        let (mut online, mut offline) = (Vec::new(), Vec::new());
+        for raw in &add {
+            let raw = raw.trim();
+            if raw.is_empty() {
+                continue;
+            }
+            let key = names::key(raw);
+            let Some(c) = self.conns.get_mut(&conn) else {
+                return;
+            };
+            if !c.watching.contains(&key) && c.watching.len() >= MAX_WATCHED {
+                let why = format!("you watch {MAX_WATCHED} names already");
+                self.reply(conn, &error(ErrorCode::ListFull, &why));
+                break;
+            }
+            // A mask or a name nobody may hold is watched all the same: it is never online.
+            c.watching.insert(key.clone());
+            let watchers = self.watchers.entry(key.clone()).or_default();
+            if !watchers.contains(&conn) {
+                watchers.push(conn);
+            }
+            match self.names.get(&key).and_then(|h| h.first()) {
+                Some(&holder) => online.push(self.name_of(holder)),
+                None => offline.push(raw.to_string()),
+            }
+        }
+        if !online.is_empty() || !offline.is_empty() {
+            self.reply(conn, &ServerMsg::Watching { online, offline });
+        }
+    }
+
+    /// `conn` no longer watches `key`.
+    pub(super) fn unwatch(&mut self, key: &str, conn: ConnId) {
+        if let Some(watchers) = self.watchers.get_mut(key) {
+            watchers.retain(|&w| w != conn);
+            if watchers.is_empty() {
+                self.watchers.remove(key);
+            }
+        }
     }
 
     pub(super) fn cmd_nick(&mut self, conn: ConnId, raw: &str) {
@@ -230,6 +326,12 @@ impl Hub {
 
     /// Gives up `conn`'s hold on `name`; the name is free once no device of it is left.
     pub(super) fn release_name(&mut self, name: &str, conn: ConnId) {
+        self.release_name_quietly(name, conn, false);
+    }
+
+    /// [`Hub::release_name`]; `quietly`: without telling those who watch it (the holder only
+    /// changes its case).
+    fn release_name_quietly(&mut self, name: &str, conn: ConnId, quietly: bool) {
         let key = names::key(name);
         let Some(holders) = self.names.get_mut(&key) else {
             return;
@@ -241,6 +343,9 @@ impl Hub {
         self.names.remove(&key);
         self.away.remove(&key);
         unindex_skeletons(&mut self.name_skeletons, &key);
+        if !quietly {
+            self.tell_watchers(&key, name, false);
+        }
     }
 
     /// The other connections holding `conn`'s name: the other devices of its account.

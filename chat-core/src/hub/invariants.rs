@@ -114,12 +114,12 @@ impl Hub {
         if self.cids.len() != self.cid_order.len() || self.cids.len() > self.config.dedupe_window {
             return Err("the cid memory is out of step or over its bound".into());
         }
-        let held = self.pending.iter().filter(|(_, p)| p.is_held()).count();
+        let held = self.pending.iter().filter(|(_, p, _)| p.is_held()).count();
         if held != self.held || held > self.config.max_held {
             return Err(format!("{held} held messages, counted {}", self.held));
         }
         let mut last = 0;
-        for (id, _) in &self.pending {
+        for (id, _, _) in &self.pending {
             if *id < last {
                 return Err("pending messages out of id order".into());
             }

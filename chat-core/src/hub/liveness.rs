@@ -67,6 +67,10 @@ pub(super) struct Conn {
     pub(super) profiled: bool,
     /// It marked itself a bot (`profile`).
     pub(super) bot: bool,
+    /// It has given its real name once (registration's).
+    pub(super) named: bool,
+    /// The names it watches (`watch`), by key.
+    pub(super) watching: BTreeSet<String>,
 }
 
 /// What waits in a connection's queue for its turn.
@@ -135,6 +139,8 @@ impl Hub {
                 auth_tag: 0,
                 profiled: false,
                 bot: false,
+                watching: BTreeSet::new(),
+                named: false,
             },
         );
         self.timers.insert((check_at, conn));
@@ -271,6 +277,9 @@ impl Hub {
         let Some(c) = self.conns.remove(&conn) else {
             return;
         };
+        for key in &c.watching {
+            self.unwatch(key, conn);
+        }
         if c.wire != Wire::Json {
             self.foreign -= 1;
         }

@@ -102,6 +102,12 @@ pub mod reason {
     pub const UNSUPPORTED_VERSION: &str = "unsupported protocol version";
 }
 
+/// Most names one connection watches (`watch`, IRC's `MONITOR=100`).
+pub const MAX_WATCHED: usize = 100;
+
+/// The bit of a request's tag ([`Input::Request`]) that asks for its whole answer.
+pub const WHOLE_ANSWER: u64 = 1 << 63;
+
 /// What the shell tells the hub.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Input {
@@ -124,7 +130,10 @@ pub enum Input {
     /// A frame whose answers are marked: every [`Output::Reply`] it causes, now or once what
     /// it waited for arrives, carries `tag`. An adapter that renders answers by the request
     /// that asked (an IRC numeric names the command's target; `labeled-response`) gives each
-    /// request its own tag. [`Input::Frame`] is a request with tag 0.
+    /// request its own tag. [`Input::Frame`] is a request with tag 0. A tag with
+    /// [`WHOLE_ANSWER`] set also gets the asker's own copy of every event the request causes
+    /// (the echo of its message, its join) as such a reply, and [`Hub::answering`] says when
+    /// nothing more is to come.
     Request {
         /// From whom.
         conn: ConnId,
@@ -313,7 +322,11 @@ pub struct Hub {
     /// Flood-control release times of connections with delayed frames.
     releases: BTreeSet<(UnixMillis, ConnId)>,
     /// Id-bearing events held until committed, in id order.
-    pending: VecDeque<(MsgId, Pending)>,
+    /// Who watches each name (`watch`), by name key.
+    watchers: HashMap<String, Vec<ConnId>>,
+    /// What waits for the store, in id order: the id it waits for, and the tag of the request
+    /// it answers.
+    pending: VecDeque<(MsgId, Pending, u64)>,
     /// Messages in `pending` (acks aside), and their weight, against the held limits.
     held: usize,
     held_bytes: usize,
@@ -397,6 +410,7 @@ impl Hub {
             timers: BTreeSet::new(),
             releases: BTreeSet::new(),
             pending: VecDeque::new(),
+            watchers: HashMap::new(),
             held: 0,
             held_bytes: 0,
             store_down: false,
@@ -638,6 +652,7 @@ impl Hub {
                 self.cmd_login(now, conn, &account, password);
             }
             ClientMsg::Logout {} => self.cmd_logout(now, conn),
+            ClientMsg::Watch { add, remove, clear } => self.cmd_watch(conn, add, remove, clear),
             ClientMsg::Oper { account, password } => {
                 self.cmd_oper(now, conn, &account, password);
             }
@@ -717,7 +732,7 @@ impl Hub {
                 realname,
                 bot,
             } => self.cmd_profile(conn, user, realname, bot),
-            ClientMsg::People { target } => self.cmd_people(conn, &target),
+            ClientMsg::People { target } => self.cmd_people(now, conn, &target),
             ClientMsg::Whowas { name, count } => self.cmd_whowas(conn, &name, count),
             ClientMsg::Stats {} => self.cmd_stats(conn),
             ClientMsg::Rooms { after } => self.cmd_rooms(conn, after),
@@ -775,17 +790,18 @@ impl Hub {
     /// messages acknowledged (or echoed) first. Clients use a ping as a barrier.
     fn cmd_ping(&mut self, conn: ConnId, token: String) {
         let pong = ServerMsg::Pong { token };
-        let waits = self.pending.iter().any(|(_, p)| p.sender() == conn);
+        let waits = self.pending.iter().any(|(_, p, _)| p.sender() == conn);
         match self.pending.back() {
-            Some(&(last, _)) if waits => {
-                self.pending.push_back((
+            Some(&(last, _, _)) if waits => {
+                let tag = self.tag_for(conn);
+                self.enqueue(
                     last,
                     Pending::Reply {
                         conn,
                         msg: pong,
-                        tag: self.tag_for(conn),
+                        tag,
                     },
-                ));
+                );
             }
             _ => self.reply(conn, &pong),
         }
@@ -813,6 +829,18 @@ impl Hub {
         for conn in to {
             let wire = self.conns.get(&conn).map_or(Wire::Json, |c| c.wire);
             if Some(conn) == from && !wire.echoes() {
+                continue;
+            }
+            // The asker of a request that wants its whole answer gets its copy as an answer.
+            let tag = self.tag_for(conn);
+            if tag & WHOLE_ANSWER != 0 && matches!(wire, Wire::Irc(_)) {
+                let name = self.name_of(conn);
+                self.outputs.push_back(Output::Reply {
+                    conn,
+                    name,
+                    msg: msg.clone(),
+                    tag,
+                });
                 continue;
             }
             let flavour = wire.encoding();
@@ -882,6 +910,25 @@ impl Hub {
             msg: msg.clone(),
             tag,
         });
+    }
+
+    /// Whether the request `tag` of `conn` has more to answer: it waits in the flood queue or
+    /// for a room, for its password work or a store read, or something it caused waits for
+    /// the store. A shell that frames a request's whole answer (IRC's `labeled-response`)
+    /// closes the frame once this is false.
+    pub fn answering(&self, conn: ConnId, tag: u64) -> bool {
+        let Some(c) = self.conns.get(&conn) else {
+            return false;
+        };
+        c.delayed
+            .iter()
+            .any(|q| matches!(q, liveness::Queued::Frame(_, t) if *t == tag))
+            || c.reads.iter().any(|(_, t)| *t == tag)
+            || (c.auth.is_some() && c.auth_tag == tag)
+            || self
+                .pending
+                .iter()
+                .any(|(_, p, t)| *t == tag && p.sender() == conn)
     }
 
     /// The tag of the request being run, for an answer to `conn` (0 for anyone else).

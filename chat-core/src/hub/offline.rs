@@ -202,15 +202,9 @@ impl Hub {
         for d in waiting {
             let msg = d.message();
             match self.pending.back() {
-                Some(&(last, _)) => {
-                    self.pending.push_back((
-                        last,
-                        delivery::Pending::Reply {
-                            conn,
-                            msg,
-                            tag: self.tag_for(conn),
-                        },
-                    ));
+                Some(&(last, _, _)) => {
+                    let tag = self.tag_for(conn);
+                    self.enqueue(last, delivery::Pending::Reply { conn, msg, tag });
                 }
                 None => self.reply(conn, &msg),
             }

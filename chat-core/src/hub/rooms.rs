@@ -588,7 +588,7 @@ impl Hub {
     /// those, the people who share a room with the asker, and anyone named exactly (as
     /// `whois` would answer). Server operators find everyone. Each with what `whois` says, and
     /// a room of theirs the asker may see.
-    pub(super) fn cmd_people(&mut self, conn: ConnId, target: &str) {
+    pub(super) fn cmd_people(&mut self, now: UnixMillis, conn: ConnId, target: &str) {
         let target = target.trim();
         let mut found: Vec<(ConnId, Option<String>)> = Vec::new();
         if target.starts_with('#') {
@@ -660,6 +660,7 @@ impl Hub {
                     away: self.away.contains_key(&names::key(&name)),
                     operator: self.is_server_op(who),
                     bot: c.bot,
+                    idle: now.saturating_sub(c.spoke_at) / 1000,
                     room: room.map(|k| self.rooms[&k].name.clone()),
                     role,
                     name,
@@ -752,7 +753,20 @@ impl Hub {
                 .take(100)
                 .collect();
             let realname = realname.trim().to_string();
-            c.realname = (!realname.is_empty()).then_some(realname);
+            let new = (!realname.is_empty()).then_some(realname);
+            let first = !std::mem::replace(&mut c.named, true);
+            if c.realname != new {
+                c.realname = new;
+                // A change after the first (registration) is news to whoever shares a room.
+                if !first && let Some(name) = c.name.clone() {
+                    let realname = c.realname.clone().unwrap_or_else(|| name.clone());
+                    let mut to = self.peers(conn);
+                    if !to.contains(&conn) {
+                        to.push(conn);
+                    }
+                    self.send(to, &ServerMsg::Realname { name, realname });
+                }
+            }
         }
     }
 

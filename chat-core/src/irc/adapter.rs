@@ -15,8 +15,9 @@ use bytes::{Bytes, BytesMut};
 use super::encode::{
     self, ban_entry, chunks, emit, emit_trailing, event, mode_string, parse_mask, tags,
 };
-use super::line::{LineError, Message};
+use super::line::{self, LineError, Message};
 use super::{Cap, Caps, ServerInfo, mask};
+use crate::hub::WHOLE_ANSWER;
 use crate::names;
 use crate::protocol::{
     ClientMsg, ClientTags, ErrorCode, PROTOCOL_VERSION, Role, Secret, ServerMsg,
@@ -89,6 +90,14 @@ pub struct Adapter {
     profile: (String, String),
     /// User mode `+B`: the client said it is a bot.
     bot: bool,
+    /// Labeled commands whose answers are being gathered (`labeled-response`).
+    labels: Vec<Label>,
+    /// The last line was labeled and made hub messages: the tags asked for now are its.
+    label_open: bool,
+    /// The label of the multi-line batch the last line closed.
+    batch_label: Option<String>,
+    /// The nicks it monitors (`MONITOR`), as given, for `MONITOR L` and `S`.
+    monitored: Vec<String>,
     pass: Option<Secret>,
     /// A `hello` is with the hub and not answered yet.
     hello_sent: bool,
@@ -127,14 +136,185 @@ struct Multiline {
     notice: bool,
     /// The client-only tags on the `BATCH` line that opened it.
     tags: ClientTags,
+    /// The label on that line: the message sent at the batch's end answers it.
+    label: Option<String>,
     text: String,
     lines: usize,
     /// Something in it was wrong; the batch is refused at its end.
     error: Option<&'static str>,
 }
 
+/// A labeled command's answer, gathered until the hub has said all of it.
+#[derive(Debug)]
+struct Label {
+    label: String,
+    /// The tags of the hub messages the command made.
+    tags: Vec<u64>,
+    /// Its answer so far: whole lines.
+    lines: BytesMut,
+    /// Every hub message of the command has been asked for.
+    sealed: bool,
+}
+
+/// Longest label taken (`label` tag); a longer one is answered unlabeled.
+const MAX_LABEL: usize = 64;
+
+/// Most labeled commands gathered at once; past it, a command is answered unlabeled.
+const MAX_LABELS: usize = 64;
+
+/// What `HELP` says of each command.
+const HELP: &[(&str, &str)] = &[
+    (
+        "AWAY",
+        "AWAY [:reason]: marks you away, or back without a reason",
+    ),
+    (
+        "CHATHISTORY",
+        "CHATHISTORY LATEST|BEFORE|AFTER|AROUND|BETWEEN <target> ...: history",
+    ),
+    ("HELP", "HELP [command]: this help"),
+    ("INFO", "INFO: about the server"),
+    ("INVITE", "INVITE <nick> <#room>: invites someone to a room"),
+    ("ISON", "ISON <nick> ...: which of these are connected"),
+    (
+        "JOIN",
+        "JOIN <#room>[,...] [key,...]: joins rooms (a new one is yours to run)",
+    ),
+    (
+        "KICK",
+        "KICK <#room> <nick> [:reason]: removes someone from a room",
+    ),
+    ("LIST", "LIST [#room,...]: the rooms and their topics"),
+    ("LUSERS", "LUSERS: how many are connected"),
+    (
+        "MODE",
+        "MODE <#room> [+-biklmnqostvR ...]: a room's modes; MODE <nick> [+B]: yours",
+    ),
+    (
+        "MONITOR",
+        "MONITOR +|-|C|L|S [nick,...]: a list of nicks to be told about",
+    ),
+    ("MOTD", "MOTD: the message of the day"),
+    ("NAMES", "NAMES <#room>: who is in a room"),
+    ("NICK", "NICK <nick>: changes your nick"),
+    (
+        "NOTICE",
+        "NOTICE <target> :<text>: a message that is never answered",
+    ),
+    ("OPER", "OPER <name> <password>: server operator rights"),
+    ("PART", "PART <#room>[,...] [:reason]: leaves rooms"),
+    ("PING", "PING <token>: the server answers PONG"),
+    (
+        "PRIVMSG",
+        "PRIVMSG <target>[,...] :<text>: a message to rooms or people",
+    ),
+    ("QUIT", "QUIT [:reason]: leaves the server"),
+    ("SETNAME", "SETNAME :<real name>: changes your real name"),
+    ("TAGMSG", "TAGMSG <target>: tags alone (a reaction, typing)"),
+    ("TIME", "TIME: the server's time"),
+    (
+        "TOPIC",
+        "TOPIC <#room> [:topic]: shows or sets a room's topic",
+    ),
+    ("USERHOST", "USERHOST <nick> ...: who these are"),
+    (
+        "WHO",
+        "WHO <#room|nick|mask> [%fields[,token]]: who is there (WHOX with %)",
+    ),
+    ("WHOIS", "WHOIS <nick>: who someone is"),
+    ("WHOWAS", "WHOWAS <nick> [count]: who had a nick lately"),
+];
+
 /// Longest SASL response accepted, in base64 bytes.
 const MAX_SASL: usize = 4096;
+
+/// A WHO reply's flags: `H` here or `G` gone (away), `*` a server operator, the membership
+/// prefix, `B` a bot.
+fn who_flags(p: &crate::protocol::Person) -> String {
+    format!(
+        "{}{}{}{}",
+        if p.away { "G" } else { "H" },
+        if p.operator { "*" } else { "" },
+        p.role.prefix(),
+        if p.bot { "B" } else { "" }
+    )
+}
+
+/// The fields of a WHOX reply (354) that `fields` asks for, in WHOX's fixed order: token,
+/// channel, user, IP, host, server, nick, flags, hops, idle, account, op level, real name.
+fn whox(
+    fields: &str,
+    token: &str,
+    p: &crate::protocol::Person,
+    server: &ServerInfo,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for field in "tcuihsnfdlaor".chars().filter(|f| fields.contains(*f)) {
+        out.push(match field {
+            't' => if token.is_empty() { "0" } else { token }.to_string(),
+            'c' => p.room.clone().unwrap_or_else(|| "*".into()),
+            'u' => p.user.clone(),
+            // Addresses are never shown.
+            'i' => "255.255.255.255".into(),
+            'h' | 's' => server.name.clone(),
+            'n' => p.name.clone(),
+            'f' => who_flags(p),
+            'd' => "0".into(),
+            'l' => p.idle.to_string(),
+            'a' => p.account.clone().unwrap_or_else(|| "0".into()),
+            'o' => "n/a".into(),
+            _ => p.realname.clone(),
+        });
+    }
+    out
+}
+
+/// A written line's `BATCH` reference: `+ref` or `-ref`, if it is a BATCH line.
+fn batch_param(line: &[u8]) -> Option<&[u8]> {
+    let mut words = line.split(|&b| b == b' ').filter(|w| !w.is_empty());
+    let mut word = words.next()?;
+    if word.starts_with(b"@") {
+        word = words.next()?;
+    }
+    if word.starts_with(b":") {
+        word = words.next()?;
+    }
+    (word == b"BATCH").then(|| words.next()).flatten()
+}
+
+/// Whether written lines are one batch: its start, lines in it, its end.
+fn is_one_batch(lines: &[&[u8]]) -> bool {
+    let (Some(first), Some(last)) = (lines.first(), lines.last()) else {
+        return false;
+    };
+    let (Some(start), Some(end)) = (batch_param(first), batch_param(last)) else {
+        return false;
+    };
+    let (Some(open), Some(close)) = (start.strip_prefix(b"+"), end.strip_prefix(b"-")) else {
+        return false;
+    };
+    let inner = [&b"batch="[..], open].concat();
+    open == close
+        && lines[1..lines.len() - 1].iter().all(|l| {
+            l.strip_prefix(b"@").is_some_and(|t| {
+                let end = t.iter().position(|&b| b == b' ').unwrap_or(t.len());
+                t[..end]
+                    .split(|&b| b == b';')
+                    .any(|tag| tag == inner.as_slice())
+            })
+        })
+}
+
+/// Whether a written line is in a batch of its own (a `batch` tag).
+fn in_batch(line: &[u8]) -> bool {
+    let Some(tags) = line.strip_prefix(b"@") else {
+        return false;
+    };
+    let end = tags.iter().position(|&b| b == b' ').unwrap_or(tags.len());
+    tags[..end]
+        .split(|&b| b == b';')
+        .any(|t| t.starts_with(b"batch="))
+}
 
 /// The client-only tags (`+name`) of a line, named without their `+`.
 fn client_tags(msg: &Message) -> ClientTags {
@@ -158,6 +338,10 @@ impl Adapter {
             user: false,
             profile: (String::new(), String::new()),
             bot: false,
+            labels: Vec::new(),
+            label_open: false,
+            batch_label: None,
+            monitored: Vec::new(),
             pass: None,
             hello_sent: false,
             registered: false,
@@ -201,17 +385,134 @@ impl Adapter {
     /// send it with ([`crate::hub::Input::Request`]); [`Adapter::reply`] takes it back.
     pub fn asking(&mut self, asked: Asked) -> u64 {
         self.last_tag += 1;
+        let mut tag = self.last_tag;
+        if self.label_open
+            && let Some(label) = self.labels.last_mut()
+        {
+            tag |= WHOLE_ANSWER;
+            label.tags.push(tag);
+        }
         if self.asks.len() == MAX_ASKS {
             self.asks.pop_front();
         }
-        self.asks.push_back((self.last_tag, asked.clone()));
+        self.asks.push_back((tag, asked.clone()));
         self.asked = asked;
-        self.last_tag
+        tag
+    }
+
+    /// The line whose hub messages were just asked for is all handed over: its label (if it
+    /// had one) takes no more tags. Then as [`Adapter::finish_labels`].
+    pub fn seal_labels(&mut self, answering: impl Fn(u64) -> bool, out: &mut BytesMut) -> bool {
+        if std::mem::take(&mut self.label_open)
+            && let Some(label) = self.labels.last_mut()
+        {
+            label.sealed = true;
+        }
+        self.finish_labels(answering, out)
+    }
+
+    /// Writes the answers of labeled commands the hub is done with (`answering` says whether
+    /// the hub has more to say to a tag: [`crate::hub::Hub::answering`]). Returns whether
+    /// some are still being gathered.
+    pub fn finish_labels(&mut self, answering: impl Fn(u64) -> bool, out: &mut BytesMut) -> bool {
+        let mut i = 0;
+        while i < self.labels.len() {
+            let label = &self.labels[i];
+            if label.sealed && !label.tags.iter().any(|t| answering(*t)) {
+                let label = self.labels.remove(i);
+                self.write_labeled(&label.label, &label.lines, out);
+            } else {
+                i += 1;
+            }
+        }
+        !self.labels.is_empty()
+    }
+
+    /// A labeled command's answer: one line carries the label, several are a
+    /// `labeled-response` batch (lines already in a batch of their own keep it), none is an
+    /// `ACK`.
+    fn write_labeled(&mut self, label: &str, lines: &[u8], out: &mut BytesMut) {
+        let mut tag = BytesMut::from(&b"label="[..]);
+        line::escape_into(label, &mut tag);
+        let lines: Vec<&[u8]> = lines
+            .split(|&b| b == b'\n')
+            .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+            .filter(|l| !l.is_empty())
+            .collect();
+        let with_tag = |line: &[u8], tag: &[u8], out: &mut BytesMut| {
+            out.extend_from_slice(b"@");
+            out.extend_from_slice(tag);
+            match line.strip_prefix(b"@") {
+                Some(rest) => {
+                    out.extend_from_slice(b";");
+                    out.extend_from_slice(rest);
+                }
+                None => {
+                    out.extend_from_slice(b" ");
+                    out.extend_from_slice(line);
+                }
+            }
+            out.extend_from_slice(b"\r\n");
+        };
+        match lines.as_slice() {
+            [] => {
+                out.extend_from_slice(b"@");
+                out.extend_from_slice(&tag);
+                out.extend_from_slice(format!(" :{} ACK\r\n", self.server.name).as_bytes());
+            }
+            [one] => with_tag(one, &tag, out),
+            // One batch already (a multi-line message, a history page): the label goes on it.
+            [first, .., last] if is_one_batch(&lines) => {
+                with_tag(first, &tag, out);
+                for line in &lines[1..lines.len() - 1] {
+                    out.extend_from_slice(line);
+                    out.extend_from_slice(b"\r\n");
+                }
+                out.extend_from_slice(last);
+                out.extend_from_slice(b"\r\n");
+            }
+            [first, rest @ ..] if !self.caps.has(Cap::Batch) => {
+                with_tag(first, &tag, out);
+                for line in rest {
+                    out.extend_from_slice(line);
+                    out.extend_from_slice(b"\r\n");
+                }
+            }
+            all => {
+                self.batches += 1;
+                let reference = format!("L{}", self.batches);
+                let start = format!(
+                    " :{} BATCH +{reference} labeled-response\r\n",
+                    self.server.name
+                );
+                out.extend_from_slice(b"@");
+                out.extend_from_slice(&tag);
+                out.extend_from_slice(start.as_bytes());
+                let inner = format!("batch={reference}");
+                for line in all {
+                    if in_batch(line) {
+                        out.extend_from_slice(line);
+                        out.extend_from_slice(b"\r\n");
+                    } else {
+                        with_tag(line, inner.as_bytes(), out);
+                    }
+                }
+                let end = format!(":{} BATCH -{reference}\r\n", self.server.name);
+                out.extend_from_slice(end.as_bytes());
+            }
+        }
     }
 
     /// Handles one line from the client, parsed or not.
     pub fn line(&mut self, line: Result<Message, LineError>) -> Vec<Action> {
         let mut out = Out::default();
+        let label = match &line {
+            Ok(msg) if self.caps.has(Cap::LabeledResponse) && self.labels.len() < MAX_LABELS => msg
+                .tag("label")
+                .filter(|l| !l.is_empty() && l.len() <= MAX_LABEL)
+                .map(str::to_string),
+            _ => None,
+        };
 
         match line {
             Ok(msg) => self.command(msg, &mut out),
@@ -236,8 +537,43 @@ impl Adapter {
                 self.numeric(&mut out.buf, "421", &[&cmd], "Unknown command");
             }
         }
+        // A labeled line opening a multi-line batch: the batch's message answers the label.
+        let mut label = label;
+        if let (Some(batch), true) = (self.multiline.as_mut(), label.is_some())
+            && batch.label.is_none()
+            && batch.lines == 0
+            && batch.text.is_empty()
+        {
+            batch.label = label.take();
+        }
+        let label = label.or_else(|| self.batch_label.take());
         let mut actions = out.finish();
-        if !actions.iter().any(|a| matches!(a, Action::Hub { .. })) {
+        let to_hub = actions.iter().any(|a| matches!(a, Action::Hub { .. }));
+        if let Some(label) = label {
+            // Its answer so far is gathered; what the hub answers joins it.
+            let mut lines = BytesMut::new();
+            actions.retain(|a| match a {
+                Action::Send(bytes) => {
+                    lines.extend_from_slice(bytes);
+                    false
+                }
+                _ => true,
+            });
+            if to_hub {
+                self.labels.push(Label {
+                    label,
+                    tags: Vec::new(),
+                    lines,
+                    sealed: false,
+                });
+                self.label_open = true;
+            } else {
+                let mut out = BytesMut::new();
+                self.write_labeled(&label, &lines, &mut out);
+                actions.insert(0, Action::Send(out.freeze()));
+            }
+        }
+        if !to_hub {
             actions.push(Action::Answered);
         }
         actions
@@ -339,6 +675,26 @@ impl Adapter {
             "PRIVMSG" | "NOTICE" if msg.tag("batch").is_some() => self.batched_line(&msg),
             "PRIVMSG" | "NOTICE" => self.privmsg(&msg, out),
             "TAGMSG" => self.tagmsg(&msg, out),
+            "MONITOR" => self.monitor(&msg, out),
+            "HELP" | "HELPOP" => self.help(p(0), out),
+            "SETNAME" => {
+                let realname = p(0).trim();
+                if realname.is_empty() || realname.chars().count() > 100 {
+                    let params = [
+                        "SETNAME",
+                        "INVALID_REALNAME",
+                        "Real name is empty or too long",
+                    ];
+                    emit_trailing(&mut out.buf, Vec::new(), &self.server.name, "FAIL", &params);
+                    return;
+                }
+                let profile = ClientMsg::Profile {
+                    user: None,
+                    realname: Some(realname.to_string()),
+                    bot: None,
+                };
+                out.hub(profile, asked(""));
+            }
             "TOPIC" => {
                 if msg.params.is_empty() {
                     return self.need_more(out, cmd);
@@ -364,11 +720,16 @@ impl Adapter {
             "WHO" => {
                 // A room, a nick, or a mask of nicks (`WHO` alone is `WHO *`).
                 let target = if p(0).is_empty() { "*" } else { p(0) }.to_string();
+                let mut asking = asked(&target);
+                // WHOX: `WHO target %fields[,token]` asks for those fields (354).
+                if p(1).starts_with('%') {
+                    asking.other = p(1).to_string();
+                }
                 out.hub(
                     ClientMsg::People {
                         target: target.clone(),
                     },
-                    asked(&target),
+                    asking,
                 );
             }
             "WHOIS" => {
@@ -937,6 +1298,7 @@ impl Adapter {
                 target: target.to_string(),
                 notice: false,
                 tags: client_tags(msg),
+                label: None,
                 text: String::new(),
                 lines: 0,
                 error: None,
@@ -949,6 +1311,7 @@ impl Adapter {
         let Some(batch) = self.multiline.take().filter(|b| b.reference == reference) else {
             return self.batch_invalid(out, "no such batch is open");
         };
+        self.batch_label = batch.label.clone();
         if let Some(code) = batch.error {
             let limit = match code {
                 "MULTILINE_MAX_BYTES" => self.server.max_text.to_string(),
@@ -1011,6 +1374,11 @@ impl Adapter {
         batch.notice = msg.command == "NOTICE";
         let line = msg.param(1).unwrap_or("");
         if msg.tag("draft/multiline-concat").is_some() {
+            if line.is_empty() {
+                // Nothing to join: a client bug, refused as the spec says.
+                batch.error.get_or_insert("MULTILINE_INVALID");
+                return;
+            }
             batch.text.push_str(line);
         } else {
             if batch.lines > 0 {
@@ -1112,6 +1480,97 @@ impl Adapter {
                 cid: None,
             };
             out.hub(tag, Asked::new("TAGMSG", target));
+        }
+    }
+
+    /// `HELP [subject]`: what a command does (704, 705, 706), or the list of commands; 524 for
+    /// a subject there is no help on.
+    fn help(&mut self, subject: &str, out: &mut Out) {
+        let (subject, lines): (String, Vec<String>) = if subject.is_empty() {
+            let names: Vec<&str> = HELP.iter().map(|(c, _)| *c).collect();
+            let mut lines = vec!["Commands (HELP <command> for one):".to_string()];
+            lines.extend(names.chunks(10).map(|c| c.join(" ")));
+            ("index".into(), lines)
+        } else {
+            let upper = subject.to_ascii_uppercase();
+            match HELP.iter().find(|(c, _)| *c == upper) {
+                Some((c, text)) => (c.to_string(), vec![format!("{c}: {text}")]),
+                None => {
+                    let subject = subject.chars().take(32).collect::<String>();
+                    let text = "No help available on this topic";
+                    self.numeric(&mut out.buf, "524", &[&subject], text);
+                    return;
+                }
+            }
+        };
+        let (first, rest) = lines.split_first().expect("help has a first line");
+        self.numeric(&mut out.buf, "704", &[&subject], first);
+        for line in rest {
+            self.numeric(&mut out.buf, "705", &[&subject], line);
+        }
+        self.numeric(&mut out.buf, "706", &[&subject], "End of /HELP");
+    }
+
+    /// `MONITOR + a,b`, `- a,b`, `C`, `L`, `S`: a watch list, kept by the hub (`watch`).
+    fn monitor(&mut self, msg: &Message, out: &mut Out) {
+        let Some(op) = msg.param(0) else {
+            return self.need_more(out, "MONITOR");
+        };
+        let targets: Vec<String> = msg
+            .param(1)
+            .unwrap_or("")
+            .split(',')
+            .filter(|t| !t.is_empty())
+            .map(str::to_string)
+            .collect();
+        let watch = |add, remove, clear| ClientMsg::Watch { add, remove, clear };
+        match op {
+            "+" => {
+                if targets.is_empty() {
+                    return self.need_more(out, "MONITOR");
+                }
+                for t in &targets {
+                    let key = names::key(t);
+                    if self.monitored.len() < crate::hub::MAX_WATCHED
+                        && !self.monitored.iter().any(|m| names::key(m) == key)
+                    {
+                        self.monitored.push(t.clone());
+                    }
+                }
+                out.hub(
+                    watch(targets, Vec::new(), false),
+                    Asked::new("MONITOR", "+"),
+                );
+            }
+            "-" => {
+                let keys: Vec<String> = targets.iter().map(|t| names::key(t)).collect();
+                self.monitored.retain(|m| !keys.contains(&names::key(m)));
+                out.hub(
+                    watch(Vec::new(), targets, false),
+                    Asked::new("MONITOR", "-"),
+                );
+            }
+            "C" | "c" => {
+                self.monitored.clear();
+                out.hub(
+                    watch(Vec::new(), Vec::new(), true),
+                    Asked::new("MONITOR", "C"),
+                );
+            }
+            "L" | "l" => {
+                let server = self.server.name.clone();
+                let nick = self.name.clone();
+                for chunk in self.monitored.chunks(20) {
+                    let list = chunk.join(",");
+                    emit_trailing(&mut out.buf, Vec::new(), &server, "732", &[&nick, &list]);
+                }
+                self.numeric(&mut out.buf, "733", &[], "End of MONITOR list");
+            }
+            "S" | "s" if !self.monitored.is_empty() => {
+                let all = self.monitored.clone();
+                out.hub(watch(all, Vec::new(), false), Asked::new("MONITOR", "S"));
+            }
+            _ => {}
         }
     }
 
@@ -1321,6 +1780,27 @@ impl Adapter {
     /// knows it). Returns a message to hand back to the hub at once, under the same question,
     /// when the answer comes in pages (members, rooms, bans).
     pub fn reply(
+        &mut self,
+        tag: u64,
+        name: &str,
+        msg: &ServerMsg,
+        out: &mut BytesMut,
+    ) -> Option<ClientMsg> {
+        // An answer to a labeled command joins the rest of its answer.
+        if tag & WHOLE_ANSWER != 0
+            && let Some(i) = self.labels.iter().position(|l| l.tags.contains(&tag))
+        {
+            let mut lines = std::mem::take(&mut self.labels[i].lines);
+            let more = self.reply_now(tag, name, msg, &mut lines);
+            if let Some(label) = self.labels.get_mut(i) {
+                label.lines = lines;
+            }
+            return more;
+        }
+        self.reply_now(tag, name, msg, out)
+    }
+
+    fn reply_now(
         &mut self,
         tag: u64,
         name: &str,
@@ -1731,15 +2211,29 @@ impl Adapter {
                     .collect();
                 self.numeric(out, "302", &[], &replies.join(" "));
             }
+            ServerMsg::People { target, people, .. } if self.asked.other.starts_with('%') => {
+                let spec = self.asked.other.clone();
+                let (fields, token) = spec[1..].split_once(',').unwrap_or((&spec[1..], ""));
+                for p in people {
+                    let params = whox(fields, token, p, &server);
+                    let (last, middle) = match params.split_last() {
+                        Some((last, middle)) if fields.contains('r') => (last.as_str(), middle),
+                        _ => ("", params.as_slice()),
+                    };
+                    let mut all: Vec<&str> = vec![&self.name];
+                    all.extend(middle.iter().map(String::as_str));
+                    if fields.contains('r') {
+                        all.push(last);
+                        emit_trailing(out, Vec::new(), &server.name, "354", &all);
+                    } else {
+                        emit(out, Vec::new(), &server.name, "354", &all);
+                    }
+                }
+                self.numeric(out, "315", &[target], "End of WHO list");
+            }
             ServerMsg::People { target, people, .. } => {
                 for p in people {
-                    let flags = format!(
-                        "{}{}{}{}",
-                        if p.away { "G" } else { "H" },
-                        if p.operator { "*" } else { "" },
-                        p.role.prefix(),
-                        if p.bot { "B" } else { "" }
-                    );
+                    let flags = who_flags(p);
                     let room = p.room.as_deref().unwrap_or("*");
                     self.numeric(
                         out,
@@ -1790,6 +2284,27 @@ impl Adapter {
                 );
                 self.numeric(out, "318", &[name], "End of /WHOIS list");
             }
+            ServerMsg::Watching { online, offline } => {
+                let nick = self.name.clone();
+                for chunk in online.chunks(20) {
+                    let masks: Vec<String> = chunk.iter().map(|n| mask(n, &server)).collect();
+                    let list = masks.join(",");
+                    emit_trailing(out, Vec::new(), &server.name, "730", &[&nick, &list]);
+                }
+                for chunk in offline.chunks(20) {
+                    let list = chunk.join(",");
+                    emit_trailing(out, Vec::new(), &server.name, "731", &[&nick, &list]);
+                }
+            }
+            ServerMsg::Error {
+                code: ErrorCode::ListFull,
+                ..
+            } if self.asked.command == "MONITOR" => {
+                let limit = crate::hub::MAX_WATCHED.to_string();
+                let nick = self.name.clone();
+                let params = [nick.as_str(), &limit, "targets", "Monitor list is full"];
+                emit_trailing(out, Vec::new(), &server.name, "734", &params);
+            }
             ServerMsg::Error { code, message, .. } => self.error(out, *code, message),
             other => event(&server, self.caps, other, out),
         }
@@ -1839,6 +2354,8 @@ impl Adapter {
             "CHANMODES=b,k,l,imnstR".to_string(),
             format!("CHANNELLEN={}", names::MAX_ROOM_CHARS),
             "CHANTYPES=#".to_string(),
+            // A mute is a ban with `m:` before its mask.
+            "EXTBAN=,m".to_string(),
             format!("KICKLEN={}", s.reason_len),
             "MODES=6".to_string(),
             format!("NETWORK={}", s.network),
@@ -1849,8 +2366,10 @@ impl Adapter {
             ),
             format!("TOPICLEN={}", s.topic_len),
             "UTF8ONLY".to_string(),
+            "WHOX".to_string(),
             format!("CHATHISTORY={MAX_HISTORY}"),
             "MSGREFTYPES=msgid,timestamp".to_string(),
+            format!("MONITOR={}", crate::hub::MAX_WATCHED),
         ];
         // At most 13 tokens a line: with the nick and the text, 15 parameters.
         for line in tokens.chunks(13) {

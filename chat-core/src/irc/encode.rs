@@ -29,6 +29,7 @@ pub fn needs_recipient(msg: &ServerMsg) -> bool {
             | ServerMsg::Role { .. }
             | ServerMsg::Mode { by: Some(_), .. }
             | ServerMsg::Away { .. }
+            | ServerMsg::Realname { .. }
             | ServerMsg::Ping { .. }
             | ServerMsg::Bye { .. }
     )
@@ -68,6 +69,9 @@ pub fn event(server: &ServerInfo, caps: Caps, msg: &ServerMsg, out: &mut BytesMu
                 "QUIT",
                 &[&format!("Quit: {reason}")],
             );
+        }
+        ServerMsg::Realname { name, realname } if caps.has(Cap::Setname) => {
+            emit_trailing(out, Vec::new(), &user(name), "SETNAME", &[realname]);
         }
         ServerMsg::Nick { old, new, ts } => {
             emit(out, tags(caps, Some(*ts), None), &user(old), "NICK", &[new]);
@@ -351,7 +355,7 @@ impl Said<'_> {
 /// (at a space when there is one) so that the line without its source, `PRIVMSG target
 /// text\r\n`, fits 512 bytes: what an IRC client may send is relayed whole, as one line,
 /// with its source before it, as ergo and InspIRCd do. An action is a CTCP ACTION. The
-/// `msgid` and the client's tags go on the first line only. For a client with
+/// `msgid` goes on the first line, the client's tags on every line. For a client with
 /// `draft/multiline` (`multiline` is the message id), a message that takes more than one line
 /// is one `draft/multiline` batch carrying the message's tags, with pieces of a cut line
 /// marked `draft/multiline-concat`.
@@ -409,7 +413,12 @@ pub(crate) fn privmsg_lines(
         );
         return;
     }
+    let several = text.contains('\n');
     for text_line in text.split('\n') {
+        // A blank line of a multi-line message cannot travel as a line of its own.
+        if several && text_line.is_empty() {
+            continue;
+        }
         for chunk in chunks(text_line, room) {
             let body = if action {
                 format!("\u{1}ACTION {chunk}\u{1}")
@@ -417,8 +426,8 @@ pub(crate) fn privmsg_lines(
                 chunk.to_string()
             };
             emit_trailing(out, tags.clone(), source, command, &[target, &body]);
-            // The id and the client's tags belong to the message, on its first line.
-            tags.retain(|(k, _)| k != "msgid" && !k.starts_with('+'));
+            // The id is the message's, on its first line; the client's tags go on every part.
+            tags.retain(|(k, _)| k != "msgid");
         }
     }
 }

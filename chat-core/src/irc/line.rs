@@ -31,7 +31,8 @@ pub enum LineError {
     /// No command (an empty line, a source or tags with nothing after them).
     #[error("line has no command")]
     NoCommand,
-    /// The command is neither letters nor a three-digit number.
+    /// The command is neither a word (a letter, then letters, digits and `_`) nor a
+    /// three-digit number.
     #[error("invalid command {0:?}")]
     BadCommand(String),
 }
@@ -144,7 +145,14 @@ fn parse_with(line: &[u8], limits: bool) -> Result<Message, LineError> {
         return Err(LineError::NoCommand);
     }
     let numeric = command.len() == 3 && command.bytes().all(|b| b.is_ascii_digit());
-    if !numeric && !command.bytes().all(|b| b.is_ascii_alphabetic()) {
+    let word = command
+        .bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_alphabetic())
+        && command
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if !numeric && !word {
         return Err(LineError::BadCommand(command.chars().take(32).collect()));
     }
     msg.command = command.to_ascii_uppercase();

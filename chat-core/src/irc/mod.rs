@@ -47,21 +47,28 @@ pub enum Cap {
     AwayNotify = 1 << 9,
     /// `userhost-in-names`: NAMES lists `nick!user@host`.
     UserhostInNames = 1 << 10,
+    /// `labeled-response`: a command's whole answer carries the client's label (one line
+    /// labeled, several in a `labeled-response` batch, none an `ACK`).
+    LabeledResponse = 1 << 11,
+    /// `setname`: `SETNAME` changes one's real name, and tells those sharing a room.
+    Setname = 1 << 12,
 }
 
 impl Cap {
     /// Every capability offered, in the order `CAP LS` lists them.
-    pub const ALL: [Cap; 11] = [
+    pub const ALL: [Cap; 13] = [
         Cap::AwayNotify,
         Cap::Batch,
         Cap::CapNotify,
         Cap::Chathistory,
         Cap::Multiline,
         Cap::EchoMessage,
+        Cap::LabeledResponse,
         Cap::MessageTags,
         Cap::MultiPrefix,
         Cap::Sasl,
         Cap::ServerTime,
+        Cap::Setname,
         Cap::UserhostInNames,
     ];
 
@@ -79,6 +86,8 @@ impl Cap {
             Cap::Multiline => "draft/multiline",
             Cap::AwayNotify => "away-notify",
             Cap::UserhostInNames => "userhost-in-names",
+            Cap::LabeledResponse => "labeled-response",
+            Cap::Setname => "setname",
         }
     }
 
@@ -116,7 +125,8 @@ impl Caps {
                 & (Cap::MessageTags as u16
                     | Cap::ServerTime as u16
                     | Cap::Multiline as u16
-                    | Cap::AwayNotify as u16),
+                    | Cap::AwayNotify as u16
+                    | Cap::Setname as u16),
         )
     }
 

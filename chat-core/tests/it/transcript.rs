@@ -202,6 +202,30 @@ impl Harness {
             };
             writeln!(self.out, "{line}").unwrap();
         }
+        let labeled: Vec<String> = self.irc.keys().cloned().collect();
+        for who in labeled {
+            self.labels(&who, false);
+        }
+    }
+
+    /// Writes the answers of labeled commands the hub is done with, as the server does.
+    fn labels(&mut self, who: &str, seal: bool) {
+        let conn = self.conns[who];
+        let (Some(hub), Some(adapter)) = (self.hub.as_ref(), self.irc.get_mut(who)) else {
+            return;
+        };
+        let mut out = BytesMut::new();
+        let answering = |tag| hub.answering(conn, tag);
+        if seal {
+            adapter.seal_labels(answering, &mut out);
+        } else {
+            adapter.finish_labels(answering, &mut out);
+        }
+        if !out.is_empty() {
+            let t = format!("[+{}]", fmt_elapsed(self.now - T0));
+            let text = String::from_utf8(out.to_vec()).unwrap();
+            writeln!(self.out, "{t} => {who}: {}", irc_text(&text)).unwrap();
+        }
     }
 
     fn run_line(&mut self, line: &str) {
@@ -481,6 +505,7 @@ impl Harness {
                     }
                 }
             }
+            self.labels(who, true);
         }
     }
 }
