@@ -70,6 +70,10 @@ pub enum ClientMsg {
         /// Forget every name watched first.
         #[serde(default, skip_serializing_if = "is_false")]
         clear: bool,
+        /// Also hear of the watched people's away, real-name changes (IRC's
+        /// extended-monitor), as if they shared a room; absent leaves it as it was.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        details: Option<bool>,
     },
     /// Changes the password of the account this connection is logged in to.
     Passwd {

@@ -32,6 +32,7 @@ impl Hub {
         for device in self.other_devices(conn) {
             to.extend(self.peers(device));
         }
+        to.extend(self.detail_watchers(conn));
         to.sort_unstable();
         to.dedup();
         // The sender's own answer is its alone (on IRC a numeric, 305/306).

@@ -270,6 +270,23 @@ impl Hub {
         }
     }
 
+    /// Those who watch `conn`'s name with `details`: they hear of its away and real-name
+    /// changes as if they shared a room.
+    pub(super) fn detail_watchers(&self, conn: ConnId) -> Vec<ConnId> {
+        let Some(name) = self.conns.get(&conn).and_then(|c| c.name.as_deref()) else {
+            return Vec::new();
+        };
+        self.watchers
+            .get(&names::key(name))
+            .map(|w| {
+                w.iter()
+                    .copied()
+                    .filter(|c| self.conns.get(c).is_some_and(|c| c.watch_details))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// `conn` no longer watches `key`.
     pub(super) fn unwatch(&mut self, key: &str, conn: ConnId) {
         if let Some(watchers) = self.watchers.get_mut(key) {

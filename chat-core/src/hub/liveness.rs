@@ -69,6 +69,8 @@ pub(super) struct Conn {
     pub(super) bot: bool,
     /// It has given its real name once (registration's).
     pub(super) named: bool,
+    /// It hears of the watched people's away and real-name changes (`watch` `details`).
+    pub(super) watch_details: bool,
     /// The names it watches (`watch`), by key.
     pub(super) watching: BTreeSet<String>,
 }
@@ -141,6 +143,7 @@ impl Hub {
                 bot: false,
                 watching: BTreeSet::new(),
                 named: false,
+                watch_details: false,
             },
         );
         self.timers.insert((check_at, conn));

@@ -652,7 +652,17 @@ impl Hub {
                 self.cmd_login(now, conn, &account, password);
             }
             ClientMsg::Logout {} => self.cmd_logout(now, conn),
-            ClientMsg::Watch { add, remove, clear } => self.cmd_watch(conn, add, remove, clear),
+            ClientMsg::Watch {
+                add,
+                remove,
+                clear,
+                details,
+            } => {
+                if let (Some(details), Some(c)) = (details, self.conns.get_mut(&conn)) {
+                    c.watch_details = details;
+                }
+                self.cmd_watch(conn, add, remove, clear);
+            }
             ClientMsg::Oper { account, password } => {
                 self.cmd_oper(now, conn, &account, password);
             }

@@ -37,9 +37,9 @@ impl Rule {
             Rule::Account(a) => account == Some(a.as_str()),
             Rule::Name(pattern) => name_key.is_some_and(|n| {
                 // As typed, and by look: `spam*` also stops `sp\u{430}mmer`.
-                glob(pattern, n) || {
+                names::glob(pattern, n) || {
                     let pattern = names::skeleton_pattern(pattern);
-                    names::skeletons(n).iter().any(|s| glob(&pattern, s))
+                    names::skeletons(n).iter().any(|s| names::glob(&pattern, s))
                 }
             }),
             Rule::Addr { addr: net, bits } => in_prefix(addr, *net, *bits),
@@ -121,29 +121,6 @@ fn power(role: Role) -> u8 {
         Role::Op => 2,
         Role::Owner => 3,
     }
-}
-
-/// `*` matches any run of characters, `?` one character.
-pub(super) fn glob(pattern: &str, text: &str) -> bool {
-    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
-    let (mut pi, mut ti) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while ti < t.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
-            pi += 1;
-            ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            star = Some((pi, ti));
-            pi += 1;
-        } else if let Some((sp, st)) = star {
-            pi = sp + 1;
-            ti = st + 1;
-            star = Some((sp, st + 1));
-        } else {
-            return false;
-        }
-    }
-    p[pi..].iter().all(|&c| c == '*')
 }
 
 fn in_prefix(addr: IpAddr, net: IpAddr, bits: u8) -> bool {
@@ -1978,16 +1955,16 @@ mod tests {
 
     #[test]
     fn glob_matches_stars_and_single_characters() {
-        assert!(glob("troll*", "troll"));
-        assert!(glob("troll*", "troll42"));
-        assert!(glob("*oll", "troll"));
-        assert!(glob("t?oll", "troll"));
-        assert!(glob("*", ""));
-        assert!(glob("a*b*c", "axxbyyc"));
-        assert!(!glob("a*b*c", "axxbyy"));
-        assert!(!glob("troll", "trolls"));
-        assert!(!glob("t?oll", "toll"));
-        assert!(!glob("", "x"));
+        assert!(names::glob("troll*", "troll"));
+        assert!(names::glob("troll*", "troll42"));
+        assert!(names::glob("*oll", "troll"));
+        assert!(names::glob("t?oll", "troll"));
+        assert!(names::glob("*", ""));
+        assert!(names::glob("a*b*c", "axxbyyc"));
+        assert!(!names::glob("a*b*c", "axxbyy"));
+        assert!(!names::glob("troll", "trolls"));
+        assert!(!names::glob("t?oll", "toll"));
+        assert!(!names::glob("", "x"));
     }
 
     #[test]

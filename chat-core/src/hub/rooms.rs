@@ -624,7 +624,7 @@ impl Hub {
                 let Some(&first) = devices.first() else {
                     continue;
                 };
-                if !(exact && *name == pattern || !exact && moderation::glob(&pattern, name)) {
+                if !(exact && *name == pattern || !exact && names::glob(&pattern, name)) {
                     continue;
                 }
                 let shared = mine.iter().find(|k| {
@@ -761,9 +761,10 @@ impl Hub {
                 if !first && let Some(name) = c.name.clone() {
                     let realname = c.realname.clone().unwrap_or_else(|| name.clone());
                     let mut to = self.peers(conn);
-                    if !to.contains(&conn) {
-                        to.push(conn);
-                    }
+                    to.push(conn);
+                    to.extend(self.detail_watchers(conn));
+                    to.sort_unstable();
+                    to.dedup();
                     self.send(to, &ServerMsg::Realname { name, realname });
                 }
             }

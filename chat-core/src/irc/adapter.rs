@@ -162,6 +162,47 @@ const MAX_LABEL: usize = 64;
 /// Most labeled commands gathered at once; past it, a command is answered unlabeled.
 const MAX_LABELS: usize = 64;
 
+/// What `LIST` asks for (`ELIST=MNU`): rooms by exact name, by mask (`*an1`), not by mask
+/// (`!#c*`), by member count (`>n`, `<n`); terms separated by commas, all of them applying.
+#[derive(Debug, Default)]
+struct ListFilter {
+    names: Vec<String>,
+    masks: Vec<String>,
+    not: Vec<String>,
+    more_than: Option<u32>,
+    fewer_than: Option<u32>,
+}
+
+impl ListFilter {
+    fn parse(param: &str) -> ListFilter {
+        let mut f = ListFilter::default();
+        for term in param.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+            if let Some(n) = term.strip_prefix('>') {
+                f.more_than = n.parse().ok().or(f.more_than);
+            } else if let Some(n) = term.strip_prefix('<') {
+                f.fewer_than = n.parse().ok().or(f.fewer_than);
+            } else if let Some(mask) = term.strip_prefix('!') {
+                f.not.push(names::key(mask));
+            } else if term.contains(['*', '?']) {
+                f.masks.push(names::key(term));
+            } else if term.starts_with('#') {
+                f.names.push(names::key(term));
+            }
+        }
+        f
+    }
+
+    fn admits(&self, room: &crate::protocol::RoomInfo) -> bool {
+        let key = names::key(&room.name);
+        (self.names.is_empty() && self.masks.is_empty()
+            || self.names.contains(&key)
+            || self.masks.iter().any(|m| names::glob(m, &key)))
+            && !self.not.iter().any(|m| names::glob(m, &key))
+            && self.more_than.is_none_or(|n| room.members > n)
+            && self.fewer_than.is_none_or(|n| room.members < n)
+    }
+}
+
 /// What `HELP` says of each command.
 const HELP: &[(&str, &str)] = &[
     (
@@ -743,9 +784,8 @@ impl Adapter {
             }
             "LIST" => {
                 self.numeric(&mut out.buf, "321", &["Channel"], "Users  Name");
-                // `LIST #a,#b` lists those rooms only.
-                let only = if p(0).starts_with('#') { p(0) } else { "" };
-                out.hub(ClientMsg::Rooms { after: None }, asked(only));
+                // `LIST #a,#b` lists those rooms only; ELIST: masks, `!mask`, `>n`, `<n`.
+                out.hub(ClientMsg::Rooms { after: None }, asked(p(0)));
             }
             "MODE" => self.mode(&msg, out),
             "KICK" => {
@@ -1523,7 +1563,13 @@ impl Adapter {
             .filter(|t| !t.is_empty())
             .map(str::to_string)
             .collect();
-        let watch = |add, remove, clear| ClientMsg::Watch { add, remove, clear };
+        let details = Some(self.caps.has(Cap::ExtendedMonitor));
+        let watch = |add, remove, clear| ClientMsg::Watch {
+            add,
+            remove,
+            clear,
+            details,
+        };
         match op {
             "+" => {
                 if targets.is_empty() {
@@ -2006,17 +2052,8 @@ impl Adapter {
                 }
             }
             ServerMsg::RoomList { rooms, more, .. } => {
-                let only: Vec<String> = self
-                    .asked
-                    .target
-                    .split(',')
-                    .filter(|t| !t.is_empty())
-                    .map(names::key)
-                    .collect();
-                for r in rooms
-                    .iter()
-                    .filter(|r| only.is_empty() || only.contains(&names::key(&r.name)))
-                {
+                let filter = ListFilter::parse(&self.asked.target);
+                for r in rooms.iter().filter(|r| filter.admits(r)) {
                     self.numeric(out, "322", &[&r.name, &r.members.to_string()], &r.topic);
                 }
                 if *more && let Some(last) = rooms.last() {
@@ -2354,6 +2391,7 @@ impl Adapter {
             "CHANMODES=b,k,l,imnstR".to_string(),
             format!("CHANNELLEN={}", names::MAX_ROOM_CHARS),
             "CHANTYPES=#".to_string(),
+            "ELIST=MNU".to_string(),
             // A mute is a ban with `m:` before its mask.
             "EXTBAN=,m".to_string(),
             format!("KICKLEN={}", s.reason_len),

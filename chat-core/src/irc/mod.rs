@@ -52,17 +52,21 @@ pub enum Cap {
     LabeledResponse = 1 << 11,
     /// `setname`: `SETNAME` changes one's real name, and tells those sharing a room.
     Setname = 1 << 12,
+    /// `extended-monitor`: MONITOR also tells of the monitored nicks' away and real-name
+    /// changes (with `away-notify` and `setname`), sharing a channel or not.
+    ExtendedMonitor = 1 << 13,
 }
 
 impl Cap {
     /// Every capability offered, in the order `CAP LS` lists them.
-    pub const ALL: [Cap; 13] = [
+    pub const ALL: [Cap; 14] = [
         Cap::AwayNotify,
         Cap::Batch,
         Cap::CapNotify,
         Cap::Chathistory,
         Cap::Multiline,
         Cap::EchoMessage,
+        Cap::ExtendedMonitor,
         Cap::LabeledResponse,
         Cap::MessageTags,
         Cap::MultiPrefix,
@@ -88,6 +92,7 @@ impl Cap {
             Cap::UserhostInNames => "userhost-in-names",
             Cap::LabeledResponse => "labeled-response",
             Cap::Setname => "setname",
+            Cap::ExtendedMonitor => "extended-monitor",
         }
     }
 
