@@ -242,6 +242,7 @@ fn example(key: &str) -> &'static str {
         "motd" => "\"Welcome! Be kind; the rules are at https://example.org/rules\"",
         "irc-listen" => "\"127.0.0.1:6667\"",
         "irc-tls-listen" => "\"0.0.0.0:6697\"",
+        "irc-ws-listen" => "\"127.0.0.1:8097\"",
         _ => "\"\"",
     }
 }
@@ -372,6 +373,7 @@ pub fn check(config: &Config) -> Vec<String> {
         ("plain-listen", &config.plain_listen, false),
         ("irc-listen", &config.irc_listen, false),
         ("irc-tls-listen", &config.irc_tls_listen, true),
+        ("irc-ws-listen", &config.irc_ws_listen, false),
     ] {
         if let Some(addr) = addr {
             addresses.push((key, addr, tls));

@@ -232,6 +232,11 @@ pub struct Config {
     /// certificate of --tls-cert or --tls-self-signed.
     #[arg(long, env = "CHAT_IRC_TLS_LISTEN")]
     pub irc_tls_listen: Option<String>,
+    /// Also speak IRC over WebSocket on this address (the IRCv3 WebSocket transport, for
+    /// browser clients such as gamja or Kiwi IRC): `ws://`, so loopback only unless
+    /// --allow-plaintext; put a TLS proxy in front for `wss://`.
+    #[arg(long, env = "CHAT_IRC_WS_LISTEN")]
+    pub irc_ws_listen: Option<String>,
     /// Serve Prometheus metrics (/metrics) and health checks (/healthz, /readyz) over HTTP on
     /// this address (a port alone means 127.0.0.1), or `off`. Anyone who reaches it sees the
     /// counts, so keep it on loopback or a private network. When the default address is taken
@@ -774,6 +779,17 @@ pub async fn serve_with(
         }
         None => None,
     };
+    let irc_ws = match &config.irc_ws_listen {
+        Some(addr) => {
+            let ws = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen for IRC over WebSocket on {addr}"))?;
+            plaintext_allowed(&config, &ws)?;
+            tracing::info!(local = %ws.local_addr()?, "listening for IRC over WebSocket");
+            Some(ws)
+        }
+        None => None,
+    };
     let irc_tls = match &config.irc_tls_listen {
         Some(addr) => {
             let Some(certs) = &certificates else {
@@ -870,16 +886,17 @@ pub async fn serve_with(
         config.connect_burst,
         config.connect_rate,
     )));
-    let mut listeners = vec![(listener, acceptor, Wire::Json)];
-    listeners.extend(plain.map(|plain| (plain, None, Wire::Json)));
+    let mut listeners = vec![(listener, Transport::with(acceptor), Wire::Json)];
+    listeners.extend(plain.map(|plain| (plain, Transport::Plain, Wire::Json)));
     let irc_wire = Wire::Irc(irc::Caps::default());
-    listeners.extend(irc_plain.map(|irc| (irc, None, irc_wire)));
-    listeners.extend(irc_tls.map(|(irc, tls)| (irc, Some(tls), irc_wire)));
+    listeners.extend(irc_plain.map(|irc| (irc, Transport::Plain, irc_wire)));
+    listeners.extend(irc_tls.map(|(irc, tls)| (irc, Transport::Tls(tls), irc_wire)));
+    listeners.extend(irc_ws.map(|ws| (ws, Transport::WebSocket, irc_wire)));
     let mut accepting = tokio::task::JoinSet::new();
-    for (listener, tls, wire) in listeners {
+    for (listener, transport, wire) in listeners {
         accepting.spawn(accept_loop(
             listener,
-            tls,
+            transport,
             wire,
             live_rx.clone(),
             events_tx.clone(),
@@ -1496,7 +1513,7 @@ struct Shared {
 /// changes them for the next connection).
 async fn accept_loop(
     listener: TcpListener,
-    tls: Option<tokio_rustls::TlsAcceptor>,
+    transport: Transport,
     wire: Wire,
     mut live: tokio::sync::watch::Receiver<Arc<Config>>,
     events: mpsc::Sender<Event>,
@@ -1511,6 +1528,10 @@ async fn accept_loop(
     let mut config = live.borrow_and_update().clone();
     // TLS handshakes spent on refusals at once; past this a refused client is closed silently.
     let refusals = Arc::new(tokio::sync::Semaphore::new(REFUSAL_HANDSHAKES));
+    let tls = match &transport {
+        Transport::Tls(acceptor) => Some(acceptor.clone()),
+        _ => None,
+    };
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -1539,6 +1560,9 @@ async fn accept_loop(
         if !admitted {
             metrics.refuse("throttled");
             tracing::info!(%peer, "refused connection: connecting too fast");
+            if matches!(transport, Transport::WebSocket) {
+                continue;
+            }
             tokio::spawn(refuse(
                 stream,
                 tls.clone().zip(Some(refusals.clone())),
@@ -1578,6 +1602,10 @@ async fn accept_loop(
         };
         if let Some((code, message)) = refusal {
             tracing::info!(%peer, %code, "refused connection");
+            if matches!(transport, Transport::WebSocket) {
+                // Nothing can be said before a WebSocket handshake: closed.
+                continue;
+            }
             tokio::spawn(refuse(
                 stream,
                 tls.clone().zip(Some(refusals.clone())),
@@ -1596,7 +1624,7 @@ async fn accept_loop(
         tracing::debug!(%conn, %peer, "accepted");
         tokio::spawn(connection(
             stream,
-            tls.clone(),
+            transport.clone(),
             wire,
             conn,
             events.clone(),
@@ -1679,14 +1707,31 @@ struct Bounds {
     send_queue_bytes: usize,
 }
 
-/// How long a client has to complete the TLS handshake.
+/// What a listener speaks under its wire format.
+#[derive(Clone)]
+enum Transport {
+    /// Plain TCP.
+    Plain,
+    /// TLS, with this acceptor.
+    Tls(tokio_rustls::TlsAcceptor),
+    /// IRC over WebSocket (`--irc-ws-listen`).
+    WebSocket,
+}
+
+impl Transport {
+    fn with(tls: Option<tokio_rustls::TlsAcceptor>) -> Transport {
+        tls.map_or(Transport::Plain, Transport::Tls)
+    }
+}
+
+/// How long a client has to complete the TLS (or WebSocket) handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Runs one connection: the TLS handshake if any, then a reader and a writer, until either
 /// ends.
 async fn connection(
     stream: TcpStream,
-    tls: Option<tokio_rustls::TlsAcceptor>,
+    transport: Transport,
     wire: Wire,
     conn: ConnId,
     events: mpsc::Sender<Event>,
@@ -1699,9 +1744,22 @@ async fn connection(
         .map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |a| {
             a.ip().to_canonical()
         });
-    let socket = match tls {
-        None => Socket::from(Arc::new(stream)),
-        Some(acceptor) => {
+    let socket = match transport {
+        Transport::Plain => Socket::from(Arc::new(stream)),
+        Transport::WebSocket => {
+            match tokio::time::timeout(HANDSHAKE_TIMEOUT, socket::WsSocket::accept(stream)).await {
+                Ok(Ok(ws)) => ws,
+                Ok(Err(err)) => {
+                    tracing::debug!(%conn, %addr, %err, "WebSocket handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%conn, %addr, "WebSocket handshake timed out");
+                    return;
+                }
+            }
+        }
+        Transport::Tls(acceptor) => {
             match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                 Ok(Ok(tls)) => {
                     let (tcp, session) = tls.into_inner();

@@ -1,4 +1,4 @@
-//! A client's socket, plaintext or TLS, with the non-blocking operations the reader and the
+//! A client's socket, plaintext, TLS or WebSocket, with the non-blocking operations the reader and the
 //! [`outbox`](crate::outbox) use: write what the kernel takes now, wait until it takes more,
 //! read what has arrived.
 //!
@@ -29,6 +29,8 @@ pub enum Socket {
     Plain(Arc<TcpStream>),
     /// TLS over TCP, after the handshake.
     Tls(Arc<TlsSocket>),
+    /// IRC over WebSocket, after the handshake.
+    Ws(Arc<WsSocket>),
 }
 
 /// A TLS connection whose handshake is done.
@@ -74,6 +76,7 @@ impl Socket {
         match self {
             Socket::Plain(tcp) => tcp,
             Socket::Tls(t) => &t.tcp,
+            Socket::Ws(w) => &w.tcp,
         }
     }
 
@@ -82,6 +85,7 @@ impl Socket {
         match self {
             Socket::Plain(tcp) => tcp.try_write(buf),
             Socket::Tls(t) => t.try_write(buf),
+            Socket::Ws(w) => w.try_write(buf),
         }
     }
 
@@ -90,6 +94,7 @@ impl Socket {
         match self {
             Socket::Plain(tcp) => tcp.writable().await,
             Socket::Tls(t) => t.flushed().await,
+            Socket::Ws(w) => w.flushed().await,
         }
     }
 
@@ -104,6 +109,7 @@ impl Socket {
                 Err(err) => Err(err),
             },
             Socket::Tls(t) => t.try_read(buf),
+            Socket::Ws(w) => w.try_read(buf),
         }
     }
 
@@ -123,6 +129,12 @@ impl Socket {
                     return;
                 }
             },
+            Socket::Ws(w) => loop {
+                w.leftover.notified().await;
+                if w.flushed().await.is_err() {
+                    return;
+                }
+            },
         }
     }
 
@@ -132,6 +144,11 @@ impl Socket {
             let _ = t.flushed().await;
             t.lock().send_close_notify();
             let _ = t.flushed().await;
+        }
+        if let Socket::Ws(w) = self {
+            let _ = w.flushed().await;
+            let _ = w.lock().close(None);
+            let _ = w.flushed().await;
         }
         // Tokio's `shutdown` needs the socket exclusively; it is shared here.
         let _ = socket2::SockRef::from(self.tcp()).shutdown(Shutdown::Write);
@@ -223,4 +240,212 @@ impl TlsSocket {
         }
         Ok(Some(got))
     }
+}
+
+/// Most bytes of frames tungstenite holds for one WebSocket connection before writes wait.
+pub const WS_BUFFER: usize = 256 << 10;
+
+/// An IRC connection over WebSocket (the IRCv3 WebSocket transport): each message one IRC
+/// line, without its CR LF. The `binary.ircv3.net` subprotocol sends binary messages,
+/// `text.ircv3.net` (or none) text messages; either kind is read.
+pub struct WsSocket {
+    tcp: Arc<TcpStream>,
+    ws: Mutex<tungstenite::WebSocket<Io>>,
+    binary: bool,
+    /// Frames are left over for the drain task to write.
+    leftover: Notify,
+}
+
+/// The TCP stream as tungstenite's stream: reads and writes what can go now, `WouldBlock`
+/// otherwise.
+struct Io(Arc<TcpStream>);
+
+impl Read for Io {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.try_read(buf)
+    }
+}
+
+impl Write for Io {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.try_write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The subprotocols offered, in the order the server prefers when the client names both
+/// first-come: the client's order decides.
+const SUBPROTOCOLS: [&str; 2] = ["binary.ircv3.net", "text.ircv3.net"];
+
+impl WsSocket {
+    /// Runs the WebSocket handshake, taking the first subprotocol the client offers that the
+    /// server speaks.
+    pub async fn accept(tcp: TcpStream) -> io::Result<Socket> {
+        use tungstenite::handshake::HandshakeError;
+        use tungstenite::handshake::server::{Request, Response};
+        let tcp = Arc::new(tcp);
+        let chosen = Arc::new(Mutex::new(None::<&'static str>));
+        let pick = chosen.clone();
+        // The callback's type is tungstenite's, its error an HTTP response.
+        #[allow(clippy::result_large_err)]
+        let callback = move |req: &Request, mut resp: Response| {
+            let offered = req
+                .headers()
+                .get_all("Sec-WebSocket-Protocol")
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .map(str::trim)
+                .find_map(|p| SUBPROTOCOLS.into_iter().find(|s| *s == p));
+            if let Some(p) = offered {
+                resp.headers_mut()
+                    .insert("Sec-WebSocket-Protocol", p.parse().expect("a header value"));
+                *pick.lock().unwrap_or_else(|e| e.into_inner()) = Some(p);
+            }
+            Ok(resp)
+        };
+        let config = tungstenite::protocol::WebSocketConfig::default()
+            // A line too long is the IRC side's to refuse (417), not the framing's.
+            .max_message_size(Some(64 << 10))
+            .max_frame_size(Some(64 << 10))
+            .max_write_buffer_size(WS_BUFFER);
+        let mut progress =
+            tungstenite::accept_hdr_with_config(Io(tcp.clone()), callback, Some(config));
+        let ws = loop {
+            match progress {
+                Ok(ws) => break ws,
+                Err(HandshakeError::Interrupted(mid)) => {
+                    // Waiting for the request, almost always; a response the kernel would not
+                    // take at once is tried again shortly.
+                    let wait = std::time::Duration::from_millis(50);
+                    if let Ok(ready) = tokio::time::timeout(wait, tcp.readable()).await {
+                        ready?;
+                    }
+                    progress = mid.handshake();
+                }
+                Err(HandshakeError::Failure(err)) => return Err(io::Error::other(err)),
+            }
+        };
+        let binary = *chosen.lock().unwrap_or_else(|e| e.into_inner()) == Some(SUBPROTOCOLS[0]);
+        Ok(Socket::Ws(Arc::new(WsSocket {
+            tcp,
+            ws: Mutex::new(ws),
+            binary,
+            leftover: Notify::new(),
+        })))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, tungstenite::WebSocket<Io>> {
+        self.ws.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Writes pending frames to the kernel; true when none is left.
+    fn push_out(ws: &mut tungstenite::WebSocket<Io>) -> io::Result<bool> {
+        match ws.flush() {
+            Ok(()) => Ok(true),
+            Err(tungstenite::Error::Io(err)) if err.kind() == io::ErrorKind::WouldBlock => {
+                Ok(false)
+            }
+            Err(err) => Err(io::Error::other(err)),
+        }
+    }
+
+    /// Takes the whole lines at the front of `buf`, a message each.
+    fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
+        let mut ws = self.lock();
+        if !Self::push_out(&mut ws)? {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let mut taken = 0;
+        for line in buf.split_inclusive(|&b| b == b'\n') {
+            if !line.ends_with(b"\n") {
+                break;
+            }
+            let text = line.strip_suffix(b"\n").unwrap_or(line);
+            let text = text.strip_suffix(b"\r").unwrap_or(text);
+            let msg = if self.binary {
+                tungstenite::Message::binary(text.to_vec())
+            } else {
+                match std::str::from_utf8(text) {
+                    Ok(t) => tungstenite::Message::text(t),
+                    // Only UTF-8 is written; should anything else come, it goes as binary.
+                    Err(_) => tungstenite::Message::binary(text.to_vec()),
+                }
+            };
+            match ws.write(msg) {
+                Ok(()) => taken += line.len(),
+                Err(tungstenite::Error::WriteBufferFull(_)) => break,
+                Err(tungstenite::Error::Io(err)) if err.kind() == io::ErrorKind::WouldBlock => {
+                    taken += line.len();
+                    break;
+                }
+                Err(err) => return Err(io::Error::other(err)),
+            }
+        }
+        if !Self::push_out(&mut ws)? {
+            self.leftover.notify_one();
+        }
+        if taken == 0 {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        Ok(taken)
+    }
+
+    /// Waits until every frame is with the kernel.
+    async fn flushed(&self) -> io::Result<()> {
+        loop {
+            if Self::push_out(&mut self.lock())? {
+                return Ok(());
+            }
+            self.tcp.writable().await?;
+        }
+    }
+
+    /// Reads the messages that have arrived, each as a line ending in CR LF.
+    fn try_read(&self, buf: &mut BytesMut) -> io::Result<Option<usize>> {
+        let mut ws = self.lock();
+        let mut got = 0;
+        let mut closed = false;
+        loop {
+            match ws.read() {
+                Ok(tungstenite::Message::Text(text)) => {
+                    got += push_line(buf, text.as_bytes());
+                }
+                Ok(tungstenite::Message::Binary(bytes)) => got += push_line(buf, &bytes),
+                // Pings are answered by tungstenite (on the next flush).
+                Ok(_) => {}
+                Err(tungstenite::Error::Io(err)) if err.kind() == io::ErrorKind::WouldBlock => {
+                    break;
+                }
+                Err(
+                    tungstenite::Error::ConnectionClosed
+                    | tungstenite::Error::AlreadyClosed
+                    | tungstenite::Error::Protocol(_),
+                ) => {
+                    closed = true;
+                    break;
+                }
+                Err(err) => return Err(io::Error::other(err)),
+            }
+        }
+        if !Self::push_out(&mut ws)? {
+            self.leftover.notify_one();
+        }
+        if closed && got == 0 {
+            return Ok(None);
+        }
+        Ok(Some(got))
+    }
+}
+
+/// One message as a line: its text and CR LF (a message that ends in one keeps it).
+fn push_line(buf: &mut BytesMut, text: &[u8]) -> usize {
+    let text = text.strip_suffix(b"\n").unwrap_or(text);
+    let text = text.strip_suffix(b"\r").unwrap_or(text);
+    buf.extend_from_slice(text);
+    buf.extend_from_slice(b"\r\n");
+    text.len() + 2
 }

@@ -62,8 +62,6 @@ class ChatServerController(BaseServerController, DirectoryBasedController):
         websocket_hostname: Optional[str],
         websocket_port: Optional[int],
     ) -> None:
-        if websocket_hostname is not None or websocket_port is not None:
-            raise NotImplementedByController("Websocket")
         if password is not None:
             raise NotImplementedByController("PASS (a server password)")
         assert self.proc is None
@@ -129,6 +127,8 @@ class ChatServerController(BaseServerController, DirectoryBasedController):
             ]
         else:
             args += ["--irc-listen", f"{hostname}:{port}"]
+        if websocket_port is not None:
+            args += ["--irc-ws-listen", f"{hostname}:{websocket_port}"]
         self.proc = self.execute(args)
         # The operator irctest opers up as: an account of that name, made before the test.
         self.wait_for_port()

@@ -796,13 +796,13 @@ impl Hub {
         }
     }
 
-    /// Answers a ping once everything the connection sent before it is answered: its held
-    /// messages acknowledged (or echoed) first. Clients use a ping as a barrier.
+    /// Answers a ping once everything the server took before it is delivered: the
+    /// connection's own held messages acknowledged (or echoed), and what others sent it
+    /// before the ping. Clients use a ping as a barrier.
     fn cmd_ping(&mut self, conn: ConnId, token: String) {
         let pong = ServerMsg::Pong { token };
-        let waits = self.pending.iter().any(|(_, p, _)| p.sender() == conn);
         match self.pending.back() {
-            Some(&(last, _, _)) if waits => {
+            Some(&(last, _, _)) => {
                 let tag = self.tag_for(conn);
                 self.enqueue(
                     last,

@@ -1461,11 +1461,33 @@ impl Adapter {
             }
             None => (text, false),
         };
+        let sent = msg.param(1).unwrap_or("");
         for target in targets.split(',').take(MAX_TARGETS) {
             if !notice
                 && (target.eq_ignore_ascii_case("NickServ") || target.eq_ignore_ascii_case("NS"))
             {
                 self.nickserv(text, out);
+                continue;
+            }
+            // Relayed with its source (`:nick!user@host`), the line must still fit 512 bytes:
+            // one that would not is refused whole rather than cut (417).
+            let relayed = 1
+                + mask(&self.name, &self.server).len()
+                + 1
+                + msg.command.len()
+                + 1
+                + target.len()
+                + 2
+                + sent.len()
+                + 2;
+            if relayed > line::MAX_BODY {
+                if !notice {
+                    let why = format!(
+                        "Input line too long: relayed with your address it would be {relayed} bytes; the limit is {}",
+                        line::MAX_BODY
+                    );
+                    self.numeric(&mut out.buf, "417", &[], &why);
+                }
                 continue;
             }
             let asked = Asked::new(&msg.command, target);

@@ -291,3 +291,109 @@ async fn chathistory_reaches_the_store_past_memory() {
     );
     server.stop().await;
 }
+
+/// A blocking WebSocket client.
+type Ws = tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<std::net::TcpStream>>;
+
+/// An IRC client over WebSocket (tungstenite, blocking, on its own thread).
+fn ws_client(port: u16, protocol: &str) -> Ws {
+    use tungstenite::client::IntoClientRequest;
+    let mut request = format!("ws://127.0.0.1:{port}/")
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("Sec-WebSocket-Protocol", protocol.parse().unwrap());
+    for _ in 0..100 {
+        if let Ok((ws, response)) = tungstenite::connect(request.clone()) {
+            let chosen = response.headers().get("Sec-WebSocket-Protocol");
+            assert_eq!(
+                chosen.and_then(|v| v.to_str().ok()),
+                protocol.split(", ").next(),
+                "the first subprotocol offered that the server speaks"
+            );
+            return ws;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("no WebSocket listener on {port}");
+}
+
+/// The next IRC line over WebSocket (a message each, text or binary, without CR LF).
+fn ws_next(ws: &mut Ws) -> String {
+    loop {
+        match ws.read().expect("a message") {
+            tungstenite::Message::Text(t) => return t.to_string(),
+            tungstenite::Message::Binary(b) => return String::from_utf8(b.to_vec()).unwrap(),
+            _ => {}
+        }
+    }
+}
+
+fn ws_expect(ws: &mut Ws, needle: &str) -> String {
+    loop {
+        let line = ws_next(ws);
+        assert!(
+            !line.ends_with('\n'),
+            "{line:?}: a message is a line without CR LF"
+        );
+        if line.contains(needle) {
+            return line;
+        }
+    }
+}
+
+#[tokio::test]
+async fn irc_over_websocket_shares_rooms_with_native_clients() {
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let server = TestServer::start(&["--irc-ws-listen", &listen]).await;
+    let mut sam = server.client("sam").await;
+    sam.send(json!({"type":"join","room":"#den"})).await;
+    sam.expect("history").await;
+    // Binary frames for a client that asks for them first, text for one that asks for text.
+    for (nick, protocol) in [
+        ("bin", "binary.ircv3.net, text.ircv3.net"),
+        ("txt", "text.ircv3.net"),
+    ] {
+        let nick = nick.to_string();
+        let protocol = protocol.to_string();
+        let said = tokio::task::spawn_blocking(move || {
+            let mut ws = ws_client(port, &protocol);
+            if let tungstenite::stream::MaybeTlsStream::Plain(tcp) = ws.get_ref() {
+                tcp.set_read_timeout(Some(WAIT)).unwrap();
+            }
+            for line in [
+                format!("NICK {nick}"),
+                format!("USER {nick} 0 * :{nick}"),
+                "JOIN #den".into(),
+            ] {
+                let msg = if protocol.starts_with("binary") {
+                    tungstenite::Message::binary(line.into_bytes())
+                } else {
+                    tungstenite::Message::text(line)
+                };
+                ws.send(msg).unwrap();
+            }
+            ws_expect(&mut ws, " 366 ");
+            // A message with its CR LF is one line all the same.
+            ws.send(tungstenite::Message::text(
+                "PRIVMSG #den :hello over WebSocket\r\n",
+            ))
+            .unwrap();
+            let from_sam = ws_expect(&mut ws, "PRIVMSG #den");
+            ws.send(tungstenite::Message::text("QUIT :bye")).unwrap();
+            from_sam
+        });
+        let m = sam.expect("message").await;
+        assert_eq!(m["text"], "hello over WebSocket");
+        sam.say("#den", "hello back").await;
+        let line = said.await.unwrap();
+        assert!(
+            line.ends_with(":sam!sam@chat PRIVMSG #den :hello back"),
+            "{line}"
+        );
+        sam.expect("quit").await;
+    }
+    server.stop().await;
+}
