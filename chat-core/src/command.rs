@@ -175,6 +175,8 @@ pub struct ModeChange {
     pub key: Option<Secret>,
     /// `l`: at most this many people (0 to lift the limit).
     pub limit: Option<u32>,
+    /// `-n`: open, outsiders may send to it (`+n`, the default: only members).
+    pub open: Option<bool>,
 }
 
 impl ModeChange {
@@ -265,6 +267,7 @@ fn mode_args(args: &str) -> Option<ModeChange> {
                 't' => change.topic_lock = Some(on),
                 'R' => change.registered_only = Some(on),
                 's' => change.secret = Some(on),
+                'n' => change.open = Some(!on),
                 'k' if on => change.key = Some(Secret::new(params.next()?)),
                 'k' => change.key = Some(Secret::new("")),
                 'l' if on => change.limit = Some(params.next()?.parse().ok().filter(|n| *n > 0)?),
@@ -379,8 +382,8 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
     ),
     (
         "/mode",
-        "/mode [+m|+i|+t|+R|+s|+k key|-k ...]",
-        "show or set modes: moderated, invite-only, topic lock, accounts only, secret, key",
+        "/mode [+m|+i|+t|+R|+s|-n|+k key|-k ...]",
+        "show or set modes: moderated, invite-only, topic lock, accounts only, secret, open, key",
     ),
     (
         "/invite",
@@ -889,6 +892,14 @@ mod tests {
                 secret: None,
                 key: Some(Secret::new("sesame")),
                 limit: None,
+                open: None,
+            }))
+        );
+        assert_eq!(
+            parse("/mode -n"),
+            Ok(Command::Mode(ModeChange {
+                open: Some(true),
+                ..ModeChange::default()
             }))
         );
         assert_eq!(

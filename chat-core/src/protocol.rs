@@ -355,6 +355,9 @@ pub enum ClientMsg {
         /// At most this many people in the room; 0 lifts the limit.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         limit: Option<u32>,
+        /// Open: anyone who may read the room may send to it without joining (IRC's `-n`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        open: Option<bool>,
     },
     /// Invites someone to a room: they may join it past invite-only, the key and
     /// registered-only (not past a ban) until the invite expires. Operators and owners.
@@ -1197,6 +1200,10 @@ pub struct RoomModes {
     /// At most this many people may be in it (those invited, and its operators, join past it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<u32>,
+    /// Anyone who may read it may send to it without joining (IRC's `-n`); by default only
+    /// its members speak in it.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub open: bool,
 }
 
 /// One connection in a `connections` list.

@@ -1806,6 +1806,7 @@ impl Session {
                 secret: change.secret,
                 key: change.key,
                 limit: change.limit,
+                open: change.open,
             }),
             Command::Invite { name, duration } => {
                 self.in_active_room(now, |room| ClientMsg::Invite {
@@ -2896,6 +2897,7 @@ fn describe_modes(m: RoomModes) -> String {
         (m.registered_only, "accounts only (+R)"),
         (m.secret, "secret (+s)"),
         (m.key, "key needed (+k)"),
+        (m.open, "open to messages from outside (-n)"),
         (m.closed, "closed"),
     ]
     .into_iter()

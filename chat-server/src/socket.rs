@@ -115,6 +115,11 @@ impl Socket {
 
     /// Waits until there is something to read.
     pub async fn readable(&self) -> io::Result<()> {
+        if let Socket::Ws(w) = self
+            && w.more.swap(false, std::sync::atomic::Ordering::Relaxed)
+        {
+            return Ok(());
+        }
         self.tcp().readable().await
     }
 
@@ -245,6 +250,9 @@ impl TlsSocket {
 /// Most bytes of frames tungstenite holds for one WebSocket connection before writes wait.
 pub const WS_BUFFER: usize = 256 << 10;
 
+/// Most bytes of messages taken in one read.
+const WS_READ: usize = 16 << 10;
+
 /// An IRC connection over WebSocket (the IRCv3 WebSocket transport): each message one IRC
 /// line, without its CR LF. The `binary.ircv3.net` subprotocol sends binary messages,
 /// `text.ircv3.net` (or none) text messages; either kind is read.
@@ -254,6 +262,8 @@ pub struct WsSocket {
     binary: bool,
     /// Frames are left over for the drain task to write.
     leftover: Notify,
+    /// A read stopped at [`WS_READ`] with messages still buffered: read again without waiting.
+    more: std::sync::atomic::AtomicBool,
 }
 
 /// The TCP stream as tungstenite's stream: reads and writes what can go now, `WouldBlock`
@@ -335,6 +345,7 @@ impl WsSocket {
             ws: Mutex::new(ws),
             binary,
             leftover: Notify::new(),
+            more: std::sync::atomic::AtomicBool::new(false),
         })))
     }
 
@@ -409,7 +420,9 @@ impl WsSocket {
         let mut ws = self.lock();
         let mut got = 0;
         let mut closed = false;
-        loop {
+        // As much as a read of a plain socket takes at a time, so that a client that never
+        // stops sending cannot grow the buffer before its lines are handled.
+        while got < WS_READ {
             match ws.read() {
                 Ok(tungstenite::Message::Text(text)) => {
                     got += push_line(buf, text.as_bytes());
@@ -430,6 +443,9 @@ impl WsSocket {
                 }
                 Err(err) => return Err(io::Error::other(err)),
             }
+        }
+        if got >= WS_READ {
+            self.more.store(true, std::sync::atomic::Ordering::Relaxed);
         }
         if !Self::push_out(&mut ws)? {
             self.leftover.notify_one();

@@ -198,7 +198,11 @@ impl Hub {
                 let Some(room) = self.rooms.get_mut(&key) else {
                     return;
                 };
-                let members: Vec<ConnId> = room.members.iter().copied().collect();
+                let mut members: Vec<ConnId> = room.members.iter().copied().collect();
+                // Sent from outside an open room: the sender's echo all the same.
+                if !room.members.contains(&from) && self.conns.contains_key(&from) {
+                    members.push(from);
+                }
                 if !msg.kept() {
                     self.send_from(members, &ServerMsg::Message(msg), Some(from));
                     if let Some(cid) = cid {

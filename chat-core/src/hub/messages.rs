@@ -32,7 +32,7 @@ impl Body {
 
 impl Hub {
     pub(super) fn cmd_say(&mut self, conn: ConnId, raw: &str, body: Body, cid: Option<String>) {
-        let Some((key, _)) = self.member_room(conn, raw) else {
+        let Some((key, _)) = self.speaking_room(conn, raw) else {
             return;
         };
         if !self.may_speak(conn, &key) {

@@ -207,10 +207,11 @@ fn mode_letters(m: RoomModes) -> String {
     .filter_map(|(on, c)| on.then_some(c))
     .chain(m.limit.map(|_| 'l'))
     .collect();
+    let open = if m.open { " (open: -n)" } else { "" };
     match (letters.is_empty(), m.limit) {
-        (true, _) => "none".to_string(),
-        (false, Some(n)) => format!("+{letters} {n}"),
-        (false, None) => format!("+{letters}"),
+        (true, _) => format!("none{open}"),
+        (false, Some(n)) => format!("+{letters} {n}{open}"),
+        (false, None) => format!("+{letters}{open}"),
     }
 }
 
@@ -289,7 +290,7 @@ impl Hub {
     }
 
     /// The live ban (or mute) of a room that matches `conn` under the name `name_key`.
-    fn room_ban(
+    pub(super) fn room_ban(
         &self,
         key: &str,
         conn: ConnId,
@@ -1457,6 +1458,7 @@ impl Hub {
             secret,
             key: room_key,
             limit,
+            open,
         } = &msg
         else {
             return;
@@ -1467,7 +1469,8 @@ impl Hub {
             && registered_only.is_none()
             && secret.is_none()
             && room_key.is_none()
-            && limit.is_none();
+            && limit.is_none()
+            && open.is_none();
         if query {
             let Some((key, _)) = self.readable_room(conn, room) else {
                 return;
@@ -1512,6 +1515,7 @@ impl Hub {
         m.topic_lock = topic_lock.unwrap_or(m.topic_lock);
         m.registered_only = registered_only.unwrap_or(m.registered_only);
         m.secret = secret.unwrap_or(m.secret);
+        m.open = open.unwrap_or(m.open);
         if let Some(k) = new_key {
             r.settings.key = Some(k).filter(|k| !k.is_empty());
         }

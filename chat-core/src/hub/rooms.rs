@@ -904,6 +904,27 @@ impl Hub {
         }
     }
 
+    /// A room `conn` may send to: one it is in, or an open one (`-n`) it may read and is not
+    /// banned from.
+    pub(super) fn speaking_room(&mut self, conn: ConnId, raw: &str) -> Option<(String, String)> {
+        if let Some(key) = names::normalize_room(raw).ok().map(|r| names::key(&r))
+            && self
+                .rooms
+                .get(&key)
+                .is_some_and(|r| r.settings.modes().open)
+            && !self
+                .conns
+                .get(&conn)
+                .is_some_and(|c| c.rooms.contains(&key))
+            && self.may_read(conn, &key)
+            && self.room_ban(&key, conn, None, false).is_none()
+        {
+            let name = self.rooms[&key].name.clone();
+            return Some((key, name));
+        }
+        self.member_room(conn, raw)
+    }
+
     pub(super) fn member_room(&mut self, conn: ConnId, raw: &str) -> Option<(String, String)> {
         let (key, name) = self.valid_room(conn, raw)?;
         if self

@@ -1696,6 +1696,7 @@ impl Adapter {
                 secret: None,
                 key: None,
                 limit: None,
+                open: None,
             };
             return out.hub(query, asked);
         };
@@ -1709,6 +1710,7 @@ impl Adapter {
             secret: None,
             key: None,
             limit: None,
+            open: None,
         };
         let mut any_flag = false;
         let mut on = true;
@@ -1767,7 +1769,7 @@ impl Adapter {
                     };
                     out.hub(hub, about);
                 }
-                'i' | 'm' | 's' | 't' | 'R' | 'k' | 'l' => {
+                'i' | 'm' | 'n' | 's' | 't' | 'R' | 'k' | 'l' => {
                     if let ClientMsg::Mode {
                         moderated,
                         invite_only,
@@ -1776,10 +1778,12 @@ impl Adapter {
                         secret,
                         key,
                         limit,
+                        open,
                         ..
                     } = &mut flags
                     {
                         match c {
+                            'n' => *open = Some(!on),
                             'i' => *invite_only = Some(on),
                             'm' => *moderated = Some(on),
                             't' => *topic_lock = Some(on),
@@ -1827,7 +1831,6 @@ impl Adapter {
                     }
                     any_flag = true;
                 }
-                'n' => {}
                 other => {
                     let letter = other.to_string();
                     self.numeric(

@@ -529,6 +529,7 @@ pub fn mode_diff(before: &RoomModes, after: &RoomModes) -> (String, Vec<String>)
             ('i', m.invite_only),
             ('k', m.key),
             ('m', m.moderated),
+            ('n', !m.open),
             ('s', m.secret),
             ('t', m.topic_lock),
             ('R', m.registered_only),
@@ -570,6 +571,7 @@ pub fn mode_change(modes: &RoomModes) -> (String, Vec<String>) {
         ('i', modes.invite_only),
         ('k', modes.key),
         ('m', modes.moderated),
+        ('n', !modes.open),
         ('s', modes.secret),
         ('t', modes.topic_lock),
         ('R', modes.registered_only),
@@ -608,8 +610,8 @@ pub fn mode_string(modes: &RoomModes) -> (String, Vec<String>) {
         ('i', modes.invite_only),
         ('k', modes.key),
         ('m', modes.moderated),
-        // No messages from outside: always so, and said so.
-        ('n', true),
+        // No messages from outside, unless the room is open.
+        ('n', !modes.open),
         ('s', modes.secret),
         ('t', modes.topic_lock),
         ('R', modes.registered_only),
@@ -840,7 +842,7 @@ mod tests {
                 by: Some("bo".into()),
                 ts: Some(1)
             }),
-            ":bo!bo@chat-server MODE #den +km-istR *\r\n"
+            ":bo!bo@chat-server MODE #den +kmn-istR *\r\n"
         );
         // With the modes before: only what changed, as IRC servers echo a MODE.
         let before = RoomModes {

@@ -1295,6 +1295,7 @@ fn moderation_commands_roles_and_refused_joins() {
                 secret: None,
                 key: Some(Secret::new("")),
                 limit: None,
+                open: None,
             },
         ),
         (

@@ -494,6 +494,7 @@ fn roles_show_in_the_member_list_and_moderation_reads_as_lines() {
                 secret: None,
                 key: None,
                 limit: None,
+                open: None,
             },
         ]
     );

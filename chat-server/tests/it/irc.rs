@@ -376,6 +376,16 @@ async fn irc_over_websocket_shares_rooms_with_native_clients() {
                 ws.send(msg).unwrap();
             }
             ws_expect(&mut ws, " 366 ");
+            // A burst of messages larger than one read takes: every one is answered, in order.
+            for i in 0..3000 {
+                ws.write(tungstenite::Message::text(format!("PING n{i}")))
+                    .unwrap();
+            }
+            ws.flush().unwrap();
+            let first = ws_expect(&mut ws, "PONG");
+            assert!(first.ends_with(" :n0"), "{first}");
+            assert!(ws_expect(&mut ws, "PONG").ends_with(" :n1"));
+            ws_expect(&mut ws, " :n2999");
             // A message with its CR LF is one line all the same.
             ws.send(tungstenite::Message::text(
                 "PRIVMSG #den :hello over WebSocket\r\n",
