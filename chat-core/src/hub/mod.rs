@@ -836,14 +836,18 @@ impl Hub {
             return;
         }
         let mut groups: Vec<(Wire, Vec<ConnId>)> = Vec::with_capacity(2);
+        // At most one recipient (the asker) answers a request that wants its whole answer.
+        let whole = self.tag.filter(|(_, tag)| tag & WHOLE_ANSWER != 0);
         for conn in to {
             let wire = self.conns.get(&conn).map_or(Wire::Json, |c| c.wire);
             if Some(conn) == from && !wire.echoes() {
                 continue;
             }
             // The asker of a request that wants its whole answer gets its copy as an answer.
-            let tag = self.tag_for(conn);
-            if tag & WHOLE_ANSWER != 0 && matches!(wire, Wire::Irc(_)) {
+            if let Some((asker, tag)) = whole
+                && asker == conn
+                && matches!(wire, Wire::Irc(_))
+            {
                 let name = self.name_of(conn);
                 self.outputs.push_back(Output::Reply {
                     conn,
